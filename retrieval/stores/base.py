@@ -1,0 +1,260 @@
+"""The store contract every backend keeps, and the base class that owns validation and batching.
+
+Adapters implement the ``_``-prefixed hooks and only talk to their engine; the public methods here
+check dimensions, NaN/inf, ids, payloads, filters and k once for every backend.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from retrieval.encoders.base import normalize
+from retrieval.errors import DimensionMismatchError, FilterError, InvalidInputError, StoreClosedError
+from retrieval.filters import Filter
+from retrieval.metric import Metric
+
+Payload = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result."""
+
+    id: str
+    score: float
+    payload: Payload
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    """Query-time parameters; build parameters are fixed when a store is created.
+
+    nprobe: IVF lists to visit. hnsw_ef: HNSW candidate list (FAISS efSearch, Qdrant hnsw_ef).
+    exact: brute force over stored vectors. rerank: fetch k×rerank candidates and rescore them exactly
+    (None = the kind's default: 10 for FAISS ivfpq, off elsewhere; 0 or 1 = off).
+    """
+
+    nprobe: int | None = None
+    hnsw_ef: int | None = None
+    exact: bool = False
+    rerank: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("nprobe", "hnsw_ef", "rerank"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
+                raise InvalidInputError(f"search parameter {name} must be a non-negative integer, got {v!r}")
+
+
+class VectorStore(ABC):
+    """A named set of points (string id, float32 vector, JSON payload) searchable by vector."""
+
+    backend: ClassVar[str] = "abstract"
+
+    def __init__(self, name: str, dim: int, metric: Metric, fingerprint: str | None = None) -> None:
+        if not isinstance(dim, int) or dim <= 0:
+            raise InvalidInputError(f"dimension must be a positive integer, got {dim!r}")
+        self.name = name
+        self.dim = dim
+        self.metric = Metric.parse(metric)
+        self.fingerprint = fingerprint
+        self._closed = False
+
+    # ---- public API (validation + batching) ----
+    def upsert(
+        self,
+        ids: Sequence[str],
+        vectors: np.ndarray,
+        payloads: Sequence[Payload] | None = None,
+        batch_size: int = 1024,
+    ) -> int:
+        """Insert or replace points; an existing id is replaced in place. Returns points written."""
+        self._check_open()
+        ids = self._check_ids(ids)
+        vecs = self.check_vectors(vectors, what="vector")
+        if len(ids) != len(vecs):
+            raise InvalidInputError(f"{len(ids)} ids but {len(vecs)} vectors")
+        pls = self._check_payloads(payloads, len(ids))
+        written = 0
+        for i in range(0, len(ids), batch_size):
+            written += self._upsert(ids[i : i + batch_size], vecs[i : i + batch_size], pls[i : i + batch_size])
+        return written
+
+    def delete(self, ids: Sequence[str]) -> int:
+        """Delete points by id; unknown ids are ignored. Returns how many were deleted."""
+        self._check_open()
+        return self._delete(self._check_ids(ids, unique=False))
+
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int = 10,
+        filter: Filter | dict[str, Any] | None = None,
+        params: SearchParams | None = None,
+    ) -> list[list[Hit]]:
+        """Nearest neighbours of each query (a (d,) or (n, d) array), best first, with payloads."""
+        self._check_open()
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise InvalidInputError(f"k must be a positive integer, got {k!r}")
+        q = self.check_vectors(queries, what="query")
+        flt = filter if isinstance(filter, Filter) else Filter.from_dict(filter)
+        if flt:
+            unknown = sorted(f for f in flt.fields if not self._has_field(f))
+            if unknown:
+                raise FilterError(f"unknown filter field(s) {unknown} in store {self.name!r}")
+        return self._search(q, k, flt if flt else None, params or SearchParams())
+
+    def count(self) -> int:
+        """Number of live points."""
+        self._check_open()
+        return self._count()
+
+    def ids(self) -> set[str]:
+        """Every live point id."""
+        self._check_open()
+        return self._ids()
+
+    def fetch(self, ids: Sequence[str]) -> dict[str, tuple[np.ndarray | None, Payload]]:
+        """Stored vector (None where the backend keeps none) and payload of each existing id."""
+        self._check_open()
+        return self._fetch(self._check_ids(ids, unique=False))
+
+    def flush(self) -> None:
+        """Make every write so far durable on disk (or on the server)."""
+        self._check_open()
+        self._flush()
+
+    @abstractmethod
+    def build(self) -> bool:
+        """Finish indexing after a bulk load (train IVF/PQ, build Qdrant Edge HNSW). True if work was done."""
+
+    def close(self) -> None:
+        """Flush and release files, locks and connections. Idempotent."""
+        if self._closed:
+            return
+        try:
+            self._close()
+        finally:
+            self._closed = True
+
+    def info(self) -> dict[str, Any]:
+        """What this store is: backend, name, dim, metric, count and backend-specific details."""
+        self._check_open()
+        base = {
+            "backend": self.backend,
+            "name": self.name,
+            "dim": self.dim,
+            "metric": self.metric.value,
+            "fingerprint": self.fingerprint,
+            "count": self._count(),
+        }
+        base.update(self._info())
+        return base
+
+    def __enter__(self) -> VectorStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- validation helpers ----
+    def check_vectors(self, vectors: Any, what: str = "vector") -> np.ndarray:
+        """(n, dim) float32, finite; normalised for cosine. Raises InvalidInputError otherwise."""
+        try:
+            arr = np.asarray(vectors, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise InvalidInputError(f"{what}s must be numeric arrays") from None
+        if arr.ndim == 1:
+            arr = arr[None, :]
+        if arr.ndim != 2:
+            raise InvalidInputError(f"{what}s must be a 1-D or 2-D array, got {arr.ndim} dimensions")
+        if arr.shape[0] and arr.shape[1] != self.dim:
+            raise DimensionMismatchError(
+                f"{what} dimension {arr.shape[1]} does not match store {self.name!r} dimension {self.dim}"
+            )
+        if not np.isfinite(arr).all():
+            bad = np.where(~np.isfinite(arr).all(axis=1))[0][:10].tolist()
+            raise InvalidInputError(f"{what} rows {bad} contain NaN or inf")
+        if self.metric is Metric.COSINE:
+            if arr.shape[0] and (np.linalg.norm(arr, axis=1) == 0).any():
+                raise InvalidInputError(f"a zero {what} has no cosine similarity")
+            arr = normalize(arr)
+        return np.ascontiguousarray(arr)
+
+    @staticmethod
+    def _check_ids(ids: Iterable[str], unique: bool = True) -> list[str]:
+        if isinstance(ids, str):
+            raise InvalidInputError("ids must be a list of strings, not one string")
+        out = list(ids)
+        for i in out:
+            if not isinstance(i, str) or not i:
+                raise InvalidInputError(f"point ids are non-empty strings, got {i!r}")
+        if unique and len(set(out)) != len(out):
+            seen: set[str] = set()
+            dups = [i for i in out if i in seen or seen.add(i)]  # type: ignore[func-returns-value]
+            raise InvalidInputError(f"duplicate ids in one upsert: {dups[:5]}")
+        return out
+
+    @staticmethod
+    def _check_payloads(payloads: Sequence[Payload] | None, n: int) -> list[Payload]:
+        if payloads is None:
+            return [{} for _ in range(n)]
+        pls = list(payloads)
+        if len(pls) != n:
+            raise InvalidInputError(f"{n} points but {len(pls)} payloads")
+        for p in pls:
+            if not isinstance(p, dict):
+                raise InvalidInputError(f"a payload must be a dict, got {type(p).__name__}")
+            try:
+                json.dumps(p, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                raise InvalidInputError(f"payload is not JSON-serialisable: {exc}") from None
+            for v in p.values():
+                if isinstance(v, float) and not math.isfinite(v):
+                    raise InvalidInputError("payload values must be finite")
+        return pls
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError(f"store {self.name!r} ({self.backend}) is closed")
+
+    # ---- adapter hooks ----
+    @abstractmethod
+    def _upsert(self, ids: list[str], vectors: np.ndarray, payloads: list[Payload]) -> int: ...
+
+    @abstractmethod
+    def _delete(self, ids: list[str]) -> int: ...
+
+    @abstractmethod
+    def _search(self, queries: np.ndarray, k: int, flt: Filter | None, params: SearchParams) -> list[list[Hit]]: ...
+
+    @abstractmethod
+    def _count(self) -> int: ...
+
+    @abstractmethod
+    def _ids(self) -> set[str]: ...
+
+    @abstractmethod
+    def _fetch(self, ids: list[str]) -> dict[str, tuple[np.ndarray | None, Payload]]: ...
+
+    @abstractmethod
+    def _has_field(self, field: str) -> bool: ...
+
+    @abstractmethod
+    def _flush(self) -> None: ...
+
+    @abstractmethod
+    def _close(self) -> None: ...
+
+    @abstractmethod
+    def _info(self) -> dict[str, Any]: ...

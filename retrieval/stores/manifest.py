@@ -1,0 +1,80 @@
+"""The manifest written beside every FAISS index, and atomic file writes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from retrieval.errors import CorruptIndexError, ManifestMismatchError
+
+FORMAT_VERSION = 1
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return "sha256:" + h.hexdigest()
+
+
+def atomic_write(path: Path, writer: Callable[[str], None]) -> None:
+    """Call writer(tmp_path) then fsync and rename over path: a crash never leaves half a file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        writer(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    def _w(tmp: str) -> None:
+        Path(tmp).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+    atomic_write(path, _w)
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CorruptIndexError(f"manifest {path} is unreadable: {exc}") from None
+    if data.get("format_version") != FORMAT_VERSION:
+        raise ManifestMismatchError(
+            f"manifest {path} has format version {data.get('format_version')!r}; this simlookup reads {FORMAT_VERSION}"
+        )
+    return data
+
+
+def check_expected(manifest: dict[str, Any], path: Path, **expected: Any) -> None:
+    """Refuse an index built for another model, dimension, metric or kind."""
+    diffs = [
+        f"{key}: index has {manifest.get(key)!r}, asked for {want!r}"
+        for key, want in expected.items()
+        if want is not None and manifest.get(key) != want
+    ]
+    if diffs:
+        raise ManifestMismatchError(
+            f"index at {path.parent} does not match: " + "; ".join(diffs) + ". Re-ingest into a new name, "
+            "or open it with the model and settings it was built with."
+        )

@@ -1,0 +1,348 @@
+"""Qdrant through qdrant-client: a server (URL + API key) or local mode (a path or ``:memory:``).
+
+Local mode is qdrant-client's own brute-force numpy engine: it accepts but silently ignores HNSW,
+optimizer and quantization settings, payload indexes do nothing, and it slows down above 20,000
+points. Use it for small data and congruence checks, never for benchmarks.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+
+from retrieval.errors import (
+    BackendUnavailableError,
+    InvalidInputError,
+    StoreError,
+    StoreLockedError,
+    StoreNotFoundError,
+)
+from retrieval.filters import Filter
+from retrieval.metric import Metric
+from retrieval.settings import QdrantSettings
+from retrieval.stores.base import Hit, Payload, SearchParams, VectorStore
+from retrieval.stores.manifest import check_expected, now_iso
+from retrieval.stores.qdrant_common import (
+    ID_KEY,
+    PayloadIndexType,
+    field_exists_filter,
+    point_id,
+    split_id,
+    to_qdrant_filter,
+    with_id,
+)
+
+log = logging.getLogger(__name__)
+LOCAL_MODE_LIMIT = 20_000
+T = TypeVar("T")
+
+
+def make_client(settings: QdrantSettings, root: Path) -> Any:
+    """A QdrantClient for server mode (URL) or local mode (path / :memory:)."""
+    from qdrant_client import QdrantClient
+
+    if settings.mode == "server":
+        return QdrantClient(
+            url=settings.url,
+            api_key=settings.api_key.get_secret_value() if settings.api_key else None,
+            timeout=int(settings.timeout_s),
+            prefer_grpc=settings.prefer_grpc,
+        )
+    if settings.mode == "local":
+        if settings.path is not None and str(settings.path) == ":memory:":
+            return QdrantClient(location=":memory:")
+        path = settings.path or root / "qdrant-local"
+        path.mkdir(parents=True, exist_ok=True)
+        try:
+            return QdrantClient(path=str(path))
+        except RuntimeError as exc:
+            raise StoreLockedError(f"qdrant-client local storage {path} is in use: {exc}") from None
+    raise InvalidInputError(f"qdrant-client store needs mode server or local, not {settings.mode!r}")
+
+
+class QdrantClientStore(VectorStore):
+    """A Qdrant collection reached through qdrant-client (server or local mode)."""
+
+    backend: ClassVar[str] = "qdrant"
+
+    def __init__(
+        self,
+        client: Any,
+        name: str,
+        settings: QdrantSettings,
+        dim: int | None = None,
+        metric: Metric | str = Metric.COSINE,
+        fingerprint: str | None = None,
+        vector_name: str = "",
+        payload_indexes: dict[str, PayloadIndexType] | None = None,
+        create: bool = True,
+        owns_client: bool = True,
+    ) -> None:
+        from qdrant_client import models as m
+
+        self.client = client
+        self.settings = settings
+        self.vector_name = vector_name
+        self.owns_client = owns_client
+        self.mode = settings.mode
+        self.backend = "qdrant-server" if settings.mode == "server" else "qdrant-local"  # type: ignore[misc]
+        self._fields: set[str] = set()
+        if self._retry(lambda: client.collection_exists(name)):
+            info = self._retry(lambda: client.get_collection(name))
+            meta = dict(info.config.metadata or {}) if getattr(info.config, "metadata", None) else {}
+            vparams = info.config.params.vectors
+            vp = vparams.get(vector_name) if isinstance(vparams, dict) else vparams
+            if vp is None:
+                raise StoreError(f"collection {name!r} has no vector named {vector_name!r}")
+            found_metric = {m.Distance.COSINE: "cosine", m.Distance.DOT: "dot", m.Distance.EUCLID: "l2"}[vp.distance]
+            actual = {"dim": vp.size, "metric": found_metric, "fingerprint": meta.get("fingerprint")}
+            check_expected(
+                actual,
+                Path(name) / "collection",
+                dim=dim,
+                metric=Metric.parse(metric).value if dim is not None else None,
+                fingerprint=fingerprint if meta.get("fingerprint") else None,
+            )
+            super().__init__(name, int(vp.size), Metric.parse(found_metric), meta.get("fingerprint"))
+        else:
+            if not create:
+                raise StoreNotFoundError(f"no Qdrant collection named {name!r} ({settings.mode} mode)")
+            if dim is None:
+                raise InvalidInputError("creating a Qdrant collection needs its dimension")
+            super().__init__(name, dim, Metric.parse(metric), fingerprint)
+            self._create(m, payload_indexes or {})
+
+    def _create(self, m: Any, payload_indexes: dict[str, PayloadIndexType]) -> None:
+        s = self.settings
+        dist = {Metric.COSINE: m.Distance.COSINE, Metric.DOT: m.Distance.DOT, Metric.L2: m.Distance.EUCLID}[self.metric]
+        vp = m.VectorParams(size=self.dim, distance=dist)
+        quant: Any = None
+        if s.quantization == "scalar":
+            quant = m.ScalarQuantization(scalar=m.ScalarQuantizationConfig(type=m.ScalarType.INT8, always_ram=True))
+        elif s.quantization == "product":
+            quant = m.ProductQuantization(
+                product=m.ProductQuantizationConfig(compression=m.CompressionRatio.X16, always_ram=True)
+            )
+        kwargs: dict[str, Any] = {
+            "collection_name": self.name,
+            "vectors_config": {self.vector_name: vp} if self.vector_name else vp,
+            "hnsw_config": m.HnswConfigDiff(
+                m=s.hnsw_m, ef_construct=s.hnsw_ef_construct, full_scan_threshold=s.full_scan_threshold_kb
+            ),
+            "optimizers_config": m.OptimizersConfigDiff(indexing_threshold=s.indexing_threshold_kb),
+            "quantization_config": quant,
+            "metadata": {"fingerprint": self.fingerprint, "created": now_iso(), "simlookup": 1},
+        }
+        if self.mode == "server":
+            kwargs["shard_number"] = s.shard_number
+            kwargs["replication_factor"] = s.replication_factor
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # local mode warns that it ignores index settings: documented above
+            self._retry(lambda: self.client.create_collection(**kwargs))
+        schema = {
+            "keyword": m.PayloadSchemaType.KEYWORD,
+            "integer": m.PayloadSchemaType.INTEGER,
+            "float": m.PayloadSchemaType.FLOAT,
+            "bool": m.PayloadSchemaType.BOOL,
+        }
+        for field, kind in payload_indexes.items():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self._retry(lambda f=field, k=kind: self.client.create_payload_index(self.name, f, schema[k], wait=True))
+
+    def _retry(self, fn: Callable[[], T]) -> T:
+        """Call fn with retries and exponential backoff on connection errors; then BackendUnavailableError."""
+        attempts = self.settings.retries + 1 if self.settings.mode == "server" else 1
+        delay = self.settings.backoff_s
+        last: Exception | None = None
+        for i in range(attempts):
+            try:
+                return fn()
+            except Exception as exc:  # noqa: BLE001
+                if not _is_connection_error(exc):
+                    raise
+                last = exc
+                if i + 1 < attempts:
+                    log.warning("Qdrant unreachable (%s); retry %d/%d in %.1fs", type(exc).__name__, i + 1, attempts - 1, delay)
+                    time.sleep(delay)
+                    delay *= 2
+        raise BackendUnavailableError(
+            f"Qdrant server {self.settings.url} unreachable after {attempts} attempts: {last}. "
+            "Check SIMLOOKUP_QDRANT__URL and that the server runs (docker compose up -d qdrant); "
+            "what was written before is kept, and re-running completes the job."
+        ) from None
+
+    def _vec(self, v: np.ndarray) -> Any:
+        lst = v.tolist()
+        return {self.vector_name: lst} if self.vector_name else lst
+
+    # ---- hooks ----
+    def _upsert(self, ids: list[str], vectors: np.ndarray, payloads: list[Payload]) -> int:
+        from qdrant_client import models as m
+
+        if self.mode == "local":
+            total = self._count() + len(ids)
+            if total > LOCAL_MODE_LIMIT:
+                log.warning(
+                    "qdrant-client local mode holds %d points: it is brute force and slows down above %d; "
+                    "use SIMLOOKUP_QDRANT__MODE=edge or a server", total, LOCAL_MODE_LIMIT
+                )
+        points = [
+            m.PointStruct(id=point_id(sid), vector=self._vec(vectors[i]), payload=with_id(sid, payloads[i]))
+            for i, sid in enumerate(ids)
+        ]
+        self._retry(
+            lambda: self.client.upload_points(
+                self.name, points, batch_size=self.settings.upload_batch_size, max_retries=1, wait=True
+            )
+        )
+        for p in payloads:
+            self._fields.update(p)
+        return len(points)
+
+    def _delete(self, ids: list[str]) -> int:
+        from qdrant_client import models as m
+
+        pids = [point_id(i) for i in ids]
+        present = self._retry(lambda: self.client.retrieve(self.name, pids, with_payload=False, with_vectors=False))
+        if present:
+            sel = m.PointIdsList(points=[r.id for r in present])
+            self._retry(lambda: self.client.delete(self.name, sel, wait=True))
+        return len(present)
+
+    def _search(self, queries: np.ndarray, k: int, flt: Filter | None, params: SearchParams) -> list[list[Hit]]:
+        from qdrant_client import models as m
+
+        qf = to_qdrant_filter(flt, m)
+        quant = None
+        if self.settings.quantization != "none":
+            quant = m.QuantizationSearchParams(rescore=True, oversampling=float(max(params.rerank or 2, 1)))
+        sp = m.SearchParams(hnsw_ef=params.hnsw_ef or self.settings.hnsw_ef, exact=params.exact, quantization=quant)
+        reqs = [
+            m.QueryRequest(
+                query=q.tolist(),
+                using=self.vector_name or None,
+                filter=qf,
+                params=sp,
+                limit=k,
+                with_payload=True,
+            )
+            for q in queries
+        ]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # local mode: "search_params has no effect" (documented above)
+            res = self._retry(lambda: self.client.query_batch_points(self.name, reqs))
+        out = []
+        for r in res:
+            hits = []
+            for p in r.points:
+                sid, pl = split_id(p.payload)
+                hits.append(Hit(sid, float(p.score), pl))
+            out.append(hits)
+        return out
+
+    def _count(self) -> int:
+        return int(self._retry(lambda: self.client.count(self.name, exact=True)).count)
+
+    def _scroll(self, with_vectors: bool = False) -> list[Any]:
+        out: list[Any] = []
+        offset = None
+        while True:
+            recs, offset = self._retry(
+                lambda o=offset: self.client.scroll(
+                    self.name, limit=2048, offset=o, with_payload=True, with_vectors=with_vectors
+                )
+            )
+            out.extend(recs)
+            if offset is None:
+                return out
+
+    def _ids(self) -> set[str]:
+        return {split_id(r.payload)[0] for r in self._scroll()}
+
+    def _fetch(self, ids: list[str]) -> dict[str, tuple[np.ndarray | None, Payload]]:
+        recs = self._retry(
+            lambda: self.client.retrieve(self.name, [point_id(i) for i in ids], with_payload=True, with_vectors=True)
+        )
+        out: dict[str, tuple[np.ndarray | None, Payload]] = {}
+        for r in recs:
+            sid, pl = split_id(r.payload)
+            v = r.vector
+            if isinstance(v, dict):
+                v = v.get(self.vector_name)
+            out[sid] = (None if v is None else np.asarray(v, dtype=np.float32), pl)
+        return out
+
+    def _has_field(self, field: str) -> bool:
+        from qdrant_client import models as m
+
+        if field == ID_KEY:
+            return False
+        if field in self._fields:
+            return True
+        n = self._retry(lambda: self.client.count(self.name, count_filter=field_exists_filter(field, m), exact=True))
+        if n.count > 0:
+            self._fields.add(field)
+        return n.count > 0
+
+    def build(self) -> bool:
+        """The server indexes in the background and local mode has no index: nothing to do here."""
+        self._check_open()
+        return False
+
+    def _flush(self) -> None:
+        """Writes use wait=True: acknowledged writes are already durable on the server or local path."""
+
+    def _close(self) -> None:
+        if self.owns_client:
+            self.client.close()
+
+    def _info(self) -> dict[str, Any]:
+        info = self._retry(lambda: self.client.get_collection(self.name))
+        out: dict[str, Any] = {
+            "engine": "Qdrant server" if self.mode == "server" else "qdrant-client local mode (brute force, no HNSW)",
+            "status": str(getattr(info, "status", "")),
+            "indexed_vectors": getattr(info, "indexed_vectors_count", None),
+            "segments": getattr(info, "segments_count", None),
+            "payload_schema": sorted((info.payload_schema or {}).keys()),
+        }
+        if self.mode == "server":
+            p = info.config.params
+            out.update(
+                hnsw={"m": info.config.hnsw_config.m, "ef_construct": info.config.hnsw_config.ef_construct},
+                shard_number=p.shard_number,
+                replication_factor=p.replication_factor,
+                quantization=str(info.config.quantization_config) if info.config.quantization_config else None,
+            )
+        return out
+
+
+def _is_connection_error(exc: Exception) -> bool:
+    names = {type(e).__name__ for e in _chain(exc)}
+    conn = {
+        "ConnectError", "ConnectTimeout", "ReadTimeout", "RemoteProtocolError", "ConnectionError",
+        "ConnectionRefusedError", "ResponseHandlingException", "WriteTimeout", "PoolTimeout", "ReadError",
+    }
+    if names & conn:
+        return True
+    try:
+        import grpc
+
+        return isinstance(exc, grpc.RpcError) and exc.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+    except ImportError:
+        return False
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    out: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and cur not in out:
+        out.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    return out
