@@ -116,13 +116,17 @@ class TextEncoder:
         self.path = resolve_text_model(name, cache_dir or Path("data") / "models")
         try:
             from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
 
             self._model: Any = SentenceTransformer(self.path, device=device)
         except ModelNotFoundError:
             raise
         except Exception as exc:  # noqa: BLE001
             raise ModelNotFoundError(f"cannot load text model {name!r} from {self.path}: {exc}") from exc
-        dim = self._model.get_sentence_embedding_dimension()
+        get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        dim = get_dim()
         if dim is None:
             dim = int(self._model.encode(["probe"]).shape[1])
         self._dim = int(dim)

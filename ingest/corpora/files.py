@@ -1,0 +1,115 @@
+"""Local corpora: csv / jsonl / parquet files, and image folders with an optional captions file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ingest.corpora.base import CorpusError, CorpusSpec, file_digest
+
+FILE_FORMATS = {".csv": "csv", ".tsv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
+CAPTION_FILES = ("captions.csv", "captions.jsonl")
+
+
+class FileCorpus:
+    """A table file: text from ``text_column``, id from ``id`` when present (else ``row-<n>``), the rest payload."""
+
+    def __init__(self, path: Path, text_column: str = "text", id_column: str = "id") -> None:
+        if not path.is_file():
+            raise CorpusError(f"corpus file {path} does not exist")
+        fmt = FILE_FORMATS.get(path.suffix.lower())
+        if fmt is None:
+            raise CorpusError(f"corpus file {path}: unsupported format {path.suffix!r}; use {sorted(FILE_FORMATS)}")
+        self.path = path
+        self.fmt = fmt
+        self.id_column = id_column
+        self.spec = CorpusSpec(name=path.stem, modality="text", text_column=text_column, description=f"file {path}")
+
+    def load(self, limit: int | None = None) -> Any:
+        from datasets import load_dataset
+
+        kwargs: dict[str, Any] = {"delimiter": "\t"} if self.path.suffix.lower() == ".tsv" else {}
+        try:
+            ds = load_dataset(self.fmt, data_files=str(self.path), split="train", **kwargs)
+        except Exception as exc:  # noqa: BLE001 - datasets raises many kinds
+            raise CorpusError(f"cannot read {self.path}: {exc}") from None
+        return normalise_columns(ds, self.spec.text_column or "text", self.id_column, limit, str(self.path))
+
+    def fingerprint(self) -> str:
+        return f"file:{self.path.name}@{file_digest([self.path])}"
+
+
+def normalise_columns(ds: Any, text_column: str, id_column: str, limit: int | None, where: str) -> Any:
+    """Check the text column, make ``text`` and a unique string ``id`` column, keep the rest as payload."""
+    if text_column not in ds.column_names:
+        raise CorpusError(
+            f"{where}: no text column {text_column!r} (columns: {ds.column_names}); pass --text-column"
+        )
+    if limit is not None:
+        ds = ds.select(range(min(limit, len(ds))))
+    if text_column != "text":
+        if "text" in ds.column_names:
+            ds = ds.remove_columns("text")
+        ds = ds.rename_column(text_column, "text")
+    if id_column in ds.column_names:
+        ids = [str(x) for x in ds[id_column]]
+        if len(set(ids)) != len(ids):
+            raise CorpusError(f"{where}: column {id_column!r} has duplicate ids")
+        ds = ds.remove_columns(id_column)
+    else:
+        ids = [f"row-{i}" for i in range(len(ds))]
+    return ds.add_column("id", ids)
+
+
+class ImageFolderCorpus:
+    """Images under a folder (recursively); ``captions.csv`` / ``captions.jsonl`` (file, caption) optional."""
+
+    def __init__(self, root: Path) -> None:
+        if not root.is_dir():
+            raise CorpusError(f"image folder {root} does not exist")
+        self.root = root
+        self.files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        self.captions = self._read_captions()
+        self.spec = CorpusSpec(
+            name=root.name,
+            modality="image",
+            text_column=None,
+            image_column="image",
+            caption_column="caption" if self.captions else None,
+            payload_indexes={"label": "keyword"},
+            description=f"image folder {root}",
+        )
+
+    def _read_captions(self) -> dict[str, str]:
+        import csv
+        import json
+
+        for name in CAPTION_FILES:
+            p = self.root / name
+            if not p.exists():
+                continue
+            if name.endswith(".csv"):
+                with open(p, newline="", encoding="utf-8") as f:
+                    rows = list(csv.DictReader(f))
+            else:
+                rows = [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+            if rows and not {"file", "caption"} <= set(rows[0]):
+                raise CorpusError(f"{p}: needs columns 'file' and 'caption'")
+            return {r["file"]: r["caption"] for r in rows}
+        return {}
+
+    def load(self, limit: int | None = None) -> Any:
+        from datasets import Dataset
+
+        files = self.files[:limit] if limit is not None else self.files
+        rows = []
+        for p in files:
+            rel = p.relative_to(self.root).as_posix()
+            label = p.parent.name if p.parent != self.root else ""
+            rows.append({"id": rel, "image": str(p), "file": rel, "caption": self.captions.get(rel), "label": label})
+        return Dataset.from_list(rows) if rows else Dataset.from_dict({k: [] for k in ("id", "image", "file")})
+
+    def fingerprint(self) -> str:
+        extra = [self.root / n for n in CAPTION_FILES if (self.root / n).exists()]
+        return f"images:{self.root.name}@{file_digest(self.files + extra, content_limit=0)}"

@@ -1,0 +1,313 @@
+"""The ingestion job: read a corpus, embed each shard once (cached), write it to every store together.
+
+Pipeline: the main thread reads and encodes shard after shard (or loads them from the embedding cache)
+while a writer thread upserts finished shards into every FAISS index and the Qdrant collection, so
+writes overlap encoding. IVF/PQ training and Qdrant Edge HNSW (optimize) run once at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ingest.cache import EmbeddingCache, Shard
+from ingest.corpora import get_corpus
+from ingest.spaces import Space, encode_rows, spaces_for
+from retrieval.collection import CollectionManifest, VectorSpace, load_collection, save_collection, store_name
+from retrieval.errors import ConfigError, InvalidInputError, SimlookupError, StoreNotFoundError
+from retrieval.names import check_name
+from retrieval.settings import Settings
+from retrieval.stores import FAISS_KINDS, QDRANT_INDEX, VectorStore, open_store
+from retrieval.stores.manifest import now_iso
+
+log = logging.getLogger(__name__)
+QDRANT_CHOICES = ("edge", "server", "local", "none")
+
+
+@dataclass
+class IngestOptions:
+    """What to ingest and where (the flags of ``simlookup ingest``)."""
+
+    corpus: str
+    name: str
+    indexes: list[str] = field(default_factory=lambda: list(FAISS_KINDS))
+    qdrant: str | None = None  # None: the mode from settings; "none": no Qdrant
+    limit: int | None = None
+    text_column: str = "text"
+    id_column: str = "id"
+    image_column: str | None = None
+    shard_size: int = 1024
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_name(self.name, "collection name")
+        unknown = [i for i in self.indexes if i not in FAISS_KINDS]
+        if unknown:
+            raise InvalidInputError(f"unknown FAISS index kind(s) {unknown}: use {list(FAISS_KINDS)}")
+        if self.qdrant is not None and self.qdrant not in QDRANT_CHOICES:
+            raise InvalidInputError(f"--qdrant {self.qdrant!r}: use one of {list(QDRANT_CHOICES)}")
+        if self.limit is not None and self.limit < 1:
+            raise InvalidInputError("--limit must be ≥ 1")
+        if self.shard_size < 1:
+            raise InvalidInputError("shard size must be ≥ 1")
+
+
+@dataclass
+class IngestSummary:
+    """The final report of one ingest run (``--json`` prints it)."""
+
+    name: str
+    corpus: str
+    rows_read: int = 0
+    ingested: int = 0
+    rejected: int = 0
+    rejects_file: str = ""
+    encoded_rows: int = 0
+    cached_rows: int = 0
+    indexes: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    sizes_bytes: dict[str, int] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def qdrant_settings(settings: Settings, mode: str | None) -> Settings:
+    """Settings with the Qdrant mode overridden by ``--qdrant`` (validated again)."""
+    if mode is None or mode == "none" or mode == settings.qdrant.mode:
+        return settings
+    if mode == "server" and not settings.qdrant.url:
+        raise ConfigError("--qdrant server needs SIMLOOKUP_QDRANT__URL (and SIMLOOKUP_QDRANT__API_KEY if set)")
+    q = settings.qdrant.model_copy(update={"mode": mode, "url": settings.qdrant.url if mode == "server" else None})
+    return settings.model_copy(update={"qdrant": q})
+
+
+def load_encoder(settings: Settings, kind: str) -> Any:
+    """The text or CLIP encoder, as configured."""
+    if kind == "text":
+        from retrieval.encoders.text import TextEncoder
+
+        return TextEncoder(
+            settings.text_model, device=settings.device, batch_size=settings.batch_size,
+            cache_dir=settings.data_dir / "models",
+        )
+    from retrieval.encoders.clip import ClipEncoder
+
+    c = settings.clip
+    return ClipEncoder(c.arch, c.pretrained, device=settings.device, batch_size=settings.batch_size,
+                       max_image_pixels=c.max_image_pixels)
+
+
+class _Writer(threading.Thread):
+    """Consumes encoded shards and upserts them into every store of their space."""
+
+    def __init__(self, stores: dict[str, list[tuple[str, VectorStore]]], bar: Any) -> None:
+        super().__init__(daemon=True, name="simlookup-writer")
+        self.stores = stores
+        self.q: queue.Queue[tuple[str, Shard] | None] = queue.Queue(maxsize=4)
+        self.error: BaseException | None = None
+        self.busy_s = 0.0
+        self.bar = bar
+
+    def run(self) -> None:
+        while True:
+            item = self.q.get()
+            if item is None:
+                return
+            if self.error is not None:
+                continue
+            space, shard = item
+            t0 = time.perf_counter()
+            try:
+                for _, st in self.stores[space]:
+                    if shard.ids:
+                        st.upsert(shard.ids, shard.vectors, shard.payloads)
+            except BaseException as exc:  # noqa: BLE001 - re-raised by the main thread
+                self.error = exc
+            self.busy_s += time.perf_counter() - t0
+            self.bar.update(len(shard.ids))
+
+    def put(self, space: str, shard: Shard) -> None:
+        if self.error is not None:
+            raise self.error
+        self.q.put((space, shard))
+
+
+def run_ingest(settings: Settings, opts: IngestOptions, encoders: dict[str, Any] | None = None) -> IngestSummary:
+    """Run one ingest; safe to re-run (idempotent) and to resume after a crash."""
+    from tqdm import tqdm
+
+    t_start = time.perf_counter()
+    summary = IngestSummary(name=opts.name, corpus=opts.corpus)
+    corpus = get_corpus(opts.corpus, text_column=opts.text_column, id_column=opts.id_column,
+                        image_column=opts.image_column)
+    ds = corpus.load(limit=opts.limit)
+    corpus_fp = corpus.fingerprint()
+    spec = corpus.spec
+    spaces = spaces_for(spec.modality, "caption" in ds.column_names and spec.modality == "image")
+    summary.rows_read = len(ds)
+    summary.seconds["read"] = time.perf_counter() - t_start
+    qs = qdrant_settings(settings, opts.qdrant)
+    use_qdrant = opts.qdrant != "none"
+    if use_qdrant and spec.modality != "text":
+        raise ConfigError("image corpora are written to FAISS only in this version: pass --qdrant none")
+
+    encoders = dict(encoders or {})
+    for sp in spaces:
+        if sp.encoder not in encoders:
+            encoders[sp.encoder] = load_encoder(settings, sp.encoder)
+
+    manifest = _start_manifest(settings, opts, spec, corpus_fp, spaces, encoders, qs if use_qdrant else None)
+    stores: dict[str, list[tuple[str, VectorStore]]] = {}
+    t0 = time.perf_counter()
+    try:
+        for sp in spaces:
+            enc = encoders[sp.encoder]
+            sname = store_name(opts.name, spec.modality, sp.name)
+            stores[sp.name] = [
+                (kind, open_store(settings, sname, kind, dim=enc.dim, fingerprint=enc.fingerprint))
+                for kind in opts.indexes
+            ]
+            if use_qdrant:
+                stores[sp.name].append(
+                    (QDRANT_INDEX, open_store(qs, opts.name, QDRANT_INDEX, dim=enc.dim, fingerprint=enc.fingerprint,
+                                              payload_indexes=dict(spec.payload_indexes)))
+                )
+        summary.seconds["open"] = time.perf_counter() - t0
+        _pipeline(settings, opts, ds, corpus_fp, spaces, encoders, stores, summary)
+        t_build = time.perf_counter()
+        for sp in spaces:
+            for _, st in stores[sp.name]:
+                if st.count():
+                    st.build()
+                st.flush()
+        summary.seconds["build"] = time.perf_counter() - t_build
+        first = stores[spaces[0].name]
+        summary.counts = {k: st.count() for k, st in first}
+        summary.ingested = max(summary.counts.values(), default=0)
+        summary.indexes = [k for k, _ in first]
+        for k, st in first:
+            info = st.info()
+            summary.sizes_bytes[k] = int(info.get("index_bytes", 0) + info.get("sidecar_bytes", 0)
+                                         or info.get("disk_bytes", 0) or 0)
+    finally:
+        for lst in stores.values():
+            for _, st in lst:
+                try:
+                    st.close()
+                except SimlookupError as exc:
+                    log.warning("closing %s: %s", st.name, exc)
+    manifest.count = summary.ingested
+    manifest.rejected = summary.rejected
+    manifest.complete = True
+    manifest.updated = now_iso()
+    save_collection(settings.data_dir, manifest)
+    summary.seconds["total"] = time.perf_counter() - t_start
+    return summary
+
+
+def _start_manifest(
+    settings: Settings, opts: IngestOptions, spec: Any, corpus_fp: str, spaces: list[Space],
+    encoders: dict[str, Any], qs: Settings | None,
+) -> CollectionManifest:
+    indexes = list(opts.indexes) + ([QDRANT_INDEX] if qs is not None else [])
+    try:
+        old = load_collection(settings.data_dir, opts.name)
+        indexes = sorted(set(old.indexes) | set(indexes), key=lambda i: (i == QDRANT_INDEX, i))
+        created = old.created
+    except StoreNotFoundError:
+        created = now_iso()
+    m = CollectionManifest(
+        name=opts.name,
+        corpus=opts.corpus,
+        corpus_fingerprint=corpus_fp,
+        modality=spec.modality,
+        vectors={
+            sp.name: VectorSpace(
+                encoder=sp.encoder,
+                model=settings.text_model if sp.encoder == "text" else settings.clip.arch,
+                fingerprint=encoders[sp.encoder].fingerprint,
+                dim=encoders[sp.encoder].dim,
+            )
+            for sp in spaces
+        },
+        indexes=indexes,
+        qdrant_mode=qs.qdrant.mode if qs is not None else None,
+        payload_indexes=dict(spec.payload_indexes),
+        created=created,
+        updated=now_iso(),
+    )
+    save_collection(settings.data_dir, m)
+    return m
+
+
+def _pipeline(
+    settings: Settings, opts: IngestOptions, ds: Any, corpus_fp: str, spaces: list[Space],
+    encoders: dict[str, Any], stores: dict[str, list[tuple[str, VectorStore]]], summary: IngestSummary,
+) -> None:
+    from tqdm import tqdm
+
+    n = len(ds)
+    rejects_path = settings.data_dir / "rejects" / f"{opts.name}.jsonl"
+    rejects_path.parent.mkdir(parents=True, exist_ok=True)
+    summary.rejects_file = str(rejects_path)
+    caches = {sp.name: EmbeddingCache(settings.data_dir, encoders[sp.encoder].fingerprint, corpus_fp, sp.name)
+              for sp in spaces}
+    total = n * len(spaces)
+    enc_bar = tqdm(total=total, desc="encode", unit="row", disable=not opts.progress, dynamic_ncols=True)
+    write_bar = tqdm(total=total, desc="write ", unit="row", disable=not opts.progress, dynamic_ncols=True)
+    writer = _Writer(stores, write_bar)
+    writer.start()
+    encode_s = 0.0
+    rejects: list[dict[str, str]] = []
+    try:
+        for start in range(0, n, opts.shard_size):
+            end = min(n, start + opts.shard_size)
+            rows: list[dict[str, Any]] | None = None
+            for sp in spaces:
+                shard = caches[sp.name].get(start, end)
+                if shard is None:
+                    if rows is None:
+                        rows = ds.select(range(start, end)).to_list()
+                    t0 = time.perf_counter()
+                    ids, vecs, pls, rej = encode_rows(
+                        sp, encoders[sp.encoder], rows, settings.batch_size, settings.clip.max_image_pixels
+                    )
+                    encode_s += time.perf_counter() - t0
+                    shard = Shard(start, end, ids, vecs, pls, rej)
+                    caches[sp.name].put(shard)
+                    summary.encoded_rows += end - start
+                else:
+                    summary.cached_rows += end - start
+                rejects += shard.rejects
+                write_bar.update(end - start - len(shard.ids))
+                enc_bar.update(end - start)
+                writer.put(sp.name, shard)
+    finally:
+        writer.q.put(None)
+        writer.join()
+        enc_bar.close()
+        write_bar.close()
+    if writer.error is not None:
+        raise writer.error
+    with open(rejects_path, "w", encoding="utf-8") as f:
+        for r in rejects:
+            f.write(json.dumps(r) + "\n")
+    summary.rejected = len({r["id"] for r in rejects if r.get("space") in ("text", "image")})
+    summary.seconds["encode"] = encode_s
+    summary.seconds["write"] = writer.busy_s
+
+
+def rejects_of(data_dir: Path, name: str) -> list[dict[str, str]]:
+    """The rejects file of a collection, parsed."""
+    p = data_dir / "rejects" / f"{check_name(name)}.jsonl"
+    if not p.exists():
+        return []
+    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]

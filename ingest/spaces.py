@@ -1,0 +1,98 @@
+"""Vector spaces of a corpus: which column each encodes, with which encoder, and how bad rows are rejected."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from retrieval.errors import InvalidInputError
+
+
+@dataclass(frozen=True)
+class Space:
+    """One embedded space: 'text' (text model), 'image' or 'caption' (CLIP towers)."""
+
+    name: Literal["text", "image", "caption"]
+    encoder: Literal["text", "clip"]
+    column: str
+
+
+def spaces_for(modality: str, has_captions: bool) -> list[Space]:
+    if modality == "text":
+        return [Space("text", "text", "text")]
+    out = [Space("image", "clip", "image")]
+    if has_captions:
+        out.append(Space("caption", "clip", "caption"))
+    return out
+
+
+def clean_payload(row: dict[str, Any], drop: set[str]) -> dict[str, Any]:
+    """Row → JSON payload: drops the id and raw image, turns NaN floats into None."""
+    out: dict[str, Any] = {}
+    for k, v in row.items():
+        if k in drop:
+            continue
+        if isinstance(v, float) and not math.isfinite(v):
+            v = None
+        if isinstance(v, (str, int, float, bool)) or v is None:
+            out[k] = v
+        elif isinstance(v, (list, dict)):
+            out[k] = v
+        else:
+            out[k] = str(v)
+    return out
+
+
+def encode_rows(
+    space: Space, encoder: Any, rows: list[dict[str, Any]], batch_size: int, max_pixels: int
+) -> tuple[list[str], np.ndarray, list[dict[str, Any]], list[dict[str, str]]]:
+    """Encode one shard's rows for a space; returns ids, vectors, payloads and rejects (id, space, reason)."""
+    ids: list[str] = []
+    inputs: list[Any] = []
+    payloads: list[dict[str, Any]] = []
+    rejects: list[dict[str, str]] = []
+    for row in rows:
+        rid = str(row["id"])
+        value = row.get(space.column)
+        if space.name == "image":
+            from retrieval.encoders.images import load_image
+
+            try:
+                img = load_image(value, max_pixels) if value is not None else None
+            except InvalidInputError as exc:
+                rejects.append({"id": rid, "space": space.name, "reason": str(exc)})
+                continue
+            if img is None:
+                rejects.append({"id": rid, "space": space.name, "reason": "no image"})
+                continue
+            pl = clean_payload(row, {"id", "image"})
+            pl["width"], pl["height"] = img.size
+            inputs.append(img)
+        else:
+            if not isinstance(value, str) or not value.strip():
+                if space.name == "caption":
+                    continue  # images without a caption simply have no caption vector
+                rejects.append({"id": rid, "space": space.name, "reason": "empty or missing text"})
+                continue
+            pl = clean_payload(row, {"id", "image"})
+            inputs.append(value)
+        ids.append(rid)
+        payloads.append(pl)
+    if not inputs:
+        return [], np.zeros((0, getattr(encoder, "dim", 0)), np.float32), [], rejects
+    if space.name == "image":
+        vecs = encoder.encode_image(inputs, batch_size=batch_size)
+    else:
+        vecs = encoder.encode_text(inputs, batch_size=batch_size)
+    finite = np.isfinite(vecs).all(axis=1) & (np.linalg.norm(vecs, axis=1) > 0)
+    if not finite.all():
+        for i in np.where(~finite)[0]:
+            rejects.append({"id": ids[i], "space": space.name, "reason": "NaN, inf or zero embedding"})
+        keep = np.where(finite)[0]
+        ids = [ids[i] for i in keep]
+        payloads = [payloads[i] for i in keep]
+        vecs = vecs[keep]
+    return ids, vecs.astype(np.float32), payloads, rejects

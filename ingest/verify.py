@@ -1,0 +1,90 @@
+"""``simlookup verify``: every index of a collection holds the same ids and vectors, and the expected count."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from retrieval.collection import load_collection
+from retrieval.settings import Settings
+from retrieval.stores import QDRANT_INDEX, VectorStore, open_store
+
+TOLERANCE = 1e-4
+
+
+@dataclass
+class VerifyReport:
+    """Differences found between the stores of one collection (empty when they agree)."""
+
+    name: str
+    ok: bool = True
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    expected: int = 0
+    differences: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def verify(settings: Settings, name: str, sample: int | None = None) -> VerifyReport:
+    """Compare id sets, counts and stored vectors across every index of the collection."""
+    m = load_collection(settings.data_dir, name)
+    rep = VerifyReport(name=name, expected=m.count)
+    if not m.complete:
+        rep.differences.append("the last ingest did not finish: re-run it to complete the collection")
+    for space in m.vectors:
+        stores: dict[str, VectorStore] = {}
+        try:
+            for index in m.indexes:
+                try:
+                    if index == QDRANT_INDEX:
+                        from ingest.job import qdrant_settings
+
+                        s = qdrant_settings(settings, m.qdrant_mode)
+                        stores[index] = open_store(s, name, index, create=False)
+                    else:
+                        stores[index] = open_store(settings, m.store_name(space), index, create=False, read_only=True)
+                except Exception as exc:  # noqa: BLE001 - every failure is a difference to report
+                    rep.differences.append(f"{space}/{index}: cannot open ({type(exc).__name__}: {exc})")
+            _compare(space, stores, m.count if space != "caption" else None, rep, sample)
+        finally:
+            for st in stores.values():
+                st.close()
+    rep.ok = not rep.differences
+    return rep
+
+
+def _compare(
+    space: str, stores: dict[str, VectorStore], expected: int | None, rep: VerifyReport, sample: int | None
+) -> None:
+    id_sets = {k: st.ids() for k, st in stores.items()}
+    rep.counts[space] = {k: st.count() for k, st in stores.items()}
+    for k, n in rep.counts[space].items():
+        if expected is not None and n != expected:
+            rep.differences.append(f"{space}/{k}: holds {n} points, expected {expected} (corpus minus rejects)")
+    if not id_sets:
+        return
+    union = set().union(*id_sets.values())
+    for k, ids in id_sets.items():
+        missing = sorted(union - ids)
+        if missing:
+            rep.differences.append(f"{space}/{k}: missing {len(missing)} id(s), e.g. {missing[:5]}")
+    common = sorted(set.intersection(*id_sets.values()))
+    if sample is not None and len(common) > sample:
+        common = [common[i] for i in np.random.default_rng(0).choice(len(common), sample, replace=False)]
+    ref_name = next(iter(stores))
+    for i in range(0, len(common), 1000):
+        chunk = common[i : i + 1000]
+        fetched = {k: st.fetch(chunk) for k, st in stores.items()}
+        for pid in chunk:
+            ref = fetched[ref_name][pid][0]
+            for k, got in fetched.items():
+                v = got[pid][0]
+                if v is None or ref is None:
+                    continue
+                if v.shape != ref.shape or not np.allclose(v, ref, atol=TOLERANCE):
+                    rep.differences.append(f"{space}/{k}: vector of {pid!r} differs from {ref_name}")
+                if got[pid][1] != fetched[ref_name][pid][1]:
+                    rep.differences.append(f"{space}/{k}: payload of {pid!r} differs from {ref_name}")

@@ -1,0 +1,3 @@
+from simlookup.cli import main
+
+raise SystemExit(main())

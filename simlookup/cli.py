@@ -1,0 +1,210 @@
+"""``simlookup``: info, corpora, ingest, search, verify, bench. ``--json`` prints one JSON document."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from retrieval.errors import SimlookupError
+from retrieval.settings import Settings, load_settings
+
+
+def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
+    if getattr(args, "json", False):
+        json.dump(data, sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+    else:
+        print(text)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "data_dir", None):
+        overrides["data_dir"] = Path(args.data_dir)
+    s = load_settings(**overrides)
+    if s.threads:
+        os.environ.setdefault("OMP_NUM_THREADS", str(s.threads))
+    return s
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from retrieval.encoders.text import TextEncoder
+
+    s = _settings(args)
+    data: dict[str, Any] = {"settings": s.public()}
+    enc = TextEncoder(s.text_model, device=s.device, batch_size=s.batch_size, cache_dir=s.data_dir / "models")
+    data["text_model"] = {"name": s.text_model, "path": enc.path, "dim": enc.dim, "fingerprint": enc.fingerprint}
+    if s.qdrant.mode == "local":
+        data["qdrant_note"] = (
+            "qdrant-client local mode is brute force: HNSW, optimizer and quantization settings are ignored, "
+            "and it slows down above 20,000 points"
+        )
+    from retrieval.collection import list_collections
+
+    data["collections"] = [
+        {"name": c.name, "corpus": c.corpus, "count": c.count, "indexes": c.indexes, "complete": c.complete}
+        for c in list_collections(s.data_dir)
+    ]
+    lines = [f"data dir: {s.data_dir}", f"text model: {s.text_model} dim={enc.dim} fingerprint={enc.fingerprint}",
+             f"qdrant mode: {s.qdrant.mode}"]
+    lines += [f"collection {c['name']}: {c['count']} points, indexes {c['indexes']}" for c in data["collections"]]
+    _emit(args, data, "\n".join(lines))
+    return 0
+
+
+def cmd_corpora(args: argparse.Namespace) -> int:
+    from ingest.corpora import list_corpora
+
+    rows = list_corpora()
+    text = "\n".join(
+        f"{r['name']:<40} {'yes' if r['available'] else 'no ':<4} {r['description']}"
+        + (f"\n{'':<45}({r['reason']})" if r["reason"] else "")
+        for r in rows
+    )
+    _emit(args, {"corpora": rows}, text)
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from ingest.job import IngestOptions, run_ingest
+
+    s = _settings(args)
+    opts = IngestOptions(
+        corpus=args.corpus,
+        name=args.name,
+        indexes=[i for i in args.index.split(",") if i] if args.index else [],
+        qdrant=args.qdrant,
+        limit=args.limit,
+        text_column=args.text_column,
+        id_column=args.id_column,
+        image_column=args.image_column,
+        shard_size=args.shard_size,
+        progress=not args.no_progress,
+    )
+    summary = run_ingest(s, opts)
+    d = summary.to_dict()
+    text = (
+        f"ingested {summary.ingested} of {summary.rows_read} rows into {summary.indexes} "
+        f"({summary.rejected} rejected → {summary.rejects_file})\n"
+        + "seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in summary.seconds.items()) + "\n"
+        + "size on disk: " + ", ".join(f"{k} {v / 1e6:.1f} MB" for k, v in summary.sizes_bytes.items())
+    )
+    _emit(args, d, text)
+    return 0 if summary.ingested > 0 else 1
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from retrieval.filters import parse_filter_args
+    from retrieval.retriever import Retriever
+    from retrieval.stores import SearchParams
+
+    s = _settings(args)
+    flt = parse_filter_args(args.filter)
+    params = SearchParams(
+        nprobe=args.nprobe, hnsw_ef=args.ef, exact=args.exact,
+        rerank=(args.rerank_factor if args.rerank else None) if args.rerank or args.rerank_factor else None,
+    )
+    with Retriever(s, args.name) as r:
+        if args.image:
+            res = r.search_image(args.image, index=args.index, k=args.k, filter=flt, params=params,
+                                 target=args.target or "image")
+        elif args.query:
+            res = r.search_text(args.query, index=args.index, k=args.k, filter=flt, params=params, target=args.target)
+        else:
+            raise SimlookupError("give a QUERY text or --image PATH")
+    lines = [f"{res.index} · {len(res.hits)} hits · {res.took_ms:.1f} ms"]
+    for i, h in enumerate(res.hits, 1):
+        label = h.payload.get("text") or h.payload.get("caption") or h.payload.get("file") or ""
+        lines.append(f"{i:>3}. {h.score:.4f}  {h.id}  {label}")
+    _emit(args, res.to_dict(), "\n".join(lines))
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from ingest.verify import verify
+
+    s = _settings(args)
+    rep = verify(s, args.name, sample=args.sample)
+    text = ("OK: " if rep.ok else "DIFFERENCES:\n  " + "\n  ".join(rep.differences) + "\ncounts: ") + json.dumps(
+        rep.counts
+    )
+    _emit(args, rep.to_dict(), text)
+    return 0 if rep.ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="simlookup", description=__doc__)
+    p.add_argument("--data-dir", help="overrides SIMLOOKUP_DATA_DIR")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(name: str, fn: Any, help: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help)
+        sp.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+        sp.set_defaults(fn=fn)
+        return sp
+
+    add("info", cmd_info, "resolved settings (no secrets), text model dim and fingerprint, collections")
+    add("corpora", cmd_corpora, "corpora this machine can ingest")
+
+    sp = add("ingest", cmd_ingest, "embed a corpus and write it to FAISS indexes and Qdrant")
+    sp.add_argument("corpus", help="stsb | fashion-mnist | hf:<dataset>[:<config>][:<split>] | FILE | IMAGE_FOLDER")
+    sp.add_argument("--name", required=True, help="collection name")
+    sp.add_argument("--index", default="flat,ivf,ivfpq,hnsw", help="FAISS kinds, comma-separated ('' for none)")
+    sp.add_argument("--qdrant", choices=["edge", "server", "local", "none"], default=None,
+                    help="Qdrant engine (default: SIMLOOKUP_QDRANT__MODE, edge)")
+    sp.add_argument("--limit", type=int, help="ingest only the first N rows")
+    sp.add_argument("--text-column", default="text")
+    sp.add_argument("--id-column", default="id")
+    sp.add_argument("--image-column", default=None, help="hf: image datasets")
+    sp.add_argument("--shard-size", type=int, default=1024, help="rows per cached embedding shard")
+    sp.add_argument("--no-progress", action="store_true")
+
+    sp = add("search", cmd_search, "search a collection by text or image")
+    sp.add_argument("query", nargs="?", help="query text")
+    sp.add_argument("--image", help="query image file")
+    sp.add_argument("--name", required=True)
+    sp.add_argument("--index", default="flat", help="flat | ivf | ivfpq | hnsw | qdrant")
+    sp.add_argument("-k", type=int, default=10)
+    sp.add_argument("--filter", action="append", help="field=value, field=a,b, field>=n (repeatable)")
+    sp.add_argument("--rerank", action="store_true", help="exact re-rank of k×factor candidates")
+    sp.add_argument("--rerank-factor", type=int, default=10)
+    sp.add_argument("--nprobe", type=int)
+    sp.add_argument("--ef", type=int, help="HNSW ef at query time")
+    sp.add_argument("--exact", action="store_true", help="brute force")
+    sp.add_argument("--target", choices=["text", "image", "caption"], help="vector space to search")
+
+    sp = add("verify", cmd_verify, "check that every index of a collection agrees")
+    sp.add_argument("--name", required=True)
+    sp.add_argument("--sample", type=int, help="compare vectors of N random ids only")
+
+    try:
+        from benchmarks.cli import add_bench_parser
+
+        add_bench_parser(sub, add)
+    except ImportError:
+        pass
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        return int(args.fn(args))
+    except SimlookupError as exc:
+        print(f"simlookup: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("simlookup: interrupted; re-run the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,183 @@
+"""One contract, run over every store: the four FAISS kinds, Qdrant Edge and qdrant-client local mode."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks.datasets import Dataset
+from retrieval.errors import DimensionMismatchError, FilterError, InvalidInputError, StoreClosedError
+from retrieval.metric import Metric, exact_scores, top_k
+from retrieval.settings import QdrantSettings, Settings
+from retrieval.stores import SearchParams, VectorStore, open_store
+from tests.conftest import recall_at_k
+
+BACKENDS = ["flat", "ivf", "ivfpq", "hnsw", "edge", "local"]
+GROUPS = ["red", "green", "blue"]
+
+
+def payload(i: int) -> dict:
+    return {"group": GROUPS[i % 3], "rank": i, "even": i % 2 == 0}
+
+
+def make_settings(tmp: Path, backend: str) -> Settings:
+    mode = "local" if backend == "local" else "edge"
+    # a low full-scan threshold makes Qdrant Edge answer through its HNSW graph even on this small set
+    return Settings(data_dir=tmp / "data", qdrant=QdrantSettings(mode=mode, full_scan_threshold_kb=10))
+
+
+def index_of(backend: str) -> str:
+    return "qdrant" if backend in ("edge", "local") else backend
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def opener(tmp_path: Path, backend: str, data: Dataset) -> Callable[..., VectorStore]:
+    s = make_settings(tmp_path, backend)
+
+    def _open(**kw: object) -> VectorStore:
+        return open_store(s, "contract", index_of(backend), dim=data.dim, payload_indexes={"group": "keyword"}, **kw)
+
+    return _open
+
+
+@pytest.fixture
+def loaded(opener: Callable[..., VectorStore], data: Dataset) -> VectorStore:
+    st = opener()
+    ids = data.point_ids()
+    st.upsert(ids, data.xb, [payload(i) for i in range(len(ids))])
+    st.build()
+    yield st
+    st.close()
+
+
+def exact_ids(data: Dataset, queries: np.ndarray, k: int, mask: np.ndarray | None = None) -> list[list[str]]:
+    xb = data.xb if mask is None else data.xb[mask]
+    ids = np.array(data.point_ids())
+    ids = ids if mask is None else ids[mask]
+    idx, _ = top_k(exact_scores(queries, xb, Metric.COSINE), k, Metric.COSINE)
+    return [[str(ids[j]) for j in row] for row in idx]
+
+
+def test_count_and_self_hit(loaded: VectorStore, data: Dataset) -> None:
+    assert loaded.count() == len(data.xb)
+    res = loaded.search(data.xb[:20], k=1)
+    assert [r[0].id for r in res] == data.point_ids()[:20]
+    assert res[0][0].payload == payload(0)
+
+
+def test_recall_at_default_params(loaded: VectorStore, data: Dataset) -> None:
+    got = [[h.id for h in r] for r in loaded.search(data.xq, k=10)]
+    assert recall_at_k(got, exact_ids(data, data.xq, 10), 10) >= 0.9
+
+
+def test_exact_mode_is_exact(loaded: VectorStore, data: Dataset) -> None:
+    got = [[h.id for h in r] for r in loaded.search(data.xq[:10], k=10, params=SearchParams(exact=True))]
+    assert recall_at_k(got, exact_ids(data, data.xq[:10], 10), 10) == 1.0
+
+
+def test_filter_returns_k_matching(loaded: VectorStore, data: Dataset) -> None:
+    res = loaded.search(data.xq[:5], k=10, filter={"group": "green"})
+    for hits in res:
+        assert len(hits) == 10
+        assert all(h.payload["group"] == "green" for h in hits)
+    mask = np.array([payload(i)["group"] == "green" for i in range(len(data.xb))])
+    truth = exact_ids(data, data.xq[:5], 10, mask)
+    assert recall_at_k([[h.id for h in r] for r in res], truth, 10) >= 0.8
+
+
+def test_selective_filter_still_returns_k(loaded: VectorStore, data: Dataset) -> None:
+    # 12 points match: a post-filter over the top candidates would return fewer than k
+    hits = loaded.search(data.xq[0], k=10, filter={"rank": {"lt": 12}})[0]
+    assert len(hits) == 10
+    assert all(h.payload["rank"] < 12 for h in hits)
+
+
+def test_any_of_and_range(loaded: VectorStore, data: Dataset) -> None:
+    hits = loaded.search(data.xq[1], k=7, filter={"group": ["red", "blue"], "rank": {"gte": 100, "lt": 2000}})[0]
+    assert len(hits) == 7
+    assert all(h.payload["group"] in ("red", "blue") and 100 <= h.payload["rank"] < 2000 for h in hits)
+
+
+def test_filter_matching_nothing(loaded: VectorStore, data: Dataset) -> None:
+    assert loaded.search(data.xq[0], k=5, filter={"group": "purple"}) == [[]]
+
+
+def test_delete(loaded: VectorStore, data: Dataset) -> None:
+    ids = data.point_ids()
+    assert loaded.delete(ids[:10] + ["nope"]) == 10
+    assert loaded.count() == len(ids) - 10
+    res = loaded.search(data.xb[:10], k=5)
+    returned = {h.id for r in res for h in r}
+    assert not returned & set(ids[:10])
+    assert loaded.delete(ids[:10]) == 0
+
+
+def test_update_in_place(loaded: VectorStore, data: Dataset) -> None:
+    ids = data.point_ids()
+    target = data.xb[500]
+    loaded.upsert([ids[0]], target[None, :], [{"group": "updated", "rank": -1, "even": True}])
+    assert loaded.count() == len(ids)
+    hits = loaded.search(target, k=2, params=SearchParams(exact=True))[0]
+    assert {h.id for h in hits} == {ids[0], ids[500]}
+    got = loaded.fetch([ids[0]])[ids[0]]
+    assert got[1]["group"] == "updated"
+    if got[0] is not None:
+        np.testing.assert_allclose(got[0], target, atol=1e-5)
+
+
+def test_idempotent_upsert(loaded: VectorStore, data: Dataset) -> None:
+    ids = data.point_ids()
+    loaded.upsert(ids[:100], data.xb[:100], [payload(i) for i in range(100)])
+    assert loaded.count() == len(ids)
+    assert loaded.ids() == set(ids)
+
+
+def test_persist_and_reopen(opener: Callable[..., VectorStore], data: Dataset) -> None:
+    st = opener()
+    ids = data.point_ids()
+    st.upsert(ids, data.xb, [payload(i) for i in range(len(ids))])
+    st.build()
+    before = [[h.id for h in r] for r in st.search(data.xq[:5], k=5)]
+    st.delete(ids[:3])
+    st.close()
+    with pytest.raises(StoreClosedError):
+        st.count()
+    again = opener(create=False)
+    try:
+        assert again.count() == len(ids) - 3
+        after = [[h.id for h in r] for r in again.search(data.xq[:5], k=5)]
+        expected = [[i for i in row if i not in ids[:3]] for row in before]
+        assert recall_at_k([a[: len(e)] for a, e in zip(after, expected, strict=True)], expected, 1) >= 0.8
+    finally:
+        again.close()
+
+
+def test_bad_input_leaves_store_unchanged(loaded: VectorStore, data: Dataset) -> None:
+    n = loaded.count()
+    with pytest.raises(DimensionMismatchError):
+        loaded.upsert(["x"], np.ones((1, data.dim + 1), np.float32))
+    bad = data.xb[:2].copy()
+    bad[1, 3] = np.nan
+    with pytest.raises(InvalidInputError, match="NaN"):
+        loaded.upsert(["x", "y"], bad)
+    inf = data.xb[:1].copy()
+    inf[0, 0] = np.inf
+    with pytest.raises(InvalidInputError):
+        loaded.search(inf, k=3)
+    with pytest.raises(DimensionMismatchError):
+        loaded.search(np.ones(data.dim - 1, np.float32), k=3)
+    with pytest.raises(FilterError, match="unknown filter field"):
+        loaded.search(data.xq[0], k=3, filter={"colour": "red"})
+    with pytest.raises(InvalidInputError):
+        loaded.upsert(["a", "a"], data.xb[:2])
+    with pytest.raises(InvalidInputError):
+        loaded.search(data.xq[0], k=0)
+    assert loaded.count() == n
