@@ -30,7 +30,12 @@ class Dataset:
 
 
 def clustered(
-    n: int = 10_000, d: int = 64, nq: int = 100, clusters: int | None = None, spread: float = 0.35, seed: int = 0,
+    n: int = 10_000,
+    d: int = 64,
+    nq: int = 100,
+    clusters: int | None = None,
+    spread: float = 0.35,
+    seed: int = 0,
     normalize: bool = True,
 ) -> Dataset:
     """Seeded clustered vectors: cluster centres on the sphere plus Gaussian noise; queries drawn alike."""

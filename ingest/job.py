@@ -95,14 +95,21 @@ def load_encoder(settings: Settings, kind: str) -> Any:
         from retrieval.encoders.text import TextEncoder
 
         return TextEncoder(
-            settings.text_model, device=settings.device, batch_size=settings.batch_size,
+            settings.text_model,
+            device=settings.device,
+            batch_size=settings.batch_size,
             cache_dir=settings.data_dir / "models",
         )
     from retrieval.encoders.clip import ClipEncoder
 
     c = settings.clip
-    return ClipEncoder(c.arch, c.pretrained, device=settings.device, batch_size=settings.batch_size,
-                       max_image_pixels=c.max_image_pixels)
+    return ClipEncoder(
+        c.arch,
+        c.pretrained,
+        device=settings.device,
+        batch_size=settings.batch_size,
+        max_image_pixels=c.max_image_pixels,
+    )
 
 
 class _Writer(threading.Thread):
@@ -142,12 +149,12 @@ class _Writer(threading.Thread):
 
 def run_ingest(settings: Settings, opts: IngestOptions, encoders: dict[str, Any] | None = None) -> IngestSummary:
     """Run one ingest; safe to re-run (idempotent) and to resume after a crash."""
-    from tqdm import tqdm
 
     t_start = time.perf_counter()
     summary = IngestSummary(name=opts.name, corpus=opts.corpus)
-    corpus = get_corpus(opts.corpus, text_column=opts.text_column, id_column=opts.id_column,
-                        image_column=opts.image_column)
+    corpus = get_corpus(
+        opts.corpus, text_column=opts.text_column, id_column=opts.id_column, image_column=opts.image_column
+    )
     ds = corpus.load(limit=opts.limit)
     corpus_fp = corpus.fingerprint()
     spec = corpus.spec
@@ -177,8 +184,17 @@ def run_ingest(settings: Settings, opts: IngestOptions, encoders: dict[str, Any]
             ]
             if use_qdrant:
                 stores[sp.name].append(
-                    (QDRANT_INDEX, open_store(qs, opts.name, QDRANT_INDEX, dim=enc.dim, fingerprint=enc.fingerprint,
-                                              payload_indexes=dict(spec.payload_indexes)))
+                    (
+                        QDRANT_INDEX,
+                        open_store(
+                            qs,
+                            opts.name,
+                            QDRANT_INDEX,
+                            dim=enc.dim,
+                            fingerprint=enc.fingerprint,
+                            payload_indexes=dict(spec.payload_indexes),
+                        ),
+                    )
                 )
         summary.seconds["open"] = time.perf_counter() - t0
         _pipeline(settings, opts, ds, corpus_fp, spaces, encoders, stores, summary)
@@ -195,8 +211,9 @@ def run_ingest(settings: Settings, opts: IngestOptions, encoders: dict[str, Any]
         summary.indexes = [k for k, _ in first]
         for k, st in first:
             info = st.info()
-            summary.sizes_bytes[k] = int(info.get("index_bytes", 0) + info.get("sidecar_bytes", 0)
-                                         or info.get("disk_bytes", 0) or 0)
+            summary.sizes_bytes[k] = int(
+                info.get("index_bytes", 0) + info.get("sidecar_bytes", 0) or info.get("disk_bytes", 0) or 0
+            )
     finally:
         for lst in stores.values():
             for _, st in lst:
@@ -214,8 +231,13 @@ def run_ingest(settings: Settings, opts: IngestOptions, encoders: dict[str, Any]
 
 
 def _start_manifest(
-    settings: Settings, opts: IngestOptions, spec: Any, corpus_fp: str, spaces: list[Space],
-    encoders: dict[str, Any], qs: Settings | None,
+    settings: Settings,
+    opts: IngestOptions,
+    spec: Any,
+    corpus_fp: str,
+    spaces: list[Space],
+    encoders: dict[str, Any],
+    qs: Settings | None,
 ) -> CollectionManifest:
     indexes = list(opts.indexes) + ([QDRANT_INDEX] if qs is not None else [])
     try:
@@ -249,8 +271,14 @@ def _start_manifest(
 
 
 def _pipeline(
-    settings: Settings, opts: IngestOptions, ds: Any, corpus_fp: str, spaces: list[Space],
-    encoders: dict[str, Any], stores: dict[str, list[tuple[str, VectorStore]]], summary: IngestSummary,
+    settings: Settings,
+    opts: IngestOptions,
+    ds: Any,
+    corpus_fp: str,
+    spaces: list[Space],
+    encoders: dict[str, Any],
+    stores: dict[str, list[tuple[str, VectorStore]]],
+    summary: IngestSummary,
 ) -> None:
     from tqdm import tqdm
 
@@ -258,8 +286,10 @@ def _pipeline(
     rejects_path = settings.data_dir / "rejects" / f"{opts.name}.jsonl"
     rejects_path.parent.mkdir(parents=True, exist_ok=True)
     summary.rejects_file = str(rejects_path)
-    caches = {sp.name: EmbeddingCache(settings.data_dir, encoders[sp.encoder].fingerprint, corpus_fp, sp.name)
-              for sp in spaces}
+    caches = {
+        sp.name: EmbeddingCache(settings.data_dir, encoders[sp.encoder].fingerprint, corpus_fp, sp.name)
+        for sp in spaces
+    }
     total = n * len(spaces)
     enc_bar = tqdm(total=total, desc="encode", unit="row", disable=not opts.progress, dynamic_ncols=True)
     write_bar = tqdm(total=total, desc="write ", unit="row", disable=not opts.progress, dynamic_ncols=True)

@@ -37,9 +37,7 @@ def clean_payload(row: dict[str, Any], drop: set[str]) -> dict[str, Any]:
             continue
         if isinstance(v, float) and not math.isfinite(v):
             v = None
-        if isinstance(v, (str, int, float, bool)) or v is None:
-            out[k] = v
-        elif isinstance(v, (list, dict)):
+        if isinstance(v, (str, int, float, bool)) or v is None or isinstance(v, (list, dict)):
             out[k] = v
         else:
             out[k] = str(v)

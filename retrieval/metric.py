@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 import numpy as np
 
 from retrieval.errors import UnknownKindError
 
 
-class Metric(str, Enum):
+class Metric(StrEnum):
     """cosine (vectors normalised, higher is closer), dot (higher is closer), l2 (distance, lower is closer)."""
 
     COSINE = "cosine"
@@ -26,9 +26,7 @@ class Metric(str, Enum):
         try:
             return cls(v)
         except ValueError:
-            raise UnknownKindError(
-                f"unknown metric {value!r}: use one of {[m.value for m in cls]}"
-            ) from None
+            raise UnknownKindError(f"unknown metric {value!r}: use one of {[m.value for m in cls]}") from None
 
     @property
     def higher_is_better(self) -> bool:

@@ -1,8 +1,8 @@
 """The retriever: encoder + store. Search a collection by text, by image or by vector.
 
-    from retrieval import Retriever, load_settings
-    r = Retriever(load_settings(), "stsb")
-    result = r.search_text("a man plays a flute", index="hnsw", k=5, filter={"genre": "main-captions"})
+from retrieval import Retriever, load_settings
+r = Retriever(load_settings(), "stsb")
+result = r.search_text("a man plays a flute", index="hnsw", k=5, filter={"genre": "main-captions"})
 """
 
 from __future__ import annotations
@@ -79,7 +79,8 @@ class Retriever:
                 if st.fingerprint and st.fingerprint != space.fingerprint:
                     st.close()
                     raise InvalidInputError(
-                        f"index {index} of {self.name!r} was built by {st.fingerprint}, collection says {space.fingerprint}"
+                        f"index {index} of {self.name!r} was built by {st.fingerprint}, "
+                        f"the collection says {space.fingerprint}"
                     )
                 self._stores[key] = st
             return self._stores[key]
@@ -109,7 +110,10 @@ class Retriever:
             from retrieval.encoders.clip import ClipEncoder
 
             return ClipEncoder(
-                s.clip.arch, s.clip.pretrained, device=s.device, batch_size=s.batch_size,
+                s.clip.arch,
+                s.clip.pretrained,
+                device=s.device,
+                batch_size=s.batch_size,
                 max_image_pixels=s.clip.max_image_pixels,
             )
         raise ModelNotFoundError(f"unknown encoder {kind!r}")

@@ -51,8 +51,11 @@ def cmd_info(args: argparse.Namespace) -> int:
         {"name": c.name, "corpus": c.corpus, "count": c.count, "indexes": c.indexes, "complete": c.complete}
         for c in list_collections(s.data_dir)
     ]
-    lines = [f"data dir: {s.data_dir}", f"text model: {s.text_model} dim={enc.dim} fingerprint={enc.fingerprint}",
-             f"qdrant mode: {s.qdrant.mode}"]
+    lines = [
+        f"data dir: {s.data_dir}",
+        f"text model: {s.text_model} dim={enc.dim} fingerprint={enc.fingerprint}",
+        f"qdrant mode: {s.qdrant.mode}",
+    ]
     lines += [f"collection {c['name']}: {c['count']} points, indexes {c['indexes']}" for c in data["collections"]]
     _emit(args, data, "\n".join(lines))
     return 0
@@ -61,6 +64,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_corpora(args: argparse.Namespace) -> int:
     from ingest.corpora import list_corpora
 
+    _settings(args)  # validates the configuration like every command
     rows = list_corpora()
     text = "\n".join(
         f"{r['name']:<40} {'yes' if r['available'] else 'no ':<4} {r['description']}"
@@ -92,8 +96,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     text = (
         f"ingested {summary.ingested} of {summary.rows_read} rows into {summary.indexes} "
         f"({summary.rejected} rejected → {summary.rejects_file})\n"
-        + "seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in summary.seconds.items()) + "\n"
-        + "size on disk: " + ", ".join(f"{k} {v / 1e6:.1f} MB" for k, v in summary.sizes_bytes.items())
+        + "seconds: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in summary.seconds.items())
+        + "\n"
+        + "size on disk: "
+        + ", ".join(f"{k} {v / 1e6:.1f} MB" for k, v in summary.sizes_bytes.items())
     )
     _emit(args, d, text)
     return 0 if summary.ingested > 0 else 1
@@ -107,13 +114,16 @@ def cmd_search(args: argparse.Namespace) -> int:
     s = _settings(args)
     flt = parse_filter_args(args.filter)
     params = SearchParams(
-        nprobe=args.nprobe, hnsw_ef=args.ef, exact=args.exact,
+        nprobe=args.nprobe,
+        hnsw_ef=args.ef,
+        exact=args.exact,
         rerank=(args.rerank_factor if args.rerank else None) if args.rerank or args.rerank_factor else None,
     )
     with Retriever(s, args.name) as r:
         if args.image:
-            res = r.search_image(args.image, index=args.index, k=args.k, filter=flt, params=params,
-                                 target=args.target or "image")
+            res = r.search_image(
+                args.image, index=args.index, k=args.k, filter=flt, params=params, target=args.target or "image"
+            )
         elif args.query:
             res = r.search_text(args.query, index=args.index, k=args.k, filter=flt, params=params, target=args.target)
         else:
@@ -157,8 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("corpus", help="stsb | fashion-mnist | hf:<dataset>[:<config>][:<split>] | FILE | IMAGE_FOLDER")
     sp.add_argument("--name", required=True, help="collection name")
     sp.add_argument("--index", default="flat,ivf,ivfpq,hnsw", help="FAISS kinds, comma-separated ('' for none)")
-    sp.add_argument("--qdrant", choices=["edge", "server", "local", "none"], default=None,
-                    help="Qdrant engine (default: SIMLOOKUP_QDRANT__MODE, edge)")
+    sp.add_argument(
+        "--qdrant",
+        choices=["edge", "server", "local", "none"],
+        default=None,
+        help="Qdrant engine (default: SIMLOOKUP_QDRANT__MODE, edge)",
+    )
     sp.add_argument("--limit", type=int, help="ingest only the first N rows")
     sp.add_argument("--text-column", default="text")
     sp.add_argument("--id-column", default="id")

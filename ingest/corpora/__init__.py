@@ -15,9 +15,7 @@ BUILTIN = {
 __all__ = ["BUILTIN", "Corpus", "CorpusError", "CorpusSpec", "get_corpus", "list_corpora", "stable_id"]
 
 
-def get_corpus(
-    spec: str, text_column: str = "text", id_column: str = "id", image_column: str | None = None
-) -> Corpus:
+def get_corpus(spec: str, text_column: str = "text", id_column: str = "id", image_column: str | None = None) -> Corpus:
     """Resolve a corpus: a built-in name, ``hf:<dataset>[:<config>][:<split>]``, a table file or an image folder."""
     if spec == "stsb":
         from ingest.corpora.stsb import StsbCorpus
@@ -56,10 +54,28 @@ def list_corpora() -> list[dict[str, Any]]:
         except CorpusError as exc:
             available, why = False, str(exc)
         out.append({"name": name, "description": desc, "available": available, "reason": why})
-    out.append({"name": "hf:<dataset>[:<config>][:<split>]", "description": "Hugging Face dataset (hub or saved folder)",
-                "available": True, "reason": ""})
-    out.append({"name": "<file.csv|.jsonl|.parquet>", "description": "local table; text column 'text'",
-                "available": True, "reason": ""})
-    out.append({"name": "<image folder>", "description": "images, optional captions.csv (file,caption)",
-                "available": True, "reason": ""})
+    out.append(
+        {
+            "name": "hf:<dataset>[:<config>][:<split>]",
+            "description": "Hugging Face dataset (hub or saved folder)",
+            "available": True,
+            "reason": "",
+        }
+    )
+    out.append(
+        {
+            "name": "<file.csv|.jsonl|.parquet>",
+            "description": "local table; text column 'text'",
+            "available": True,
+            "reason": "",
+        }
+    )
+    out.append(
+        {
+            "name": "<image folder>",
+            "description": "images, optional captions.csv (file,caption)",
+            "available": True,
+            "reason": "",
+        }
+    )
     return out

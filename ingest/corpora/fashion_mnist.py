@@ -17,7 +17,16 @@ from ingest.corpora.base import CorpusError, CorpusSpec, file_digest
 
 DEFAULT_DIR = Path("/usr/share/datasets/fashion-mnist")
 CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 )
 SPEC = CorpusSpec(
     name="fashion-mnist",
@@ -80,8 +89,13 @@ class FashionMnistCorpus:
                     n += 1
 
         feats = Features(
-            {"id": Value("string"), "image": Image(), "caption": Value("string"), "label": Value("string"),
-             "split": Value("string")}
+            {
+                "id": Value("string"),
+                "image": Image(),
+                "caption": Value("string"),
+                "label": Value("string"),
+                "split": Value("string"),
+            }
         )
         return Dataset.from_generator(gen, features=feats)
 

@@ -43,9 +43,7 @@ class FileCorpus:
 def normalise_columns(ds: Any, text_column: str, id_column: str, limit: int | None, where: str) -> Any:
     """Check the text column, make ``text`` and a unique string ``id`` column, keep the rest as payload."""
     if text_column not in ds.column_names:
-        raise CorpusError(
-            f"{where}: no text column {text_column!r} (columns: {ds.column_names}); pass --text-column"
-        )
+        raise CorpusError(f"{where}: no text column {text_column!r} (columns: {ds.column_names}); pass --text-column")
     if limit is not None:
         ds = ds.select(range(min(limit, len(ds))))
     if text_column != "text":

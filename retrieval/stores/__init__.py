@@ -60,13 +60,27 @@ def open_store(
             from retrieval.stores.qdrant_edge_store import QdrantEdgeStore
 
             return QdrantEdgeStore(
-                root, name, q, dim=dim, metric=metric, fingerprint=fingerprint, vector_name=vector_name,
-                payload_indexes=payload_indexes, create=create,
+                root,
+                name,
+                q,
+                dim=dim,
+                metric=metric,
+                fingerprint=fingerprint,
+                vector_name=vector_name,
+                payload_indexes=payload_indexes,
+                create=create,
             )
         from retrieval.stores.qdrant_client_store import QdrantClientStore, make_client
 
         return QdrantClientStore(
-            make_client(q, root), name, q, dim=dim, metric=metric, fingerprint=fingerprint,
-            vector_name=vector_name, payload_indexes=payload_indexes, create=create,
+            make_client(q, root),
+            name,
+            q,
+            dim=dim,
+            metric=metric,
+            fingerprint=fingerprint,
+            vector_name=vector_name,
+            payload_indexes=payload_indexes,
+            create=create,
         )
     raise UnknownKindError(f"unknown index {index!r}: use one of {list(INDEX_NAMES)}")

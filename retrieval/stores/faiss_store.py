@@ -12,7 +12,6 @@ from __future__ import annotations
 import fcntl
 import logging
 import math
-import os
 import threading
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -210,7 +209,8 @@ class FaissStore(VectorStore):
         if n < need:
             raise NotTrainedError(
                 f"{b.kind} index {self.name!r} needs at least {need} points to train "
-                f"(nlist={b.nlist or default_nlist(n)}" + (f", 2^{b.pq_nbits} PQ centroids" if b.kind == "ivfpq" else "")
+                f"(nlist={b.nlist or default_nlist(n)}"
+                + (f", 2^{b.pq_nbits} PQ centroids" if b.kind == "ivfpq" else "")
                 + f"), has {n}"
             )
         nlist = min(b.nlist or default_nlist(n), n)
@@ -367,7 +367,9 @@ class FaissStore(VectorStore):
             if self._db.count() == 0:
                 return [[] for _ in range(len(queries))]
             self._ensure_index()
-            rerank = params.rerank if params.rerank is not None else (self.defaults.rerank if self.kind == "ivfpq" else 0)
+            rerank = (
+                params.rerank if params.rerank is not None else (self.defaults.rerank if self.kind == "ivfpq" else 0)
+            )
             allowed: np.ndarray | None = None
             if flt is not None:
                 allowed = self._db.matching_fids(flt)

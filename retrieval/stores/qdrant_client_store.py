@@ -154,7 +154,9 @@ class QdrantClientStore(VectorStore):
         for field, kind in payload_indexes.items():
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                self._retry(lambda f=field, k=kind: self.client.create_payload_index(self.name, f, schema[k], wait=True))
+                self._retry(
+                    lambda f=field, k=kind: self.client.create_payload_index(self.name, f, schema[k], wait=True)
+                )
 
     def _retry(self, fn: Callable[[], T]) -> T:
         """Call fn with retries and exponential backoff on connection errors; then BackendUnavailableError."""
@@ -169,7 +171,9 @@ class QdrantClientStore(VectorStore):
                     raise
                 last = exc
                 if i + 1 < attempts:
-                    log.warning("Qdrant unreachable (%s); retry %d/%d in %.1fs", type(exc).__name__, i + 1, attempts - 1, delay)
+                    log.warning(
+                        "Qdrant unreachable (%s); retry %d/%d in %.1fs", type(exc).__name__, i + 1, attempts - 1, delay
+                    )
                     time.sleep(delay)
                     delay *= 2
         raise BackendUnavailableError(
@@ -191,7 +195,9 @@ class QdrantClientStore(VectorStore):
             if total > LOCAL_MODE_LIMIT:
                 log.warning(
                     "qdrant-client local mode holds %d points: it is brute force and slows down above %d; "
-                    "use SIMLOOKUP_QDRANT__MODE=edge or a server", total, LOCAL_MODE_LIMIT
+                    "use SIMLOOKUP_QDRANT__MODE=edge or a server",
+                    total,
+                    LOCAL_MODE_LIMIT,
                 )
         points = [
             m.PointStruct(id=point_id(sid), vector=self._vec(vectors[i]), payload=with_id(sid, payloads[i]))
@@ -326,8 +332,16 @@ class QdrantClientStore(VectorStore):
 def _is_connection_error(exc: Exception) -> bool:
     names = {type(e).__name__ for e in _chain(exc)}
     conn = {
-        "ConnectError", "ConnectTimeout", "ReadTimeout", "RemoteProtocolError", "ConnectionError",
-        "ConnectionRefusedError", "ResponseHandlingException", "WriteTimeout", "PoolTimeout", "ReadError",
+        "ConnectError",
+        "ConnectTimeout",
+        "ReadTimeout",
+        "RemoteProtocolError",
+        "ConnectionError",
+        "ConnectionRefusedError",
+        "ResponseHandlingException",
+        "WriteTimeout",
+        "PoolTimeout",
+        "ReadError",
     }
     if names & conn:
         return True

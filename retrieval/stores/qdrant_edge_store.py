@@ -159,9 +159,7 @@ class QdrantEdgeStore(VectorStore):
     # ---- hooks ----
     def _upsert(self, ids: list[str], vectors: np.ndarray, payloads: list[Payload]) -> int:
         e = _edge()
-        points = [
-            e.Point(point_id(sid), self._vec(vectors[i]), with_id(sid, payloads[i])) for i, sid in enumerate(ids)
-        ]
+        points = [e.Point(point_id(sid), self._vec(vectors[i]), with_id(sid, payloads[i])) for i, sid in enumerate(ids)]
         with self._lock:
             self._call(self._shard.update, e.UpdateOperation.upsert_points(points))
             for p in payloads:

@@ -141,7 +141,9 @@ class Sidecar:
                 for op, v in (("gte", ">="), ("gt", ">"), ("lte", "<="), ("lt", "<")):
                     bound = getattr(c, op)
                     if bound is not None:
-                        where.append(f"(json_type(payload, ?) IN ('integer','real') AND json_extract(payload, ?) {v} ?)")
+                        where.append(
+                            f"(json_type(payload, ?) IN ('integer','real') AND json_extract(payload, ?) {v} ?)"
+                        )
                         args += [path, path, bound]
         sql = "SELECT fid FROM points" + (" WHERE " + " AND ".join(where) if where else "")
         return np.array([r[0] for r in self.query(sql, args)], dtype=np.int64)

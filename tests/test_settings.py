@@ -1,0 +1,73 @@
+"""Settings: env parsing, nesting, conflicts, secrets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from retrieval.errors import ConfigError
+from retrieval.settings import load_settings
+
+
+def test_defaults() -> None:
+    s = load_settings()
+    assert s.qdrant.mode == "edge"
+    assert s.text_model == "all-MiniLM-L6-v2"
+    assert s.data_dir == Path("data")
+
+
+def test_env_and_nested(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SIMLOOKUP_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("SIMLOOKUP_BATCH_SIZE", "16")
+    monkeypatch.setenv("SIMLOOKUP_QDRANT__MODE", "server")
+    monkeypatch.setenv("SIMLOOKUP_QDRANT__URL", "http://localhost:6333")
+    monkeypatch.setenv("SIMLOOKUP_QDRANT__API_KEY", "s3cret-key")
+    monkeypatch.setenv("SIMLOOKUP_QDRANT__HNSW_M", "32")
+    monkeypatch.setenv("SIMLOOKUP_FAISS__IVF_NPROBE", "4")
+    s = load_settings()
+    assert s.data_dir == tmp_path and s.batch_size == 16
+    assert s.qdrant.mode == "server" and s.qdrant.hnsw_m == 32 and s.faiss.ivf_nprobe == 4
+    pub = json.dumps(s.public())
+    assert "s3cret-key" not in pub and '"api_key_set": true' in pub
+    assert "s3cret-key" not in repr(s)
+
+
+def test_url_with_path_conflicts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIMLOOKUP_QDRANT__URL", "http://x:6333")
+    monkeypatch.setenv("SIMLOOKUP_QDRANT__PATH", "/tmp/q")
+    with pytest.raises(ConfigError, match="SIMLOOKUP_QDRANT__URL.*SIMLOOKUP_QDRANT__PATH"):
+        load_settings()
+
+
+def test_unknown_mode_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIMLOOKUP_QDRANT__MODE", "cloud")
+    with pytest.raises(ConfigError, match="SIMLOOKUP_QDRANT__MODE"):
+        load_settings()
+
+
+def test_server_needs_url_and_url_needs_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIMLOOKUP_QDRANT__MODE", "server")
+    with pytest.raises(ConfigError, match="needs SIMLOOKUP_QDRANT__URL"):
+        load_settings()
+    monkeypatch.setenv("SIMLOOKUP_QDRANT__MODE", "edge")
+    monkeypatch.setenv("SIMLOOKUP_QDRANT__URL", "http://x:6333")
+    with pytest.raises(ConfigError, match="MODE=server"):
+        load_settings()
+
+
+def test_bad_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIMLOOKUP_BATCH_SIZE", "0")
+    with pytest.raises(ConfigError, match="SIMLOOKUP_BATCH_SIZE"):
+        load_settings()
+    monkeypatch.delenv("SIMLOOKUP_BATCH_SIZE")
+    monkeypatch.setenv("SIMLOOKUP_DEVICE", "tpu")
+    with pytest.raises(ConfigError, match="SIMLOOKUP_DEVICE"):
+        load_settings()
+
+
+def test_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("SIMLOOKUP_TEXT_MODEL=/models/foo\n")
+    monkeypatch.chdir(tmp_path)
+    assert load_settings().text_model == "/models/foo"
