@@ -66,3 +66,11 @@ def tiny_clip_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[str,
 
 def recall_at_k(got: list[list[str]], truth: list[list[str]], k: int) -> float:
     return float(np.mean([len(set(g[:k]) & set(t[:k])) / k for g, t in zip(got, truth, strict=True)]))
+
+
+@pytest.fixture(scope="session")
+def qdrant_server():  # type: ignore[no-untyped-def]
+    """A real Qdrant server for this session, or a skip that says why there is none."""
+    from tests.qdrant_server import start_server
+
+    yield from start_server()

@@ -50,11 +50,9 @@ def assert_same(a: dict, b: dict) -> None:
                 np.testing.assert_allclose(va, vb, atol=1e-5)
 
 
-@pytest.mark.slow
-def test_kill_and_resume_equals_uninterrupted(tmp_path: Path, minilm) -> None:  # type: ignore[no-untyped-def]
-    limit, shard = 700, 100
-    killed = mk(tmp_path, "killed")
-    env = {**os.environ, "SIMLOOKUP_DATA_DIR": str(killed.data_dir), "PYTHONPATH": str(ROOT)}
+def kill_during_ingest(s: Settings, name: str, limit: int, shard: int, env_extra: dict[str, str] | None = None) -> int:
+    """Start `simlookup ingest` in a subprocess and SIGKILL it after a random number of finished shards."""
+    env = {**os.environ, "SIMLOOKUP_DATA_DIR": str(s.data_dir), "PYTHONPATH": str(ROOT), **(env_extra or {})}
     cmd = [
         sys.executable,
         "-m",
@@ -62,7 +60,7 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path: Path, minilm) -> None:  
         "ingest",
         "stsb",
         "--name",
-        "k",
+        name,
         "--limit",
         str(limit),
         "--shard-size",
@@ -74,7 +72,7 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path: Path, minilm) -> None:  
     deadline = time.time() + 120
     shards = 0
     while time.time() < deadline and proc.poll() is None:
-        shards = len(list(killed.data_dir.glob("cache/*/*/text/shard-*.json")))
+        shards = len(list(s.data_dir.glob("cache/*/*/text/shard-*.json")))
         if shards >= stop_after:
             break
         time.sleep(0.01)
@@ -82,7 +80,14 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path: Path, minilm) -> None:  
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert 1 <= shards < limit // shard
+    return shards
 
+
+@pytest.mark.slow
+def test_kill_and_resume_equals_uninterrupted(tmp_path: Path, minilm) -> None:  # type: ignore[no-untyped-def]
+    limit, shard = 700, 100
+    killed = mk(tmp_path, "killed")
+    shards = kill_during_ingest(killed, "k", limit, shard)
     resumed = run_ingest(
         killed, IngestOptions("stsb", "k", limit=limit, shard_size=shard, progress=False), encoders={"text": minilm}
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,7 +16,15 @@ from retrieval.settings import QdrantSettings, Settings
 from retrieval.stores import SearchParams, VectorStore, open_store
 from tests.conftest import recall_at_k
 
-BACKENDS = ["flat", "ivf", "ivfpq", "hnsw", "edge", "local"]
+BACKENDS = [
+    "flat",
+    "ivf",
+    "ivfpq",
+    "hnsw",
+    "edge",
+    "local",
+    pytest.param("server", marks=pytest.mark.qdrant_server),  # skips unless a real server is reachable
+]
 GROUPS = ["red", "green", "blue"]
 
 
@@ -23,14 +32,17 @@ def payload(i: int) -> dict:
     return {"group": GROUPS[i % 3], "rank": i, "even": i % 2 == 0}
 
 
-def make_settings(tmp: Path, backend: str) -> Settings:
-    mode = "local" if backend == "local" else "edge"
-    # a low full-scan threshold makes Qdrant Edge answer through its HNSW graph even on this small set
-    return Settings(data_dir=tmp / "data", qdrant=QdrantSettings(mode=mode, full_scan_threshold_kb=10))
+def make_settings(tmp: Path, backend: str, server: object = None) -> Settings:
+    # a low full-scan threshold makes Qdrant answer through its HNSW graph even on this small set
+    if backend == "server":
+        q = QdrantSettings(mode="server", url=server.url, api_key=server.api_key, full_scan_threshold_kb=10)  # type: ignore[attr-defined]
+    else:
+        q = QdrantSettings(mode="local" if backend == "local" else "edge", full_scan_threshold_kb=10)
+    return Settings(data_dir=tmp / "data", qdrant=q)
 
 
 def index_of(backend: str) -> str:
-    return "qdrant" if backend in ("edge", "local") else backend
+    return "qdrant" if backend in ("edge", "local", "server") else backend
 
 
 @pytest.fixture(params=BACKENDS)
@@ -39,13 +51,28 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def opener(tmp_path: Path, backend: str, data: Dataset) -> Callable[..., VectorStore]:
-    s = make_settings(tmp_path, backend)
+def opener(tmp_path: Path, backend: str, data: Dataset, request: pytest.FixtureRequest) -> Callable[..., VectorStore]:
+    server = request.getfixturevalue("qdrant_server") if backend == "server" else None
+    s = make_settings(tmp_path, backend, server)
+    name = f"contract-{uuid.uuid4().hex[:8]}" if server else "contract"
 
     def _open(**kw: object) -> VectorStore:
-        return open_store(s, "contract", index_of(backend), dim=data.dim, payload_indexes={"group": "keyword"}, **kw)
+        return open_store(s, name, index_of(backend), dim=data.dim, payload_indexes={"group": "keyword"}, **kw)
 
+    if server is not None:
+        request.addfinalizer(lambda: _drop_collection(s, name))
     return _open
+
+
+def _drop_collection(s: Settings, name: str) -> None:
+    from retrieval.stores.qdrant_client_store import make_client
+
+    client = make_client(s.qdrant, s.data_dir)
+    try:
+        if client.collection_exists(name):
+            client.delete_collection(name)
+    finally:
+        client.close()
 
 
 @pytest.fixture

@@ -172,6 +172,8 @@ class FaissStore(VectorStore):
             raise StoreLockedError(f"FAISS store {self.dir} is open for writing in another process") from None
         try:
             self._db = Sidecar(self.sqlite_path, self.dim, read_only=read_only and self.sqlite_path.exists())
+            self._n = self._db.count()  # cached: the hot search path never counts rows in SQLite
+            self._tomb = self._db.tombstones()
             if manifest is not None:
                 self._load(manifest)
             else:
@@ -243,6 +245,7 @@ class FaissStore(VectorStore):
                 self._index.add_with_ids(vecs, fids)
         if not self.read_only:
             self._db.write(lambda cur: cur.execute("DELETE FROM tombstones"))
+        self._tomb = np.zeros(0, dtype=np.int64)
 
     def _load(self, manifest: dict[str, Any]) -> None:
         self._created = manifest.get("created", now_iso())
@@ -303,6 +306,7 @@ class FaissStore(VectorStore):
                 return fids
 
             fids = np.array(self._db.write(tx), dtype=np.int64)
+            self._n += len(new_rows) - len(replaced)
             if replaced:
                 self._remove_from_index(np.array(replaced, dtype=np.int64))
             if self._index is not None:
@@ -310,8 +314,11 @@ class FaissStore(VectorStore):
             return len(new_rows)
 
     def _remove_from_index(self, fids: np.ndarray) -> None:
-        if self._index is None or self.kind == "hnsw":
-            return  # hnsw: tombstones (faiss HNSW cannot remove); untrained: nothing indexed yet
+        if self.kind == "hnsw":
+            self._tomb = np.union1d(self._tomb, fids)  # faiss HNSW cannot remove: tombstones
+            return
+        if self._index is None:
+            return  # untrained: nothing indexed yet
         self._index.remove_ids(_faiss().IDSelectorBatch(fids))
 
     def _delete(self, ids: list[str]) -> int:
@@ -327,6 +334,7 @@ class FaissStore(VectorStore):
                     cur.executemany("INSERT OR IGNORE INTO tombstones(fid) VALUES(?)", [(f,) for f in fids])
 
             self._db.write(tx)
+            self._n -= len(fids)
             self._remove_from_index(np.array(fids, dtype=np.int64))
             return len(fids)
 
@@ -358,13 +366,13 @@ class FaissStore(VectorStore):
 
     def _ensure_index(self) -> None:
         if self._index is None:
-            if self._db.count() == 0:
+            if self._n == 0:
                 return
             self._train_ivf()
 
     def _search(self, queries: np.ndarray, k: int, flt: Filter | None, params: SearchParams) -> list[list[Hit]]:
         with self._lock:
-            if self._db.count() == 0:
+            if self._n == 0:
                 return [[] for _ in range(len(queries))]
             self._ensure_index()
             rerank = (
@@ -382,7 +390,7 @@ class FaissStore(VectorStore):
                 fids, scores = self._index_search(queries, fetch, allowed, params)
                 if rerank > 1:
                     fids, scores = self._rerank(queries, fids, k)
-                want = min(k, len(allowed) if allowed is not None else self._db.count())
+                want = min(k, len(allowed) if allowed is not None else self._n)
                 short = [i for i in range(len(queries)) if (fids[i] >= 0).sum() < want]
                 if short:  # the index found too few (selective filter, low nprobe): answer those exactly
                     ef, es = self._exact(queries[short], k, allowed)
@@ -398,10 +406,8 @@ class FaissStore(VectorStore):
         sel = None
         if allowed is not None:
             sel = f.IDSelectorBatch(allowed)
-        elif self.kind == "hnsw":
-            tomb = self._db.tombstones()
-            if len(tomb):
-                sel = f.IDSelectorNot(f.IDSelectorBatch(tomb))
+        elif self.kind == "hnsw" and len(self._tomb):
+            sel = f.IDSelectorNot(f.IDSelectorBatch(self._tomb))
         if self.kind in ("ivf", "ivfpq"):
             sp = f.SearchParametersIVF(nprobe=params.nprobe or self.defaults.nprobe)
         elif self.kind == "hnsw":
@@ -414,6 +420,10 @@ class FaissStore(VectorStore):
         if self.metric is Metric.L2:
             dist = np.sqrt(np.maximum(dist, 0))
         return fids, dist
+
+    def raw_search(self, queries: np.ndarray, k: int, params: SearchParams) -> tuple[np.ndarray, np.ndarray]:
+        """The bare faiss call (no validation, filters, re-rank or payloads): the benchmarks' baseline."""
+        return self._index_search(queries, k, None, params)
 
     def _exact(self, queries: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         if allowed is not None:
@@ -456,7 +466,7 @@ class FaissStore(VectorStore):
         return out
 
     def _count(self) -> int:
-        return self._db.count()
+        return self._n
 
     def _ids(self) -> set[str]:
         return self._db.ids()
@@ -477,7 +487,7 @@ class FaissStore(VectorStore):
             return
         with self._lock:
             if self.kind == "hnsw" and self._index is not None:
-                tomb = len(self._db.tombstones())
+                tomb = len(self._tomb)
                 if tomb and tomb > 0.2 * max(self._index.ntotal, 1):
                     self._rebuild()  # compaction: drop tombstoned nodes from the graph
             has_index = self._index is not None

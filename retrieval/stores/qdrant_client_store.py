@@ -302,6 +302,23 @@ class QdrantClientStore(VectorStore):
         self._check_open()
         return False
 
+    def snapshot(self) -> str:
+        """Create a server-side snapshot of the collection; returns its name (server mode only)."""
+        self._check_open()
+        if self.mode != "server":
+            raise StoreError("snapshots need a Qdrant server (qdrant-client local mode has none)")
+        desc = self._retry(lambda: self.client.create_snapshot(self.name, wait=True))
+        return str(desc.name)
+
+    def restore(self, snapshot_name: str) -> None:
+        """Restore the collection from one of its snapshots on the server."""
+        self._check_open()
+        if self.mode != "server":
+            raise StoreError("snapshots need a Qdrant server (qdrant-client local mode has none)")
+        location = f"file:///qdrant/snapshots/{self.name}/{snapshot_name}"
+        self._retry(lambda: self.client.recover_snapshot(self.name, location=location, wait=True))
+        self._fields.clear()
+
     def _flush(self) -> None:
         """Writes use wait=True: acknowledged writes are already durable on the server or local path."""
 
