@@ -20,8 +20,11 @@ def stsb_vectors(settings: Settings, limit: int | None = None) -> tuple[list[str
     enc = load_encoder(settings, "text")
     corpus = get_corpus("stsb")
     # an ingest with no stores only fills the embedding cache (and reuses what is there)
-    run_ingest(settings, IngestOptions("stsb", "bench-stsb-cache", indexes=[], qdrant="none", limit=limit,
-                                       progress=False), encoders={"text": enc})
+    run_ingest(
+        settings,
+        IngestOptions("stsb", "bench-stsb-cache", indexes=[], qdrant="none", limit=limit, progress=False),
+        encoders={"text": enc},
+    )
     ids, vecs = EmbeddingCache(settings.data_dir, enc.fingerprint, corpus.fingerprint(), "text").vectors()
     ds = corpus.load(limit=limit)
     text_of = dict(zip(ds["id"], ds["text"], strict=True))
@@ -37,9 +40,15 @@ def load(name: str, settings: Settings, quick: bool, scale: int | None, nq: int 
         n_q = nq or (200 if quick else 1000)
         perm = rng.permutation(len(ids))
         qi, bi = np.sort(perm[:n_q]), np.sort(perm[n_q:])
-        ds = Dataset("stsb", vecs[bi], vecs[qi], "cosine", [ids[i] for i in bi])
-        ds.query_texts = [texts[i] for i in qi]  # type: ignore[attr-defined]
-        return ds
+        return Dataset(
+            "stsb",
+            vecs[bi],
+            vecs[qi],
+            "cosine",
+            [ids[i] for i in bi],
+            base_texts=[texts[i] for i in bi],
+            query_texts=[texts[i] for i in qi],
+        )
     if name == "fashion-mnist":
         from ingest.corpora.fashion_mnist import read_split
 

@@ -6,7 +6,7 @@ on the unit sphere, never isotropic random vectors (on which every ANN index col
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -20,6 +20,8 @@ class Dataset:
     xq: np.ndarray
     metric: str = "cosine"
     ids: list[str] | None = None
+    base_texts: list[str] = field(default_factory=list)
+    query_texts: list[str] = field(default_factory=list)
 
     @property
     def dim(self) -> int:

@@ -133,8 +133,9 @@ class QdrantEdgeEngine(Engine):
             hnsw_ef_construct=self.cfg.params.get("ef_construct", 100),
             full_scan_threshold_kb=self.cfg.params.get("full_scan_threshold_kb", 10),
         )
-        self.store = open_store(Settings(data_dir=self.root, qdrant=q), "bench", "qdrant", dim=self.dim,
-                                metric=self.metric)
+        self.store = open_store(
+            Settings(data_dir=self.root, qdrant=q), "bench", "qdrant", dim=self.dim, metric=self.metric
+        )
 
     def raw_search(self, q: np.ndarray, k: int, qp: dict[str, Any]) -> Any:
         import qdrant_edge as e
@@ -163,11 +164,16 @@ class QdrantServerEngine(Engine):
     def configure(self) -> None:
         import uuid
 
-        q = self.qsettings.model_copy(update={"hnsw_m": self.cfg.params.get("m", 16),
-                                              "hnsw_ef_construct": self.cfg.params.get("ef_construct", 100)})
+        q = self.qsettings.model_copy(
+            update={
+                "hnsw_m": self.cfg.params.get("m", 16),
+                "hnsw_ef_construct": self.cfg.params.get("ef_construct", 100),
+            }
+        )
         self.name = f"bench-{uuid.uuid4().hex[:8]}"
-        self.store = open_store(Settings(data_dir=self.root, qdrant=q), self.name, "qdrant", dim=self.dim,
-                                metric=self.metric)
+        self.store = open_store(
+            Settings(data_dir=self.root, qdrant=q), self.name, "qdrant", dim=self.dim, metric=self.metric
+        )
 
     def index(self) -> None:
         client = self.store.client  # type: ignore[union-attr]

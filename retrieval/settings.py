@@ -91,6 +91,7 @@ class FaissSettings(BaseModel):
     hnsw_m: int = Field(default=32, ge=2)
     hnsw_ef_construction: int = Field(default=100, ge=1)
     hnsw_ef_search: int = Field(default=64, ge=1)
+    payload_in_ram: bool = Field(default=True, description="keep ids and payload JSON in RAM for fast hits")
 
 
 class Settings(BaseSettings):

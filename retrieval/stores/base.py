@@ -15,7 +15,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from retrieval.encoders.base import normalize
 from retrieval.errors import DimensionMismatchError, FilterError, InvalidInputError, StoreClosedError
 from retrieval.filters import Filter
 from retrieval.metric import Metric
@@ -182,13 +181,15 @@ class VectorStore(ABC):
             raise DimensionMismatchError(
                 f"{what} dimension {arr.shape[1]} does not match store {self.name!r} dimension {self.dim}"
             )
-        if not np.isfinite(arr).all():
-            bad = np.where(~np.isfinite(arr).all(axis=1))[0][:10].tolist()
+        norms = np.sqrt(np.einsum("ij,ij->i", arr, arr))  # NaN and inf propagate into the norms
+        if not np.isfinite(norms).all():
+            bad = np.where(~np.isfinite(arr).all(axis=1) | ~np.isfinite(norms))[0][:10].tolist()
             raise InvalidInputError(f"{what} rows {bad} contain NaN or inf")
-        if self.metric is Metric.COSINE:
-            if arr.shape[0] and (np.linalg.norm(arr, axis=1) == 0).any():
+        if self.metric is Metric.COSINE and arr.shape[0]:
+            if (norms == 0).any():
                 raise InvalidInputError(f"a zero {what} has no cosine similarity")
-            arr = normalize(arr)
+            if np.abs(norms - 1.0).max() > 1e-5:
+                arr = (arr / norms[:, None]).astype(np.float32, copy=False)
         return np.ascontiguousarray(arr)
 
     @staticmethod

@@ -128,6 +128,7 @@ class FaissStore(VectorStore):
         query_defaults: FaissQueryDefaults | None = None,
         create: bool = True,
         read_only: bool = False,
+        payload_in_ram: bool = True,
     ) -> None:
         self.dir = root / "faiss" / name / build.kind
         self.index_path = self.dir / "index.faiss"
@@ -172,6 +173,8 @@ class FaissStore(VectorStore):
             raise StoreLockedError(f"FAISS store {self.dir} is open for writing in another process") from None
         try:
             self._db = Sidecar(self.sqlite_path, self.dim, read_only=read_only and self.sqlite_path.exists())
+            if payload_in_ram:
+                self._db.cache_rows()
             self._n = self._db.count()  # cached: the hot search path never counts rows in SQLite
             self._tomb = self._db.tombstones()
             if manifest is not None:
@@ -305,7 +308,10 @@ class FaissStore(VectorStore):
                     cur.executemany("INSERT OR IGNORE INTO tombstones(fid) VALUES(?)", [(f,) for f in replaced])
                 return fids
 
-            fids = np.array(self._db.write(tx), dtype=np.int64)
+            fid_list = self._db.write(tx)
+            self._db.cache_drop(replaced)
+            self._db.cache_put((f, r[0], r[1]) for f, r in zip(fid_list, new_rows, strict=True))
+            fids = np.array(fid_list, dtype=np.int64)
             self._n += len(new_rows) - len(replaced)
             if replaced:
                 self._remove_from_index(np.array(replaced, dtype=np.int64))
@@ -334,6 +340,7 @@ class FaissStore(VectorStore):
                     cur.executemany("INSERT OR IGNORE INTO tombstones(fid) VALUES(?)", [(f,) for f in fids])
 
             self._db.write(tx)
+            self._db.cache_drop(fids)
             self._n -= len(fids)
             self._remove_from_index(np.array(fids, dtype=np.int64))
             return len(fids)

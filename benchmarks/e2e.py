@@ -1,0 +1,110 @@
+"""End-to-end text queries (encode → search → payload) and ingestion wall time against the encoder alone."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.datasets import Dataset
+from benchmarks.metrics import percentiles
+from retrieval.settings import QdrantSettings, Settings
+from retrieval.stores import open_store
+
+E2E_STORES = ("flat", "ivf", "ivfpq", "hnsw", "qdrant")
+
+
+def _encoder(settings: Settings) -> Any:
+    from ingest.job import load_encoder
+
+    return load_encoder(settings, "text")
+
+
+def encoder_variants(enc: Any, texts: list[str]) -> dict[str, Any]:
+    """One-query encode latency under the settings that matter on a CPU: threads, and the query cache."""
+    import torch
+
+    out: dict[str, Any] = {}
+    before = torch.get_num_threads()
+    for t in sorted({1, 2, before}):
+        torch.set_num_threads(t)
+        enc.encode_text(texts[:3])  # warm-up
+        lat = []
+        for s in texts:
+            t0 = time.perf_counter()
+            enc.encode_text([s])
+            lat.append(time.perf_counter() - t0)
+        out[f"threads={t}"] = percentiles(lat)
+    torch.set_num_threads(before)
+    for s in texts:
+        enc.encode_query(s)
+    lat = []
+    for s in texts:
+        t0 = time.perf_counter()
+        enc.encode_query(s)
+        lat.append(time.perf_counter() - t0)
+    out["query-cache-hit"] = percentiles(lat)
+    return out
+
+
+def end_to_end(settings: Settings, ds: Dataset, quick: bool, log: Callable[[str], None]) -> dict[str, Any]:
+    """p50/p95 of text → encode → search → payload for the default model and each store."""
+    enc = _encoder(settings)
+    texts = ds.query_texts[: 50 if quick else 200]
+    ids = ds.point_ids()
+    payloads = [{"text": t} for t in ds.base_texts] if ds.base_texts else None
+    out: dict[str, Any] = {"model": settings.text_model, "queries": len(texts), "stores": {}}
+    with tempfile.TemporaryDirectory(prefix="simlookup-e2e-") as tmp:
+        s = Settings(data_dir=Path(tmp), qdrant=QdrantSettings(mode="edge", full_scan_threshold_kb=10))
+        for index in E2E_STORES:
+            st = open_store(s, "e2e", index, dim=ds.dim)
+            try:
+                st.upsert(ids, ds.xb, payloads)
+                st.build()
+                enc.encode_text(texts[:2])
+                lat, enc_lat = [], []
+                for t in texts:
+                    t0 = time.perf_counter()
+                    vec = enc.encode_text([t])[0]
+                    t1 = time.perf_counter()
+                    hits = st.search(vec, 10)[0]
+                    assert hits and "text" in hits[0].payload or payloads is None
+                    lat.append(time.perf_counter() - t0)
+                    enc_lat.append(t1 - t0)
+                out["stores"][index] = {**percentiles(lat, (50, 95)), "encode_p50_ms": float(np.median(enc_lat) * 1e3)}
+                log(f"  e2e {index:<6} p50 {out['stores'][index]['p50_ms']:.2f} ms")
+            finally:
+                st.close()
+    out["encoder"] = encoder_variants(enc, texts)
+    return out
+
+
+def ingest_overhead(settings: Settings, rows: int, log: Callable[[str], None]) -> dict[str, Any]:
+    """Ingest wall time (all four FAISS kinds + Qdrant Edge, cold cache) against encoding the same rows alone."""
+    from ingest.corpora import get_corpus
+    from ingest.job import IngestOptions, run_ingest
+
+    enc = _encoder(settings)
+    texts = get_corpus("stsb").load(limit=rows)["text"]
+    enc.encode_text(texts[:64])
+    t0 = time.perf_counter()
+    enc.encode_text(texts, batch_size=settings.batch_size)
+    encode_only = time.perf_counter() - t0
+    with tempfile.TemporaryDirectory(prefix="simlookup-ingest-") as tmp:
+        s = settings.model_copy(update={"data_dir": Path(tmp)})
+        t0 = time.perf_counter()
+        summ = run_ingest(s, IngestOptions("stsb", "ingest-bench", limit=rows, progress=False), encoders={"text": enc})
+        wall = time.perf_counter() - t0
+    log(f"  ingest {rows} rows: {wall:.1f} s vs encoder alone {encode_only:.1f} s ({wall / encode_only:.2f}×)")
+    return {
+        "rows": rows,
+        "encoder_only_s": encode_only,
+        "ingest_wall_s": wall,
+        "ratio": wall / encode_only,
+        "stages_s": summ.seconds,
+        "indexes": summ.indexes,
+    }
