@@ -163,8 +163,6 @@ def run_ingest(settings: Settings, opts: IngestOptions, encoders: dict[str, Any]
     summary.seconds["read"] = time.perf_counter() - t_start
     qs = qdrant_settings(settings, opts.qdrant)
     use_qdrant = opts.qdrant != "none"
-    if use_qdrant and spec.modality != "text":
-        raise ConfigError("image corpora are written to FAISS only in this version: pass --qdrant none")
 
     encoders = dict(encoders or {})
     for sp in spaces:
@@ -182,7 +180,8 @@ def run_ingest(settings: Settings, opts: IngestOptions, encoders: dict[str, Any]
                 (kind, open_store(settings, sname, kind, dim=enc.dim, fingerprint=enc.fingerprint))
                 for kind in opts.indexes
             ]
-            if use_qdrant:
+            if use_qdrant:  # image corpora: one collection, named vectors 'image' and 'caption'
+                named = {} if spec.modality == "text" else {x.name: encoders[x.encoder].dim for x in spaces}
                 stores[sp.name].append(
                     (
                         QDRANT_INDEX,
@@ -193,6 +192,8 @@ def run_ingest(settings: Settings, opts: IngestOptions, encoders: dict[str, Any]
                             dim=enc.dim,
                             fingerprint=enc.fingerprint,
                             payload_indexes=dict(spec.payload_indexes),
+                            vector_name="" if spec.modality == "text" else sp.name,
+                            vectors=named or None,
                         ),
                     )
                 )

@@ -94,6 +94,19 @@ class FaissSettings(BaseModel):
     payload_in_ram: bool = Field(default=True, description="keep ids and payload JSON in RAM for fast hits")
 
 
+class ApiSettings(BaseModel):
+    """`simlookup serve`: key, limits and the worker pool."""
+
+    key: SecretStr | None = Field(default=None, description="requests must send it as X-API-Key or Bearer token")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    max_k: int = Field(default=100, ge=1)
+    max_text_chars: int = Field(default=2000, ge=1)
+    max_filter_conditions: int = Field(default=16, ge=0)
+    max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+    workers: int = Field(default=4, ge=1, description="threads that encode and search off the event loop")
+
+
 class Settings(BaseSettings):
     """Every setting of simlookup. Build once (``Settings()``) and pass it inward."""
 
@@ -112,6 +125,7 @@ class Settings(BaseSettings):
     threads: int | None = Field(default=None, ge=1, description="torch / faiss threads; None leaves defaults")
     qdrant: QdrantSettings = QdrantSettings()
     faiss: FaissSettings = FaissSettings()
+    api: ApiSettings = ApiSettings()
 
     @field_validator("device")
     @classmethod
@@ -122,8 +136,9 @@ class Settings(BaseSettings):
 
     def public(self) -> dict[str, Any]:
         """Resolved settings as JSON-able data, secrets left out."""
-        out = self.model_dump(mode="json", exclude={"qdrant"})
+        out = self.model_dump(mode="json", exclude={"qdrant", "api"})
         out["qdrant"] = self.qdrant.public()
+        out["api"] = self.api.model_dump(mode="json", exclude={"key"}) | {"key_set": self.api.key is not None}
         return out
 
 

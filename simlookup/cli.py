@@ -148,6 +148,46 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if rep.ok else 1
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from simlookup.server.app import create_app
+    except ImportError as exc:
+        raise SimlookupError(
+            f"`simlookup serve` needs the serve extra: pip install 'simlookup[serve]' ({exc})"
+        ) from None
+    s = _settings(args)
+    host = args.host or s.api.host
+    port = args.port or s.api.port
+    app = create_app(s, args.name)
+    print(f"simlookup: serving {args.name!r} on http://{host}:{port} (OpenAPI at /docs)", file=sys.stderr)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+    return 0
+
+
+def cmd_loadtest(args: argparse.Namespace) -> int:
+    from benchmarks.load import run_load
+
+    s = _settings(args)
+    res = run_load(
+        s,
+        args.name,
+        requests=args.requests,
+        concurrency=args.concurrency,
+        index=args.index,
+        out=Path(args.out) if args.out else None,
+    )
+    _emit(
+        args,
+        res,
+        f"{res['requests']} requests, {res['concurrency']} clients: {res['throughput_rps']:.1f} req/s, "
+        f"p50 {res['p50_ms']:.1f} ms, p95 {res['p95_ms']:.1f} ms, p99 {res['p99_ms']:.1f} ms, "
+        f"errors {res['errors']}",
+    )
+    return 0 if res["errors"] == 0 else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="simlookup", description=__doc__)
     p.add_argument("--data-dir", help="overrides SIMLOOKUP_DATA_DIR")
@@ -197,6 +237,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("verify", cmd_verify, "check that every index of a collection agrees")
     sp.add_argument("--name", required=True)
     sp.add_argument("--sample", type=int, help="compare vectors of N random ids only")
+
+    sp = add("serve", cmd_serve, "REST search service (FastAPI + uvicorn) over one collection")
+    sp.add_argument("--name", required=True)
+    sp.add_argument("--host", help="default SIMLOOKUP_API__HOST, 127.0.0.1")
+    sp.add_argument("--port", type=int, help="default SIMLOOKUP_API__PORT, 8000")
+
+    sp = add("loadtest", cmd_loadtest, "bounded load run against a real `simlookup serve` on loopback")
+    sp.add_argument("--name", required=True)
+    sp.add_argument("--requests", type=int, default=400)
+    sp.add_argument("--concurrency", type=int, default=8)
+    sp.add_argument("--index", default="hnsw")
+    sp.add_argument("--out", help="folder for serve_load.json and serve_load.md")
 
     try:
         from benchmarks.cli import add_bench_parser

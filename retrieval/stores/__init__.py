@@ -37,6 +37,7 @@ def open_store(
     read_only: bool = False,
     vector_name: str = "",
     payload_indexes: dict[str, Any] | None = None,
+    vectors: dict[str, int] | None = None,
     **build_overrides: Any,
 ) -> VectorStore:
     """Open (or create) the store ``name`` for one index: a FAISS kind or ``qdrant`` (mode from settings)."""
@@ -70,6 +71,7 @@ def open_store(
                 vector_name=vector_name,
                 payload_indexes=payload_indexes,
                 create=create,
+                vectors=vectors,
             )
         from retrieval.stores.qdrant_client_store import QdrantClientStore, make_client
 
@@ -83,5 +85,6 @@ def open_store(
             vector_name=vector_name,
             payload_indexes=payload_indexes,
             create=create,
+            vectors=vectors,
         )
     raise UnknownKindError(f"unknown index {index!r}: use one of {list(INDEX_NAMES)}")

@@ -397,9 +397,11 @@ class FaissStore(VectorStore):
                 fids, scores = self._index_search(queries, fetch, allowed, params)
                 if rerank > 1:
                     fids, scores = self._rerank(queries, fids, k)
-                want = min(k, len(allowed) if allowed is not None else self._n)
+                # a filtered search returns k hits whenever k points match: where the index found fewer
+                # (selective filter, low nprobe), answer that query exactly. Unfiltered ANN results stay as found.
+                want = min(k, len(allowed)) if allowed is not None else 0
                 short = [i for i in range(len(queries)) if (fids[i] >= 0).sum() < want]
-                if short:  # the index found too few (selective filter, low nprobe): answer those exactly
+                if short:
                     ef, es = self._exact(queries[short], k, allowed)
                     fids = _pad(fids, k)
                     scores = _pad(scores, k, fill=np.nan)

@@ -43,6 +43,21 @@ LOCAL_MODE_LIMIT = 20_000
 T = TypeVar("T")
 
 
+_LOCAL: dict[str, list[Any]] = {}  # local-mode path → [client, users]: one client per folder (it locks it)
+
+
+def release_client(client: Any) -> None:
+    """Close a client from make_client (local-mode clients once their last user releases them)."""
+    for key, entry in list(_LOCAL.items()):
+        if entry[0] is client:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del _LOCAL[key]
+                client.close()
+            return
+    client.close()
+
+
 def make_client(settings: QdrantSettings, root: Path) -> Any:
     """A QdrantClient for server mode (URL) or local mode (path / :memory:)."""
     from qdrant_client import QdrantClient
@@ -59,10 +74,16 @@ def make_client(settings: QdrantSettings, root: Path) -> Any:
             return QdrantClient(location=":memory:")
         path = settings.path or root / "qdrant-local"
         path.mkdir(parents=True, exist_ok=True)
+        key = str(path.resolve())
+        if key in _LOCAL:
+            _LOCAL[key][1] += 1
+            return _LOCAL[key][0]
         try:
-            return QdrantClient(path=str(path))
+            client = QdrantClient(path=str(path))
         except RuntimeError as exc:
             raise StoreLockedError(f"qdrant-client local storage {path} is in use: {exc}") from None
+        _LOCAL[key] = [client, 1]
+        return client
     raise InvalidInputError(f"qdrant-client store needs mode server or local, not {settings.mode!r}")
 
 
@@ -83,6 +104,7 @@ class QdrantClientStore(VectorStore):
         payload_indexes: dict[str, PayloadIndexType] | None = None,
         create: bool = True,
         owns_client: bool = True,
+        vectors: dict[str, int] | None = None,
     ) -> None:
         from qdrant_client import models as m
 
@@ -97,6 +119,9 @@ class QdrantClientStore(VectorStore):
             info = self._retry(lambda: client.get_collection(name))
             meta = dict(info.config.metadata or {}) if getattr(info.config, "metadata", None) else {}
             vparams = info.config.params.vectors
+            self.named = {n: v.size for n, v in vparams.items()} if isinstance(vparams, dict) else {}
+            if isinstance(vparams, dict) and not vector_name and vparams:
+                vector_name = self.vector_name = next(iter(vparams))
             vp = vparams.get(vector_name) if isinstance(vparams, dict) else vparams
             if vp is None:
                 raise StoreError(f"collection {name!r} has no vector named {vector_name!r}")
@@ -116,12 +141,15 @@ class QdrantClientStore(VectorStore):
             if dim is None:
                 raise InvalidInputError("creating a Qdrant collection needs its dimension")
             super().__init__(name, dim, Metric.parse(metric), fingerprint)
+            self.named = dict(vectors or ({vector_name: dim} if vector_name else {}))
             self._create(m, payload_indexes or {})
 
     def _create(self, m: Any, payload_indexes: dict[str, PayloadIndexType]) -> None:
         s = self.settings
         dist = {Metric.COSINE: m.Distance.COSINE, Metric.DOT: m.Distance.DOT, Metric.L2: m.Distance.EUCLID}[self.metric]
-        vp = m.VectorParams(size=self.dim, distance=dist)
+        vp: Any = m.VectorParams(size=self.dim, distance=dist)
+        if self.named:
+            vp = {n: m.VectorParams(size=d, distance=dist) for n, d in self.named.items()}
         quant: Any = None
         if s.quantization == "scalar":
             quant = m.ScalarQuantization(scalar=m.ScalarQuantizationConfig(type=m.ScalarType.INT8, always_ram=True))
@@ -131,7 +159,7 @@ class QdrantClientStore(VectorStore):
             )
         kwargs: dict[str, Any] = {
             "collection_name": self.name,
-            "vectors_config": {self.vector_name: vp} if self.vector_name else vp,
+            "vectors_config": vp,
             "hnsw_config": m.HnswConfigDiff(
                 m=s.hnsw_m, ef_construct=s.hnsw_ef_construct, full_scan_threshold=s.full_scan_threshold_kb
             ),
@@ -199,25 +227,55 @@ class QdrantClientStore(VectorStore):
                     total,
                     LOCAL_MODE_LIMIT,
                 )
+        pids = [point_id(sid) for sid in ids]
+        existing: set[str] = set()
+        if self.multi:  # keep the point's other named vectors: update this one in place
+            recs = self._retry(lambda: self.client.retrieve(self.name, pids, with_payload=False, with_vectors=False))
+            existing = {str(r.id) for r in recs}
         points = [
-            m.PointStruct(id=point_id(sid), vector=self._vec(vectors[i]), payload=with_id(sid, payloads[i]))
-            for i, sid in enumerate(ids)
+            m.PointStruct(id=pid, vector=self._vec(vectors[i]), payload=with_id(ids[i], payloads[i]))
+            for i, pid in enumerate(pids)
+            if pid not in existing
         ]
-        self._retry(
-            lambda: self.client.upload_points(
-                self.name, points, batch_size=self.settings.upload_batch_size, max_retries=1, wait=True
+        if points:
+            self._retry(
+                lambda: self.client.upload_points(
+                    self.name, points, batch_size=self.settings.upload_batch_size, max_retries=1, wait=True
+                )
             )
-        )
+        upd = [(i, pid) for i, pid in enumerate(pids) if pid in existing]
+        if upd:
+            pv = [m.PointVectors(id=pid, vector={self.vector_name: vectors[i].tolist()}) for i, pid in upd]
+            self._retry(lambda: self.client.update_vectors(self.name, points=pv, wait=True))
+            for i, pid in upd:
+                self._retry(
+                    lambda i=i, pid=pid: self.client.set_payload(
+                        self.name, payload=with_id(ids[i], payloads[i]), points=[pid], wait=True
+                    )
+                )
         for p in payloads:
             self._fields.update(p)
-        return len(points)
+        return len(pids)
+
+    @property
+    def multi(self) -> bool:
+        """Several named vectors in one collection: this view writes only its own vector."""
+        return len(self.named) > 1
+
+    def _view_filter(self) -> Any:
+        from qdrant_client import models as m
+
+        return m.Filter(must=[m.HasVectorCondition(has_vector=self.vector_name)]) if self.multi else None
 
     def _delete(self, ids: list[str]) -> int:
         from qdrant_client import models as m
 
         pids = [point_id(i) for i in ids]
         present = self._retry(lambda: self.client.retrieve(self.name, pids, with_payload=False, with_vectors=False))
-        if present:
+        if present and self.multi:
+            sel = m.PointIdsList(points=[r.id for r in present])
+            self._retry(lambda: self.client.delete_vectors(self.name, [self.vector_name], sel, wait=True))
+        elif present:
             sel = m.PointIdsList(points=[r.id for r in present])
             self._retry(lambda: self.client.delete(self.name, sel, wait=True))
         return len(present)
@@ -254,7 +312,8 @@ class QdrantClientStore(VectorStore):
         return out
 
     def _count(self) -> int:
-        return int(self._retry(lambda: self.client.count(self.name, exact=True)).count)
+        flt = self._view_filter()
+        return int(self._retry(lambda: self.client.count(self.name, count_filter=flt, exact=True)).count)
 
     def _scroll(self, with_vectors: bool = False) -> list[Any]:
         out: list[Any] = []
@@ -262,7 +321,12 @@ class QdrantClientStore(VectorStore):
         while True:
             recs, offset = self._retry(
                 lambda o=offset: self.client.scroll(
-                    self.name, limit=2048, offset=o, with_payload=True, with_vectors=with_vectors
+                    self.name,
+                    scroll_filter=self._view_filter(),
+                    limit=2048,
+                    offset=o,
+                    with_payload=True,
+                    with_vectors=with_vectors,
                 )
             )
             out.extend(recs)
@@ -324,7 +388,7 @@ class QdrantClientStore(VectorStore):
 
     def _close(self) -> None:
         if self.owns_client:
-            self.client.close()
+            release_client(self.client)
 
     def _info(self) -> dict[str, Any]:
         info = self._retry(lambda: self.client.get_collection(self.name))

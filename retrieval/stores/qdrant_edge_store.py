@@ -45,6 +45,36 @@ def _edge() -> Any:
     return qdrant_edge
 
 
+_OPEN: dict[str, list[Any]] = {}  # shard path → [EdgeShard, open views]: named-vector views share one shard
+_OPEN_LOCK = threading.Lock()
+
+
+def _acquire(path: Path, opener: Any) -> Any:
+    key = str(path.resolve())
+    with _OPEN_LOCK:
+        if key in _OPEN:
+            _OPEN[key][1] += 1
+            return _OPEN[key][0]
+        shard = opener()
+        _OPEN[key] = [shard, 1]
+        return shard
+
+
+def _release_shard(path: Path) -> None:
+    key = str(path.resolve())
+    with _OPEN_LOCK:
+        entry = _OPEN.get(key)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] == 0:
+            del _OPEN[key]
+            try:
+                entry[0].flush()
+            finally:
+                entry[0].close()
+
+
 def _map_edge_error(exc: Exception, path: Path) -> StoreError:
     msg = str(exc)
     if "already contains segment data" in msg:
@@ -72,6 +102,7 @@ class QdrantEdgeStore(VectorStore):
         vector_name: str = "",
         payload_indexes: dict[str, PayloadIndexType] | None = None,
         create: bool = True,
+        vectors: dict[str, int] | None = None,
     ) -> None:
         self.dir = (settings.path or root / "qdrant-edge") / name
         self.shard_path = self.dir / "shard"
@@ -89,13 +120,21 @@ class QdrantEdgeStore(VectorStore):
                 dim=dim,
                 metric=Metric.parse(metric).value if dim is not None else None,
                 fingerprint=fingerprint,
-                vector_name=vector_name if vector_name else None,
             )
-            super().__init__(name, int(meta["dim"]), Metric.parse(meta["metric"]), meta.get("fingerprint"))
-            self.vector_name = meta.get("vector_name", "")
+            named = meta.get("vectors") or ({meta["vector_name"]: meta["dim"]} if meta.get("vector_name") else {})
+            if vector_name and vector_name not in named:
+                raise StoreError(
+                    f"Qdrant Edge collection {name!r} has no vector named {vector_name!r} ({sorted(named)})"
+                )
+            if named and not vector_name:
+                vector_name = next(iter(named))
+            dim_here = int(named.get(vector_name, meta["dim"])) if vector_name else int(meta["dim"])
+            super().__init__(name, dim_here, Metric.parse(meta["metric"]), meta.get("fingerprint"))
+            self.vector_name = vector_name
+            self.named = named
             self._meta = meta
             try:
-                self._shard = e.EdgeShard.load(str(self.shard_path))
+                self._shard = _acquire(self.shard_path, lambda: e.EdgeShard.load(str(self.shard_path)))
             except Exception as exc:  # noqa: BLE001 - Edge raises plain Exception
                 raise _map_edge_error(exc, self.shard_path) from None
         else:
@@ -104,9 +143,14 @@ class QdrantEdgeStore(VectorStore):
             if dim is None:
                 raise InvalidInputError("creating a Qdrant Edge store needs its dimension")
             super().__init__(name, dim, Metric.parse(metric), fingerprint)
+            self.named = dict(vectors or ({vector_name: dim} if vector_name else {}))
+            if vector_name and vector_name not in self.named:
+                raise InvalidInputError(f"vector {vector_name!r} is not among the collection's vectors {self.named}")
             self.dir.mkdir(parents=True, exist_ok=True)
             try:
-                self._shard = e.EdgeShard.create(str(self.shard_path), self._config())
+                self._shard = _acquire(
+                    self.shard_path, lambda: e.EdgeShard.create(str(self.shard_path), self._config())
+                )
             except Exception as exc:  # noqa: BLE001
                 raise _map_edge_error(exc, self.shard_path) from None
             for field, kind in (payload_indexes or {}).items():
@@ -117,6 +161,7 @@ class QdrantEdgeStore(VectorStore):
                 "metric": self.metric.value,
                 "fingerprint": fingerprint,
                 "vector_name": vector_name,
+                "vectors": self.named,
                 "payload_indexes": payload_indexes or {},
                 "hnsw": {"m": settings.hnsw_m, "ef_construct": settings.hnsw_ef_construct},
                 "created": now_iso(),
@@ -127,9 +172,13 @@ class QdrantEdgeStore(VectorStore):
         e = _edge()
         s = self.settings
         dist = {Metric.COSINE: e.Distance.Cosine, Metric.DOT: e.Distance.Dot, Metric.L2: e.Distance.Euclid}[self.metric]
-        vp = e.EdgeVectorParams(size=self.dim, distance=dist)
+        vectors: Any = (
+            {n: e.EdgeVectorParams(size=d, distance=dist) for n, d in self.named.items()}
+            if self.named
+            else e.EdgeVectorParams(size=self.dim, distance=dist)
+        )
         return e.EdgeConfig(
-            vectors={self.vector_name: vp} if self.vector_name else vp,
+            vectors=vectors,
             hnsw_config=e.HnswIndexConfig(
                 m=s.hnsw_m, ef_construct=s.hnsw_ef_construct, full_scan_threshold=s.full_scan_threshold_kb
             ),
@@ -157,22 +206,55 @@ class QdrantEdgeStore(VectorStore):
         return {self.vector_name: lst} if self.vector_name else lst
 
     # ---- hooks ----
+    @property
+    def multi(self) -> bool:
+        """Several named vectors in one collection: this view writes only its own vector."""
+        return len(self.named) > 1
+
+    def _view_filter(self) -> Any:
+        e = _edge()
+        return e.Filter(must=[e.HasVectorCondition(self.vector_name)]) if self.multi else None
+
     def _upsert(self, ids: list[str], vectors: np.ndarray, payloads: list[Payload]) -> int:
         e = _edge()
-        points = [e.Point(point_id(sid), self._vec(vectors[i]), with_id(sid, payloads[i])) for i, sid in enumerate(ids)]
+        pids = [point_id(sid) for sid in ids]
         with self._lock:
-            self._call(self._shard.update, e.UpdateOperation.upsert_points(points))
+            existing: set[str] = set()
+            if self.multi:  # keep the point's other named vectors: update this one in place
+                existing = {str(r.id) for r in self._call(self._shard.retrieve, pids, False, False)}
+            new = [
+                e.Point(pid, self._vec(vectors[i]), with_id(ids[i], payloads[i]))
+                for i, pid in enumerate(pids)
+                if pid not in existing
+            ]
+            if new:
+                self._call(self._shard.update, e.UpdateOperation.upsert_points(new))
+            upd = [(i, pid) for i, pid in enumerate(pids) if pid in existing]
+            if upd:
+                pv = [e.PointVectors(pid, {self.vector_name: vectors[i].tolist()}) for i, pid in upd]
+                self._call(self._shard.update, e.UpdateOperation.update_vectors(pv))
+                for i, pid in upd:
+                    op = e.UpdateOperation.set_payload([pid], with_id(ids[i], payloads[i]))
+                    self._call(self._shard.update, op)
             for p in payloads:
                 self._fields.update(p)
-        return len(points)
+        return len(pids)
 
     def _delete(self, ids: list[str]) -> int:
         e = _edge()
+        pids = [point_id(i) for i in ids]
         with self._lock:
-            present = self._call(self._shard.retrieve, [point_id(i) for i in ids], False, False)
+            if self.multi:
+                recs = self._call(self._shard.retrieve, pids, False, [self.vector_name])
+                present = [r for r in recs if isinstance(r.vector, dict) and self.vector_name in r.vector]
+                if present:
+                    op = e.UpdateOperation.delete_vectors([r.id for r in present], [self.vector_name])
+                    self._call(self._shard.update, op)
+                return len(present)
+            present = self._call(self._shard.retrieve, pids, False, False)
             if present:
                 self._call(self._shard.update, e.UpdateOperation.delete_points([r.id for r in present]))
-        return len(present)
+            return len(present)
 
     def _search(self, queries: np.ndarray, k: int, flt: Filter | None, params: SearchParams) -> list[list[Hit]]:
         e = _edge()
@@ -202,7 +284,7 @@ class QdrantEdgeStore(VectorStore):
 
     def _count(self) -> int:
         with self._lock:
-            return int(self._call(self._shard.count, _edge().CountRequest(exact=True)))
+            return int(self._call(self._shard.count, _edge().CountRequest(exact=True, filter=self._view_filter())))
 
     def _scroll(self, with_vector: bool = False) -> list[Any]:
         e = _edge()
@@ -212,7 +294,13 @@ class QdrantEdgeStore(VectorStore):
             while True:
                 recs, offset = self._call(
                     self._shard.scroll,
-                    e.ScrollRequest(offset=offset, limit=2048, with_payload=True, with_vector=with_vector),
+                    e.ScrollRequest(
+                        offset=offset,
+                        limit=2048,
+                        filter=self._view_filter(),
+                        with_payload=True,
+                        with_vector=with_vector,
+                    ),
                 )
                 out.extend(recs)
                 if offset is None:
@@ -256,10 +344,7 @@ class QdrantEdgeStore(VectorStore):
 
     def _close(self) -> None:
         with self._lock:
-            try:
-                self._shard.flush()
-            finally:
-                self._shard.close()
+            _release_shard(self.shard_path)
 
     def _info(self) -> dict[str, Any]:
         with self._lock:

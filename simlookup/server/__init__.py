@@ -1,0 +1,1 @@
+"""`simlookup serve`: a FastAPI app over the retriever."""

@@ -1,0 +1,272 @@
+"""The FastAPI app: search by text, vector or uploaded image; indexes, health, readiness and Prometheus metrics.
+
+Encoders and stores load once and are shared; encoding and search run on a bounded thread pool off the event
+loop. Limits answer 413 (too large) or 422 (invalid), an unknown index 404, a missing or wrong key 401.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, Response, UploadFile
+from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from retrieval.errors import (
+    DimensionMismatchError,
+    FilterError,
+    InvalidInputError,
+    ModelNotFoundError,
+    SimlookupError,
+    StoreNotFoundError,
+)
+from retrieval.filters import Filter
+from retrieval.retriever import Retriever
+from retrieval.settings import Settings
+from retrieval.stores import INDEX_NAMES, SearchParams
+from simlookup.server.models import Health, IndexesResponse, IndexInfo, Problem, SearchRequest, SearchResponse
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "missing or wrong API key"},
+    404: {"model": Problem, "description": "unknown index or vector space"},
+    413: {"model": Problem, "description": "a size limit was exceeded"},
+    422: {"model": Problem, "description": "invalid request"},
+}
+
+
+class Metrics:
+    """Prometheus metrics in the app's own registry."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Histogram
+
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "simlookup_requests_total", "HTTP requests", ["route", "index", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "simlookup_request_seconds", "request latency", ["route", "index"], registry=self.registry
+        )
+        self.stage = Histogram(
+            "simlookup_stage_seconds",
+            "time per stage (encode, search)",
+            ["stage", "index"],
+            registry=self.registry,
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+        )
+
+    def render(self) -> bytes:
+        from prometheus_client import generate_latest
+
+        return generate_latest(self.registry)
+
+
+def create_app(settings: Settings, name: str) -> FastAPI:
+    """Build the app for one collection; stores and encoders open lazily, once, read-only."""
+    import anyio
+
+    api = settings.api
+    retriever = Retriever(settings, name, read_only=True)
+    metrics = Metrics()
+    limiter = anyio.CapacityLimiter(api.workers)
+    key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
+    bearer = HTTPBearer(auto_error=False)
+
+    def require_key(
+        x_api_key: str | None = Depends(key_header), auth: HTTPAuthorizationCredentials | None = Depends(bearer)
+    ) -> None:
+        if api.key is None:
+            return
+        given = x_api_key or (auth.credentials if auth else None)
+        if not given or not hmac.compare_digest(given.encode(), api.key.get_secret_value().encode()):
+            raise HTTPException(401, "missing or wrong API key (send X-API-Key or Authorization: Bearer)")
+
+    app = FastAPI(
+        title="simlookup",
+        version="0.1.0",
+        description=f"Semantic search over the collection '{name}' (FAISS and Qdrant).",
+    )
+    app.state.retriever = retriever
+
+    @app.middleware("http")
+    async def count_requests(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        t0 = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        index = request.scope.get("simlookup_index", "")
+        metrics.requests.labels(path, index, str(response.status_code)).inc()
+        metrics.latency.labels(path, index).observe(time.perf_counter() - t0)
+        return response
+
+    @app.exception_handler(SimlookupError)
+    async def simlookup_error(request: Request, exc: SimlookupError) -> JSONResponse:
+        status = 422
+        if isinstance(exc, StoreNotFoundError):
+            status = 404
+        elif isinstance(exc, ModelNotFoundError):
+            status = 503
+        elif not isinstance(exc, (InvalidInputError, FilterError, DimensionMismatchError)):
+            status = 500
+        return JSONResponse({"detail": str(exc)}, status_code=status)
+
+    def check_common(request: Request, index: str, k: int, flt: dict[str, Any] | None, target: str | None) -> Filter:
+        request.scope["simlookup_index"] = index if index in INDEX_NAMES else "unknown"
+        m = retriever.manifest
+        if index not in m.indexes:
+            raise HTTPException(404, f"unknown index {index!r}: this service has {m.indexes}")
+        if target is not None and target not in m.vectors:
+            raise HTTPException(404, f"unknown target {target!r}: this collection has {sorted(m.vectors)}")
+        if k > api.max_k:
+            raise HTTPException(422, f"k={k} is above the limit max_k={api.max_k}")
+        if flt and len(flt) > api.max_filter_conditions:
+            raise HTTPException(
+                413, f"filter has {len(flt)} conditions, above max_filter_conditions={api.max_filter_conditions}"
+            )
+        return Filter.from_dict(flt)
+
+    async def timed(stage: str, index: str, fn: Callable[[], Any]) -> Any:
+        t0 = time.perf_counter()
+        out = await anyio.to_thread.run_sync(fn, limiter=limiter)
+        metrics.stage.labels(stage, index).observe(time.perf_counter() - t0)
+        return out
+
+    def params(rerank: bool) -> SearchParams:
+        return SearchParams(rerank=10 if rerank else None)
+
+    @app.post("/search", response_model=SearchResponse, responses=ERRORS, dependencies=[Depends(require_key)])
+    async def search(req: SearchRequest, request: Request) -> SearchResponse:
+        """Search by text (encoded by the collection's model) or by a raw vector."""
+        flt = check_common(request, req.index, req.k, req.filter, req.target)
+        if (req.text is None) == (req.vector is None):
+            raise HTTPException(422, "give exactly one of 'text' and 'vector'")
+        t0 = time.perf_counter()
+        target = req.target or ("text" if retriever.manifest.modality == "text" else "image")
+        if req.text is not None:
+            if len(req.text) > api.max_text_chars:
+                raise HTTPException(
+                    413, f"text has {len(req.text)} characters, above max_text_chars={api.max_text_chars}"
+                )
+            if not req.text.strip():
+                raise HTTPException(422, "the query text is empty")
+            space = retriever.manifest.vectors[target]
+            enc = await anyio.to_thread.run_sync(lambda: retriever.encoder(space.encoder), limiter=limiter)
+            fn = enc.encode_query if hasattr(enc, "encode_query") else (lambda t: enc.encode_text([t])[0])
+            vec = await timed("encode", req.index, lambda: fn(req.text))
+            label = req.text
+        else:
+            dim = retriever.manifest.vectors[target].dim
+            if len(req.vector) != dim:  # type: ignore[arg-type]
+                raise HTTPException(422, f"vector has {len(req.vector)} dimensions, the index has {dim}")  # type: ignore[arg-type]
+            vec = req.vector
+            label = "<vector>"
+        res = await timed(
+            "search", req.index, lambda: retriever.search_vector(vec, req.index, req.k, flt, params(req.rerank), target)
+        )
+        return SearchResponse(
+            query=label,
+            index=req.index,
+            target=target,
+            took_ms=(time.perf_counter() - t0) * 1e3,
+            hits=[h.to_dict() for h in res.hits],
+        )  # type: ignore[misc]
+
+    @app.post("/search/image", response_model=SearchResponse, responses=ERRORS, dependencies=[Depends(require_key)])
+    async def search_image(
+        request: Request,
+        image: UploadFile = File(..., description="the query image"),
+        k: int = Form(10, ge=1),
+        index: str = Form("flat"),
+        target: str = Form("image"),
+        rerank: bool = Form(False),
+    ) -> SearchResponse:
+        """Search by an uploaded image (CLIP image tower) in the image or caption space."""
+        flt = check_common(request, index, k, None, target)
+        data = await image.read(api.max_upload_bytes + 1)
+        if len(data) > api.max_upload_bytes:
+            raise HTTPException(413, f"upload larger than max_upload_bytes={api.max_upload_bytes}")
+        if retriever.manifest.vectors[target].encoder != "clip":
+            raise HTTPException(422, "this collection has no CLIP vectors: image queries need an image collection")
+        t0 = time.perf_counter()
+        enc = await anyio.to_thread.run_sync(lambda: retriever.encoder("clip"), limiter=limiter)
+        vec = await timed("encode", index, lambda: enc.encode_image([data])[0])
+        res = await timed("search", index, lambda: retriever.search_vector(vec, index, k, flt, params(rerank), target))
+        return SearchResponse(
+            query=image.filename or "<image>",
+            index=index,
+            target=target,
+            took_ms=(time.perf_counter() - t0) * 1e3,
+            hits=[h.to_dict() for h in res.hits],
+        )  # type: ignore[misc]
+
+    @app.get(
+        "/indexes", response_model=IndexesResponse, responses={401: ERRORS[401]}, dependencies=[Depends(require_key)]
+    )
+    async def indexes() -> IndexesResponse:
+        """What is loaded: per index and vector space, model, dim, kind and count."""
+        m = retriever.manifest
+
+        def collect() -> list[IndexInfo]:
+            out = []
+            for index in m.indexes:
+                for target, space in m.vectors.items():
+                    st = retriever.store(index, target)
+                    out.append(
+                        IndexInfo(
+                            index=index,
+                            target=target,
+                            model=space.model,
+                            fingerprint=st.fingerprint,
+                            dim=st.dim,
+                            kind=index,
+                            count=st.count(),
+                        )
+                    )
+            return out
+
+        return IndexesResponse(
+            name=m.name,
+            corpus=m.corpus,
+            modality=m.modality,
+            indexes=await anyio.to_thread.run_sync(collect, limiter=limiter),
+        )
+
+    @app.get("/healthz", response_model=Health)
+    async def healthz() -> Health:
+        """Liveness: the process answers."""
+        return Health(status="ok")
+
+    @app.get("/readyz", response_model=Health, responses={503: {"model": Health}})
+    async def readyz() -> Any:
+        """Readiness: every store opens and answers a count."""
+        detail: dict[str, str] = {}
+
+        def probe() -> None:
+            for index in retriever.manifest.indexes:
+                for target in retriever.manifest.vectors:
+                    try:
+                        detail[f"{index}/{target}"] = f"{retriever.store(index, target).count()} points"
+                    except Exception as exc:  # noqa: BLE001 - reported, not raised
+                        detail[f"{index}/{target}"] = f"error: {exc}"
+
+        await anyio.to_thread.run_sync(probe, limiter=limiter)
+        ok = all(not v.startswith("error") for v in detail.values())
+        return JSONResponse(
+            Health(status="ready" if ok else "not ready", detail=detail).model_dump(), status_code=200 if ok else 503
+        )
+
+    @app.get("/metrics", response_class=Response)
+    async def prometheus() -> Response:
+        """Prometheus metrics: requests and latency per route and index, encode vs search time."""
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.on_event("shutdown")
+    def _close() -> None:
+        retriever.close()
+
+    return app

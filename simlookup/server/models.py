@@ -1,0 +1,63 @@
+"""Request and response models of the REST API (they make the OpenAPI schema)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class SearchRequest(BaseModel):
+    """A text or vector query; exactly one of ``text`` and ``vector``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str | None = Field(default=None, description="query text (capped by SIMLOOKUP_API__MAX_TEXT_CHARS)")
+    vector: list[float] | None = Field(default=None, description="a query vector of the index's dimension")
+    k: int = Field(default=10, ge=1, description="hits to return (capped by SIMLOOKUP_API__MAX_K)")
+    index: str = Field(default="flat", description="flat | ivf | ivfpq | hnsw | qdrant")
+    filter: dict[str, Any] | None = Field(default=None, description='{"field": value | [values] | {"gte": n}}')
+    rerank: bool = Field(default=False, description="exact re-rank of k×10 candidates")
+    target: Literal["text", "image", "caption"] | None = Field(default=None, description="vector space")
+
+
+class HitModel(BaseModel):
+    id: str
+    score: float
+    payload: dict[str, Any]
+
+
+class SearchResponse(BaseModel):
+    """The same shape as `simlookup search --json`."""
+
+    query: str
+    index: str
+    target: str
+    took_ms: float
+    hits: list[HitModel]
+
+
+class IndexInfo(BaseModel):
+    index: str
+    target: str
+    model: str
+    fingerprint: str | None
+    dim: int
+    kind: str
+    count: int
+
+
+class IndexesResponse(BaseModel):
+    name: str
+    corpus: str
+    modality: str
+    indexes: list[IndexInfo]
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+class Health(BaseModel):
+    status: str
+    detail: dict[str, str] = Field(default_factory=dict)

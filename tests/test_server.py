@@ -1,0 +1,159 @@
+"""The REST service through FastAPI's test client: every route, auth, limits, metrics, and schemathesis."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("fastapi")
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+from ingest.job import IngestOptions, run_ingest  # noqa: E402
+from retrieval.settings import ApiSettings, Settings  # noqa: E402
+from simlookup.server.app import create_app  # noqa: E402
+
+KEY = "test-key-123"
+AUTH = {"X-API-Key": KEY}
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, minilm) -> Settings:  # type: ignore[no-untyped-def]
+    s = Settings(
+        data_dir=tmp_path_factory.mktemp("srv") / "data",
+        api=ApiSettings(key=KEY, max_k=20, max_text_chars=200, max_filter_conditions=2, max_upload_bytes=2048),
+    )
+    run_ingest(
+        s, IngestOptions("stsb", "srv", indexes=["flat", "hnsw"], limit=300, progress=False), encoders={"text": minilm}
+    )
+    return s
+
+
+@pytest.fixture(scope="module")
+def client(served: Settings, minilm) -> TestClient:  # type: ignore[no-untyped-def]
+    app = create_app(served, "srv")
+    app.state.retriever._encoders["text"] = minilm  # noqa: SLF001 - reuse the session's loaded model
+    with TestClient(app) as c:
+        yield c
+
+
+def test_text_search(client: TestClient) -> None:
+    r = client.post("/search", json={"text": "A man is playing a flute.", "k": 3, "index": "hnsw"}, headers=AUTH)
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert set(doc) == {"query", "index", "target", "took_ms", "hits"} and doc["index"] == "hnsw"
+    assert len(doc["hits"]) == 3 and set(doc["hits"][0]) == {"id", "score", "payload"}
+    assert "flute" in doc["hits"][0]["payload"]["text"].lower()
+    r = client.post(
+        "/search",
+        json={"text": "news", "k": 4, "filter": {"genre": "main-news"}},
+        headers={"Authorization": f"Bearer {KEY}"},
+    )
+    assert r.status_code == 200 and all(h["payload"]["genre"] == "main-news" for h in r.json()["hits"])
+
+
+def test_vector_search(client: TestClient, minilm) -> None:  # type: ignore[no-untyped-def]
+    vec = minilm.encode_text(["A man is playing a flute."])[0].tolist()
+    r = client.post("/search", json={"vector": vec, "k": 2, "index": "qdrant"}, headers=AUTH)
+    assert r.status_code == 200 and r.json()["query"] == "<vector>" and len(r.json()["hits"]) == 2
+
+
+def test_auth(client: TestClient) -> None:
+    assert client.post("/search", json={"text": "x"}).status_code == 401
+    assert client.post("/search", json={"text": "x"}, headers={"X-API-Key": "wrong"}).status_code == 401
+    assert client.get("/indexes").status_code == 401
+    assert client.get("/healthz").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        ({"text": "x" * 201}, 413, "max_text_chars"),
+        ({"text": "x", "filter": {"a": 1, "b": 2, "c": 3}}, 413, "max_filter_conditions"),
+        ({"text": "x", "k": 21}, 422, "max_k"),
+        ({"text": "x", "vector": [0.1]}, 422, "exactly one"),
+        ({"vector": [0.1, 0.2]}, 422, "dimensions"),
+        ({"text": "x", "filter": {"colour": "red"}}, 422, "unknown filter field"),
+        ({"text": "   "}, 422, "empty"),
+        ({"text": "x", "index": "annoy"}, 404, "unknown index"),
+        ({"text": "x", "target": "image"}, 404, "unknown target"),
+        ({"text": "x", "surprise": 1}, 422, "surprise"),
+    ],
+)
+def test_limits_and_errors(client: TestClient, body: dict, status: int, words: str) -> None:
+    r = client.post("/search", json=body, headers=AUTH)
+    assert r.status_code == status, r.text
+    assert words in r.text
+
+
+def test_image_upload_limits(client: TestClient) -> None:
+    big = {"image": ("big.png", b"\x89PNG" + b"0" * 4096, "image/png")}
+    r = client.post("/search/image", files=big, data={"index": "flat", "target": "text"}, headers=AUTH)
+    assert r.status_code == 413 and "max_upload_bytes" in r.text
+    small = {"image": ("s.png", b"\x89PNG0000", "image/png")}
+    r = client.post("/search/image", files=small, data={"index": "flat", "target": "text"}, headers=AUTH)
+    assert r.status_code == 422 and "CLIP" in r.text
+
+
+def test_indexes_health_ready(client: TestClient) -> None:
+    r = client.get("/indexes", headers=AUTH)
+    assert r.status_code == 200
+    idx = {i["index"]: i for i in r.json()["indexes"]}
+    assert set(idx) == {"flat", "hnsw", "qdrant"}
+    assert all(i["count"] == 300 and i["dim"] == 384 for i in idx.values())
+    assert idx["flat"]["fingerprint"].startswith("all-MiniLM-L6-v2@")
+    r = client.get("/readyz")
+    assert r.status_code == 200 and r.json()["status"] == "ready"
+
+
+def test_metrics_count_requests(client: TestClient) -> None:
+    def count() -> float:
+        text = client.get("/metrics").text
+        line = next(
+            (
+                x
+                for x in text.splitlines()
+                if x.startswith("simlookup_requests_total{")
+                and 'route="/search"' in x
+                and 'index="flat"' in x
+                and 'status="200"' in x
+            ),
+            None,
+        )
+        return float(line.rsplit(" ", 1)[1]) if line else 0.0
+
+    before = count()
+    for _ in range(3):
+        assert client.post("/search", json={"text": "a dog", "index": "flat"}, headers=AUTH).status_code == 200
+    assert count() == before + 3
+    text = client.get("/metrics").text
+    assert 'simlookup_stage_seconds_count{index="flat",stage="encode"}' in text
+    assert 'simlookup_stage_seconds_count{index="flat",stage="search"}' in text
+
+
+def test_openapi_schema(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    assert {"/search", "/search/image", "/indexes", "/healthz", "/readyz", "/metrics"} <= set(spec["paths"])
+    assert "SearchRequest" in spec["components"]["schemas"] and "SearchResponse" in spec["components"]["schemas"]
+
+
+def test_schemathesis_finds_no_server_errors(client: TestClient) -> None:
+    schemathesis = pytest.importorskip("schemathesis")
+    from hypothesis import HealthCheck, given, settings
+
+    schema = schemathesis.openapi.from_asgi("/openapi.json", client.app)
+    codes: list[int] = []
+
+    def check_operation(strategy: object) -> None:
+        @settings(max_examples=15, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        @given(case=strategy)
+        def check(case: object) -> None:
+            response = case.call(headers=AUTH)  # type: ignore[attr-defined]
+            codes.append(response.status_code)
+            assert response.status_code < 500, (case, response.status_code, response.text[:300])
+
+        check()
+
+    operations = [op.ok() for op in schema.get_all_operations()]
+    for operation in operations:
+        check_operation(operation.as_strategy())
+    assert len(operations) >= 6 and len(codes) >= 6 * 5
