@@ -123,6 +123,19 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _series(results: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """One curve per configuration, IVF-PQ split into PQ alone and PQ + exact re-rank."""
+    out: list[tuple[str, list[dict[str, Any]]]] = []
+    for c in results["configs"]:
+        plain = [r for r in c["results"] if not (r["params"].get("rerank") or 0) > 1]
+        rerank = [r for r in c["results"] if (r["params"].get("rerank") or 0) > 1]
+        if plain:
+            out.append((c["label"], plain))
+        if rerank:
+            out.append((c["label"] + " + re-rank", rerank))
+    return out
+
+
 def plot(results: dict[str, Any], out: Path) -> list[Path]:
     """recall vs QPS (Pareto front marked), latency percentiles, memory vs recall."""
     import matplotlib
@@ -135,10 +148,10 @@ def plot(results: dict[str, Any], out: Path) -> list[Path]:
     paths = []
     fig, ax = plt.subplots(figsize=(9, 6))
     allpts: list[tuple[float, float]] = []
-    for c in results["configs"]:
-        pts = [(r.get("recall@10", 0.0), r["single"]["qps"]) for r in c["results"]]
+    for label, rows in _series(results):
+        pts = sorted((r.get("recall@10", 0.0), r["single"]["qps"]) for r in rows)
         allpts += pts
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=c["label"])
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
     front = pareto_front(allpts)
     ax.plot([allpts[i][0] for i in front], [allpts[i][1] for i in front], "k--", lw=1, label="Pareto front")
     ax.set_xlabel("recall@10")

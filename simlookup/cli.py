@@ -117,7 +117,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         nprobe=args.nprobe,
         hnsw_ef=args.ef,
         exact=args.exact,
-        rerank=(args.rerank_factor if args.rerank else None) if args.rerank or args.rerank_factor else None,
+        rerank=args.rerank_factor if args.rerank_factor is not None else (10 if args.rerank else None),
     )
     with Retriever(s, args.name) as r:
         if args.image:
@@ -228,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-k", type=int, default=10)
     sp.add_argument("--filter", action="append", help="field=value, field=a,b, field>=n (repeatable)")
     sp.add_argument("--rerank", action="store_true", help="exact re-rank of k×factor candidates")
-    sp.add_argument("--rerank-factor", type=int, default=10)
+    sp.add_argument("--rerank-factor", type=int, help="candidates = k × factor (default 10; 0 turns it off, ivfpq too)")
     sp.add_argument("--nprobe", type=int)
     sp.add_argument("--ef", type=int, help="HNSW ef at query time")
     sp.add_argument("--exact", action="store_true", help="brute force")

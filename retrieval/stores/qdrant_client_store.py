@@ -34,6 +34,8 @@ from retrieval.stores.qdrant_common import (
     field_exists_filter,
     point_id,
     split_id,
+    to_entries,
+    to_hits,
     to_qdrant_filter,
     with_id,
 )
@@ -302,14 +304,7 @@ class QdrantClientStore(VectorStore):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # local mode: "search_params has no effect" (documented above)
             res = self._retry(lambda: self.client.query_batch_points(self.name, reqs))
-        out = []
-        for r in res:
-            hits = []
-            for p in r.points:
-                sid, pl = split_id(p.payload)
-                hits.append(Hit(sid, float(p.score), pl))
-            out.append(hits)
-        return out
+        return [to_hits(r.points) for r in res]
 
     def _count(self) -> int:
         flt = self._view_filter()
@@ -340,14 +335,7 @@ class QdrantClientStore(VectorStore):
         recs = self._retry(
             lambda: self.client.retrieve(self.name, [point_id(i) for i in ids], with_payload=True, with_vectors=True)
         )
-        out: dict[str, tuple[np.ndarray | None, Payload]] = {}
-        for r in recs:
-            sid, pl = split_id(r.payload)
-            v = r.vector
-            if isinstance(v, dict):
-                v = v.get(self.vector_name)
-            out[sid] = (None if v is None else np.asarray(v, dtype=np.float32), pl)
-        return out
+        return to_entries(recs, self.vector_name)
 
     def _has_field(self, field: str) -> bool:
         from qdrant_client import models as m

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from typing import Any, Literal
+
+import numpy as np
 
 from retrieval.errors import InvalidInputError
 from retrieval.filters import Filter
@@ -52,3 +55,26 @@ def field_exists_filter(field: str, m: Any, edge: bool = False) -> Any:
     """A filter matching points whose payload has this field."""
     cond = m.IsEmptyCondition(key=field) if edge else m.IsEmptyCondition(is_empty=m.PayloadField(key=field))
     return m.Filter(must_not=[cond])
+
+
+def to_hits(points: Iterable[Any]) -> list[Any]:
+    """Scored points (Edge or qdrant-client) → Hits with the original id and the payload without it."""
+    from retrieval.stores.base import Hit
+
+    out = []
+    for p in points:
+        sid, pl = split_id(p.payload)
+        out.append(Hit(sid, float(p.score), pl))
+    return out
+
+
+def to_entries(records: Iterable[Any], vector_name: str) -> dict[str, tuple[np.ndarray | None, dict[str, Any]]]:
+    """Retrieved records → {original id: (vector of this view or None, payload)}."""
+    out: dict[str, tuple[np.ndarray | None, dict[str, Any]]] = {}
+    for r in records:
+        sid, pl = split_id(r.payload)
+        v = r.vector
+        if isinstance(v, dict):
+            v = v.get(vector_name)
+        out[sid] = (None if v is None else np.asarray(v, dtype=np.float32), pl)
+    return out

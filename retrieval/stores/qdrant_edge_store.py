@@ -34,6 +34,8 @@ from retrieval.stores.qdrant_common import (
     field_exists_filter,
     point_id,
     split_id,
+    to_entries,
+    to_hits,
     to_qdrant_filter,
     with_id,
 )
@@ -273,14 +275,7 @@ class QdrantEdgeStore(VectorStore):
         ]
         with self._lock:
             res = self._call(self._shard.query_batch, e.QueryBatchRequest(reqs))
-        out = []
-        for pts in res:
-            hits = []
-            for p in pts:
-                sid, pl = split_id(p.payload)
-                hits.append(Hit(sid, float(p.score), pl))
-            out.append(hits)
-        return out
+        return [to_hits(pts) for pts in res]
 
     def _count(self) -> int:
         with self._lock:
@@ -312,14 +307,7 @@ class QdrantEdgeStore(VectorStore):
     def _fetch(self, ids: list[str]) -> dict[str, tuple[np.ndarray | None, Payload]]:
         with self._lock:
             recs = self._call(self._shard.retrieve, [point_id(i) for i in ids], True, True)
-        out: dict[str, tuple[np.ndarray | None, Payload]] = {}
-        for r in recs:
-            sid, pl = split_id(r.payload)
-            v = r.vector
-            if isinstance(v, dict):
-                v = v.get(self.vector_name)
-            out[sid] = (None if v is None else np.asarray(v, dtype=np.float32), pl)
-        return out
+        return to_entries(recs, self.vector_name)
 
     def _has_field(self, field: str) -> bool:
         if field in self._fields or field == ID_KEY:
