@@ -39,7 +39,7 @@ def start_server(settings: Settings, name: str, port: int, timeout_s: float = 12
         if proc.poll() is not None:
             raise SimlookupError(f"simlookup serve exited: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=60).status_code == 200:
                 return proc
         except httpx.HTTPError:
             pass
@@ -86,7 +86,7 @@ def run_load(
                     errors += r.status_code != 200
 
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers) as c:  # warm the encoder up
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=120) as c:  # warm-up
             c.post("/search", json={"text": "warm up", "k": 1, "index": index})
         t0 = time.perf_counter()
         threads = [threading.Thread(target=client) for _ in range(concurrency)]
