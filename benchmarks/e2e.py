@@ -18,10 +18,24 @@ from retrieval.stores import open_store
 E2E_STORES = ("flat", "ivf", "ivfpq", "hnsw", "qdrant")
 
 
-def _encoder(settings: Settings) -> Any:
+def _encoder(settings: Settings, quantize: str | None = None) -> Any:
     from ingest.job import load_encoder
 
+    if quantize is not None:
+        settings = settings.model_copy(update={"text_quantize": quantize})
     return load_encoder(settings, "text")
+
+
+def stsb_spearman(enc: Any) -> float:
+    """STS-B test Spearman of an encoder (cosine of each pair against the gold score)."""
+    from scipy.stats import spearmanr
+
+    from ingest.corpora.stsb import read_pairs
+
+    pairs = read_pairs("test")
+    a = enc.encode_text([p.s1 for p in pairs], batch_size=128)
+    b = enc.encode_text([p.s2 for p in pairs], batch_size=128)
+    return float(spearmanr((a * b).sum(1), [p.score for p in pairs]).statistic)
 
 
 def encoder_variants(enc: Any, texts: list[str]) -> dict[str, Any]:
@@ -80,6 +94,34 @@ def end_to_end(settings: Settings, ds: Dataset, quick: bool, log: Callable[[str]
             finally:
                 st.close()
     out["encoder"] = encoder_variants(enc, texts)
+    # the faster tier: int8 dynamic quantization (SIMLOOKUP_TEXT_QUANTIZE=int8), its latency and its quality
+    q8 = _encoder(settings, "int8")
+    q8.encode_text(texts[:3])
+    lat8 = []
+    for t in texts:
+        t0 = time.perf_counter()
+        q8.encode_text([t])
+        lat8.append(time.perf_counter() - t0)
+    out["encoder"]["int8 (SIMLOOKUP_TEXT_QUANTIZE=int8)"] = percentiles(lat8)
+    if not quick:
+        out["stsb_spearman"] = {"fp32": stsb_spearman(enc), "int8": stsb_spearman(q8)}
+    with tempfile.TemporaryDirectory(prefix="simlookup-e2e8-") as tmp:
+        s = Settings(data_dir=Path(tmp), qdrant=QdrantSettings(mode="edge", full_scan_threshold_kb=10))
+        st = open_store(s, "e2e", "hnsw", dim=ds.dim)
+        try:
+            st.upsert(ids, ds.xb, payloads)
+            lat = []
+            for t in texts:
+                t0 = time.perf_counter()
+                st.search(q8.encode_text([t])[0], 10)
+                lat.append(time.perf_counter() - t0)
+            out["stores"]["hnsw + int8 encoder"] = {
+                **percentiles(lat, (50, 95)),
+                "encode_p50_ms": out["encoder"]["int8 (SIMLOOKUP_TEXT_QUANTIZE=int8)"]["p50_ms"],
+            }
+            log(f"  e2e hnsw + int8 encoder p50 {out['stores']['hnsw + int8 encoder']['p50_ms']:.2f} ms")
+        finally:
+            st.close()
     return out
 
 

@@ -107,6 +107,14 @@ def markdown(results: dict[str, Any]) -> str:
         ]
         for k, v in e2e["encoder"].items():
             lines.append(f"| {k} | {v['p50_ms']:.2f} | {v['p95_ms']:.2f} | {v['p99_ms']:.2f} |")
+        sp = e2e.get("stsb_spearman")
+        if sp:
+            lines += [
+                "",
+                f"Quality of the int8 tier: STS-B test Spearman {sp['int8']:.4f} against {sp['fp32']:.4f} "
+                "for fp32 (published 0.8203). Documents and queries must use the same tier: the int8 "
+                "fingerprint differs, so an fp32 index refuses int8 queries until re-ingested.",
+            ]
     ing = results.get("ingest")
     if ing:
         lines += [

@@ -99,6 +99,7 @@ def load_encoder(settings: Settings, kind: str) -> Any:
             device=settings.device,
             batch_size=settings.batch_size,
             cache_dir=settings.data_dir / "models",
+            quantize=settings.text_quantize,
         )
     from retrieval.encoders.clip import ClipEncoder
 

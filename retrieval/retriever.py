@@ -105,7 +105,13 @@ class Retriever:
             from retrieval.encoders.text import TextEncoder
 
             model = self.manifest.vectors["text"].model if "text" in self.manifest.vectors else s.text_model
-            return TextEncoder(model, device=s.device, batch_size=s.batch_size, cache_dir=s.data_dir / "models")
+            return TextEncoder(
+                model,
+                device=s.device,
+                batch_size=s.batch_size,
+                cache_dir=s.data_dir / "models",
+                quantize=s.text_quantize,
+            )
         if kind == "clip":
             from retrieval.encoders.clip import ClipEncoder
 
@@ -150,6 +156,12 @@ class Retriever:
         target = target or ("text" if self.manifest.modality == "text" else "image")
         space = self._space(target)
         enc = self.encoder(space.encoder)
+        if enc.fingerprint != space.fingerprint:
+            raise InvalidInputError(
+                f"collection {self.name!r} was embedded by {space.fingerprint}, but the query encoder is "
+                f"{enc.fingerprint} (SIMLOOKUP_TEXT_MODEL / SIMLOOKUP_TEXT_QUANTIZE / CLIP settings differ): "
+                "use the same settings, or re-ingest"
+            )
         store = self.store(index, target)
         t0 = time.perf_counter()
         vec = enc.encode_query(text) if hasattr(enc, "encode_query") else enc.encode_text([text])[0]

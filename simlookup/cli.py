@@ -38,7 +38,13 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     s = _settings(args)
     data: dict[str, Any] = {"settings": s.public()}
-    enc = TextEncoder(s.text_model, device=s.device, batch_size=s.batch_size, cache_dir=s.data_dir / "models")
+    enc = TextEncoder(
+        s.text_model,
+        device=s.device,
+        batch_size=s.batch_size,
+        cache_dir=s.data_dir / "models",
+        quantize=s.text_quantize,
+    )
     data["text_model"] = {"name": s.text_model, "path": enc.path, "dim": enc.dim, "fingerprint": enc.fingerprint}
     if s.qdrant.mode == "local":
         data["qdrant_note"] = (

@@ -82,3 +82,15 @@ def test_clip_without_weights_explains(tmp_path: Path) -> None:
         ClipEncoder("ViT-B-32", str(tmp_path / "missing.pt"))
     with pytest.raises(ModelNotFoundError):
         ClipEncoder("ViT-B-32", "no_such_tag")
+
+
+def test_int8_tier(minilm: TextEncoder) -> None:
+    q8 = TextEncoder("all-MiniLM-L6-v2", quantize="int8")
+    texts = ["A man is playing a flute.", "Stocks fell sharply on Wall Street."]
+    v8, v32 = q8.encode_text(texts), minilm.encode_text(texts)
+    np.testing.assert_allclose(np.linalg.norm(v8, axis=1), 1.0, atol=1e-5)
+    assert q8.fingerprint == minilm.fingerprint + "+int8"
+    cos = (v8 * v32).sum(1)
+    assert (cos > 0.85).all() and (cos < 0.9999).all()  # close to fp32, but really quantized
+    with pytest.raises(ModelNotFoundError, match="quantization"):
+        TextEncoder("all-MiniLM-L6-v2", quantize="int4")

@@ -205,3 +205,14 @@ def test_unreachable_qdrant_server_is_a_clear_error(tmp_path: Path, minilm) -> N
         run_ingest(
             s, IngestOptions("stsb", "down", indexes=["flat"], limit=50, progress=False), encoders={"text": minilm}
         )
+
+
+def test_query_encoder_must_match_collection(tmp_path: Path, minilm) -> None:  # type: ignore[no-untyped-def]
+    from retrieval.retriever import Retriever
+
+    s = mk(tmp_path, "d")
+    run_ingest(s, IngestOptions("stsb", "fp", indexes=["flat"], qdrant="none", limit=50, progress=False),
+               encoders={"text": minilm})
+    s8 = s.model_copy(update={"text_quantize": "int8"})
+    with Retriever(s8, "fp") as r, pytest.raises(InvalidInputError, match=r"\+int8"):
+        r.search_text("a flute", index="flat")

@@ -99,6 +99,17 @@ def resolve_text_model(name: str, cache_dir: Path) -> str:
     return name
 
 
+def _quantize_int8(model: Any) -> Any:
+    """Dynamic int8 quantization of the Linear layers (torch.ao): about 2× faster one-query encoding on CPU."""
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao.quantization deprecation notices
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
 class TextEncoder:
     """sentence-transformers encoder: batched, float32, L2-normalised, with a weights fingerprint."""
 
@@ -110,8 +121,10 @@ class TextEncoder:
         batch_size: int = 64,
         cache_dir: Path | None = None,
         query_cache_size: int = 1024,
+        quantize: str = "none",
     ) -> None:
         self.name = name
+        self.quantize = quantize
         self.batch_size = batch_size
         self.path = resolve_text_model(name, cache_dir or Path("data") / "models")
         try:
@@ -130,6 +143,10 @@ class TextEncoder:
         if dim is None:
             dim = int(self._model.encode(["probe"]).shape[1])
         self._dim = int(dim)
+        if quantize == "int8":
+            self._model = _quantize_int8(self._model)
+        elif quantize != "none":
+            raise ModelNotFoundError(f"unknown text quantization {quantize!r}: use none or int8")
         self._fingerprint: str | None = None
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = query_cache_size
@@ -146,7 +163,8 @@ class TextEncoder:
             root = Path(self.path)
             files = [f for f in root.rglob("*") if f.is_file() and f.suffix in WEIGHT_SUFFIXES] if root.is_dir() else []
             digest = hash_files(files) if files else "unhashed"
-            self._fingerprint = f"{Path(self.name).name}@{digest}"
+            suffix = "+int8" if self.quantize == "int8" else ""
+            self._fingerprint = f"{Path(self.name).name}@{digest}{suffix}"
         return self._fingerprint
 
     def encode_text(self, texts: list[str], batch_size: int | None = None) -> np.ndarray:

@@ -22,7 +22,7 @@ from retrieval.metric import Metric
 Payload = dict[str, Any]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Hit:
     """One search result."""
 

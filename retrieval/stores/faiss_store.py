@@ -462,15 +462,15 @@ class FaissStore(VectorStore):
         return out_f, out_s
 
     def _hits(self, fids: np.ndarray, scores: np.ndarray) -> list[list[Hit]]:
-        rows = self._db.rows_for_fids(np.unique(fids[fids >= 0]))
+        valid = fids[fids >= 0]
+        rows = self._db.rows_for_fids(valid.tolist() if valid.size <= 64 else np.unique(valid).tolist())
         out: list[list[Hit]] = []
-        for fr, sr in zip(fids, scores, strict=True):
+        for fr, sr in zip(fids.tolist(), scores.tolist(), strict=True):
             hits = []
             for fid, sc in zip(fr, sr, strict=True):
-                row = rows.get(int(fid))
-                if fid < 0 or row is None:
-                    continue
-                hits.append(Hit(id=row[0], score=float(sc), payload=row[1]))
+                row = rows.get(fid)
+                if row is not None:
+                    hits.append(Hit(row[0], sc, row[1]))
             out.append(hits)
         return out
 

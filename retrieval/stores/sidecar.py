@@ -38,7 +38,7 @@ class Sidecar:
         uri = f"file:{path}?mode=ro" if read_only else f"file:{path}"
         self._db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
         self._lock = threading.RLock()
-        self._rows: dict[int, tuple[str, str]] | None = None
+        self._rows: dict[int, tuple[str, dict[str, Any]]] | None = None
         if not read_only:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -112,10 +112,11 @@ class Sidecar:
         """(id, payload) of each fid; from the in-RAM row cache when it is enabled."""
         out: dict[int, tuple[str, dict[str, Any]]] = {}
         if self._rows is not None:
+            rows = self._rows
             for fid in fids:
-                row = self._rows.get(int(fid))
+                row = rows.get(int(fid))
                 if row is not None:
-                    out[int(fid)] = (row[0], json.loads(row[1]))
+                    out[int(fid)] = (row[0], dict(row[1]))  # a copy: callers may mutate their payload
             return out
         for chunk in _chunks(list(map(int, fids)), 900):
             marks = ",".join("?" * len(chunk))
@@ -125,12 +126,12 @@ class Sidecar:
 
     def cache_rows(self) -> None:
         """Keep every (fid → id, payload JSON) in RAM, as Qdrant keeps in-memory payloads: no SQLite per hit."""
-        self._rows = {fid: (pid, pl) for fid, pid, pl in self.query("SELECT fid, id, payload FROM points")}
+        self._rows = {fid: (pid, json.loads(pl)) for fid, pid, pl in self.query("SELECT fid, id, payload FROM points")}
 
     def cache_put(self, rows: Iterable[tuple[int, str, str]]) -> None:
         if self._rows is not None:
             for fid, pid, pl in rows:
-                self._rows[fid] = (pid, pl)
+                self._rows[fid] = (pid, json.loads(pl))
 
     def cache_drop(self, fids: Iterable[int]) -> None:
         if self._rows is not None:
