@@ -99,6 +99,17 @@ class Retriever:
                 self._encoders[kind] = self._load_encoder(kind)
             return self._encoders[kind]
 
+    def matching_encoder(self, space: Any) -> Any:
+        """The encoder of a vector space, refused when it is not the one the collection was embedded with."""
+        enc = self.encoder(space.encoder)
+        if enc.fingerprint != space.fingerprint:
+            raise InvalidInputError(
+                f"collection {self.name!r} was embedded by {space.fingerprint}, but the query encoder is "
+                f"{enc.fingerprint} (SIMLOOKUP_TEXT_MODEL / SIMLOOKUP_TEXT_QUANTIZE / CLIP settings differ): "
+                "use the same settings, or re-ingest"
+            )
+        return enc
+
     def _load_encoder(self, kind: str) -> Any:
         s = self.settings
         if kind == "text":
@@ -155,13 +166,7 @@ class Retriever:
             raise InvalidInputError("the query text is empty")
         target = target or ("text" if self.manifest.modality == "text" else "image")
         space = self._space(target)
-        enc = self.encoder(space.encoder)
-        if enc.fingerprint != space.fingerprint:
-            raise InvalidInputError(
-                f"collection {self.name!r} was embedded by {space.fingerprint}, but the query encoder is "
-                f"{enc.fingerprint} (SIMLOOKUP_TEXT_MODEL / SIMLOOKUP_TEXT_QUANTIZE / CLIP settings differ): "
-                "use the same settings, or re-ingest"
-            )
+        enc = self.matching_encoder(space)
         store = self.store(index, target)
         t0 = time.perf_counter()
         vec = enc.encode_query(text) if hasattr(enc, "encode_query") else enc.encode_text([text])[0]
@@ -185,7 +190,7 @@ class Retriever:
         space = self._space(target)
         if space.encoder != "clip":
             raise InvalidInputError(f"collection {self.name!r} is a text collection: image queries need CLIP vectors")
-        enc = self.encoder("clip")
+        enc = self.matching_encoder(space)
         store = self.store(index, target)
         t0 = time.perf_counter()
         vec = enc.encode_image([image])[0]

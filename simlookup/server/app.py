@@ -153,7 +153,7 @@ def create_app(settings: Settings, name: str) -> FastAPI:
             if not req.text.strip():
                 raise HTTPException(422, "the query text is empty")
             space = retriever.manifest.vectors[target]
-            enc = await anyio.to_thread.run_sync(lambda: retriever.encoder(space.encoder), limiter=limiter)
+            enc = await anyio.to_thread.run_sync(lambda: retriever.matching_encoder(space), limiter=limiter)
             fn = enc.encode_query if hasattr(enc, "encode_query") else (lambda t: enc.encode_text([t])[0])
             vec = await timed("encode", req.index, lambda: fn(req.text))
             label = req.text
@@ -191,7 +191,8 @@ def create_app(settings: Settings, name: str) -> FastAPI:
         if retriever.manifest.vectors[target].encoder != "clip":
             raise HTTPException(422, "this collection has no CLIP vectors: image queries need an image collection")
         t0 = time.perf_counter()
-        enc = await anyio.to_thread.run_sync(lambda: retriever.encoder("clip"), limiter=limiter)
+        space = retriever.manifest.vectors[target]
+        enc = await anyio.to_thread.run_sync(lambda: retriever.matching_encoder(space), limiter=limiter)
         vec = await timed("encode", index, lambda: enc.encode_image([data])[0])
         res = await timed("search", index, lambda: retriever.search_vector(vec, index, k, flt, params(rerank), target))
         return SearchResponse(
