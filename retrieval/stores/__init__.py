@@ -58,33 +58,20 @@ def open_store(
         )
     if index == QDRANT_INDEX:
         q = settings.qdrant
+        common: dict[str, Any] = {
+            "dim": dim,
+            "metric": metric,
+            "fingerprint": fingerprint,
+            "vector_name": vector_name,
+            "payload_indexes": payload_indexes,
+            "create": create,
+            "vectors": vectors,
+        }
         if q.mode == "edge":
             from retrieval.stores.qdrant_edge_store import QdrantEdgeStore
 
-            return QdrantEdgeStore(
-                root,
-                name,
-                q,
-                dim=dim,
-                metric=metric,
-                fingerprint=fingerprint,
-                vector_name=vector_name,
-                payload_indexes=payload_indexes,
-                create=create,
-                vectors=vectors,
-            )
+            return QdrantEdgeStore(root, name, q, **common)
         from retrieval.stores.qdrant_client_store import QdrantClientStore, make_client
 
-        return QdrantClientStore(
-            make_client(q, root),
-            name,
-            q,
-            dim=dim,
-            metric=metric,
-            fingerprint=fingerprint,
-            vector_name=vector_name,
-            payload_indexes=payload_indexes,
-            create=create,
-            vectors=vectors,
-        )
+        return QdrantClientStore(make_client(q, root), name, q, **common)
     raise UnknownKindError(f"unknown index {index!r}: use one of {list(INDEX_NAMES)}")
