@@ -39,24 +39,6 @@ class Condition:
         if self.op == "range" and all(v is None for v in (self.gte, self.gt, self.lte, self.lt)):
             raise FilterError(f"filter on {self.field!r}: a range needs gte, gt, lte or lt")
 
-    def matches(self, payload: Mapping[str, Any]) -> bool:
-        """Evaluate on one payload (used by tests and by backends without native filters)."""
-        if self.field not in payload:
-            return False
-        v = payload[self.field]
-        if self.op == "eq":
-            return v == self.value
-        if self.op == "any":
-            return v in self.values
-        if not isinstance(v, (int, float)) or isinstance(v, bool):
-            return False
-        return (
-            (self.gte is None or v >= self.gte)
-            and (self.gt is None or v > self.gt)
-            and (self.lte is None or v <= self.lte)
-            and (self.lt is None or v < self.lt)
-        )
-
 
 @dataclass(frozen=True)
 class Filter:
@@ -68,23 +50,8 @@ class Filter:
     def fields(self) -> set[str]:
         return {c.field for c in self.conditions}
 
-    def matches(self, payload: Mapping[str, Any]) -> bool:
-        return all(c.matches(payload) for c in self.conditions)
-
     def __bool__(self) -> bool:
         return bool(self.conditions)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON form accepted by ``Filter.from_dict``."""
-        out: dict[str, Any] = {}
-        for c in self.conditions:
-            if c.op == "eq":
-                out[c.field] = c.value
-            elif c.op == "any":
-                out[c.field] = list(c.values)
-            else:
-                out[c.field] = {k: getattr(c, k) for k in ("gte", "gt", "lte", "lt") if getattr(c, k) is not None}
-        return out
 
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any] | None) -> Filter:

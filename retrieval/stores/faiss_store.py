@@ -209,7 +209,7 @@ class FaissStore(VectorStore):
     def _train_ivf(self) -> None:
         f = _faiss()
         b = self.params
-        n = self._db.count()
+        n = self._n
         need = b.min_train_points(n)
         if n < need:
             raise NotTrainedError(
@@ -225,22 +225,22 @@ class FaissStore(VectorStore):
         else:
             index = f.IndexIVFPQ(quantizer, self.dim, nlist, b.pq_m, b.pq_nbits, self._faiss_metric())
         max_train = max(256 * nlist, 2**b.pq_nbits * 256 if b.kind == "ivfpq" else 0)
-        xs = np.concatenate([v for _, v in self._db.all_vectors()]) if n else np.zeros((0, self.dim), np.float32)
-        if len(xs) > max_train:
-            xs = xs[np.random.default_rng(0).choice(len(xs), max_train, replace=False)]
-        index.train(xs)
+        parts = list(self._db.all_vectors())  # read the sidecar once: train on a sample, add everything
+        fids = np.concatenate([p[0] for p in parts])
+        xs = np.concatenate([p[1] for p in parts])
+        sample = xs if len(xs) <= max_train else xs[np.random.default_rng(0).choice(len(xs), max_train, replace=False)]
+        index.train(sample)
         index.quantizer_trains_alone = 0
+        index.add_with_ids(xs, fids)
         self._index = index
         self._nlist = nlist
         self._trained_at = n
-        for fids, vecs in self._db.all_vectors():
-            index.add_with_ids(vecs, fids)
 
     def _rebuild(self) -> None:
         """Rebuild the index from the sidecar (after a crash between commit and flush, or compaction)."""
         if self.params.kind in ("ivf", "ivfpq"):
             self._index = None
-            if self._db.count() >= self.params.min_train_points(self._db.count()) and self._db.count():
+            if self._n and self._n >= self.params.min_train_points(self._n):
                 self._train_ivf()
         else:
             self._new_index()
@@ -345,31 +345,22 @@ class FaissStore(VectorStore):
             self._remove_from_index(np.array(fids, dtype=np.int64))
             return len(fids)
 
-    def train(self, retrain_growth: float = 4.0) -> bool:
-        """Train an ivf/ivfpq index now (or retrain when the data grew retrain_growth× since). True if trained."""
+    def build(self, retrain_growth: float = 4.0) -> bool:
+        """Train ivf/ivfpq now if untrained, or retrain when the data grew retrain_growth× since. True if trained."""
         self._check_open()
         with self._lock:
             if self.kind not in ("ivf", "ivfpq"):
                 return False
-            n = self._db.count()
             grown = (
                 self._index is not None
                 and self.params.nlist is None
                 and self._trained_at
-                and n >= retrain_growth * self._trained_at
+                and self._n >= retrain_growth * self._trained_at
             )
             if self._index is None or grown:
                 self._train_ivf()
                 return True
             return False
-
-    def build(self) -> bool:
-        """Train ivf/ivfpq now if they are untrained (or the data grew 4× since training)."""
-        return self.train()
-
-    @property
-    def is_trained(self) -> bool:
-        return self._index is not None
 
     def _ensure_index(self) -> None:
         if self._index is None:
@@ -512,7 +503,7 @@ class FaissStore(VectorStore):
                 "params": asdict(self.params),
                 "nlist": self._nlist,
                 "trained_at": getattr(self, "_trained_at", None),
-                "count": self._db.count(),
+                "count": self._n,
                 "seq": self._db.seq,
                 "has_index": has_index,
                 "index_file": self.index_path.name,
@@ -562,17 +553,3 @@ def _pad(a: np.ndarray, k: int, fill: float = -1) -> np.ndarray:
         return a
     pad = np.full((a.shape[0], k - a.shape[1]), fill, dtype=a.dtype)
     return np.concatenate([a, pad], axis=1)
-
-
-def store_exists(root: Path, name: str, kind: str) -> bool:
-    """Whether a FAISS store of this kind exists under root."""
-    return (root / "faiss" / name / kind / "manifest.json").exists()
-
-
-def remove_store(root: Path, name: str, kind: str) -> None:
-    """Delete a FAISS store's folder."""
-    import shutil
-
-    d = root / "faiss" / name / kind
-    if d.exists():
-        shutil.rmtree(d)

@@ -8,7 +8,6 @@ and only for segments above the indexing threshold: keep it low so that small co
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 from pathlib import Path
 from typing import Any, ClassVar
@@ -310,8 +309,10 @@ class QdrantEdgeStore(VectorStore):
         return to_entries(recs, self.vector_name)
 
     def _has_field(self, field: str) -> bool:
-        if field in self._fields or field == ID_KEY:
-            return field != ID_KEY
+        if field == ID_KEY:
+            return False
+        if field in self._fields:
+            return True
         e = _edge()
         req = e.CountRequest(exact=True, filter=field_exists_filter(field, e, edge=True))
         with self._lock:
@@ -354,9 +355,3 @@ def dir_bytes(path: Path) -> int:
     if not path.exists():
         return 0
     return sum(f.stat().st_blocks * 512 for f in path.rglob("*") if f.is_file())
-
-
-def remove_edge_store(root: Path, settings: QdrantSettings, name: str) -> None:
-    d = (settings.path or root / "qdrant-edge") / name
-    if d.exists():
-        shutil.rmtree(d)
