@@ -53,6 +53,10 @@ class Filter:
     def __bool__(self) -> bool:
         return bool(self.conditions)
 
+    def matches(self, payload: Mapping[str, Any]) -> bool:
+        """Plain-Python evaluation of the filter on one payload (the reference every engine must equal)."""
+        return all(_cond_matches(c, payload) for c in self.conditions)
+
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any] | None) -> Filter:
         """``{"genre": "news", "split": ["dev", "test"], "year": {"gte": 2012}}`` → Filter."""
@@ -76,6 +80,36 @@ class Filter:
             else:
                 conds.append(Condition(key, "eq", value=_scalar(key, val)))
         return cls(tuple(conds))
+
+
+def _eq(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    return bool(a == b)
+
+
+def _cond_matches(c: Condition, payload: Mapping[str, Any]) -> bool:
+    if c.field not in payload:
+        return False
+    raw = payload[c.field]
+    vals = raw if isinstance(raw, list) else [raw]
+    for v in vals:
+        if c.op == "eq" and _eq(v, c.value):
+            return True
+        if c.op == "any" and any(_eq(v, x) for x in c.values):
+            return True
+        if c.op == "range" and isinstance(v, (int, float)) and not isinstance(v, bool):
+            if all(
+                b is None or f(v, b)
+                for b, f in (
+                    (c.gte, lambda x, y: x >= y),
+                    (c.gt, lambda x, y: x > y),
+                    (c.lte, lambda x, y: x <= y),
+                    (c.lt, lambda x, y: x < y),
+                )
+            ):
+                return True
+    return False
 
 
 def _scalar(key: str, v: Any) -> Scalar:
