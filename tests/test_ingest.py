@@ -211,11 +211,8 @@ def test_query_encoder_must_match_collection(tmp_path: Path, minilm) -> None:  #
     from retrieval.retriever import Retriever
 
     s = mk(tmp_path, "d")
-    run_ingest(
-        s,
-        IngestOptions("stsb", "fp", indexes=["flat"], qdrant="none", limit=50, progress=False),
-        encoders={"text": minilm},
-    )
+    run_ingest(s, IngestOptions("stsb", "fp", indexes=["flat"], qdrant="none", limit=50, progress=False),
+               encoders={"text": minilm})
     s8 = s.model_copy(update={"text_quantize": "int8"})
     with Retriever(s8, "fp") as r, pytest.raises(InvalidInputError, match=r"\+int8"):
         r.search_text("a flute", index="flat")
