@@ -29,13 +29,17 @@ from retrieval.settings import QdrantSettings
 from retrieval.stores.base import Hit, Payload, SearchParams, VectorStore
 from retrieval.stores.manifest import check_expected, now_iso
 from retrieval.stores.qdrant_common import (
+    INDEX_SCHEMA,
     PayloadIndexType,
+    index_key,
+    infer_payload_schema,
     point_id,
     python_fallback,
     split_id,
     to_entries,
     to_hits,
     to_qdrant_filter,
+    top_up,
     with_id,
 )
 
@@ -142,7 +146,7 @@ class QdrantClientStore(VectorStore):
                 raise InvalidInputError("creating a Qdrant collection needs its dimension")
             super().__init__(name, dim, Metric.parse(metric), fingerprint)
             self.named = dict(vectors or ({vector_name: dim} if vector_name else {}))
-            self._create(m, payload_indexes or {})
+            self._create(m, {**settings.payload_indexes, **(payload_indexes or {})})
 
     def _create(self, m: Any, payload_indexes: dict[str, PayloadIndexType]) -> None:
         s = self.settings
@@ -173,17 +177,31 @@ class QdrantClientStore(VectorStore):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # local mode warns that it ignores index settings: documented above
             self._retry(lambda: self.client.create_collection(**kwargs))
+        self._create_indexes(payload_indexes)
+
+    def _create_indexes(self, wanted: dict[str, str]) -> None:
+        """Create the payload indexes not there yet (field → keyword | integer | float | bool)."""
+        from qdrant_client import models as m
+
+        if not wanted:
+            return
         schema = {
             "keyword": m.PayloadSchemaType.KEYWORD,
             "integer": m.PayloadSchemaType.INTEGER,
             "float": m.PayloadSchemaType.FLOAT,
             "bool": m.PayloadSchemaType.BOOL,
         }
-        for field, kind in payload_indexes.items():
+        have = set(self._retry(lambda: self.client.get_collection(self.name)).payload_schema or {})
+        for field, kind in wanted.items():
+            key = index_key(field)
+            if key is None or key in have or field in have:
+                continue
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+                warnings.simplefilter("ignore")  # local mode: payload indexes do nothing (documented above)
                 self._retry(
-                    lambda f=field, k=kind: self.client.create_payload_index(self.name, f, schema[k], wait=True)
+                    lambda f=key, k=kind: self.client.create_payload_index(
+                        self.name, f, schema[INDEX_SCHEMA[k]], wait=True
+                    )
                 )
 
     def _retry(self, fn: Callable[[], T]) -> T:
@@ -285,22 +303,32 @@ class QdrantClientStore(VectorStore):
         quant = None
         if self.settings.quantization != "none":
             quant = m.QuantizationSearchParams(rescore=True, oversampling=float(max(params.rerank or 2, 1)))
-        sp = m.SearchParams(hnsw_ef=params.hnsw_ef or self.settings.hnsw_ef, exact=params.exact, quantization=quant)
-        reqs = [
-            m.QueryRequest(
-                query=q.tolist(),
-                using=self.vector_name or None,
-                filter=qf,
-                params=sp,
-                limit=k,
-                with_payload=True,
-            )
-            for q in queries
-        ]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # local mode: "search_params has no effect" (documented above)
-            res = self._retry(lambda: self.client.query_batch_points(self.name, reqs))
-        return [to_hits(r.points) for r in res]
+
+        def run(rows: np.ndarray, exact: bool) -> list[list[Hit]]:
+            sp = m.SearchParams(hnsw_ef=params.hnsw_ef or self.settings.hnsw_ef, exact=exact, quantization=quant)
+            reqs = [
+                m.QueryRequest(
+                    query=q.tolist(), using=self.vector_name or None, filter=qf, params=sp, limit=k, with_payload=True
+                )
+                for q in rows
+            ]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # local mode: "search_params has no effect" (documented above)
+                res = self._retry(lambda: self.client.query_batch_points(self.name, reqs))
+            return [to_hits(r.points) for r in res]
+
+        hits = run(queries, params.exact)
+        if qf is None or params.exact or self.mode == "local":  # local mode is always exact
+            return hits
+        # HNSW with a filter can stop short (a selective filter on an unindexed field): top up exactly
+        return top_up(hits, k, lambda: self._count_matching(qf), lambda rows: run(queries[rows], True))
+
+    def _count_matching(self, qf: Any) -> int:
+        from qdrant_client import models as m
+
+        view = self._view_filter()
+        flt = qf if view is None else m.Filter(must=[qf, view])
+        return int(self._retry(lambda: self.client.count(self.name, count_filter=flt, exact=True)).count)
 
     def _count(self) -> int:
         flt = self._view_filter()
@@ -338,8 +366,14 @@ class QdrantClientStore(VectorStore):
         return True
 
     def build(self) -> bool:
-        """The server indexes in the background and local mode has no index: nothing to do here."""
+        """Index the payload fields (declared, and inferred from the payloads unless auto_payload_indexes is off).
+
+        The server builds HNSW in the background and local mode has no index: returns False."""
         self._check_open()
+        wanted = dict(self.settings.payload_indexes)
+        if self.settings.auto_payload_indexes and self.mode == "server":
+            wanted = {**infer_payload_schema(r.payload or {} for r in self._scroll()), **wanted}
+        self._create_indexes(wanted)
         return False
 
     def snapshot(self) -> str:

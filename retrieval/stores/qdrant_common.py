@@ -215,6 +215,83 @@ def python_fallback(records: Callable[[], Iterable[Any]]) -> Fallback:
     return run
 
 
+# ------------------------------------------------------------------------------------------ payload indexes
+KEYWORD_MAX_MEAN_LEN = 64  # longer strings are text, not keywords: not indexed automatically
+KEYWORD_MAX_DISTINCT = 0.5  # nor fields where most values are distinct (ids, free text), from 1,000 values on
+_PATH_LIKE = re.compile(r"^[A-Za-z0-9_\-]+(\[\])?(\.[A-Za-z0-9_\-]+(\[\])?)*$")
+# Every number condition is a range. A float index holds integers too, but an integer index drops 2.5 and a
+# range served from it would miss that point: numbers are always indexed as float, also when declared integer.
+INDEX_SCHEMA: dict[str, str] = {"keyword": "keyword", "integer": "float", "float": "float", "bool": "bool"}
+
+
+def index_key(field: str) -> str | None:
+    """The Qdrant key of a declared index field: a plain or dotted path as written, any other name quoted."""
+    return field if _PATH_LIKE.match(field) else json_path([field])
+
+
+def infer_payload_schema(payloads: Iterable[dict[str, Any]]) -> dict[str, PayloadIndexType]:
+    """Index types for the fields these payloads hold: top-level keys and paths through nested objects.
+
+    The most frequent kind wins (keyword, bool, or float for numbers); arrays count their elements. Text-like
+    string fields (long or mostly distinct values) are left unindexed.
+    """
+    stats: dict[str, dict[str, Any]] = {}
+
+    def visit(key: str, value: Any) -> None:
+        st = stats.setdefault(key, {"str": 0, "bool": 0, "num": 0, "len": 0, "distinct": set()})
+        is_list = isinstance(value, list)
+        for x in value if is_list else [value]:
+            if isinstance(x, bool):
+                st["bool"] += 1
+            elif isinstance(x, str):
+                st["str"] += 1
+                st["len"] += len(x)
+                if len(st["distinct"]) <= 100_000:
+                    st["distinct"].add(x)
+            elif isinstance(x, (int, float)):
+                st["num"] += 1
+            elif isinstance(x, dict):
+                for k, v in x.items():
+                    sub = json_path([k])
+                    if "." not in k and sub is not None:
+                        visit(f"{key}{'[]' if is_list else ''}.{sub}", v)
+
+    for pl in payloads:
+        for k, v in pl.items():
+            top = json_path([k])
+            if k != ID_KEY and top is not None:
+                visit(top, v)
+    out: dict[str, PayloadIndexType] = {}
+    for key, st in stats.items():
+        kind, n = max(("keyword", st["str"]), ("bool", st["bool"]), ("float", st["num"]), key=lambda t: t[1])
+        if n == 0:
+            continue
+        if kind == "keyword":
+            texty = st["len"] / n > KEYWORD_MAX_MEAN_LEN or (
+                n >= 1000 and len(st["distinct"]) / n > KEYWORD_MAX_DISTINCT
+            )
+            if texty:
+                continue
+        out[key] = kind  # type: ignore[assignment]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- top-up
+def top_up(
+    hits: list[list[Any]], k: int, matches: Callable[[], int], exact: Callable[[list[int]], list[list[Any]]]
+) -> list[list[Any]]:
+    """A filtered search returns min(k, matching points) hits: re-run the short queries as exact searches."""
+    short = [i for i, h in enumerate(hits) if len(h) < k]
+    if not short:
+        return hits
+    need = min(k, matches())
+    redo = [i for i in short if len(hits[i]) < need]
+    if redo:
+        for i, h in zip(redo, exact(redo), strict=True):
+            hits[i] = h
+    return hits
+
+
 def to_hits(points: Iterable[Any]) -> list[Any]:
     """Scored points (Edge or qdrant-client) → Hits with the original id and the payload without it."""
     from retrieval.stores.base import Hit

@@ -29,13 +29,17 @@ from retrieval.settings import QdrantSettings
 from retrieval.stores.base import Hit, Payload, SearchParams, VectorStore
 from retrieval.stores.manifest import check_expected, now_iso, write_json
 from retrieval.stores.qdrant_common import (
+    INDEX_SCHEMA,
     PayloadIndexType,
+    index_key,
+    infer_payload_schema,
     point_id,
     python_fallback,
     split_id,
     to_entries,
     to_hits,
     to_qdrant_filter,
+    top_up,
     with_id,
 )
 
@@ -176,8 +180,8 @@ class QdrantEdgeStore(VectorStore):
                 )
             except Exception as exc:  # noqa: BLE001
                 raise _map_edge_error(exc, self.shard_path) from None
-            for field, kind in (payload_indexes or {}).items():
-                self._shard.update(e.UpdateOperation.create_field_index(field, self._schema(kind)))
+            payload_indexes = {**settings.payload_indexes, **(payload_indexes or {})}
+            self._create_indexes(payload_indexes)
             self._meta = {
                 "format_version": 1,
                 "dim": self.dim,
@@ -216,7 +220,7 @@ class QdrantEdgeStore(VectorStore):
             "integer": e.PayloadSchemaType.Integer,
             "float": e.PayloadSchemaType.Float,
             "bool": e.PayloadSchemaType.Bool,
-        }[kind]
+        }[INDEX_SCHEMA[kind]]
 
     def _call(self, fn: Any, *args: Any) -> Any:
         try:
@@ -280,21 +284,36 @@ class QdrantEdgeStore(VectorStore):
     def _search(self, queries: np.ndarray, k: int, flt: Filter | None, params: SearchParams) -> list[list[Hit]]:
         e = _edge()
         qf = to_qdrant_filter(flt, e, edge=True, fallback=python_fallback(self._scroll))
-        sp = e.SearchParams(hnsw_ef=params.hnsw_ef or self.settings.hnsw_ef, exact=params.exact)
-        reqs = [
-            e.QueryRequest(
-                limit=k,
-                query=e.Query.Nearest(q.tolist(), using=self.vector_name or None),
-                filter=qf,
-                params=sp,
-                with_payload=True,
-                with_vector=False,
-            )
-            for q in queries
-        ]
+
+        def run(rows: np.ndarray, exact: bool) -> list[list[Hit]]:
+            sp = e.SearchParams(hnsw_ef=params.hnsw_ef or self.settings.hnsw_ef, exact=exact)
+            reqs = [
+                e.QueryRequest(
+                    limit=k,
+                    query=e.Query.Nearest(q.tolist(), using=self.vector_name or None),
+                    filter=qf,
+                    params=sp,
+                    with_payload=True,
+                    with_vector=False,
+                )
+                for q in rows
+            ]
+            with self._lock:
+                res = self._call(self._shard.query_batch, e.QueryBatchRequest(reqs))
+            return [to_hits(pts) for pts in res]
+
+        hits = run(queries, params.exact)
+        if qf is None or params.exact:
+            return hits
+        # HNSW with a filter can stop short (a selective filter on an unindexed field): top up exactly
+        return top_up(hits, k, lambda: self._count_matching(qf), lambda rows: run(queries[rows], True))
+
+    def _count_matching(self, qf: Any) -> int:
+        e = _edge()
+        view = self._view_filter()
+        flt = qf if view is None else e.Filter(must=[qf, view])
         with self._lock:
-            res = self._call(self._shard.query_batch, e.QueryBatchRequest(reqs))
-        return [to_hits(pts) for pts in res]
+            return int(self._call(self._shard.count, e.CountRequest(exact=True, filter=flt)))
 
     def _count(self) -> int:
         with self._lock:
@@ -333,10 +352,26 @@ class QdrantEdgeStore(VectorStore):
         return True
 
     def build(self) -> bool:
-        """Build HNSW (Edge ``optimize()``, blocking). Returns whether any segment was optimised."""
+        """Index the payload fields (declared, and inferred from the payloads unless auto_payload_indexes is off),
+        then build HNSW (Edge ``optimize()``, blocking). Returns whether any segment was optimised."""
         self._check_open()
         with self._lock:
+            wanted = dict(self.settings.payload_indexes)
+            if self.settings.auto_payload_indexes:
+                wanted = {**infer_payload_schema(r.payload or {} for r in self._scroll()), **wanted}
+            self._create_indexes(wanted)
             return bool(self._call(self._shard.optimize))
+
+    def _create_indexes(self, wanted: dict[str, str]) -> None:
+        """Create the payload indexes not there yet (field → keyword | integer | float | bool)."""
+        e = _edge()
+        with self._lock:
+            have = set(self._call(self._shard.info).payload_schema)
+            for field, kind in wanted.items():
+                key = index_key(field)
+                if key is None or key in have or field in have:
+                    continue
+                self._call(self._shard.update, e.UpdateOperation.create_field_index(key, self._schema(kind)))
 
     def _flush(self) -> None:
         with self._lock:
