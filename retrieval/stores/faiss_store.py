@@ -129,6 +129,13 @@ def _faiss() -> Any:
     return faiss
 
 
+def _remove(index: Any, fids: np.ndarray) -> None:
+    """Remove fids from an IVF index (its hashtable direct map takes only an IDSelectorArray)."""
+    f = _faiss()
+    arr = np.ascontiguousarray(fids, dtype=np.int64)
+    index.remove_ids(f.IDSelectorArray(len(arr), f.swig_ptr(arr)))
+
+
 def repair_hint(name: str) -> str:
     return f"re-create it: `simlookup ingest CORPUS --name {name}` (or delete the folder and ingest again)"
 
@@ -324,7 +331,7 @@ class FaissStore(VectorStore):
             self._maybe_compact()
         else:
             if len(gone):
-                self._index.remove_ids(_faiss().IDSelectorBatch(gone))
+                _remove(self._index, gone)
             if len(missing):
                 self._add_live(missing)
 
@@ -380,7 +387,7 @@ class FaissStore(VectorStore):
                 self._tomb = np.union1d(self._tomb, removed)  # faiss HNSW cannot remove: tombstones
                 self._tomb_sel = None
             else:
-                self._index.remove_ids(_faiss().IDSelectorBatch(removed))
+                _remove(self._index, removed)
         if len(added):
             self._index.add_with_ids(np.ascontiguousarray(vectors), added)
         if self.kind == "hnsw" and len(removed):
