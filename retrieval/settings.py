@@ -84,8 +84,8 @@ class FaissSettings(BaseModel):
     """Default build and query parameters of the FAISS kinds (each overridable per store or per query)."""
 
     ivf_nlist: int | None = Field(default=None, description="None: 4*sqrt(N) at training time")
-    ivf_nprobe: int = Field(default=16, ge=1)
-    pq_m: int = Field(default=8, ge=1)
+    ivf_nprobe: int = Field(default=48, ge=1, description="48: recall@10 ≥ 0.95 vs flat on STS-B MiniLM at nlist≈400")
+    pq_m: int | None = Field(default=None, ge=1, description="None: dim/8 sub-quantizers (8 dimensions each)")
     pq_nbits: int = Field(default=8, ge=1, le=16)
     rerank_factor: int = Field(default=10, ge=1)
     hnsw_m: int = Field(default=32, ge=2)

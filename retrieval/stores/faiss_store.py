@@ -59,7 +59,7 @@ class FaissBuildParams:
 
     kind: str
     nlist: int | None = None  # ivf/ivfpq; None → default_nlist(N) at training time
-    pq_m: int = 8
+    pq_m: int | None = None  # ivfpq; None → default_pq_m(dim) when the store is created
     pq_nbits: int = 8
     hnsw_m: int = 32
     ef_construction: int = 100
@@ -104,7 +104,7 @@ class FaissBuildParams:
 class FaissQueryDefaults:
     """Query parameters used when a search does not pass its own."""
 
-    nprobe: int = 32
+    nprobe: int = 48
     ef_search: int = 64
     rerank: int = 10  # ivfpq only
     exact_filter_limit: int = 4096  # a filter matching at most this many points is answered exactly
@@ -127,6 +127,11 @@ def _faiss() -> Any:
     import faiss
 
     return faiss
+
+
+def default_pq_m(dim: int) -> int:
+    """Sub-quantizers of 8 dimensions each (384-d → 48 bytes a vector), or the nearest divisor of dim below."""
+    return next(m for m in range(max(dim // 8, 1), 0, -1) if dim % m == 0)
 
 
 def _remove(index: Any, fids: np.ndarray) -> None:
@@ -204,8 +209,10 @@ class FaissStore(VectorStore):
         elif dim is None:
             raise InvalidInputError("creating a FAISS store needs its dimension")
         super().__init__(name, int(dim), Metric.parse(metric), fingerprint)
+        if build.kind == "ivfpq" and build.pq_m is None:
+            build = replace(build, pq_m=default_pq_m(self.dim))
         self.params = build
-        if build.kind == "ivfpq" and self.dim % build.pq_m:
+        if build.kind == "ivfpq" and build.pq_m and self.dim % build.pq_m:
             raise InvalidInputError(f"ivfpq: pq_m={build.pq_m} must divide the dimension {self.dim}")
         try:
             if not read_only:
