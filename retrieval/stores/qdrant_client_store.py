@@ -29,14 +29,17 @@ from retrieval.settings import QdrantSettings
 from retrieval.stores.base import Hit, Payload, SearchParams, VectorStore
 from retrieval.stores.manifest import check_expected, now_iso
 from retrieval.stores.qdrant_common import (
-    ID_KEY,
+    INDEX_SCHEMA,
     PayloadIndexType,
-    field_exists_filter,
+    index_key,
+    infer_payload_schema,
     point_id,
+    python_fallback,
     split_id,
     to_entries,
     to_hits,
     to_qdrant_filter,
+    top_up,
     with_id,
 )
 
@@ -116,7 +119,6 @@ class QdrantClientStore(VectorStore):
         self.owns_client = owns_client
         self.mode = settings.mode
         self.backend = "qdrant-server" if settings.mode == "server" else "qdrant-local"  # type: ignore[misc]
-        self._fields: set[str] = set()
         if self._retry(lambda: client.collection_exists(name)):
             info = self._retry(lambda: client.get_collection(name))
             meta = dict(info.config.metadata or {}) if getattr(info.config, "metadata", None) else {}
@@ -144,7 +146,7 @@ class QdrantClientStore(VectorStore):
                 raise InvalidInputError("creating a Qdrant collection needs its dimension")
             super().__init__(name, dim, Metric.parse(metric), fingerprint)
             self.named = dict(vectors or ({vector_name: dim} if vector_name else {}))
-            self._create(m, payload_indexes or {})
+            self._create(m, {**settings.payload_indexes, **(payload_indexes or {})})
 
     def _create(self, m: Any, payload_indexes: dict[str, PayloadIndexType]) -> None:
         s = self.settings
@@ -175,17 +177,31 @@ class QdrantClientStore(VectorStore):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # local mode warns that it ignores index settings: documented above
             self._retry(lambda: self.client.create_collection(**kwargs))
+        self._create_indexes(payload_indexes)
+
+    def _create_indexes(self, wanted: dict[str, str]) -> None:
+        """Create the payload indexes not there yet (field → keyword | integer | float | bool)."""
+        from qdrant_client import models as m
+
+        if not wanted:
+            return
         schema = {
             "keyword": m.PayloadSchemaType.KEYWORD,
             "integer": m.PayloadSchemaType.INTEGER,
             "float": m.PayloadSchemaType.FLOAT,
             "bool": m.PayloadSchemaType.BOOL,
         }
-        for field, kind in payload_indexes.items():
+        have = set(self._retry(lambda: self.client.get_collection(self.name)).payload_schema or {})
+        for field, kind in wanted.items():
+            key = index_key(field)
+            if key is None or key in have or field in have:
+                continue
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+                warnings.simplefilter("ignore")  # local mode: payload indexes do nothing (documented above)
                 self._retry(
-                    lambda f=field, k=kind: self.client.create_payload_index(self.name, f, schema[k], wait=True)
+                    lambda f=key, k=kind: self.client.create_payload_index(
+                        self.name, f, schema[INDEX_SCHEMA[k]], wait=True
+                    )
                 )
 
     def _retry(self, fn: Callable[[], T]) -> T:
@@ -255,8 +271,6 @@ class QdrantClientStore(VectorStore):
                         self.name, payload=with_id(ids[i], payloads[i]), points=[pid], wait=True
                     )
                 )
-        for p in payloads:
-            self._fields.update(p)
         return len(pids)
 
     @property
@@ -285,26 +299,36 @@ class QdrantClientStore(VectorStore):
     def _search(self, queries: np.ndarray, k: int, flt: Filter | None, params: SearchParams) -> list[list[Hit]]:
         from qdrant_client import models as m
 
-        qf = to_qdrant_filter(flt, m)
+        qf = to_qdrant_filter(flt, m, fallback=python_fallback(self._scroll))
         quant = None
         if self.settings.quantization != "none":
             quant = m.QuantizationSearchParams(rescore=True, oversampling=float(max(params.rerank or 2, 1)))
-        sp = m.SearchParams(hnsw_ef=params.hnsw_ef or self.settings.hnsw_ef, exact=params.exact, quantization=quant)
-        reqs = [
-            m.QueryRequest(
-                query=q.tolist(),
-                using=self.vector_name or None,
-                filter=qf,
-                params=sp,
-                limit=k,
-                with_payload=True,
-            )
-            for q in queries
-        ]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # local mode: "search_params has no effect" (documented above)
-            res = self._retry(lambda: self.client.query_batch_points(self.name, reqs))
-        return [to_hits(r.points) for r in res]
+
+        def run(rows: np.ndarray, exact: bool) -> list[list[Hit]]:
+            sp = m.SearchParams(hnsw_ef=params.hnsw_ef or self.settings.hnsw_ef, exact=exact, quantization=quant)
+            reqs = [
+                m.QueryRequest(
+                    query=q.tolist(), using=self.vector_name or None, filter=qf, params=sp, limit=k, with_payload=True
+                )
+                for q in rows
+            ]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # local mode: "search_params has no effect" (documented above)
+                res = self._retry(lambda: self.client.query_batch_points(self.name, reqs))
+            return [to_hits(r.points) for r in res]
+
+        hits = run(queries, params.exact)
+        if qf is None or params.exact or self.mode == "local":  # local mode is always exact
+            return hits
+        # HNSW with a filter can stop short (a selective filter on an unindexed field): top up exactly
+        return top_up(hits, k, lambda: self._count_matching(qf), lambda rows: run(queries[rows], True))
+
+    def _count_matching(self, qf: Any) -> int:
+        from qdrant_client import models as m
+
+        view = self._view_filter()
+        flt = qf if view is None else m.Filter(must=[qf, view])
+        return int(self._retry(lambda: self.client.count(self.name, count_filter=flt, exact=True)).count)
 
     def _count(self) -> int:
         flt = self._view_filter()
@@ -338,20 +362,18 @@ class QdrantClientStore(VectorStore):
         return to_entries(recs, self.vector_name)
 
     def _has_field(self, field: str) -> bool:
-        from qdrant_client import models as m
-
-        if field == ID_KEY:
-            return False
-        if field in self._fields:
-            return True
-        n = self._retry(lambda: self.client.count(self.name, count_filter=field_exists_filter(field, m), exact=True))
-        if n.count > 0:
-            self._fields.add(field)
-        return n.count > 0
+        """Every field is searchable: a field no point has matches nothing (kept until the base drops this hook)."""
+        return True
 
     def build(self) -> bool:
-        """The server indexes in the background and local mode has no index: nothing to do here."""
+        """Index the payload fields (declared, and inferred from the payloads unless auto_payload_indexes is off).
+
+        The server builds HNSW in the background and local mode has no index: returns False."""
         self._check_open()
+        wanted = dict(self.settings.payload_indexes)
+        if self.settings.auto_payload_indexes and self.mode == "server":
+            wanted = {**infer_payload_schema(r.payload or {} for r in self._scroll()), **wanted}
+        self._create_indexes(wanted)
         return False
 
     def snapshot(self) -> str:
@@ -369,7 +391,6 @@ class QdrantClientStore(VectorStore):
             raise StoreError("snapshots need a Qdrant server (qdrant-client local mode has none)")
         location = f"file:///qdrant/snapshots/{self.name}/{snapshot_name}"
         self._retry(lambda: self.client.recover_snapshot(self.name, location=location, wait=True))
-        self._fields.clear()
 
     def _flush(self) -> None:
         """Writes use wait=True: acknowledged writes are already durable on the server or local path."""

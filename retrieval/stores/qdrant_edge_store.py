@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from retrieval.errors import (
+    CorruptIndexError,
     InvalidInputError,
     StoreClosedError,
     StoreError,
@@ -28,14 +29,17 @@ from retrieval.settings import QdrantSettings
 from retrieval.stores.base import Hit, Payload, SearchParams, VectorStore
 from retrieval.stores.manifest import check_expected, now_iso, write_json
 from retrieval.stores.qdrant_common import (
-    ID_KEY,
+    INDEX_SCHEMA,
     PayloadIndexType,
-    field_exists_filter,
+    index_key,
+    infer_payload_schema,
     point_id,
+    python_fallback,
     split_id,
     to_entries,
     to_hits,
     to_qdrant_filter,
+    top_up,
     with_id,
 )
 
@@ -50,18 +54,26 @@ _OPEN: dict[str, list[Any]] = {}  # shard path → [EdgeShard, open views]: name
 _OPEN_LOCK = threading.Lock()
 
 
-def _acquire(path: Path, opener: Any) -> Any:
+def _acquire(path: Path, opener: Any, on_load: Any = None) -> Any:
+    """The open shard at path, opened (then checked by on_load) if this process has none yet."""
     key = str(path.resolve())
     with _OPEN_LOCK:
         if key in _OPEN:
             _OPEN[key][1] += 1
             return _OPEN[key][0]
         shard = opener()
+        if on_load is not None:
+            try:
+                on_load(shard)
+            except BaseException:
+                shard.close()
+                raise
         _OPEN[key] = [shard, 1]
         return shard
 
 
-def _release_shard(path: Path) -> None:
+def _release_shard(path: Path, on_last: Any = None) -> None:
+    """Drop one user of the shard; the last one flushes it, runs on_last(shard) and closes it."""
     key = str(path.resolve())
     with _OPEN_LOCK:
         entry = _OPEN.get(key)
@@ -72,8 +84,18 @@ def _release_shard(path: Path) -> None:
             del _OPEN[key]
             try:
                 entry[0].flush()
+                if on_last is not None:
+                    on_last(entry[0])
             finally:
                 entry[0].close()
+
+
+def repair_hint(store_dir: Path, name: str) -> str:
+    """How to rebuild a damaged Edge collection."""
+    return (
+        f"delete {store_dir} and re-create it: `simlookup ingest CORPUS --name {name} --qdrant edge` "
+        "(the FAISS indexes of the collection are not affected)"
+    )
 
 
 def _map_edge_error(exc: Exception, path: Path) -> StoreError:
@@ -111,7 +133,6 @@ class QdrantEdgeStore(VectorStore):
         self.settings = settings
         self.vector_name = vector_name
         self._lock = threading.RLock()
-        self._fields: set[str] = set()
         e = _edge()
         if self.meta_path.exists():
             meta = json.loads(self.meta_path.read_text())
@@ -134,8 +155,13 @@ class QdrantEdgeStore(VectorStore):
             self.vector_name = vector_name
             self.named = named
             self._meta = meta
+            self._check_segments(name)
             try:
-                self._shard = _acquire(self.shard_path, lambda: e.EdgeShard.load(str(self.shard_path)))
+                self._shard = _acquire(
+                    self.shard_path, lambda: e.EdgeShard.load(str(self.shard_path)), lambda sh: self._check_count(sh)
+                )
+            except StoreError:
+                raise
             except Exception as exc:  # noqa: BLE001 - Edge raises plain Exception
                 raise _map_edge_error(exc, self.shard_path) from None
         else:
@@ -154,8 +180,8 @@ class QdrantEdgeStore(VectorStore):
                 )
             except Exception as exc:  # noqa: BLE001
                 raise _map_edge_error(exc, self.shard_path) from None
-            for field, kind in (payload_indexes or {}).items():
-                self._shard.update(e.UpdateOperation.create_field_index(field, self._schema(kind)))
+            payload_indexes = {**settings.payload_indexes, **(payload_indexes or {})}
+            self._create_indexes(payload_indexes)
             self._meta = {
                 "format_version": 1,
                 "dim": self.dim,
@@ -194,7 +220,7 @@ class QdrantEdgeStore(VectorStore):
             "integer": e.PayloadSchemaType.Integer,
             "float": e.PayloadSchemaType.Float,
             "bool": e.PayloadSchemaType.Bool,
-        }[kind]
+        }[INDEX_SCHEMA[kind]]
 
     def _call(self, fn: Any, *args: Any) -> Any:
         try:
@@ -237,8 +263,6 @@ class QdrantEdgeStore(VectorStore):
                 for i, pid in upd:
                     op = e.UpdateOperation.set_payload([pid], with_id(ids[i], payloads[i]))
                     self._call(self._shard.update, op)
-            for p in payloads:
-                self._fields.update(p)
         return len(pids)
 
     def _delete(self, ids: list[str]) -> int:
@@ -259,22 +283,37 @@ class QdrantEdgeStore(VectorStore):
 
     def _search(self, queries: np.ndarray, k: int, flt: Filter | None, params: SearchParams) -> list[list[Hit]]:
         e = _edge()
-        qf = to_qdrant_filter(flt, e, edge=True)
-        sp = e.SearchParams(hnsw_ef=params.hnsw_ef or self.settings.hnsw_ef, exact=params.exact)
-        reqs = [
-            e.QueryRequest(
-                limit=k,
-                query=e.Query.Nearest(q.tolist(), using=self.vector_name or None),
-                filter=qf,
-                params=sp,
-                with_payload=True,
-                with_vector=False,
-            )
-            for q in queries
-        ]
+        qf = to_qdrant_filter(flt, e, edge=True, fallback=python_fallback(self._scroll))
+
+        def run(rows: np.ndarray, exact: bool) -> list[list[Hit]]:
+            sp = e.SearchParams(hnsw_ef=params.hnsw_ef or self.settings.hnsw_ef, exact=exact)
+            reqs = [
+                e.QueryRequest(
+                    limit=k,
+                    query=e.Query.Nearest(q.tolist(), using=self.vector_name or None),
+                    filter=qf,
+                    params=sp,
+                    with_payload=True,
+                    with_vector=False,
+                )
+                for q in rows
+            ]
+            with self._lock:
+                res = self._call(self._shard.query_batch, e.QueryBatchRequest(reqs))
+            return [to_hits(pts) for pts in res]
+
+        hits = run(queries, params.exact)
+        if qf is None or params.exact:
+            return hits
+        # HNSW with a filter can stop short (a selective filter on an unindexed field): top up exactly
+        return top_up(hits, k, lambda: self._count_matching(qf), lambda rows: run(queries[rows], True))
+
+    def _count_matching(self, qf: Any) -> int:
+        e = _edge()
+        view = self._view_filter()
+        flt = qf if view is None else e.Filter(must=[qf, view])
         with self._lock:
-            res = self._call(self._shard.query_batch, e.QueryBatchRequest(reqs))
-        return [to_hits(pts) for pts in res]
+            return int(self._call(self._shard.count, e.CountRequest(exact=True, filter=flt)))
 
     def _count(self) -> int:
         with self._lock:
@@ -309,23 +348,30 @@ class QdrantEdgeStore(VectorStore):
         return to_entries(recs, self.vector_name)
 
     def _has_field(self, field: str) -> bool:
-        if field == ID_KEY:
-            return False
-        if field in self._fields:
-            return True
-        e = _edge()
-        req = e.CountRequest(exact=True, filter=field_exists_filter(field, e, edge=True))
-        with self._lock:
-            found = self._call(self._shard.count, req) > 0
-        if found:
-            self._fields.add(field)
-        return found
+        """Every field is searchable: a field no point has matches nothing (kept until the base drops this hook)."""
+        return True
 
     def build(self) -> bool:
-        """Build HNSW (Edge ``optimize()``, blocking). Returns whether any segment was optimised."""
+        """Index the payload fields (declared, and inferred from the payloads unless auto_payload_indexes is off),
+        then build HNSW (Edge ``optimize()``, blocking). Returns whether any segment was optimised."""
         self._check_open()
         with self._lock:
+            wanted = dict(self.settings.payload_indexes)
+            if self.settings.auto_payload_indexes:
+                wanted = {**infer_payload_schema(r.payload or {} for r in self._scroll()), **wanted}
+            self._create_indexes(wanted)
             return bool(self._call(self._shard.optimize))
+
+    def _create_indexes(self, wanted: dict[str, str]) -> None:
+        """Create the payload indexes not there yet (field → keyword | integer | float | bool)."""
+        e = _edge()
+        with self._lock:
+            have = set(self._call(self._shard.info).payload_schema)
+            for field, kind in wanted.items():
+                key = index_key(field)
+                if key is None or key in have or field in have:
+                    continue
+                self._call(self._shard.update, e.UpdateOperation.create_field_index(key, self._schema(kind)))
 
     def _flush(self) -> None:
         with self._lock:
@@ -333,7 +379,39 @@ class QdrantEdgeStore(VectorStore):
 
     def _close(self) -> None:
         with self._lock:
-            _release_shard(self.shard_path)
+            _release_shard(self.shard_path, self._record_count)
+
+    # ---- damage checks: a shard that lost segments must not answer from what is left
+    def _check_segments(self, name: str) -> None:
+        seg = self.shard_path / "segments"
+        if not seg.is_dir() or not any(p.is_dir() for p in seg.iterdir()):
+            raise CorruptIndexError(
+                f"Qdrant Edge shard {self.shard_path} has no segments ({seg} is missing or empty): its points "
+                f"are gone and a search would answer from the write-ahead log alone; {repair_hint(self.dir, name)}"
+            )
+
+    def _shard_points(self, shard: Any) -> int:
+        return int(shard.count(_edge().CountRequest(exact=True)))
+
+    def _check_count(self, shard: Any) -> None:
+        """After a clean close the shard held ``closed_points``: fewer or more now means lost segment files."""
+        meta = json.loads(self.meta_path.read_text())
+        expected = meta.get("closed_points")
+        if expected is not None:
+            found = self._shard_points(shard)
+            if found != expected:
+                raise CorruptIndexError(
+                    f"Qdrant Edge shard {self.shard_path} holds {found} points but held {expected} when it was "
+                    f"last closed: segment files under {self.shard_path / 'segments'} are missing or damaged; "
+                    + repair_hint(self.dir, self.name)
+                )
+            del meta["closed_points"]  # open for writing: a crash from here on leaves no stale count behind
+            write_json(self.meta_path, meta)
+
+    def _record_count(self, shard: Any) -> None:
+        meta = json.loads(self.meta_path.read_text())
+        meta["closed_points"] = self._shard_points(shard)
+        write_json(self.meta_path, meta)
 
     def _info(self) -> dict[str, Any]:
         with self._lock:
