@@ -243,26 +243,24 @@ def test_upsert_returns_number_of_points_given(opener: Callable[..., VectorStore
         st.close()
 
 
-def test_k_beyond_the_collection_and_caps(opener: Callable[..., VectorStore], data: Dataset) -> None:
-    st = opener()
-    try:
-        st.upsert(data.point_ids()[:7], data.xb[:7], [payload(i) for i in range(7)])
-        assert len(st.search(data.xq[0], k=MAX_K)[0]) == 7  # at most the collection, nothing sized from k
-        assert len(st.search(data.xq[0], k=MAX_K, filter={"group": "red"})[0]) == 3
-        with pytest.raises(InvalidInputError, match="limit"):
-            st.search(data.xq[0], k=MAX_K + 1)
-        with pytest.raises(InvalidInputError, match="limit"):
-            st.search(data.xq[0], k=2**31)
-        for name in ("hnsw_ef", "nprobe", "rerank"):
-            with pytest.raises(InvalidInputError, match=f"{name}.*limit"):
-                SearchParams(**{name: 10**9})
-        big = SearchParams(hnsw_ef=100_000, nprobe=1_000_000, rerank=1000)
-        assert len(st.search(data.xq[0], k=5, params=big)[0]) == 5
-    finally:
-        st.close()
+def test_k_beyond_the_collection_and_caps(loaded: VectorStore, data: Dataset) -> None:
+    n = len(data.xb)
+    assert len(loaded.search(data.xq[0], k=MAX_K)[0]) == n  # at most the collection, nothing sized from k
+    assert len(loaded.search(data.xq[0], k=MAX_K, filter={"group": "red"})[0]) == n // 3
+    with pytest.raises(InvalidInputError, match="limit"):
+        loaded.search(data.xq[0], k=MAX_K + 1)
+    with pytest.raises(InvalidInputError, match="limit"):
+        loaded.search(data.xq[0], k=2**31)
+    for name in ("hnsw_ef", "nprobe", "rerank"):
+        with pytest.raises(InvalidInputError, match=f"{name}.*limit"):
+            SearchParams(**{name: 10**9})
+    big = SearchParams(hnsw_ef=100_000, nprobe=1_000_000, rerank=1000)
+    assert len(loaded.search(data.xq[0], k=5, params=big)[0]) == 5
 
 
-def test_second_read_only_open_alongside(loaded: VectorStore, opener: Callable[..., VectorStore], data: Dataset) -> None:
+def test_second_read_only_open_alongside(
+    loaded: VectorStore, opener: Callable[..., VectorStore], data: Dataset
+) -> None:
     """A reader in the same process (the server beside an ingest) opens and searches while the writer is open."""
     ro = opener(create=False, read_only=True)
     try:

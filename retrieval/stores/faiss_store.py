@@ -454,7 +454,9 @@ class FaissStore(VectorStore):
             if self._index is None:
                 self._train_ivf()
             self.stats["index"] += 1
-            rerank = params.rerank if params.rerank is not None else (self.defaults.rerank if self.kind == "ivfpq" else 0)
+            rerank = params.rerank
+            if rerank is None:
+                rerank = self.defaults.rerank if self.kind == "ivfpq" else 0
             fetch = min(k * rerank, n) if rerank > 1 else k
             fids, scores = self._index_search(queries, fetch, allowed, params)
             if rerank > 1:

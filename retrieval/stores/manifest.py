@@ -65,7 +65,8 @@ def read_manifest(path: Path) -> dict[str, Any]:
         raise CorruptIndexError(f"manifest {path} is not a JSON object; re-create it with `simlookup ingest ...`")
     if data.get("format_version") != FORMAT_VERSION:
         raise ManifestMismatchError(
-            f"manifest {path} has format version {data.get('format_version')!r}; this simlookup reads {FORMAT_VERSION}: "
+            f"manifest {path} has format version {data.get('format_version')!r}; "
+            f"this simlookup reads {FORMAT_VERSION}: "
             f"delete {path.parent.parent} and ingest again (`simlookup ingest CORPUS --name NAME`)"
         )
     return data

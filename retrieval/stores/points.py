@@ -14,6 +14,7 @@ snapshot (or share this process's writer).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import sqlite3
@@ -97,7 +98,13 @@ class PointStore:
             db.executescript(SCHEMA)
             db.executemany(
                 "INSERT INTO meta(key, value) VALUES(?, ?)",
-                [("format", POINTS_FORMAT), ("dim", str(dim)), ("metric", metric.value), ("seq", "0"), ("next_fid", "0")],
+                [
+                    ("format", POINTS_FORMAT),
+                    ("dim", str(dim)),
+                    ("metric", metric.value),
+                    ("seq", "0"),
+                    ("next_fid", "0"),
+                ],
             )
             db.commit()
         finally:
@@ -135,7 +142,9 @@ class PointStore:
             self.seq = int(meta["seq"])
             self.next_fid = int(meta["next_fid"])
         except (KeyError, ValueError) as exc:
-            raise CorruptIndexError(f"point store {self.sqlite_path} has no valid meta ({exc}); {self.repair}") from None
+            raise CorruptIndexError(
+                f"point store {self.sqlite_path} has no valid meta ({exc}); {self.repair}"
+            ) from None
         if rows and rows[-1][0] >= self.next_fid:
             raise CorruptIndexError(f"point store {self.sqlite_path}: fids beyond next_fid; {self.repair}")
         self.vectors = VectorFile(self.vector_path, self.dim, self.next_fid, not self.read_only, self.repair)
@@ -294,10 +303,8 @@ class PointStore:
     def disk_bytes(self) -> int:
         size = 0
         for p in (self.sqlite_path, Path(f"{self.sqlite_path}-wal")):
-            try:
+            with contextlib.suppress(OSError):
                 size += p.stat().st_size
-            except OSError:
-                pass
         return size + self.vectors.disk_bytes()
 
     def _close_files(self) -> None:
