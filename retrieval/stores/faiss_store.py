@@ -461,13 +461,12 @@ class FaissStore(VectorStore):
             fids, scores = self._index_search(queries, fetch, allowed, params)
             if rerank > 1:
                 fids, scores = self._rerank(queries, fids, k)
-            if allowed is not None:
-                # a filtered search returns k hits whenever k points match: where the index found fewer
-                # (selective filter, low nprobe), answer that query exactly
-                short = np.flatnonzero((fids >= 0).sum(axis=1) < k)
-                if len(short):
-                    self.stats["topup"] += len(short)
-                    fids[short], scores[short] = self._exact(queries[short], k, allowed)
+            # a search returns k hits whenever k points match: where the index found fewer (a selective
+            # filter, low nprobe, k near the collection size), that query is answered exactly
+            short = np.flatnonzero((fids >= 0).sum(axis=1) < k)
+            if len(short):
+                self.stats["topup"] += len(short)
+                fids[short], scores[short] = self._exact(queries[short], k, allowed)
             return self._hits(fids, scores)
 
     def _selector(self, allowed: np.ndarray | None) -> tuple[Any, Any]:
