@@ -172,6 +172,7 @@ class FaissStore(VectorStore):
         self.read_only = read_only
         self.defaults = query_defaults or FaissQueryDefaults()
         self.stats: Counter[str] = Counter()
+        self._sp_cache: dict[tuple[str, int], Any] = {}
         self._index: Any = None
         self._nlist: int | None = None
         self._trained_on = 0
@@ -463,7 +464,7 @@ class FaissStore(VectorStore):
                 fids, scores = self._rerank(queries, fids, k)
             # a search returns k hits whenever k points match: where the index found fewer (a selective
             # filter, low nprobe, k near the collection size), that query is answered exactly
-            short = np.flatnonzero((fids >= 0).sum(axis=1) < k)
+            short = np.flatnonzero((fids[:, k - 1] < 0) if fids.shape[1] >= k else np.ones(len(fids), bool))
             if len(short):
                 self.stats["topup"] += len(short)
                 fids[short], scores[short] = self._exact(queries[short], k, allowed)
@@ -487,20 +488,38 @@ class FaissStore(VectorStore):
         return None, None
 
     def _search_params(self, k: int, params: SearchParams) -> Any:
+        """faiss search parameters (cached per value: building them costs more than a small search)."""
         f = _faiss()
         if self.kind in ("ivf", "ivfpq"):
-            return f.SearchParametersIVF(nprobe=min(params.nprobe or self.defaults.nprobe, self._index.nlist))
-        if self.kind == "hnsw":
-            ef = min(params.hnsw_ef or self.defaults.ef_search, max(self._index.ntotal, 1))
-            return f.SearchParametersHNSW(efSearch=max(ef, k))
-        return f.SearchParameters()
+            key = ("ivf", min(params.nprobe or self.defaults.nprobe, self._index.nlist))
+        elif self.kind == "hnsw":
+            key = ("hnsw", max(min(params.hnsw_ef or self.defaults.ef_search, max(self._index.ntotal, 1)), k))
+        else:
+            key = ("flat", 0)
+        sp = self._sp_cache.get(key)
+        if sp is None:
+            if len(self._sp_cache) > 64:
+                self._sp_cache.clear()
+            if key[0] == "ivf":
+                sp = f.SearchParametersIVF(nprobe=key[1])
+            elif key[0] == "hnsw":
+                sp = f.SearchParametersHNSW(efSearch=key[1])
+            else:
+                sp = f.SearchParameters()
+            self._sp_cache[key] = sp
+        return sp
 
     def _index_search(
         self, queries: np.ndarray, k: int, allowed: np.ndarray | None, params: SearchParams
     ) -> tuple[np.ndarray, np.ndarray]:
         sp = self._search_params(k, params)
         sel, keep = self._selector(allowed)
-        if sel is not None:
+        if sel is not None:  # a fresh parameter object: the cached ones stay selector-free
+            sp = (
+                _faiss().SearchParametersIVF(nprobe=sp.nprobe)
+                if self.kind in ("ivf", "ivfpq")
+                else (_faiss().SearchParametersHNSW(efSearch=sp.efSearch))
+            )
             sp.sel = sel
         dist, fids = self._index.search(queries, k, params=sp)
         del keep
