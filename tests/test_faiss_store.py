@@ -359,3 +359,23 @@ def test_no_pickle_in_store_files(settings: Settings, data: Dataset) -> None:
             head = p.read_bytes()[:2]
             assert head[:1] != b"\x80", f"{p} looks like a pickle"
     assert (root / "points" / "points.sqlite").read_bytes().startswith(b"SQLite format 3\x00")
+
+
+def test_crash_between_manifest_and_index_rename(settings: Settings, data: Dataset) -> None:
+    """The manifest names the previous index too: a kill before the rename leaves an index that is caught up."""
+    ids = data.point_ids()
+    st = open_store(settings, "ren", "hnsw", dim=data.dim)
+    st.upsert(ids[:1000], data.xb[:1000])
+    st.flush()
+    path = settings.data_dir / "faiss" / "ren" / "hnsw" / "index.faiss"
+    old = path.read_bytes()
+    st.upsert(ids[1000:2000], data.xb[1000:2000])
+    st.close()
+    path.write_bytes(old)  # as if the new index had never been renamed into place
+    again = open_store(settings, "ren", "hnsw", create=False)
+    assert again.count() == 2000
+    assert [h.id for h in again.search(data.xb[1500], k=1)[0]] == [ids[1500]]
+    again.close()
+    path.write_bytes(old[:100])  # anything else is still refused
+    with pytest.raises(CorruptIndexError, match="checksum"):
+        open_store(settings, "ren", "hnsw", create=False)

@@ -15,6 +15,7 @@ import fcntl
 import json
 import logging
 import math
+import os
 from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -38,7 +39,6 @@ from retrieval.stores import points as pts
 from retrieval.stores.base import Hit, Payload, SearchParams, VectorStore
 from retrieval.stores.manifest import (
     FORMAT_VERSION,
-    atomic_write,
     check_expected,
     now_iso,
     read_manifest,
@@ -173,6 +173,7 @@ class FaissStore(VectorStore):
         self.defaults = query_defaults or FaissQueryDefaults()
         self.stats: Counter[str] = Counter()
         self._sp_cache: dict[tuple[str, int], Any] = {}
+        self._index_sum: str | None = None  # checksum of index.faiss on disk
         self._index: Any = None
         self._nlist: int | None = None
         self._trained_on = 0
@@ -357,17 +358,24 @@ class FaissStore(VectorStore):
         self._created = manifest.get("created", now_iso())
         self._nlist = manifest.get("nlist")
         self._trained_on = int(manifest.get("trained_on") or 0)
+        previous = manifest.get("previous_checksum")
+        behind = False  # a crash between the manifest and the rename left the previous index
+        if manifest.get("has_index") and not self.index_path.exists() and previous is None:
+            manifest = {**manifest, "has_index": False}
+            behind = True
         if manifest.get("has_index"):
             if not self.index_path.exists():
                 raise CorruptIndexError(
                     f"{self.index_path} is missing but its manifest says it exists; {repair_hint(self.name)}"
                 )
             actual = sha256_file(self.index_path)
-            if actual != manifest.get("checksum"):
+            behind = actual != manifest.get("checksum") and actual == previous
+            if actual != manifest.get("checksum") and not behind:
                 raise CorruptIndexError(
                     f"{self.index_path} does not match its manifest checksum (truncated or modified); "
                     + repair_hint(self.name)
                 )
+            self._index_sum = actual
             try:
                 self._index = _faiss().read_index(str(self.index_path))
             except RuntimeError as exc:
@@ -380,6 +388,10 @@ class FaissStore(VectorStore):
         else:
             self._new_index()
         seq = manifest.get("seq")
+        if behind:
+            seq = None
+            self._trained_on = 0  # unknown for the previous index: build() retrains
+            self._nlist = getattr(self._index, "nlist", None)
         if seq != self._ps.seq:
             log.info("FAISS store %s: index at seq %s, points at %s; catching up", self.dir, seq, self._ps.seq)
         if seq != self._ps.seq or self.kind == "hnsw":  # hnsw: find the tombstones (nodes of dead points)
@@ -617,10 +629,15 @@ class FaissStore(VectorStore):
         with ps.lock:
             ps.sync()  # the points first: a manifest never claims a seq the point store could lose
             has_index = self._index is not None
+            # index to a pending file, then the manifest (naming the new and the previous checksum), then the
+            # rename: a crash at any point leaves an index the manifest accepts (the previous one is caught up)
+            pending = self.dir / ".index.faiss.pending"
+            new_sum = None
             if has_index:
-                atomic_write(self.index_path, lambda tmp: _faiss().write_index(self._index, tmp))
-            elif self.index_path.exists():
-                self.index_path.unlink()
+                _faiss().write_index(self._index, str(pending))
+                with open(pending, "rb+") as fh:
+                    os.fsync(fh.fileno())
+                new_sum = sha256_file(pending)
             manifest = {
                 "format_version": FORMAT_VERSION,
                 "name": self.name,
@@ -636,12 +653,23 @@ class FaissStore(VectorStore):
                 "has_index": has_index,
                 "index_file": self.index_path.name if has_index else None,
                 "points": "../points",
-                "checksum": sha256_file(self.index_path) if has_index else None,
+                "checksum": new_sum,
+                "previous_checksum": self._index_sum,
                 "created": self._created,
                 "updated": now_iso(),
                 "faiss_version": _faiss().__version__,
             }
             write_json(self.manifest_path, manifest)
+            if has_index:
+                os.replace(pending, self.index_path)
+                dfd = os.open(self.dir, os.O_RDONLY)
+                try:
+                    os.fsync(dfd)
+                finally:
+                    os.close(dfd)
+            elif self.index_path.exists():
+                self.index_path.unlink()
+            self._index_sum = new_sum
 
     def _release(self) -> None:
         """Let go of the point store and the lock without flushing (what a killed process leaves)."""
