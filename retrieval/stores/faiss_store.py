@@ -476,6 +476,8 @@ class FaissStore(VectorStore):
                 fids, scores = self._rerank(queries, fids, k)
             # a search returns k hits whenever k points match: where the index found fewer (a selective
             # filter, low nprobe, k near the collection size), that query is answered exactly
+            if fids.shape[1] >= k and fids[:, k - 1].min() >= 0:
+                return self._hits(fids, scores)
             short = np.flatnonzero((fids[:, k - 1] < 0) if fids.shape[1] >= k else np.ones(len(fids), bool))
             if len(short):
                 self.stats["topup"] += len(short)
