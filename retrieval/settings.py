@@ -92,14 +92,20 @@ class FaissSettings(BaseModel):
     """Default build and query parameters of the FAISS kinds (each overridable per store or per query)."""
 
     ivf_nlist: int | None = Field(default=None, description="None: 4*sqrt(N) at training time")
-    ivf_nprobe: int = Field(default=16, ge=1)
-    pq_m: int = Field(default=8, ge=1)
+    ivf_nprobe: int = Field(default=48, ge=1, description="48: recall@10 ≥ 0.95 vs flat on STS-B MiniLM at nlist≈400")
+    pq_m: int | None = Field(default=None, ge=1, description="None: dim/8 sub-quantizers (8 dimensions each)")
     pq_nbits: int = Field(default=8, ge=1, le=16)
     rerank_factor: int = Field(default=10, ge=1)
     hnsw_m: int = Field(default=32, ge=2)
     hnsw_ef_construction: int = Field(default=100, ge=1)
     hnsw_ef_search: int = Field(default=64, ge=1)
-    payload_in_ram: bool = Field(default=True, description="keep ids and payload JSON in RAM for fast hits")
+    payload_in_ram: bool = Field(default=True, description="kept for compatibility: ids and payloads are always in RAM")
+    exact_filter_limit: int = Field(
+        default=4096, ge=0, description="a filter matching at most this many points is answered by exact search"
+    )
+    hnsw_compact_fraction: float = Field(
+        default=0.2, gt=0, le=1, description="rebuild an HNSW graph once this fraction of its nodes is deleted"
+    )
 
 
 class ApiSettings(BaseModel):

@@ -1,7 +1,8 @@
-"""FAISS-specific behaviour: kinds, training, manifests, checksums, locks, re-rank."""
+"""FAISS-specific behaviour: the shared point store, kinds, training, manifests, checksums, locks, re-rank."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +18,19 @@ from retrieval.errors import (
     StoreNotFoundError,
     UnknownKindError,
 )
-from retrieval.settings import Settings
-from retrieval.stores import SearchParams, open_store
+from retrieval.settings import FaissSettings, Settings
+from retrieval.stores import FAISS_KINDS, SearchParams, open_store
 from retrieval.stores.faiss_store import FaissBuildParams, default_nlist
 from tests.conftest import recall_at_k
 from tests.test_store_contract import exact_ids
+
+
+def files_under(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+def ids_of(res: list) -> list[list[str]]:
+    return [[h.id for h in r] for r in res]
 
 
 def test_unknown_kind_and_metric(settings: Settings) -> None:
@@ -40,8 +49,11 @@ def test_names_cannot_escape_data_dir(settings: Settings) -> None:
     assert not (settings.data_dir.parent / "x").exists()
 
 
-def test_nlist_rule_and_training_error(settings: Settings) -> None:
-    assert default_nlist(10_000) == 400
+def test_nlist_rule_gives_every_list_39_training_points(settings: Settings) -> None:
+    assert default_nlist(15_487) == 397  # the STS-B demo: 4·√N would be 498 lists, too many for 15,487 points
+    assert default_nlist(10_000) == 256
+    assert default_nlist(1_000_000) == 4000  # large collections keep 4·√N
+    assert all(n // default_nlist(n) >= 39 for n in (39, 100, 3000, 15_487, 24_336, 100_000))
     st = open_store(settings, "small", "ivfpq", dim=16, pq_m=4)
     rng = np.random.default_rng(0)
     st.upsert([f"p{i}" for i in range(100)], rng.normal(size=(100, 16)))
@@ -63,6 +75,8 @@ def test_manifest_mismatch_refused(settings: Settings, data: Dataset) -> None:
         open_store(settings, "m", "flat", dim=data.dim, fingerprint="model-b@456")
     with pytest.raises(ManifestMismatchError, match="dim"):
         open_store(settings, "m", "flat", dim=data.dim * 2)
+    with pytest.raises(ManifestMismatchError, match="holds 32-d"):  # a new kind must fit the collection's vectors
+        open_store(settings, "m", "hnsw", dim=data.dim * 2)
     with pytest.raises(StoreNotFoundError):
         open_store(settings, "nothing", "flat", create=False)
 
@@ -79,27 +93,220 @@ def test_truncated_index_refused_and_left_alone(settings: Settings, data: Datase
     assert path.read_bytes() == raw[: len(raw) // 2]
 
 
-def test_second_writer_is_refused(settings: Settings, data: Dataset) -> None:
+def test_one_point_store_per_collection_written_once(settings: Settings, data: Dataset) -> None:
+    """The ingest job writes the same points through every kind: the collection stores them once."""
+    stores = {k: open_store(settings, "c", k, dim=data.dim) for k in FAISS_KINDS}
+    ids = data.point_ids()
+    pls = [{"i": i} for i in range(len(ids))]
+    for st in stores.values():
+        assert st.upsert(ids, data.xb, pls) == len(ids)  # the same points again: unchanged, still len(ids)
+    for st in stores.values():
+        st.build()
+    assert {st.info()["seq"] for st in stores.values()} == {1}  # one committed write for four kinds
+    for st in stores.values():
+        st.close()
+    root = settings.data_dir / "faiss" / "c"
+    assert files_under(root) >= {"points/points.sqlite", "points/vectors.f32", "flat/manifest.json"}
+    assert not (root / "flat" / "index.faiss").exists()  # flat answers from the shared vector file
+    assert (root / "points" / "vectors.f32").stat().st_size == data.xb.nbytes
+
+
+def test_disk_of_four_kinds_within_5x_raw_vectors(settings: Settings) -> None:
+    ds = clustered(n=3000, d=384, nq=1, seed=1)
+    stores = [open_store(settings, "disk", k, dim=ds.dim) for k in FAISS_KINDS]
+    ids = ds.point_ids()
+    stores[0].upsert(ids, ds.xb, [{"group": i % 7, "text": f"sentence number {i}"} for i in range(len(ids))])
+    for st in stores:
+        st.build()
+        st.close()
+    used = sum(p.stat().st_blocks * 512 for p in (settings.data_dir / "faiss" / "disk").rglob("*") if p.is_file())
+    assert used <= 5 * ds.xb.nbytes, used / ds.xb.nbytes
+
+
+def test_new_kind_catches_up_from_the_vector_file(settings: Settings, data: Dataset) -> None:
+    flat = open_store(settings, "late", "flat", dim=data.dim)
+    flat.upsert(data.point_ids(), data.xb)
+    flat.close()
+    hnsw = open_store(settings, "late", "hnsw", dim=data.dim)
+    assert hnsw.count() == len(data.xb)
+    assert [h.id for h in hnsw.search(data.xb[7], k=1)[0]] == [data.point_ids()[7]]
+    assert hnsw.memory_bytes() > data.xb.nbytes  # the graph was built, not answered by brute force
+    hnsw.close()
+
+
+def test_second_writer_is_refused_read_only_opens_alongside(settings: Settings, data: Dataset) -> None:
     st = open_store(settings, "lock", "flat", dim=data.dim)
     with pytest.raises(StoreLockedError):
         open_store(settings, "lock", "flat", dim=data.dim)
+    st.upsert(["a"], data.xb[:1], [{"x": 1}])
+    ro = open_store(settings, "lock", "flat", create=False, read_only=True)
+    ro2 = open_store(settings, "lock", "flat", create=False, read_only=True)
+    st.upsert(["b"], data.xb[1:2])
+    assert ro.count() == ro2.count() == 2  # in this process the readers share the writer's points
+    assert ro.search(data.xb[1], k=1)[0][0].id == "b"
+    with pytest.raises(StoreLockedError, match="read-only"):
+        ro.upsert(["c"], data.xb[2:3])
+    ro.close()
+    ro2.close()
     st.close()
     open_store(settings, "lock", "flat", dim=data.dim).close()
 
 
+def test_read_only_open_creates_nothing(settings: Settings, data: Dataset) -> None:
+    st = open_store(settings, "ro", "ivf", dim=data.dim)
+    st.upsert(data.point_ids(), data.xb)
+    st.build()
+    st.close()
+    before = files_under(settings.data_dir)
+    ro = open_store(settings, "ro", "ivf", create=False, read_only=True)
+    assert len(ro.search(data.xq[0], k=5)[0]) == 5
+    ro.close()
+    assert files_under(settings.data_dir) == before
+    with pytest.raises(StoreNotFoundError):
+        open_store(settings, "ro", "hnsw", create=False, read_only=True)
+    assert files_under(settings.data_dir) == before
+
+
+@pytest.mark.parametrize("damage", ["delete", "garbage", "truncate-vectors", "delete-vectors"])
+def test_damaged_point_store_is_a_clear_error(settings: Settings, data: Dataset, damage: str) -> None:
+    st = open_store(settings, "dmg", "hnsw", dim=data.dim)
+    st.upsert(data.point_ids(), data.xb)
+    st.close()
+    pdir = settings.data_dir / "faiss" / "dmg" / "points"
+    if damage == "delete":
+        (pdir / "points.sqlite").unlink()
+    elif damage == "garbage":
+        (pdir / "points.sqlite").write_bytes(b"not a database at all " * 100)
+    elif damage == "truncate-vectors":
+        raw = (pdir / "vectors.f32").read_bytes()
+        (pdir / "vectors.f32").write_bytes(raw[: len(raw) // 2])
+    else:
+        (pdir / "vectors.f32").unlink()
+    before = files_under(settings.data_dir)
+    for read_only in (True, False):
+        with pytest.raises(CorruptIndexError, match=r"(points\.sqlite|vectors\.f32).*simlookup ingest"):
+            open_store(settings, "dmg", "hnsw", create=False, read_only=read_only)
+        assert files_under(settings.data_dir) == before | ({"faiss/dmg/points/.lock"} if not read_only else set())
+
+
+def test_edited_manifest_dimension_is_a_clear_error(settings: Settings, data: Dataset) -> None:
+    import json
+
+    for kind in ("flat", "hnsw"):
+        st = open_store(settings, "dim", kind, dim=data.dim)
+        st.upsert(data.point_ids()[:300], data.xb[:300])
+        st.close()
+        path = settings.data_dir / "faiss" / "dim" / kind / "manifest.json"
+        m = json.loads(path.read_text())
+        m["dim"] = data.dim * 2
+        path.write_text(json.dumps(m))
+        with pytest.raises(CorruptIndexError, match=rf"{kind}/manifest.json says dim 64.*simlookup ingest"):
+            open_store(settings, "dim", kind, create=False, read_only=True)
+
+
+def test_old_per_kind_format_is_detected(settings: Settings) -> None:
+    old = settings.data_dir / "faiss" / "legacy" / "flat"
+    old.mkdir(parents=True)
+    sqlite3.connect(old / "points.sqlite").close()
+    (old / "manifest.json").write_text('{"format_version": 1}')
+    with pytest.raises(ManifestMismatchError, match=r"old per-kind format.*simlookup ingest CORPUS --name legacy"):
+        open_store(settings, "legacy", "flat", create=False, read_only=True)
+
+
 def test_crash_before_flush_is_recovered(settings: Settings, data: Dataset) -> None:
-    """Rows committed to the sidecar but not in the saved index are rebuilt on open."""
+    """Points committed to the point store but not in the saved index are added on open."""
     st = open_store(settings, "crash", "ivf", dim=data.dim)
     ids = data.point_ids()
     st.upsert(ids[:1000], data.xb[:1000])
     st.build()
     st.flush()
     st.upsert(ids[1000:1500], data.xb[1000:1500])  # no flush: simulate a crash by dropping the handle
+    st.delete(ids[:5])
     st._release()  # noqa: SLF001 - release locks without flushing, as a killed process would
     again = open_store(settings, "crash", "ivf", dim=data.dim)
-    assert again.count() == 1500
+    assert again.count() == 1495
     assert again.search(data.xb[1200], k=1)[0][0].id == ids[1200]
+    assert again.search(data.xb[1200], k=1, params=SearchParams(nprobe=1000))[0][0].id == ids[1200]
+    assert ids[0] not in {h.id for h in again.search(data.xb[0], k=3, params=SearchParams(nprobe=1000))[0]}
     again.close()
+
+
+def test_ivf_retrains_when_trained_on_part_of_the_data(tmp_path: Path) -> None:
+    """A job killed after a partial training ends, on resume, with the index of an uninterrupted run."""
+    ds = clustered(n=6000, d=32, nq=50, seed=11)
+    ids = ds.point_ids()
+    for kind in ("ivf", "ivfpq"):
+        part = open_store(Settings(data_dir=tmp_path / f"part-{kind}"), "x", kind, dim=ds.dim, pq_m=4)
+        part.upsert(ids[:2000], ds.xb[:2000])
+        part.build()  # trained on a third of the data (nlist for 2,000 points)
+        part.upsert(ids[2000:], ds.xb[2000:])
+        assert part.build()  # retrains: nlist and sample no longer fit 6,000 points
+        assert not part.build()  # and only once
+        full = open_store(Settings(data_dir=tmp_path / f"full-{kind}"), "x", kind, dim=ds.dim, pq_m=4)
+        full.upsert(ids, ds.xb)
+        full.build()
+        assert part.info()["nlist"] == full.info()["nlist"] == default_nlist(6000)
+        p = SearchParams(nprobe=8, rerank=0)
+        assert ids_of(part.search(ds.xq, 10, params=p)) == ids_of(full.search(ds.xq, 10, params=p))
+        part.close()
+        full.close()
+
+
+def test_hnsw_keeps_recall_after_re_upserts(tmp_path: Path) -> None:
+    """Three rounds of 80% re-upserts (new vectors) without flush(): recall within 0.02 of a fresh build."""
+    ds = clustered(n=5000, d=64, nq=200, seed=4)
+    ids = ds.point_ids()
+    rng = np.random.default_rng(1)
+    xb = ds.xb.copy()
+    st = open_store(Settings(data_dir=tmp_path / "a"), "h", "hnsw", dim=ds.dim)
+    st.upsert(ids, xb)
+    for _ in range(3):
+        pick = rng.choice(len(ids), int(0.8 * len(ids)), replace=False)
+        xb[pick] = xb[rng.permutation(pick)]  # the same ids now hold other points' vectors
+        st.upsert([ids[i] for i in pick], xb[pick])
+    assert st.count() == len(ids)
+    fresh = open_store(Settings(data_dir=tmp_path / "b"), "h", "hnsw", dim=ds.dim)
+    fresh.upsert(ids, xb)
+    truth = exact_ids(Dataset(name="x", xb=xb, xq=ds.xq, metric="cosine"), ds.xq, 10)
+    p = SearchParams(hnsw_ef=32)
+    r_st = recall_at_k(ids_of(st.search(ds.xq, 10, params=p)), truth, 10)
+    r_fresh = recall_at_k(ids_of(fresh.search(ds.xq, 10, params=p)), truth, 10)
+    assert r_st >= r_fresh - 0.02, (r_st, r_fresh)
+    assert st.info()["searches"].get("compactions", 0) >= 1
+    st.close()
+    fresh.close()
+
+
+@pytest.mark.parametrize("kind", ["ivf", "ivfpq", "hnsw"])
+def test_filtered_search_through_the_index_selector(tmp_path: Path, kind: str) -> None:
+    """With the exact-filter threshold at 0, filtered searches go through faiss's IDSelector (and top-up)."""
+    ds = clustered(n=4000, d=32, nq=40, seed=9)
+    s = Settings(data_dir=tmp_path / "d", faiss=FaissSettings(exact_filter_limit=0))
+    st = open_store(s, "f", kind, dim=ds.dim, pq_m=4)
+    ids = ds.point_ids()
+    st.upsert(ids, ds.xb, [{"g": i % 4, "rare": i % 200 == 0} for i in range(len(ids))])
+    st.build()
+    res = st.search(ds.xq, k=10, filter={"g": 1}, params=SearchParams(nprobe=16))  # 25%: a bitmap selector
+    assert all(len(r) == 10 and all(h.payload["g"] == 1 for h in r) for r in res)
+    mask = np.arange(len(ids)) % 4 == 1
+    assert recall_at_k(ids_of(res), exact_ids(ds, ds.xq, 10, mask), 10) >= 0.8
+    rare = st.search(ds.xq, k=10, filter={"rare": True}, params=SearchParams(nprobe=1, hnsw_ef=10))  # 20 match
+    assert all(len(r) == 10 and all(h.payload["rare"] for h in r) for r in rare)
+    stats = st.info()["searches"]
+    assert stats["index"] == 2 and "exact" not in stats
+    if kind != "hnsw":
+        assert stats["topup"] > 0  # nprobe=1 finds fewer than 10 of 20 matches: topped up exactly
+    st.close()
+
+
+def test_exact_filter_threshold_answers_small_matches_exactly(tmp_path: Path, data: Dataset) -> None:
+    s = Settings(data_dir=tmp_path / "d", faiss=FaissSettings(exact_filter_limit=100))
+    st = open_store(s, "f", "hnsw", dim=data.dim)
+    st.upsert(data.point_ids(), data.xb, [{"r": i} for i in range(len(data.xb))])
+    st.search(data.xq[0], k=5, filter={"r": {"lt": 50}})
+    st.search(data.xq[0], k=5, filter={"r": {"lt": 500}})
+    assert st.info()["searches"] == {"exact": 1, "index": 1}
+    st.close()
 
 
 def test_ivfpq_rerank_lifts_recall(tmp_path: Path) -> None:
@@ -132,18 +339,43 @@ def test_nprobe_changes_results(tmp_path: Path) -> None:
 
 
 def test_no_pickle_in_store_files(settings: Settings, data: Dataset) -> None:
-    st = open_store(settings, "p", "flat", dim=data.dim)
-    st.upsert(["a", "b"], data.xb[:2], [{"k": 1}, {"k": 2}])
+    stores = [open_store(settings, "p", k, dim=data.dim) for k in ("flat", "hnsw")]
+    stores[0].upsert(["a", "b"], data.xb[:2], [{"k": 1}, {"k": 2}])
+    for st in stores:
+        st.close()
+    root = settings.data_dir / "faiss" / "p"
+    assert {p for p in files_under(root) if not Path(p).name.startswith(".")} == {
+        "flat",
+        "flat/manifest.json",
+        "hnsw",
+        "hnsw/index.faiss",
+        "hnsw/manifest.json",
+        "points",
+        "points/points.sqlite",
+        "points/vectors.f32",
+    }
+    for p in root.rglob("*"):
+        if p.is_file():
+            head = p.read_bytes()[:2]
+            assert head[:1] != b"\x80", f"{p} looks like a pickle"
+    assert (root / "points" / "points.sqlite").read_bytes().startswith(b"SQLite format 3\x00")
+
+
+def test_crash_between_manifest_and_index_rename(settings: Settings, data: Dataset) -> None:
+    """The manifest names the previous index too: a kill before the rename leaves an index that is caught up."""
+    ids = data.point_ids()
+    st = open_store(settings, "ren", "hnsw", dim=data.dim)
+    st.upsert(ids[:1000], data.xb[:1000])
+    st.flush()
+    path = settings.data_dir / "faiss" / "ren" / "hnsw" / "index.faiss"
+    old = path.read_bytes()
+    st.upsert(ids[1000:2000], data.xb[1000:2000])
     st.close()
-    d = settings.data_dir / "faiss" / "p" / "flat"
-    assert (
-        sorted(p.name for p in d.iterdir() if not p.name.startswith("."))
-        == [
-            "index.faiss",
-            "manifest.json",
-            "points.sqlite",
-        ]
-        or (d / "points.sqlite").exists()
-    )
-    for p in d.iterdir():
-        assert not p.read_bytes().startswith(b"\x80\x04"), f"{p} looks like a pickle"
+    path.write_bytes(old)  # as if the new index had never been renamed into place
+    again = open_store(settings, "ren", "hnsw", create=False)
+    assert again.count() == 2000
+    assert [h.id for h in again.search(data.xb[1500], k=1)[0]] == [ids[1500]]
+    again.close()
+    path.write_bytes(old[:100])  # anything else is still refused
+    with pytest.raises(CorruptIndexError, match="checksum"):
+        open_store(settings, "ren", "hnsw", create=False)

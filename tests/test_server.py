@@ -72,7 +72,7 @@ def test_auth(client: TestClient) -> None:
         ({"text": "x", "k": 21}, 422, "max_k"),
         ({"text": "x", "vector": [0.1]}, 422, "exactly one"),
         ({"vector": [0.1, 0.2]}, 422, "dimensions"),
-        ({"text": "x", "filter": {"colour": "red"}}, 422, "unknown filter field"),
+        ({"text": "x", "filter": {"colour": {"$bogus": 1}}}, 422, "unknown operator"),
         ({"text": "   "}, 422, "empty"),
         ({"text": "x", "index": "annoy"}, 404, "unknown index"),
         ({"text": "x", "target": "image"}, 404, "unknown target"),

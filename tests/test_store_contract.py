@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from benchmarks.datasets import Dataset
-from retrieval.errors import DimensionMismatchError, FilterError, InvalidInputError, StoreClosedError
+from retrieval.errors import DimensionMismatchError, InvalidInputError, StoreClosedError
 from retrieval.metric import Metric, exact_scores, top_k
 from retrieval.settings import QdrantSettings, Settings
 from retrieval.stores import SearchParams, VectorStore, open_store
+from retrieval.stores.base import MAX_K
 from tests.conftest import recall_at_k
 
 BACKENDS = [
@@ -201,10 +202,72 @@ def test_bad_input_leaves_store_unchanged(loaded: VectorStore, data: Dataset) ->
         loaded.search(inf, k=3)
     with pytest.raises(DimensionMismatchError):
         loaded.search(np.ones(data.dim - 1, np.float32), k=3)
-    with pytest.raises(FilterError, match="unknown filter field"):
-        loaded.search(data.xq[0], k=3, filter={"colour": "red"})
     with pytest.raises(InvalidInputError):
         loaded.upsert(["a", "a"], data.xb[:2])
     with pytest.raises(InvalidInputError):
         loaded.search(data.xq[0], k=0)
     assert loaded.count() == n
+
+
+def test_unknown_filter_field_matches_nothing(opener: Callable[..., VectorStore], data: Dataset) -> None:
+    st = opener()
+    try:
+        assert st.search(data.xq[0], k=3, filter={"colour": "red"}) == [[]]  # an empty store
+        st.upsert(data.point_ids()[:50], data.xb[:50], [payload(i) for i in range(50)])
+        assert st.search(data.xq[0], k=3, filter={"colour": "red"}) == [[]]
+        assert len(st.search(data.xq[0], k=3, filter={"group": "red"})[0]) == 3
+    finally:
+        st.close()
+
+
+def test_empty_upsert_returns_zero(opener: Callable[..., VectorStore], data: Dataset) -> None:
+    st = opener()
+    try:
+        assert st.upsert([], [], []) == 0
+        assert st.upsert([], np.zeros((0, data.dim), np.float32)) == 0
+        assert st.count() == 0
+    finally:
+        st.close()
+
+
+def test_upsert_returns_number_of_points_given(opener: Callable[..., VectorStore], data: Dataset) -> None:
+    """len(ids), whether the points were inserted, replaced or left unchanged."""
+    st = opener()
+    ids = data.point_ids()[:20]
+    try:
+        assert st.upsert(ids, data.xb[:20], [payload(i) for i in range(20)]) == 20  # inserted
+        assert st.upsert(ids, data.xb[:20], [payload(i) for i in range(20)]) == 20  # unchanged
+        assert st.upsert(ids[:5], data.xb[20:25], [payload(i) for i in range(5)]) == 5  # replaced
+        assert st.count() == 20
+    finally:
+        st.close()
+
+
+def test_k_beyond_the_collection_and_caps(loaded: VectorStore, data: Dataset) -> None:
+    n = len(data.xb)
+    assert len(loaded.search(data.xq[0], k=MAX_K)[0]) == n  # at most the collection, nothing sized from k
+    assert len(loaded.search(data.xq[0], k=MAX_K, filter={"group": "red"})[0]) == n // 3
+    with pytest.raises(InvalidInputError, match="limit"):
+        loaded.search(data.xq[0], k=MAX_K + 1)
+    with pytest.raises(InvalidInputError, match="limit"):
+        loaded.search(data.xq[0], k=2**31)
+    for name in ("hnsw_ef", "nprobe", "rerank"):
+        with pytest.raises(InvalidInputError, match=f"{name}.*limit"):
+            SearchParams(**{name: 10**9})
+    big = SearchParams(hnsw_ef=100_000, nprobe=1_000_000, rerank=1000)
+    assert len(loaded.search(data.xq[0], k=5, params=big)[0]) == 5
+
+
+def test_second_read_only_open_alongside(
+    loaded: VectorStore, opener: Callable[..., VectorStore], data: Dataset
+) -> None:
+    """A reader in the same process (the server beside an ingest) opens and searches while the writer is open."""
+    ro = opener(create=False, read_only=True)
+    try:
+        assert ro.count() == len(data.xb)
+        assert [h.id for h in ro.search(data.xb[3], k=1)[0]] == [data.point_ids()[3]]
+        loaded.upsert(["late"], data.xb[:1])
+        assert loaded.count() == len(data.xb) + 1
+    finally:
+        ro.close()
+    assert loaded.count() == len(data.xb) + 1  # closing the reader leaves the writer working

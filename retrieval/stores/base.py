@@ -15,11 +15,16 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from retrieval.errors import DimensionMismatchError, FilterError, InvalidInputError, StoreClosedError
+from retrieval.errors import DimensionMismatchError, InvalidInputError, StoreClosedError
 from retrieval.filters import Filter
 from retrieval.metric import Metric
 
 Payload = dict[str, Any]
+
+# Upper bounds on what one search may ask for: past them a request is a mistake (or an attack), and no
+# backend should size an allocation from it. k beyond the collection simply returns the whole collection.
+MAX_K = 100_000
+MAX_PARAM = {"nprobe": 1_000_000, "hnsw_ef": 100_000, "rerank": 1_000}
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,12 +58,15 @@ class SearchParams:
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
                 raise InvalidInputError(f"search parameter {name} must be a non-negative integer, got {v!r}")
+            if v is not None and v > MAX_PARAM[name]:
+                raise InvalidInputError(f"search parameter {name}={v} is above its limit {MAX_PARAM[name]}")
 
 
 class VectorStore(ABC):
     """A named set of points (string id, float32 vector, JSON payload) searchable by vector."""
 
     backend: ClassVar[str] = "abstract"
+    upsert_whole: ClassVar[bool] = False  # True: one _upsert call (one transaction) per upsert, whatever batch_size
 
     def __init__(self, name: str, dim: int, metric: Metric, fingerprint: str | None = None) -> None:
         if not isinstance(dim, int) or dim <= 0:
@@ -77,17 +85,25 @@ class VectorStore(ABC):
         payloads: Sequence[Payload] | None = None,
         batch_size: int = 1024,
     ) -> int:
-        """Insert or replace points; an existing id is replaced in place. Returns points written."""
+        """Insert or replace points; an existing id is replaced in place.
+
+        Returns len(ids): the number of points now stored as given, whether inserted, replaced or unchanged
+        (an empty upsert returns 0).
+        """
         self._check_open()
         ids = self._check_ids(ids)
+        if not ids:
+            if np.asarray(vectors).size or (payloads is not None and len(payloads)):
+                raise InvalidInputError("no ids but some vectors or payloads")
+            return 0
         vecs = self.check_vectors(vectors, what="vector")
         if len(ids) != len(vecs):
             raise InvalidInputError(f"{len(ids)} ids but {len(vecs)} vectors")
         pls = self._check_payloads(payloads, len(ids))
-        written = 0
-        for i in range(0, len(ids), batch_size):
-            written += self._upsert(ids[i : i + batch_size], vecs[i : i + batch_size], pls[i : i + batch_size])
-        return written
+        step = len(ids) if self.upsert_whole else max(1, batch_size)
+        for i in range(0, len(ids), step):
+            self._upsert(ids[i : i + step], vecs[i : i + step], pls[i : i + step])
+        return len(ids)
 
     def delete(self, ids: Sequence[str]) -> int:
         """Delete points by id; unknown ids are ignored. Returns how many were deleted."""
@@ -101,16 +117,18 @@ class VectorStore(ABC):
         filter: Filter | dict[str, Any] | None = None,
         params: SearchParams | None = None,
     ) -> list[list[Hit]]:
-        """Nearest neighbours of each query (a (d,) or (n, d) array), best first, with payloads."""
+        """Nearest neighbours of each query (a (d,) or (n, d) array), best first, with payloads.
+
+        At most min(k, matching points) hits per query; k is capped at MAX_K. A filter on a field that no
+        point has matches nothing.
+        """
         self._check_open()
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise InvalidInputError(f"k must be a positive integer, got {k!r}")
+        if k > MAX_K:
+            raise InvalidInputError(f"k={k} is above the limit {MAX_K}")
         q = self.check_vectors(queries, what="query")
         flt = filter if isinstance(filter, Filter) else Filter.from_dict(filter)
-        if flt:
-            unknown = sorted(f for f in flt.fields if not self._has_field(f))
-            if unknown:
-                raise FilterError(f"unknown filter field(s) {unknown} in store {self.name!r}")
         return self._search(q, k, flt if flt else None, params or SearchParams())
 
     def count(self) -> int:
@@ -247,9 +265,6 @@ class VectorStore(ABC):
 
     @abstractmethod
     def _fetch(self, ids: list[str]) -> dict[str, tuple[np.ndarray | None, Payload]]: ...
-
-    @abstractmethod
-    def _has_field(self, field: str) -> bool: ...
 
     @abstractmethod
     def _flush(self) -> None: ...

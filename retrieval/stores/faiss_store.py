@@ -1,18 +1,22 @@
-"""FAISS store: kinds flat, ivf, ivfpq and hnsw over one SQLite sidecar.
+"""FAISS store: kinds flat, ivf, ivfpq and hnsw over one shared point store per collection.
 
-Layout under ``<data_dir>/faiss/<name>/<kind>/``: ``index.faiss`` (faiss.write_index, written to a
-temporary file and renamed), ``manifest.json`` (format version, fingerprint, dim, metric, kind,
-parameters, count, checksum) and ``points.sqlite`` (ids, payloads, float vectors). No pickle.
-Filters are a true pre-filter through faiss IDSelector, so a filtered search returns k hits whenever
-k points match.
+Layout under ``<data_dir>/faiss/<name>/``: ``points/`` (the collection's ids, payloads and one
+memory-mapped float32 vector file, see ``points.py``) and one folder per kind, ``<kind>/``, holding
+``manifest.json`` (format version, fingerprint, dim, metric, parameters, the point-store ``seq`` the
+index is synced to, checksum) and ``index.faiss`` (hnsw graph, ivf lists; flat keeps none: it
+answers from the vector file). No pickle. A kind found behind its point store on open catches up
+from the vector file. Filters are a true pre-filter through faiss IDSelector; small match sets are
+answered exactly, and a filtered search returns k hits whenever k points match.
 """
 
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import math
-import threading
+import os
+from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -22,30 +26,31 @@ import numpy as np
 from retrieval.errors import (
     CorruptIndexError,
     InvalidInputError,
+    ManifestMismatchError,
     NotTrainedError,
     StoreLockedError,
     StoreNotFoundError,
     UnknownKindError,
 )
 from retrieval.filters import Filter
-from retrieval.metric import Metric, exact_scores, top_k
+from retrieval.metric import Metric
 from retrieval.settings import FaissSettings
+from retrieval.stores import points as pts
 from retrieval.stores.base import Hit, Payload, SearchParams, VectorStore
 from retrieval.stores.manifest import (
     FORMAT_VERSION,
-    atomic_write,
     check_expected,
     now_iso,
     read_manifest,
     sha256_file,
     write_json,
 )
-from retrieval.stores.sidecar import Sidecar
 
 log = logging.getLogger(__name__)
 
 FAISS_KINDS = ("flat", "ivf", "ivfpq", "hnsw")
-EXACT_FILTER_LIMIT = 4096  # a filter matching at most this many points is answered exactly
+MIN_POINTS_PER_LIST = 39  # faiss k-means asks for at least 39 training points per centroid
+MAX_POINTS_PER_LIST = 256  # and samples down to 256 per centroid
 
 
 @dataclass(frozen=True)
@@ -53,8 +58,8 @@ class FaissBuildParams:
     """Build parameters, fixed when the store is created (recorded in the manifest)."""
 
     kind: str
-    nlist: int | None = None  # ivf/ivfpq; None → 4·√N at training time
-    pq_m: int = 8
+    nlist: int | None = None  # ivf/ivfpq; None → default_nlist(N) at training time
+    pq_m: int | None = None  # ivfpq; None → default_pq_m(dim) when the store is created
     pq_nbits: int = 8
     hnsw_m: int = 32
     ef_construction: int = 100
@@ -77,12 +82,19 @@ class FaissBuildParams:
         )
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
+    def nlist_for(self, n: int) -> int:
+        """The number of IVF lists for n points (the fixed nlist, or the default rule), at most n."""
+        return max(1, min(self.nlist or default_nlist(n), n))
+
+    def max_train(self, nlist: int) -> int:
+        """How many points a full training run samples."""
+        return max(MAX_POINTS_PER_LIST * nlist, MAX_POINTS_PER_LIST * 2**self.pq_nbits if self.kind == "ivfpq" else 0)
+
     def min_train_points(self, n: int | None = None) -> int:
         """How many points training needs (IVF: nlist; PQ: also 2^nbits)."""
         if self.kind not in ("ivf", "ivfpq"):
             return 0
-        nlist = self.nlist or (default_nlist(n) if n else 1)
-        need = nlist
+        need = self.nlist or 1
         if self.kind == "ivfpq":
             need = max(need, 2**self.pq_nbits)
         return need
@@ -92,18 +104,23 @@ class FaissBuildParams:
 class FaissQueryDefaults:
     """Query parameters used when a search does not pass its own."""
 
-    nprobe: int = 16
+    nprobe: int = 48
     ef_search: int = 64
     rerank: int = 10  # ivfpq only
+    exact_filter_limit: int = 4096  # a filter matching at most this many points is answered exactly
+    hnsw_compact_fraction: float = 0.2  # rebuild the graph when this fraction of its nodes is deleted/replaced
 
     @classmethod
     def from_settings(cls, s: FaissSettings) -> FaissQueryDefaults:
-        return cls(nprobe=s.ivf_nprobe, ef_search=s.hnsw_ef_search, rerank=s.rerank_factor)
+        extra = {
+            k: getattr(s, k) for k in ("exact_filter_limit", "hnsw_compact_fraction") if getattr(s, k, None) is not None
+        }
+        return cls(nprobe=s.ivf_nprobe, ef_search=s.hnsw_ef_search, rerank=s.rerank_factor, **extra)
 
 
 def default_nlist(n: int) -> int:
-    """The 4·√N rule, at least 1."""
-    return max(1, int(round(4 * math.sqrt(max(n, 1)))))
+    """4·√N lists, but no more than N/39 so that every list gets 39 training points; at least 1."""
+    return max(1, min(int(round(4 * math.sqrt(max(n, 1)))), n // MIN_POINTS_PER_LIST))
 
 
 def _faiss() -> Any:
@@ -112,10 +129,27 @@ def _faiss() -> Any:
     return faiss
 
 
+def default_pq_m(dim: int) -> int:
+    """Sub-quantizers of 8 dimensions each (384-d → 48 bytes a vector), or the nearest divisor of dim below."""
+    return next(m for m in range(max(dim // 8, 1), 0, -1) if dim % m == 0)
+
+
+def _remove(index: Any, fids: np.ndarray) -> None:
+    """Remove fids from an IVF index (its hashtable direct map takes only an IDSelectorArray)."""
+    f = _faiss()
+    arr = np.ascontiguousarray(fids, dtype=np.int64)
+    index.remove_ids(f.IDSelectorArray(len(arr), f.swig_ptr(arr)))
+
+
+def repair_hint(name: str) -> str:
+    return f"re-create it: `simlookup ingest CORPUS --name {name}` (or delete the folder and ingest again)"
+
+
 class FaissStore(VectorStore):
-    """One FAISS index of one kind, with ids, payloads and vectors in a SQLite sidecar."""
+    """One FAISS index kind of a collection, over the collection's shared point store."""
 
     backend: ClassVar[str] = "faiss"
+    upsert_whole: ClassVar[bool] = True  # one point-store transaction per upsert call
 
     def __init__(
         self,
@@ -128,18 +162,32 @@ class FaissStore(VectorStore):
         query_defaults: FaissQueryDefaults | None = None,
         create: bool = True,
         read_only: bool = False,
-        payload_in_ram: bool = True,
+        payload_in_ram: bool = True,  # noqa: ARG002 - ids and payloads always live in RAM now
     ) -> None:
-        self.dir = root / "faiss" / name / build.kind
+        self.coll_dir = root / "faiss" / name
+        self.dir = self.coll_dir / build.kind
         self.index_path = self.dir / "index.faiss"
         self.manifest_path = self.dir / "manifest.json"
-        self.sqlite_path = self.dir / "points.sqlite"
         self.kind = build.kind
         self.read_only = read_only
         self.defaults = query_defaults or FaissQueryDefaults()
-        self._lock = threading.RLock()
+        self.stats: Counter[str] = Counter()
+        self._sp_cache: dict[tuple[str, int], Any] = {}
+        self._index_sum: str | None = None  # checksum of index.faiss on disk
         self._index: Any = None
         self._nlist: int | None = None
+        self._trained_on = 0
+        self._tomb = np.zeros(0, dtype=np.int64)
+        self._tomb_sel: Any = None
+        self._lockfile: Any = None
+        self._points: pts.PointStore | None = None
+        repair = repair_hint(name)
+        if (self.dir / "points.sqlite").exists():
+            raise ManifestMismatchError(
+                f"{self.dir} is in the old per-kind format (points.sqlite in each kind folder), which this "
+                f"simlookup no longer reads: delete {self.coll_dir} and ingest again "
+                f"(`simlookup ingest CORPUS --name {name}`)"
+            )
         manifest: dict[str, Any] | None = None
         if self.manifest_path.exists():
             manifest = read_manifest(self.manifest_path)
@@ -151,348 +199,447 @@ class FaissStore(VectorStore):
                 metric=Metric.parse(metric).value if dim is not None else None,
                 fingerprint=fingerprint,
             )
-            dim = int(manifest["dim"])
-            metric = manifest["metric"]
+            try:
+                dim = int(manifest["dim"])
+                metric = Metric.parse(manifest["metric"])
+                build = FaissBuildParams(**manifest["params"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise CorruptIndexError(f"manifest {self.manifest_path} is invalid ({exc}); {repair}") from None
             fingerprint = manifest.get("fingerprint")
-            p = manifest["params"]
-            build = FaissBuildParams(**p)
         elif not create or read_only:
             raise StoreNotFoundError(f"no FAISS {build.kind} index named {name!r} under {root}")
         elif dim is None:
             raise InvalidInputError("creating a FAISS store needs its dimension")
         super().__init__(name, int(dim), Metric.parse(metric), fingerprint)
+        if build.kind == "ivfpq" and build.pq_m is None:
+            build = replace(build, pq_m=default_pq_m(self.dim))
         self.params = build
-        if build.kind == "ivfpq" and self.dim % build.pq_m:
+        if build.kind == "ivfpq" and build.pq_m and self.dim % build.pq_m:
             raise InvalidInputError(f"ivfpq: pq_m={build.pq_m} must divide the dimension {self.dim}")
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self._lockfile = open(self.dir / ".lock", "a+")  # noqa: SIM115 - held for the store's life
         try:
-            fcntl.flock(self._lockfile, (fcntl.LOCK_SH if read_only else fcntl.LOCK_EX) | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lockfile.close()
-            raise StoreLockedError(f"FAISS store {self.dir} is open for writing in another process") from None
-        try:
-            self._db = Sidecar(self.sqlite_path, self.dim, read_only=read_only and self.sqlite_path.exists())
-            if payload_in_ram:
-                self._db.cache_rows()
-            self._n = self._db.count()  # cached: the hot search path never counts rows in SQLite
-            self._tomb = self._db.tombstones()
-            if manifest is not None:
-                self._load(manifest)
-            else:
-                self._created = now_iso()
-                self._new_index()
+            if not read_only:
+                self.dir.mkdir(parents=True, exist_ok=True)
+                self._lockfile = open(self.dir / ".lock", "a+")  # noqa: SIM115 - held for the store's life
+                try:
+                    fcntl.flock(self._lockfile, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise StoreLockedError(
+                        f"FAISS store {self.dir} is already open for writing (in this or another process); "
+                        "open it read-only to search alongside"
+                    ) from None
+                if manifest is None:
+                    pts.PointStore.create(self.coll_dir / "points", self.dim, self.metric)
+            try:
+                self._points = pts.acquire(self.coll_dir / "points", repair, read_only)
+            except StoreNotFoundError as exc:
+                raise CorruptIndexError(str(exc)) from None
+            self._points.check(self.dim, self.metric, self.manifest_path if manifest else None)
+            with self._points.lock:
+                if manifest is not None:
+                    self._load(manifest)
+                else:
+                    self._created = now_iso()
+                    self._new_index()
+                    self._catch_up()  # a new kind of a collection that already holds points
+                self._points.listen(self)
+            if manifest is None:
                 self._flush()
         except BaseException:
             self._release()
             raise
 
     # ---- index construction ----
+    @property
+    def _ps(self) -> pts.PointStore:
+        assert self._points is not None
+        return self._points
+
     def _faiss_metric(self) -> int:
         f = _faiss()
         return f.METRIC_L2 if self.metric is Metric.L2 else f.METRIC_INNER_PRODUCT
 
-    def _new_index(self, n_train: int | None = None) -> None:
-        """Fresh index; ivf/ivfpq stay None until trained."""
-        f = _faiss()
-        b = self.params
-        if b.kind == "flat":
-            self._index = f.IndexIDMap2(f.IndexFlat(self.dim, self._faiss_metric()))
-        elif b.kind == "hnsw":
-            inner = f.IndexHNSWFlat(self.dim, b.hnsw_m, self._faiss_metric())
-            inner.hnsw.efConstruction = b.ef_construction
-            self._index = f.IndexIDMap2(inner)
-        else:
-            self._index = None
+    def _new_index(self) -> None:
+        """Fresh index: flat keeps none, ivf/ivfpq stay None until trained."""
+        self._index = None
+        self._tomb = np.zeros(0, dtype=np.int64)
+        self._tomb_sel = None
+        if self.kind == "hnsw":
+            f = _faiss()
+            inner = f.IndexHNSWFlat(self.dim, self.params.hnsw_m, self._faiss_metric())
+            inner.hnsw.efConstruction = self.params.ef_construction
+            self._index = f.IndexIDMap(inner)
+        elif self.kind in ("ivf", "ivfpq"):
             self._nlist = None
+            self._trained_on = 0
+
+    def _add_live(self, fids: np.ndarray, chunk: int = 65536) -> None:
+        for i in range(0, len(fids), chunk):
+            part = fids[i : i + chunk]
+            self._index.add_with_ids(np.ascontiguousarray(self._ps.vectors_of(part)), part)
 
     def _train_ivf(self) -> None:
         f = _faiss()
         b = self.params
-        n = self._n
+        n = len(self._ps)
         need = b.min_train_points(n)
-        if n < need:
+        if n < max(need, 1):
             raise NotTrainedError(
                 f"{b.kind} index {self.name!r} needs at least {need} points to train "
-                f"(nlist={b.nlist or default_nlist(n)}"
-                + (f", 2^{b.pq_nbits} PQ centroids" if b.kind == "ivfpq" else "")
+                + (f"(2^{b.pq_nbits} PQ centroids" if b.kind == "ivfpq" else f"(nlist={b.nlist_for(n)}")
                 + f"), has {n}"
             )
-        nlist = min(b.nlist or default_nlist(n), n)
+        nlist = b.nlist_for(n)
         quantizer = f.IndexFlat(self.dim, self._faiss_metric())
         if b.kind == "ivf":
             index = f.IndexIVFFlat(quantizer, self.dim, nlist, self._faiss_metric())
         else:
             index = f.IndexIVFPQ(quantizer, self.dim, nlist, b.pq_m, b.pq_nbits, self._faiss_metric())
-        max_train = max(256 * nlist, 2**b.pq_nbits * 256 if b.kind == "ivfpq" else 0)
-        parts = list(self._db.all_vectors())  # read the sidecar once: train on a sample, add everything
-        fids = np.concatenate([p[0] for p in parts])
-        xs = np.concatenate([p[1] for p in parts])
-        sample = xs if len(xs) <= max_train else xs[np.random.default_rng(0).choice(len(xs), max_train, replace=False)]
-        index.train(sample)
-        index.quantizer_trains_alone = 0
-        index.add_with_ids(xs, fids)
+        live = self._ps.live_fids()
+        max_train = b.max_train(nlist)
+        sample = live if len(live) <= max_train else np.sort(np.random.default_rng(0).choice(live, max_train, False))
+        # fewer than 39 points per list only happens with a fixed nlist or tiny data: train without the warning
+        index.cp.min_points_per_centroid = max(1, min(MIN_POINTS_PER_LIST, len(sample) // nlist))
+        if b.kind == "ivfpq":
+            index.pq.cp.min_points_per_centroid = max(1, min(MIN_POINTS_PER_LIST, len(sample) // 2**b.pq_nbits))
+        index.train(np.ascontiguousarray(self._ps.vectors_of(sample)))
+        index.set_direct_map_type(f.DirectMap.Hashtable)  # remove_ids in O(removed), not O(N)
         self._index = index
+        self._add_live(live)
         self._nlist = nlist
-        self._trained_at = n
+        self._trained_on = len(sample)
 
-    def _rebuild(self) -> None:
-        """Rebuild the index from the sidecar (after a crash between commit and flush, or compaction)."""
-        if self.params.kind in ("ivf", "ivfpq"):
-            self._index = None
-            if self._n and self._n >= self.params.min_train_points(self._n):
-                self._train_ivf()
+    def _index_ids(self) -> np.ndarray:
+        """Every fid the index holds."""
+        f = _faiss()
+        if self.kind == "hnsw":
+            return f.vector_to_array(self._index.id_map).astype(np.int64)
+        invlists = self._index.invlists
+        parts = [
+            f.rev_swig_ptr(invlists.get_ids(lst), invlists.list_size(lst)).copy()
+            for lst in range(invlists.nlist)
+            if invlists.list_size(lst)
+        ]
+        return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, dtype=np.int64)
+
+    def _catch_up(self) -> None:
+        """Make the index hold exactly the live points (after a crash before flush, or another kind's writes)."""
+        if self._index is None:
+            return
+        ids = self._index_ids()
+        live = self._ps.live
+        inside = ids < len(live)
+        gone = ids[~inside | ~live[np.where(inside, ids, 0)]]
+        have = np.zeros(len(live), dtype=bool)
+        have[ids[inside]] = True
+        missing = np.flatnonzero(live & ~have).astype(np.int64)
+        if self.kind == "hnsw":
+            self._tomb = np.unique(gone)
+            self._tomb_sel = None
+            if len(missing):
+                self._add_live(missing)
+            self._maybe_compact()
         else:
-            self._new_index()
-            for fids, vecs in self._db.all_vectors():
-                self._index.add_with_ids(vecs, fids)
-        if not self.read_only:
-            self._db.write(lambda cur: cur.execute("DELETE FROM tombstones"))
-        self._tomb = np.zeros(0, dtype=np.int64)
+            if len(gone):
+                _remove(self._index, gone)
+            if len(missing):
+                self._add_live(missing)
+
+    def _rebuild_hnsw(self) -> None:
+        self._new_index()
+        self._add_live(self._ps.live_fids())
+
+    def _maybe_compact(self) -> None:
+        ntotal = self._index.ntotal if self._index is not None else 0
+        if len(self._tomb) and len(self._tomb) > self.defaults.hnsw_compact_fraction * max(ntotal, 1):
+            self._rebuild_hnsw()  # a graph full of deleted nodes loses recall: rebuild it from the live points
+            self.stats["compactions"] += 1
 
     def _load(self, manifest: dict[str, Any]) -> None:
         self._created = manifest.get("created", now_iso())
         self._nlist = manifest.get("nlist")
-        self._trained_at = manifest.get("trained_at")
+        self._trained_on = int(manifest.get("trained_on") or 0)
+        previous = manifest.get("previous_checksum")
+        behind = False  # a crash between the manifest and the rename left the previous index
+        if manifest.get("has_index") and not self.index_path.exists() and previous is None:
+            manifest = {**manifest, "has_index": False}
+            behind = True
         if manifest.get("has_index"):
             if not self.index_path.exists():
-                raise CorruptIndexError(f"{self.index_path} is missing but its manifest says it exists")
+                raise CorruptIndexError(
+                    f"{self.index_path} is missing but its manifest says it exists; {repair_hint(self.name)}"
+                )
             actual = sha256_file(self.index_path)
-            if actual != manifest.get("checksum"):
+            behind = actual != manifest.get("checksum") and actual == previous
+            if actual != manifest.get("checksum") and not behind:
                 raise CorruptIndexError(
                     f"{self.index_path} does not match its manifest checksum (truncated or modified); "
-                    "re-ingest, or delete the folder to rebuild"
+                    + repair_hint(self.name)
                 )
+            self._index_sum = actual
             try:
                 self._index = _faiss().read_index(str(self.index_path))
             except RuntimeError as exc:
                 raise CorruptIndexError(f"cannot read {self.index_path}: {exc}") from None
+            if self._index.d != self.dim:
+                raise CorruptIndexError(
+                    f"{self.manifest_path} says dim {self.dim} but {self.index_path} is {self._index.d}-d; "
+                    + repair_hint(self.name)
+                )
         else:
             self._new_index()
-        if manifest.get("seq") != self._db.seq:
-            log.warning("FAISS store %s: index is behind its sidecar (crash before flush?); rebuilding", self.dir)
-            self._rebuild()
-            if not self.read_only:
-                self._flush()
+        seq = manifest.get("seq")
+        if behind:
+            seq = None
+            self._trained_on = 0  # unknown for the previous index: build() retrains
+            self._nlist = getattr(self._index, "nlist", None)
+        if seq != self._ps.seq:
+            log.info("FAISS store %s: index at seq %s, points at %s; catching up", self.dir, seq, self._ps.seq)
+        if seq != self._ps.seq or self.kind == "hnsw":  # hnsw: find the tombstones (nodes of dead points)
+            self._catch_up()
+
+    # ---- the point store's change feed ----
+    def on_change(self, added: np.ndarray, vectors: np.ndarray, removed: np.ndarray) -> None:
+        """Apply one committed write of the point store to this index (called under the store's lock)."""
+        if self._index is None:
+            return  # flat, or ivf not trained yet: the point store holds everything
+        if len(removed):
+            if self.kind == "hnsw":
+                self._tomb = np.union1d(self._tomb, removed)  # faiss HNSW cannot remove: tombstones
+                self._tomb_sel = None
+            else:
+                _remove(self._index, removed)
+        if len(added):
+            self._index.add_with_ids(np.ascontiguousarray(vectors), added)
+        if self.kind == "hnsw" and len(removed):
+            self._maybe_compact()
 
     # ---- adapter hooks ----
     def _upsert(self, ids: list[str], vectors: np.ndarray, payloads: list[Payload]) -> int:
-        import json
-
-        with self._lock:
-            existing = self._db.rows_for_ids(ids)
-            new_rows: list[tuple[str, str, bytes, int]] = []
-            replaced: list[int] = []
-            for i, (pid, pl) in enumerate(zip(ids, payloads, strict=True)):
-                blob = vectors[i].tobytes()
-                pjson = json.dumps(pl, sort_keys=True, separators=(",", ":"))
-                old = existing.get(pid)
-                if old is not None:
-                    if old[1] == blob and old[2] == pjson:
-                        continue
-                    replaced.append(old[0])
-                new_rows.append((pid, pjson, blob, i))
-            if not new_rows:
-                return 0
-            fields = {k for _, pj, _, _ in new_rows for k in json.loads(pj)}
-
-            def tx(cur: Any) -> list[int]:
-                if replaced:
-                    cur.executemany("DELETE FROM points WHERE fid=?", [(f,) for f in replaced])
-                fids = []
-                for pid, pjson, blob, _ in new_rows:
-                    cur.execute("INSERT INTO points(id, payload, vector) VALUES(?,?,?)", (pid, pjson, blob))
-                    fids.append(cur.lastrowid)
-                cur.executemany("INSERT OR IGNORE INTO fields(name) VALUES(?)", [(f,) for f in fields])
-                if replaced and self.kind == "hnsw":
-                    cur.executemany("INSERT OR IGNORE INTO tombstones(fid) VALUES(?)", [(f,) for f in replaced])
-                return fids
-
-            fid_list = self._db.write(tx)
-            self._db.cache_drop(replaced)
-            self._db.cache_put((f, r[0], r[1]) for f, r in zip(fid_list, new_rows, strict=True))
-            fids = np.array(fid_list, dtype=np.int64)
-            self._n += len(new_rows) - len(replaced)
-            if replaced:
-                self._remove_from_index(np.array(replaced, dtype=np.int64))
-            if self._index is not None:
-                self._index.add_with_ids(vectors[[r[3] for r in new_rows]], fids)
-            return len(new_rows)
-
-    def _remove_from_index(self, fids: np.ndarray) -> None:
-        if self.kind == "hnsw":
-            self._tomb = np.union1d(self._tomb, fids)  # faiss HNSW cannot remove: tombstones
-            return
-        if self._index is None:
-            return  # untrained: nothing indexed yet
-        self._index.remove_ids(_faiss().IDSelectorBatch(fids))
+        if self.read_only:
+            raise StoreLockedError(f"FAISS store {self.dir} is open read-only")
+        self._ps.upsert(ids, vectors, payloads)
+        return len(ids)
 
     def _delete(self, ids: list[str]) -> int:
-        with self._lock:
-            rows = self._db.rows_for_ids(ids)
-            if not rows:
-                return 0
-            fids = [r[0] for r in rows.values()]
+        if self.read_only:
+            raise StoreLockedError(f"FAISS store {self.dir} is open read-only")
+        return self._ps.delete(ids)
 
-            def tx(cur: Any) -> None:
-                cur.executemany("DELETE FROM points WHERE fid=?", [(f,) for f in fids])
-                if self.kind == "hnsw":
-                    cur.executemany("INSERT OR IGNORE INTO tombstones(fid) VALUES(?)", [(f,) for f in fids])
+    def build(self) -> bool:
+        """Train ivf/ivfpq if untrained, or retrain when the data outgrew the training. True if trained.
 
-            self._db.write(tx)
-            self._db.cache_drop(fids)
-            self._n -= len(fids)
-            self._remove_from_index(np.array(fids, dtype=np.int64))
-            return len(fids)
-
-    def build(self, retrain_growth: float = 4.0) -> bool:
-        """Train ivf/ivfpq now if untrained, or retrain when the data grew retrain_growth× since. True if trained."""
+        Retrains (with nlist=None) when the current count implies another nlist, and whenever the index was
+        trained on fewer points than a full training run would sample now: so an index trained on part of
+        the data (a search mid-ingest, a killed job) ends equal to one trained once on everything.
+        """
         self._check_open()
-        with self._lock:
+        with self._ps.lock:
             if self.kind not in ("ivf", "ivfpq"):
                 return False
-            grown = (
-                self._index is not None
-                and self.params.nlist is None
-                and self._trained_at
-                and self._n >= retrain_growth * self._trained_at
+            n = len(self._ps)
+            if n == 0:
+                return False
+            stale = self._index is not None and (
+                (self.params.nlist is None and self._nlist != self.params.nlist_for(n))
+                or self._trained_on < min(n, self.params.max_train(self.params.nlist_for(n)))
             )
-            if self._index is None or grown:
+            if self._index is None or stale:
                 self._train_ivf()
                 return True
             return False
 
-    def _ensure_index(self) -> None:
-        if self._index is None:
-            if self._n == 0:
-                return
-            self._train_ivf()
-
     def _search(self, queries: np.ndarray, k: int, flt: Filter | None, params: SearchParams) -> list[list[Hit]]:
-        with self._lock:
-            if self._n == 0:
-                return [[] for _ in range(len(queries))]
-            self._ensure_index()
-            rerank = (
-                params.rerank if params.rerank is not None else (self.defaults.rerank if self.kind == "ivfpq" else 0)
-            )
+        ps = self._ps
+        with ps.lock:
+            n = len(ps)
             allowed: np.ndarray | None = None
-            if flt is not None:
-                allowed = self._db.matching_fids(flt)
-                if len(allowed) == 0:
-                    return [[] for _ in range(len(queries))]
-            if params.exact or (allowed is not None and len(allowed) <= EXACT_FILTER_LIMIT and self.kind != "flat"):
+            if flt is not None and n:
+                allowed = ps.match(flt)
+                n = len(allowed)
+            k = min(k, n)
+            if k == 0:
+                return [[] for _ in range(len(queries))]
+            small = allowed is not None and len(allowed) <= self.defaults.exact_filter_limit
+            if self.kind == "flat" or params.exact or small:
+                self.stats["exact"] += 1
                 fids, scores = self._exact(queries, k, allowed)
-            else:
-                fetch = k * rerank if rerank > 1 else k
-                fids, scores = self._index_search(queries, fetch, allowed, params)
-                if rerank > 1:
-                    fids, scores = self._rerank(queries, fids, k)
-                # a filtered search returns k hits whenever k points match: where the index found fewer
-                # (selective filter, low nprobe), answer that query exactly. Unfiltered ANN results stay as found.
-                want = min(k, len(allowed)) if allowed is not None else 0
-                short = [i for i in range(len(queries)) if (fids[i] >= 0).sum() < want]
-                if short:
-                    ef, es = self._exact(queries[short], k, allowed)
-                    fids = _pad(fids, k)
-                    scores = _pad(scores, k, fill=np.nan)
-                    fids[short], scores[short] = ef, es
+                return self._hits(fids, scores)
+            if self._index is None:
+                self._train_ivf()
+            self.stats["index"] += 1
+            rerank = params.rerank
+            if rerank is None:
+                rerank = self.defaults.rerank if self.kind == "ivfpq" else 0
+            fetch = min(k * rerank, n) if rerank > 1 else k
+            fids, scores = self._index_search(queries, fetch, allowed, params)
+            if rerank > 1:
+                fids, scores = self._rerank(queries, fids, k)
+            # a search returns k hits whenever k points match: where the index found fewer (a selective
+            # filter, low nprobe, k near the collection size), that query is answered exactly
+            if fids.shape[1] >= k and fids[:, k - 1].min() >= 0:
+                return self._hits(fids, scores)
+            short = np.flatnonzero((fids[:, k - 1] < 0) if fids.shape[1] >= k else np.ones(len(fids), bool))
+            if len(short):
+                self.stats["topup"] += len(short)
+                fids[short], scores[short] = self._exact(queries[short], k, allowed)
             return self._hits(fids, scores)
+
+    def _selector(self, allowed: np.ndarray | None) -> tuple[Any, Any]:
+        """(selector, buffer to keep alive) for a filter's matches, or the hnsw tombstones."""
+        f = _faiss()
+        if allowed is not None:
+            size = self._ps.next_fid
+            if len(allowed) * 32 > size:  # many matches: a bitmap (N/8 bytes) beats a hash set of the matches
+                bits = np.zeros(size, dtype=bool)
+                bits[allowed] = True
+                packed = np.packbits(bits, bitorder="little")
+                return f.IDSelectorBitmap(size, f.swig_ptr(packed)), packed
+            return f.IDSelectorBatch(allowed), None
+        if self.kind == "hnsw" and len(self._tomb):
+            if self._tomb_sel is None:
+                self._tomb_sel = f.IDSelectorNot(f.IDSelectorBatch(self._tomb))
+            return self._tomb_sel, None
+        return None, None
+
+    def _search_params(self, k: int, params: SearchParams) -> Any:
+        """faiss search parameters (cached per value: building them costs more than a small search)."""
+        f = _faiss()
+        if self.kind in ("ivf", "ivfpq"):
+            key = ("ivf", min(params.nprobe or self.defaults.nprobe, self._index.nlist))
+        elif self.kind == "hnsw":
+            key = ("hnsw", max(min(params.hnsw_ef or self.defaults.ef_search, max(self._index.ntotal, 1)), k))
+        else:
+            key = ("flat", 0)
+        sp = self._sp_cache.get(key)
+        if sp is None:
+            if len(self._sp_cache) > 64:
+                self._sp_cache.clear()
+            if key[0] == "ivf":
+                sp = f.SearchParametersIVF(nprobe=key[1])
+            elif key[0] == "hnsw":
+                sp = f.SearchParametersHNSW(efSearch=key[1])
+            else:
+                sp = f.SearchParameters()
+            self._sp_cache[key] = sp
+        return sp
 
     def _index_search(
         self, queries: np.ndarray, k: int, allowed: np.ndarray | None, params: SearchParams
     ) -> tuple[np.ndarray, np.ndarray]:
-        f = _faiss()
-        sel = None
-        if allowed is not None:
-            sel = f.IDSelectorBatch(allowed)
-        elif self.kind == "hnsw" and len(self._tomb):
-            sel = f.IDSelectorNot(f.IDSelectorBatch(self._tomb))
-        if self.kind in ("ivf", "ivfpq"):
-            sp = f.SearchParametersIVF(nprobe=params.nprobe or self.defaults.nprobe)
-        elif self.kind == "hnsw":
-            sp = f.SearchParametersHNSW(efSearch=max(params.hnsw_ef or self.defaults.ef_search, k))
-        else:
-            sp = f.SearchParameters()
-        if sel is not None:
+        sp = self._search_params(k, params)
+        sel, keep = self._selector(allowed)
+        if sel is not None:  # a fresh parameter object: the cached ones stay selector-free
+            sp = (
+                _faiss().SearchParametersIVF(nprobe=sp.nprobe)
+                if self.kind in ("ivf", "ivfpq")
+                else (_faiss().SearchParametersHNSW(efSearch=sp.efSearch))
+            )
             sp.sel = sel
         dist, fids = self._index.search(queries, k, params=sp)
+        del keep
         if self.metric is Metric.L2:
             dist = np.sqrt(np.maximum(dist, 0))
         return fids, dist
 
     def raw_search(self, queries: np.ndarray, k: int, params: SearchParams) -> tuple[np.ndarray, np.ndarray]:
         """The bare faiss call (no validation, filters, re-rank or payloads): the benchmarks' baseline."""
-        return self._index_search(queries, k, None, params)
+        if self.kind == "flat":
+            view = self._ps.vectors.view()
+            return _faiss().knn(queries, view, min(k, len(view)), self._faiss_metric())[::-1]
+        if self._index is None:
+            self._train_ivf()
+        return self._index.search(queries, k, params=self._search_params(k, params))[::-1]
 
     def _exact(self, queries: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Brute force over the vector file: the filter's matches, or every live row."""
+        f = _faiss()
+        ps = self._ps
+        nq = len(queries)
+        dist = np.empty((nq, k), dtype=np.float32)
+        labels = np.empty((nq, k), dtype=np.int64)
+        q = np.ascontiguousarray(queries, dtype=np.float32)
         if allowed is not None:
-            fids, vecs = self._db.vectors_for(allowed)
+            base = np.ascontiguousarray(ps.vectors_of(allowed))
+            sel = None
         else:
-            parts = list(self._db.all_vectors())
-            fids = np.concatenate([p[0] for p in parts])
-            vecs = np.concatenate([p[1] for p in parts])
-        idx, scores = top_k(exact_scores(queries, vecs, self.metric), k, self.metric)
-        return _pad(fids[idx], k), _pad(scores, k, fill=np.nan)
+            base = ps.vectors.view()
+            sel = None
+            if len(ps) != len(base):  # garbage rows of replaced / deleted points: skip them
+                packed = np.packbits(ps.live, bitorder="little")
+                sel = f.IDSelectorBitmap(len(base), f.swig_ptr(packed))
+        ptrs = (f.swig_ptr(q), f.swig_ptr(base), self.dim, nq, len(base), k, f.swig_ptr(dist), f.swig_ptr(labels))
+        if self.metric is Metric.L2:
+            f.knn_L2sqr(*ptrs, None, sel)
+            dist = np.sqrt(np.maximum(dist, 0))
+        else:
+            f.knn_inner_product(*ptrs, sel)
+        if allowed is not None:
+            labels = np.where(labels >= 0, allowed[np.maximum(labels, 0)], -1)
+        return labels, dist
 
     def _rerank(self, queries: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        out_f = np.full((len(queries), k), -1, dtype=np.int64)
-        out_s = np.full((len(queries), k), np.nan, dtype=np.float32)
-        uniq = np.unique(cand[cand >= 0])
-        fids, vecs = self._db.vectors_for(uniq)
-        pos = {int(f): i for i, f in enumerate(fids)}
-        for qi in range(len(queries)):
-            rows = [pos[int(c)] for c in cand[qi] if c >= 0 and int(c) in pos]
-            if not rows:
-                continue
-            sc = exact_scores(queries[qi : qi + 1], vecs[rows], self.metric)
-            idx, s = top_k(sc, k, self.metric)
-            n = idx.shape[1]
-            out_f[qi, :n] = fids[rows][idx[0]]
-            out_s[qi, :n] = s[0]
-        return out_f, out_s
+        """Rescore candidates exactly with their float vectors from the memory-mapped vector file."""
+        valid = cand >= 0
+        vecs = self._ps.vectors.view()[np.where(valid, cand, 0)]  # (nq, fetch, d)
+        if self.metric is Metric.L2:
+            diff = vecs - queries[:, None, :]
+            scores = np.sqrt(np.einsum("qcd,qcd->qc", diff, diff))
+            key = np.where(valid, scores, np.inf)
+        else:
+            scores = np.einsum("qcd,qd->qc", vecs, queries)
+            key = np.where(valid, -scores, np.inf)
+        order = np.argsort(key, axis=1, kind="stable")[:, :k]
+        fids = np.take_along_axis(cand, order, 1)
+        out = np.take_along_axis(scores, order, 1).astype(np.float32)
+        fids = np.where(np.take_along_axis(valid, order, 1), fids, -1)
+        return fids, out
 
     def _hits(self, fids: np.ndarray, scores: np.ndarray) -> list[list[Hit]]:
-        valid = fids[fids >= 0]
-        rows = self._db.rows_for_fids(valid.tolist() if valid.size <= 64 else np.unique(valid).tolist())
+        rows = self._ps.rows
         out: list[list[Hit]] = []
         for fr, sr in zip(fids.tolist(), scores.tolist(), strict=True):
             hits = []
             for fid, sc in zip(fr, sr, strict=True):
                 row = rows.get(fid)
                 if row is not None:
-                    hits.append(Hit(row[0], sc, row[1]))
+                    hits.append(Hit(row[0], sc, dict(row[1])))  # a copy: callers may mutate their payload
             out.append(hits)
         return out
 
     def _count(self) -> int:
-        return self._n
+        return len(self._ps)
 
     def _ids(self) -> set[str]:
-        return self._db.ids()
+        with self._ps.lock:
+            return set(self._ps.id_to_fid)
 
     def _fetch(self, ids: list[str]) -> dict[str, tuple[np.ndarray | None, Payload]]:
-        import json
-
-        return {
-            pid: (np.frombuffer(vec, dtype=np.float32).copy(), json.loads(pl))
-            for pid, (_, vec, pl) in self._db.rows_for_ids(ids).items()
-        }
-
-    def _has_field(self, field: str) -> bool:
-        return self._db.has_field(field)
+        ps = self._ps
+        with ps.lock:
+            view = ps.vectors.view()
+            out: dict[str, tuple[np.ndarray | None, Payload]] = {}
+            for pid in ids:
+                fid = ps.id_to_fid.get(pid)
+                if fid is not None:
+                    out[pid] = (np.array(view[fid]), json.loads(pts.canonical(ps.rows[fid][1])))
+            return out
 
     def _flush(self) -> None:
         if self.read_only:
             return
-        with self._lock:
-            if self.kind == "hnsw" and self._index is not None:
-                tomb = len(self._tomb)
-                if tomb and tomb > 0.2 * max(self._index.ntotal, 1):
-                    self._rebuild()  # compaction: drop tombstoned nodes from the graph
+        ps = self._ps
+        with ps.lock:
+            ps.sync()  # the points first: a manifest never claims a seq the point store could lose
             has_index = self._index is not None
+            # index to a pending file, then the manifest (naming the new and the previous checksum), then the
+            # rename: a crash at any point leaves an index the manifest accepts (the previous one is caught up)
+            pending = self.dir / ".index.faiss.pending"
+            new_sum = None
             if has_index:
-                atomic_write(self.index_path, lambda tmp: _faiss().write_index(self._index, tmp))
+                _faiss().write_index(self._index, str(pending))
+                with open(pending, "rb+") as fh:
+                    os.fsync(fh.fileno())
+                new_sum = sha256_file(pending)
             manifest = {
                 "format_version": FORMAT_VERSION,
                 "name": self.name,
@@ -502,26 +649,42 @@ class FaissStore(VectorStore):
                 "fingerprint": self.fingerprint,
                 "params": asdict(self.params),
                 "nlist": self._nlist,
-                "trained_at": getattr(self, "_trained_at", None),
-                "count": self._n,
-                "seq": self._db.seq,
+                "trained_on": self._trained_on,
+                "count": len(ps),
+                "seq": ps.seq,
                 "has_index": has_index,
-                "index_file": self.index_path.name,
-                "checksum": sha256_file(self.index_path) if has_index else None,
+                "index_file": self.index_path.name if has_index else None,
+                "points": "../points",
+                "checksum": new_sum,
+                "previous_checksum": self._index_sum,
                 "created": self._created,
                 "updated": now_iso(),
                 "faiss_version": _faiss().__version__,
             }
             write_json(self.manifest_path, manifest)
+            if has_index:
+                os.replace(pending, self.index_path)
+                dfd = os.open(self.dir, os.O_RDONLY)
+                try:
+                    os.fsync(dfd)
+                finally:
+                    os.close(dfd)
+            elif self.index_path.exists():
+                self.index_path.unlink()
+            self._index_sum = new_sum
 
     def _release(self) -> None:
-        db = getattr(self, "_db", None)
-        if db is not None:
-            db.close()
-        try:
-            fcntl.flock(self._lockfile, fcntl.LOCK_UN)
-        finally:
-            self._lockfile.close()
+        """Let go of the point store and the lock without flushing (what a killed process leaves)."""
+        ps, self._points = self._points, None
+        if ps is not None:
+            ps.unlisten(self)
+            pts.release(ps)
+        if self._lockfile is not None:
+            try:
+                fcntl.flock(self._lockfile, fcntl.LOCK_UN)
+            finally:
+                self._lockfile.close()
+                self._lockfile = None
 
     def _close(self) -> None:
         try:
@@ -530,26 +693,25 @@ class FaissStore(VectorStore):
             self._release()
 
     def _info(self) -> dict[str, Any]:
-        size = lambda p: p.stat().st_size if p.exists() else 0  # noqa: E731
+        size = self.index_path.stat().st_size if self.index_path.exists() else 0
+        points = self._ps.disk_bytes()
         return {
             "kind": self.kind,
             "params": asdict(self.params),
             "nlist": self._nlist,
-            "trained": self._index is not None,
-            "index_bytes": size(self.index_path),
-            "sidecar_bytes": size(self.sqlite_path) + size(Path(str(self.sqlite_path) + "-wal")),
+            "trained": self._index is not None or self.kind == "flat",
+            "index_bytes": size,
+            "points_bytes": points,  # shared by every kind of the collection
+            "sidecar_bytes": points,
+            "seq": self._ps.seq,
+            "searches": dict(self.stats),
             "path": str(self.dir),
         }
 
     def memory_bytes(self) -> int:
-        """Bytes the index keeps in RAM (the serialized index size; the sidecar stays on disk)."""
+        """Bytes this kind keeps to answer queries (flat: the mapped vectors; others: the serialized index)."""
+        if self.kind == "flat":
+            return len(self._ps.vectors.view()) * self.dim * 4
         if self._index is None:
             return 0
         return int(_faiss().serialize_index(self._index).nbytes)
-
-
-def _pad(a: np.ndarray, k: int, fill: float = -1) -> np.ndarray:
-    if a.shape[1] >= k:
-        return a
-    pad = np.full((a.shape[0], k - a.shape[1]), fill, dtype=a.dtype)
-    return np.concatenate([a, pad], axis=1)

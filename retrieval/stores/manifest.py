@@ -13,7 +13,7 @@ from typing import Any
 
 from retrieval.errors import CorruptIndexError, ManifestMismatchError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: kinds share the collection point store (faiss/NAME/points/)
 
 
 def now_iso() -> str:
@@ -58,10 +58,16 @@ def read_manifest(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise CorruptIndexError(f"manifest {path} is unreadable: {exc}") from None
+        raise CorruptIndexError(
+            f"manifest {path} is unreadable: {exc}; re-create it with `simlookup ingest CORPUS --name NAME`"
+        ) from None
+    if not isinstance(data, dict):
+        raise CorruptIndexError(f"manifest {path} is not a JSON object; re-create it with `simlookup ingest ...`")
     if data.get("format_version") != FORMAT_VERSION:
         raise ManifestMismatchError(
-            f"manifest {path} has format version {data.get('format_version')!r}; this simlookup reads {FORMAT_VERSION}"
+            f"manifest {path} has format version {data.get('format_version')!r}; "
+            f"this simlookup reads {FORMAT_VERSION}: "
+            f"delete {path.parent.parent} and ingest again (`simlookup ingest CORPUS --name NAME`)"
         )
     return data
 

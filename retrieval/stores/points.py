@@ -1,0 +1,360 @@
+"""The point store of one FAISS collection, shared by all its index kinds.
+
+Under ``<data_dir>/faiss/<name>/points/``: ``points.sqlite`` (fid INTEGER → string id, payload JSON;
+meta: dim, metric, seq, next_fid) and ``vectors.f32`` (float32 row ``fid`` = the vector of point
+``fid``, memory-mapped). Ids, payloads and the payload index live in RAM from open on; SQLite is
+written, never read on the query path. fids only grow: a replaced point gets a new fid, so every
+index can tell old from new, and the old row stays as garbage in ``vectors.f32``.
+
+One ``PointStore`` object per folder and process (a refcounted registry): all kinds a process opens
+share it, each write happens once and is handed to every open kind (``listen``). One writer process
+per collection (an exclusive lock on ``points/.lock``); read-only opens take no lock and read a
+snapshot (or share this process's writer).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from retrieval.errors import CorruptIndexError, ManifestMismatchError, StoreLockedError, StoreNotFoundError
+from retrieval.filters import Filter
+from retrieval.metric import Metric
+from retrieval.payload_index import PayloadIndex
+from retrieval.stores.vector_file import VectorFile
+
+Payload = dict[str, Any]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS points (fid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, payload TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+POINTS_FORMAT = "1"
+
+
+class ChangeListener(Protocol):
+    """An open index kind: told about every committed write, under the store's lock."""
+
+    def on_change(self, added: np.ndarray, vectors: np.ndarray, removed: np.ndarray) -> None: ...
+
+
+def canonical(payload: Payload) -> str:
+    """The JSON text a payload is stored as (sorted keys: equal payloads give equal text)."""
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+class PointStore:
+    """ids ↔ int64 fids, payloads and vectors of one collection; see the module docstring."""
+
+    def __init__(self, folder: Path, repair: str, read_only: bool) -> None:
+        self.folder = folder
+        self.sqlite_path = folder / "points.sqlite"
+        self.vector_path = folder / "vectors.f32"
+        self.read_only = read_only
+        self.repair = repair
+        self.lock = threading.RLock()
+        self._listeners: list[ChangeListener] = []
+        self._refs = 0
+        self._lockfile: Any = None
+        self._db: sqlite3.Connection | None = None
+        if not self.sqlite_path.exists():
+            raise StoreNotFoundError(f"point store {self.sqlite_path} is missing; {repair}")
+        if not read_only:
+            self._lockfile = open(folder / ".lock", "a+")  # noqa: SIM115 - held while open
+            try:
+                fcntl.flock(self._lockfile, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self._lockfile.close()
+                raise StoreLockedError(
+                    f"FAISS collection {folder.parent} is open for writing in another process "
+                    "(read-only opens are allowed alongside)"
+                ) from None
+        try:
+            self._load()
+        except BaseException:
+            self._close_files()
+            raise
+
+    # ---- opening ----
+    @staticmethod
+    def create(folder: Path, dim: int, metric: Metric) -> None:
+        """Create an empty point store (a no-op when one exists)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "points.sqlite"
+        if path.exists():
+            return
+        tmp = folder / ".points.sqlite.tmp"
+        tmp.unlink(missing_ok=True)
+        db = sqlite3.connect(tmp)
+        try:
+            db.executescript(SCHEMA)
+            db.executemany(
+                "INSERT INTO meta(key, value) VALUES(?, ?)",
+                [
+                    ("format", POINTS_FORMAT),
+                    ("dim", str(dim)),
+                    ("metric", metric.value),
+                    ("seq", "0"),
+                    ("next_fid", "0"),
+                ],
+            )
+            db.commit()
+        finally:
+            db.close()
+        tmp.replace(path)  # a crash leaves either no store or a whole empty one
+
+    def _connect(self) -> sqlite3.Connection:
+        uri = f"file:{self.sqlite_path}?mode=ro" if self.read_only else f"file:{self.sqlite_path}"
+        db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+        if not self.read_only:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+        return db
+
+    def _load(self) -> None:
+        try:
+            db = self._connect()
+            try:
+                db.execute("BEGIN")
+                meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+                rows = db.execute("SELECT fid, id, payload FROM points ORDER BY fid").fetchall()
+                db.execute("COMMIT")
+            except BaseException:
+                db.close()
+                raise
+        except sqlite3.Error as exc:
+            raise CorruptIndexError(f"point store {self.sqlite_path} is unreadable ({exc}); {self.repair}") from None
+        if self.read_only:
+            db.close()  # a read-only store is a snapshot in RAM: no connection, no files created
+        else:
+            self._db = db
+        try:
+            self.dim = int(meta["dim"])
+            self.metric = Metric.parse(meta["metric"])
+            self.seq = int(meta["seq"])
+            self.next_fid = int(meta["next_fid"])
+        except (KeyError, ValueError) as exc:
+            raise CorruptIndexError(
+                f"point store {self.sqlite_path} has no valid meta ({exc}); {self.repair}"
+            ) from None
+        if rows and rows[-1][0] >= self.next_fid:
+            raise CorruptIndexError(f"point store {self.sqlite_path}: fids beyond next_fid; {self.repair}")
+        self.vectors = VectorFile(self.vector_path, self.dim, self.next_fid, not self.read_only, self.repair)
+        self.id_to_fid: dict[str, int] = {}
+        self.rows: dict[int, tuple[str, Payload]] = {}
+        self._live = np.zeros(max(self.next_fid, 1024), dtype=bool)
+        fids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        payloads = [json.loads(r[2]) for r in rows]
+        for (fid, pid, _), pl in zip(rows, payloads, strict=True):
+            self.id_to_fid[pid] = fid
+            self.rows[fid] = (pid, pl)
+        self._live[fids] = True
+        self.index = PayloadIndex()
+        self.index.add(fids, payloads)
+
+    def check(self, dim: int, metric: Metric, where: Path | None) -> None:
+        """Refuse a kind whose manifest (``where``; None for a new kind) disagrees with the vectors stored here."""
+        if where is None and (dim != self.dim or metric is not self.metric):
+            raise ManifestMismatchError(
+                f"the FAISS collection {self.folder.parent} holds {self.dim}-d {self.metric.value} vectors, "
+                f"asked for {dim}-d {metric.value}: use another name, or the model it was built with"
+            )
+        if dim != self.dim:
+            raise CorruptIndexError(
+                f"{where} says dim {dim} but the point store {self.sqlite_path} holds {self.dim}-d vectors "
+                f"(an edited manifest?); {self.repair}"
+            )
+        if metric is not self.metric:
+            raise ManifestMismatchError(
+                f"{where} says metric {metric.value} but the point store {self.sqlite_path} holds "
+                f"{self.metric.value} vectors; {self.repair}"
+            )
+
+    # ---- reads (RAM and mmap only) ----
+    def __len__(self) -> int:
+        return len(self.id_to_fid)
+
+    @property
+    def live(self) -> np.ndarray:
+        """bool per fid below next_fid: True for a live point."""
+        return self._live[: self.next_fid]
+
+    def live_fids(self) -> np.ndarray:
+        return np.flatnonzero(self.live).astype(np.int64)
+
+    def match(self, flt: Filter) -> np.ndarray:
+        """Sorted fids of the live points matching the filter (cost ∝ matches)."""
+        return self.index.match(flt)
+
+    def vectors_of(self, fids: np.ndarray) -> np.ndarray:
+        return self.vectors.view()[fids]
+
+    # ---- writes ----
+    def listen(self, who: ChangeListener) -> None:
+        with self.lock:
+            self._listeners.append(who)
+
+    def unlisten(self, who: ChangeListener) -> None:
+        with self.lock:
+            self._listeners = [x for x in self._listeners if x is not who]
+
+    def _write(self, fn: Callable[[sqlite3.Cursor], None]) -> None:
+        if self._db is None:
+            raise StoreLockedError(f"point store {self.sqlite_path} is open read-only")
+        cur = self._db.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            fn(cur)
+            cur.execute("UPDATE meta SET value=? WHERE key='seq'", (str(self.seq + 1),))
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        self.seq += 1
+
+    def upsert(self, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[Payload]) -> None:
+        """Insert or replace; unchanged points are left alone (no write, no new fid)."""
+        with self.lock:
+            texts = [canonical(p) for p in payloads]
+            take: list[int] = []
+            replaced: list[int] = []
+            view = self.vectors.view()
+            for i, pid in enumerate(ids):
+                old = self.id_to_fid.get(pid)
+                if old is not None:
+                    if np.array_equal(view[old], vectors[i]) and canonical(self.rows[old][1]) == texts[i]:
+                        continue
+                    replaced.append(old)
+                take.append(i)
+            if not take:
+                return
+            start = self.next_fid
+            new_fids = np.arange(start, start + len(take), dtype=np.int64)
+            vecs = vectors[take] if len(take) != len(ids) else vectors
+            self.vectors.write(start, vecs)  # rows beyond next_fid are garbage until the commit below
+            end = start + len(take)
+
+            def tx(cur: sqlite3.Cursor) -> None:
+                if replaced:
+                    cur.executemany("DELETE FROM points WHERE fid=?", [(f,) for f in replaced])
+                cur.executemany(
+                    "INSERT INTO points(fid, id, payload) VALUES(?,?,?)",
+                    [(start + j, ids[i], texts[i]) for j, i in enumerate(take)],
+                )
+                cur.execute("UPDATE meta SET value=? WHERE key='next_fid'", (str(end),))
+
+            self._write(tx)
+            self.vectors.commit(end)
+            self.next_fid = end
+            rem = np.array(replaced, dtype=np.int64)
+            self._forget(rem)
+            if end > len(self._live):
+                grown = np.zeros(max(end, 2 * len(self._live)), dtype=bool)
+                grown[: len(self._live)] = self._live
+                self._live = grown
+            self._live[start:end] = True
+            pls = [json.loads(texts[i]) for i in take]  # our own copies: callers may mutate theirs
+            for j, i in enumerate(take):
+                self.id_to_fid[ids[i]] = start + j
+                self.rows[start + j] = (ids[i], pls[j])
+            self.index.add(new_fids, pls)
+            for who in self._listeners:
+                who.on_change(new_fids, vecs, rem)
+
+    def delete(self, ids: Sequence[str]) -> int:
+        """Delete by id; unknown ids are ignored. Returns how many were deleted."""
+        with self.lock:
+            fids = sorted({self.id_to_fid[i] for i in ids if i in self.id_to_fid})
+            if not fids:
+                return 0
+            self._write(lambda cur: cur.executemany("DELETE FROM points WHERE fid=?", [(f,) for f in fids]))
+            rem = np.array(fids, dtype=np.int64)
+            self._forget(rem)
+            empty = np.zeros(0, dtype=np.int64)
+            for who in self._listeners:
+                who.on_change(empty, np.zeros((0, self.dim), np.float32), rem)
+            return len(fids)
+
+    def _forget(self, fids: np.ndarray) -> None:
+        if not len(fids):
+            return
+        for fid in fids.tolist():
+            pid, _ = self.rows.pop(fid)
+            del self.id_to_fid[pid]
+        self._live[fids] = False
+        self.index.remove(fids)
+
+    def sync(self) -> None:
+        """Make every committed write durable (vectors fsynced, SQLite WAL checkpointed)."""
+        with self.lock:
+            if self._db is None:
+                return
+            self.vectors.sync()
+            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def disk_bytes(self) -> int:
+        size = 0
+        for p in (self.sqlite_path, Path(f"{self.sqlite_path}-wal")):
+            with contextlib.suppress(OSError):
+                size += p.stat().st_size
+        return size + self.vectors.disk_bytes()
+
+    def _close_files(self) -> None:
+        vf = getattr(self, "vectors", None)
+        if vf is not None:
+            vf.close()
+        if self._db is not None:
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                # back to a rollback journal: a later read-only open then creates no -wal/-shm files
+                self._db.execute("PRAGMA journal_mode=DELETE")
+            except sqlite3.Error:
+                pass  # a reader elsewhere holds it: the WAL stays, which is fine
+            self._db.close()
+            self._db = None
+        if self._lockfile is not None:
+            try:
+                fcntl.flock(self._lockfile, fcntl.LOCK_UN)
+            finally:
+                self._lockfile.close()
+                self._lockfile = None
+
+
+# ---- the in-process registry: one PointStore per folder (the writer's, when this process writes) ----
+_REGISTRY: dict[tuple[str, bool], PointStore] = {}
+_REGISTRY_LOCK = threading.Lock()
+
+
+def acquire(folder: Path, repair: str, read_only: bool) -> PointStore:
+    """The shared PointStore of this folder (a read-only open shares this process's writer if there is one)."""
+    key = str(folder.resolve())
+    with _REGISTRY_LOCK:
+        ps = _REGISTRY.get((key, False))
+        if ps is None and read_only:
+            ps = _REGISTRY.get((key, True))
+        if ps is None:
+            ps = PointStore(folder, repair, read_only)
+            _REGISTRY[(key, read_only)] = ps
+        ps._refs += 1  # noqa: SLF001 - the registry owns the count
+        return ps
+
+
+def release(ps: PointStore) -> None:
+    """Drop one reference; the last one closes the files and the lock."""
+    key = (str(ps.folder.resolve()), ps.read_only)
+    with _REGISTRY_LOCK:
+        ps._refs -= 1  # noqa: SLF001
+        if ps._refs > 0:  # noqa: SLF001
+            return
+        if _REGISTRY.get(key) is ps:
+            del _REGISTRY[key]
+    with ps.lock:
+        ps._close_files()  # noqa: SLF001

@@ -1,0 +1,94 @@
+"""One contiguous float32 file of vectors, memory-mapped: row ``r`` holds the vector of point fid ``r``.
+
+The writer grows the file geometrically (unwritten tail rows are sparse) and trims it on close; rows a
+crashed write left beyond the committed count are overwritten by the next write. Readers map the
+committed rows read-only.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from retrieval.errors import CorruptIndexError
+
+_MIN_CAPACITY = 1024
+
+
+class VectorFile:
+    """float32 rows of one dimension in ``path``; ``rows`` is the committed row count."""
+
+    def __init__(self, path: Path, dim: int, rows: int, writable: bool, repair: str) -> None:
+        self.path = path
+        self.dim = dim
+        self.writable = writable
+        self._row_bytes = dim * 4
+        if not path.exists():
+            if rows or not writable:
+                raise CorruptIndexError(f"vector file {path} is missing (its point store lists {rows} rows); {repair}")
+            path.touch()
+        size = path.stat().st_size
+        if size < rows * self._row_bytes:
+            raise CorruptIndexError(
+                f"vector file {path} holds {size // self._row_bytes} vectors but its point store lists {rows} "
+                f"(truncated?); {repair}"
+            )
+        self.rows = rows
+        self._capacity = 0
+        self._mm: np.ndarray = np.zeros((0, dim), dtype=np.float32)
+        self._map(max(rows, _MIN_CAPACITY) if writable else rows)
+
+    def _map(self, capacity: int) -> None:
+        if self.writable:
+            with open(self.path, "r+b") as f:
+                f.truncate(capacity * self._row_bytes)
+        if capacity == 0:
+            self._mm = np.zeros((0, self.dim), dtype=np.float32)
+        else:
+            mode = "r+" if self.writable else "r"
+            self._mm = np.memmap(self.path, dtype=np.float32, mode=mode, shape=(capacity, self.dim))
+        self._capacity = capacity
+
+    def view(self) -> np.ndarray:
+        """The committed rows (a read-only view for readers; do not write through it)."""
+        return self._mm[: self.rows]
+
+    def write(self, start: int, vectors: np.ndarray) -> None:
+        """Write rows start.. (not yet committed: the caller commits them with ``commit``)."""
+        end = start + len(vectors)
+        if end > self._capacity:
+            self._mm.flush() if isinstance(self._mm, np.memmap) else None
+            self._map(max(end, 2 * self._capacity, _MIN_CAPACITY))
+        self._mm[start:end] = vectors
+
+    def commit(self, rows: int) -> None:
+        """Rows below ``rows`` are now part of the store."""
+        self.rows = rows
+
+    def sync(self) -> None:
+        """Make written rows durable (msync + fsync)."""
+        if isinstance(self._mm, np.memmap) and self.writable:
+            self._mm.flush()
+            fd = os.open(self.path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def disk_bytes(self) -> int:
+        """Bytes the file takes on disk (allocated blocks: the sparse tail counts nothing)."""
+        try:
+            return int(self.path.stat().st_blocks) * 512
+        except OSError:
+            return 0
+
+    def close(self) -> None:
+        """Sync and trim the file to the committed rows (writer), then unmap."""
+        if self.writable:
+            self.sync()
+        self._mm = np.zeros((0, self.dim), dtype=np.float32)
+        if self.writable:
+            with open(self.path, "r+b") as f:
+                f.truncate(self.rows * self._row_bytes)
