@@ -216,3 +216,157 @@ def test_query_encoder_must_match_collection(tmp_path: Path, minilm) -> None:  #
     s8 = s.model_copy(update={"text_quantize": "int8"})
     with Retriever(s8, "fp") as r, pytest.raises(InvalidInputError, match=r"\+int8"):
         r.search_text("a flute", index="flat")
+
+
+# ---- issue 11: ingestion defects, each with the test that failed before its fix ----
+
+
+def write_csv(path: Path, header: str, rows: list[tuple[object, ...]]) -> Path:
+    path.write_text(header + "\n" + "".join(",".join(str(x) for x in r) + "\n" for r in rows))
+    return path
+
+
+def nothing_written(s: Settings) -> bool:
+    """No collection manifest and no store: the data dir holds at most the embedding cache."""
+    return not any(p.name not in ("cache", "models") for p in s.data_dir.glob("*")) if s.data_dir.exists() else True
+
+
+def test_cache_key_covers_text_and_id_columns(tmp_path: Path, minilm) -> None:  # type: ignore[no-untyped-def]
+    s = mk(tmp_path, "d")
+    rows = [(f"d{i}", f"k{i}", f"The cat number {i} sleeps.", f"Stocks moved {i} points today.") for i in range(20)]
+    csv = write_csv(tmp_path / "two.csv", "id,alt_id,a,b", rows)
+    kw = {"indexes": ["flat"], "qdrant": "none", "progress": False}
+    run_ingest(s, IngestOptions(str(csv), "by-a", text_column="a", **kw), encoders={"text": minilm})
+    summ = run_ingest(
+        s, IngestOptions(str(csv), "by-b", text_column="b", id_column="alt_id", **kw), encoders={"text": minilm}
+    )
+    assert summ.cached_rows == 0 and summ.encoded_rows == 20  # nothing reused from the 'a' ingest
+    st = open_store(s, "by-b", "flat", create=False)
+    try:
+        got = st.fetch(["k3"])
+        assert st.ids() == {f"k{i}" for i in range(20)}
+        assert got["k3"][1]["text"] == "Stocks moved 3 points today."
+        np.testing.assert_allclose(got["k3"][0], minilm.encode_text(["Stocks moved 3 points today."])[0], atol=1e-5)
+    finally:
+        st.close()
+
+
+class OtherModel:
+    """An encoder the existing collection was not built with (only its fingerprint and dim are read)."""
+
+    fingerprint = "all-MiniLM-L6-v2@0000000000000000+int8"
+    dim = 384
+
+
+def test_refused_ingest_changes_nothing(tmp_path: Path, minilm) -> None:  # type: ignore[no-untyped-def]
+    from retrieval.retriever import Retriever
+
+    s = mk(tmp_path, "d")
+    csv = write_csv(tmp_path / "docs.csv", "id,text", [(f"r{i}", f"Sentence {i} about rivers.") for i in range(40)])
+    opts = IngestOptions(str(csv), "keep", indexes=["flat", "hnsw"], progress=False)
+    run_ingest(s, opts, encoders={"text": minilm})
+    manifest = (s.data_dir / "collections" / "keep.json").read_bytes()
+    with pytest.raises(InvalidInputError, match=r"was embedded by all-MiniLM-L6-v2@\w+ .* nothing was changed"):
+        run_ingest(s, opts, encoders={"text": OtherModel()})
+    assert (s.data_dir / "collections" / "keep.json").read_bytes() == manifest
+    with Retriever(s, "keep") as r:
+        r._encoders["text"] = minilm
+        for index in ("flat", "hnsw", "qdrant"):
+            assert r.search_text("rivers", index=index, k=3).hits, index
+
+
+def test_reingest_makes_the_collection_equal_to_the_source(tmp_path: Path, minilm) -> None:  # type: ignore[no-untyped-def]
+    s = mk(tmp_path, "d")
+    rows = [(f"r{i}", f"Line {i} of the corpus about topic {i % 4}.") for i in range(30)]
+    csv = write_csv(tmp_path / "docs.csv", "id,text", rows)
+    opts = IngestOptions(str(csv), "sync", indexes=["flat", "hnsw"], progress=False)
+    assert run_ingest(s, opts, encoders={"text": minilm}).counts == {"flat": 30, "hnsw": 30, "qdrant": 30}
+    write_csv(csv, "id,text", rows[:20] + [("r25", "")])  # 9 rows gone, r25 now rejected (empty text)
+    summ = run_ingest(s, opts, encoders={"text": minilm})
+    assert summ.removed == 10 and summ.ingested == 20 and summ.counts == {"flat": 20, "hnsw": 20, "qdrant": 20}
+    for index in ("flat", "hnsw", "qdrant"):
+        st = open_store(s, "sync", index, create=False)
+        try:
+            assert st.ids() == {f"r{i}" for i in range(20)}, index
+        finally:
+            st.close()
+    assert verify(s, "sync").ok
+
+    write_csv(csv, "id,text", [("new", "A brand new line.")])
+    kept = run_ingest(s, IngestOptions(str(csv), "sync", indexes=["flat", "hnsw"], progress=False, append=True),
+                      encoders={"text": minilm})
+    assert kept.removed == 0 and kept.counts == {"flat": 21, "hnsw": 21, "qdrant": 21}
+    assert verify(s, "sync").ok
+
+
+def test_retriever_uses_the_collections_qdrant_mode(tmp_path: Path, minilm) -> None:  # type: ignore[no-untyped-def]
+    from retrieval.retriever import Retriever
+
+    s = mk(tmp_path, "d")  # settings say edge
+    csv = write_csv(tmp_path / "docs.csv", "id,text", [(f"r{i}", f"A note about birds number {i}.") for i in range(30)])
+    run_ingest(s, IngestOptions(str(csv), "loc", indexes=["flat"], qdrant="local", progress=False),
+               encoders={"text": minilm})
+    with Retriever(s, "loc") as r:
+        r._encoders["text"] = minilm
+        res = r.search_text("birds", index="qdrant", k=5)
+        assert len(res.hits) == 5 and res.hits[0].id.startswith("r")
+        assert r.store("qdrant").backend != "qdrant-edge"
+    assert verify(s, "loc").ok
+
+
+def test_ivf_trainability_is_checked_before_writing(tmp_path: Path, minilm) -> None:  # type: ignore[no-untyped-def]
+    s = mk(tmp_path, "d")
+    csv = write_csv(tmp_path / "ten.csv", "id,text", [(f"r{i}", f"Short sentence {i}.") for i in range(10)])
+    with pytest.raises(InvalidInputError, match=r"ivf index needs at least 13 points .* --index flat,hnsw"):
+        run_ingest(s, IngestOptions(str(csv), "ten", progress=False), encoders={"text": minilm})
+    assert nothing_written(s)
+    summ = run_ingest(s, IngestOptions(str(csv), "ten", indexes=["flat", "hnsw"], progress=False),
+                      encoders={"text": minilm})
+    assert summ.counts == {"flat": 10, "hnsw": 10, "qdrant": 10}
+
+
+def test_reserved_payload_key_is_refused_before_writing(tmp_path: Path, minilm) -> None:  # type: ignore[no-untyped-def]
+    s = mk(tmp_path, "d")
+    csv = write_csv(tmp_path / "res.csv", "id,text,_id", [(f"r{i}", f"Text {i}.", i) for i in range(20)])
+    for qdrant in ("edge", "none"):
+        with pytest.raises(InvalidInputError, match=r"\['_id'\] are reserved"):
+            run_ingest(s, IngestOptions(str(csv), "res", indexes=["flat"], qdrant=qdrant, progress=False),
+                       encoders={"text": minilm})
+    assert nothing_written(s)
+
+
+def test_numeric_text_is_embedded_as_its_string(tmp_path: Path, minilm) -> None:  # type: ignore[no-untyped-def]
+    s = mk(tmp_path, "d")
+    csv = write_csv(tmp_path / "num.csv", "id,code", [(f"r{i}", 1000 + i) for i in range(12)])
+    summ = run_ingest(s, IngestOptions(str(csv), "num", text_column="code", indexes=["flat"], qdrant="none",
+                                       progress=False), encoders={"text": minilm})
+    assert summ.ingested == 12 and summ.rejected == 0
+    st = open_store(s, "num", "flat", create=False)
+    try:
+        vec, payload = st.fetch(["r3"])["r3"]
+        assert payload["text"] == "1003"
+        np.testing.assert_allclose(vec, minilm.encode_text(["1003"])[0], atol=1e-5)
+    finally:
+        st.close()
+
+
+def test_empty_ids_are_reported_as_empty(tmp_path: Path) -> None:
+    from ingest.corpora import CorpusError, get_corpus
+
+    csv = tmp_path / "ids.csv"
+    csv.write_text("id,text\n,one\n,two\n,three\nx,four\n")
+    with pytest.raises(CorpusError, match=r"3 row\(s\) have an empty id in column 'id' \(rows \[0, 1, 2\]"):
+        get_corpus(str(csv)).load()
+    csv.write_text("id,text\na,one\na,two\nb,three\n")
+    with pytest.raises(CorpusError, match=r"1 duplicate id\(s\), e.g. \['a'\]"):
+        get_corpus(str(csv)).load()
+
+
+def test_id_column_beside_an_id_column(tmp_path: Path) -> None:
+    from ingest.corpora import CorpusError, get_corpus
+
+    csv = write_csv(tmp_path / "alt.csv", "id,alt_id,text", [(i, f"a{i}", f"Text {i}.") for i in range(5)])
+    ds = get_corpus(str(csv), id_column="alt_id").load()
+    assert ds["id"] == [f"a{i}" for i in range(5)] and ds["orig_id"] == list(range(5))
+    with pytest.raises(CorpusError, match="no id column 'nope'"):
+        get_corpus(str(csv), id_column="nope").load()
