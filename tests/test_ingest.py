@@ -370,3 +370,105 @@ def test_id_column_beside_an_id_column(tmp_path: Path) -> None:
     assert ds["id"] == [f"a{i}" for i in range(5)] and ds["orig_id"] == list(range(5))
     with pytest.raises(CorpusError, match="no id column 'nope'"):
         get_corpus(str(csv), id_column="nope").load()
+
+
+def synthetic_collection(s: Settings, name: str = "syn", n: int = 6000, dim: int = 16) -> np.ndarray:
+    """A collection without a text model: random unit vectors in flat + hnsw + Qdrant Edge, and its manifest."""
+    from retrieval.collection import CollectionManifest, VectorSpace, save_collection
+
+    rng = np.random.default_rng(3)
+    vecs = rng.normal(size=(n, dim)).astype(np.float32)
+    ids = [f"p{i}" for i in range(n)]
+    for index in ("flat", "hnsw", "qdrant"):
+        st = open_store(s, name, index, dim=dim, fingerprint="fake@1")
+        try:
+            for i in range(0, n, 1000):  # several writes: Qdrant Edge makes several segments
+                st.upsert(ids[i : i + 1000], vecs[i : i + 1000], [{"g": i % 3} for _ in range(min(1000, n - i))])
+            st.build()
+            st.flush()
+        finally:
+            st.close()
+    space = VectorSpace(name="text", encoder="text", model="fake", fingerprint="fake@1", dim=dim)
+    save_collection(s.data_dir, CollectionManifest(
+        name=name, corpus="synthetic", corpus_fingerprint="x", modality="text", vectors={"text": space},
+        indexes=["flat", "hnsw", "qdrant"], qdrant_mode="edge", count=n, complete=True,
+    ))
+    return vecs
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("pristine")
+    synthetic_collection(mk(d, "d"))
+    return d / "d"
+
+
+def _edit_json(path: Path, **changes: object) -> None:
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
+def _set_dim(p: Path) -> None:
+    m = json.loads(p.read_text())
+    m["vectors"]["text"]["dim"] = 512
+    p.write_text(json.dumps(m))
+
+
+CORRUPTIONS = {
+    "deleted points store": (lambda d: (d / "faiss/syn/flat/points.sqlite").unlink(), "flat"),
+    "garbage points store": (lambda d: (d / "faiss/syn/hnsw/points.sqlite").write_bytes(b"garbage" * 99), "hnsw"),
+    "deleted segments": (lambda d: __import__("shutil").rmtree(d / "qdrant-edge/syn/shard/segments"), "qdrant"),
+    "store manifest dim": (lambda d: _edit_json(d / "faiss/syn/hnsw/manifest.json", dim=512), "dimension"),
+    "collection manifest dim": (lambda d: _set_dim(d / "collections/syn.json"), "manifest says 512"),
+    "corrupt collection manifest": (lambda d: (d / "collections/syn.json").write_text("{nope"), "syn.json"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CORRUPTIONS))
+def test_verify_catches_every_corruption(pristine: Path, tmp_path: Path, case: str) -> None:
+    import shutil
+
+    d = tmp_path / "d"
+    shutil.copytree(pristine, d)
+    s = Settings(data_dir=d, qdrant=QdrantSettings(mode="edge"))
+    assert verify(s, "syn").ok
+    damage, needle = CORRUPTIONS[case]
+    damage(d)
+    rep = verify(s, "syn")
+    assert not rep.ok and any(needle in x for x in rep.differences), rep.differences
+
+
+def test_corrupt_collection_manifest_is_a_clear_error(tmp_path: Path, minilm) -> None:  # type: ignore[no-untyped-def]
+    from retrieval.errors import CorruptManifestError
+    from retrieval.retriever import Retriever
+
+    s = mk(tmp_path, "d")
+    csv = write_csv(tmp_path / "docs.csv", "id,text", [(f"r{i}", f"About trains line {i}.") for i in range(20)])
+    opts = IngestOptions(str(csv), "cm", indexes=["flat"], qdrant="none", progress=False)
+    run_ingest(s, opts, encoders={"text": minilm})
+    path = s.data_dir / "collections" / "cm.json"
+    path.write_text("{not json")
+    with pytest.raises(CorruptManifestError, match=r"cm.json is unreadable .*`simlookup ingest SOURCE --name cm`"):
+        Retriever(s, "cm")
+    run_ingest(s, opts, encoders={"text": minilm})  # a re-ingest repairs it
+    with Retriever(s, "cm") as r:
+        r._encoders["text"] = minilm
+        assert r.search_text("trains", k=2).hits
+
+
+def test_query_parameters_are_capped(pristine: Path) -> None:
+    from retrieval.retriever import Retriever
+    from retrieval.stores import SearchParams
+
+    s = Settings(data_dir=pristine, qdrant=QdrantSettings(mode="edge"))
+    q = np.ones(16, np.float32)
+    with Retriever(s, "syn") as r:
+        with pytest.raises(InvalidInputError, match=r"k=2147483648 is above the limit of 10000"):
+            r.search_vector(q, "flat", k=2**31)
+        for params, what in (
+            (SearchParams(hnsw_ef=10**9), "ef=1000000000"),
+            (SearchParams(nprobe=2**40), "nprobe="),
+            (SearchParams(rerank=10**6), "rerank factor="),
+        ):
+            with pytest.raises(InvalidInputError, match=f"{what}.* above the limit"):
+                r.search_vector(q, "hnsw", k=10, params=params)
+        assert len(r.search_vector(q, "flat", k=10_000).hits) == 6000  # k up to the cap; at most the collection
