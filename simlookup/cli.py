@@ -16,11 +16,11 @@ from retrieval.settings import Settings, load_settings, redact_url
 
 
 def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
+    """Print the JSON document (--json) or the text, with any user:password@ in URLs redacted."""
     if getattr(args, "json", False):
-        json.dump(data, sys.stdout, indent=2, default=str)
-        sys.stdout.write("\n")
+        sys.stdout.write(redact_url(json.dumps(data, indent=2, default=str)) + "\n")
     else:
-        print(text)
+        print(redact_url(text))
 
 
 def _settings(args: argparse.Namespace) -> Settings:
