@@ -16,9 +16,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from retrieval.collection import CollectionManifest, VectorSpace, load_collection
+from retrieval.collection import CollectionManifest, VectorSpace, load_collection, manifest_path
 from retrieval.encoders.loader import load_encoder
-from retrieval.errors import InvalidInputError
+from retrieval.errors import CorruptIndexError, InvalidInputError, SimlookupError
 from retrieval.filters import Filter
 from retrieval.settings import SearchLimits, Settings
 from retrieval.stores import INDEX_NAMES, QDRANT_INDEX, Hit, SearchParams, VectorStore, open_store
@@ -101,14 +101,33 @@ class Retriever:
                     st = open_store(
                         self.settings, self.manifest.store_name(target), index, create=False, read_only=self.read_only
                     )
-                if st.fingerprint and st.fingerprint != space.fingerprint:
+                try:
+                    self._check_store(index, target, st, space)
+                except SimlookupError:
                     st.close()
-                    raise InvalidInputError(
-                        f"index {index} of {self.name!r} was built by {st.fingerprint}, "
-                        f"the collection says {space.fingerprint}"
-                    )
+                    raise
                 self._stores[key] = st
             return self._stores[key]
+
+    def _check_store(self, index: str, target: str, st: VectorStore, space: VectorSpace) -> None:
+        """Refuse a store of another model or dimension, or one that lost points: never answer from a fraction."""
+        if st.fingerprint and st.fingerprint != space.fingerprint:
+            raise InvalidInputError(
+                f"index {index} of {self.name!r} was built by {st.fingerprint}, the collection says {space.fingerprint}"
+            )
+        m = self.manifest
+        where = manifest_path(self.settings.data_dir, self.name)
+        fix = f"run `simlookup verify --name {self.name}`; repair with `simlookup ingest {m.corpus} --name {self.name}`"
+        if st.dim != space.dim:
+            raise CorruptIndexError(
+                f"index {index} of {self.name!r} is {st.dim}-d but {where} says {space.dim}-d: {fix}"
+            )
+        primary = target == next(iter(m.vectors))  # caption vectors exist for some points only
+        if m.complete and primary and (n := st.count()) < m.count:
+            raise CorruptIndexError(
+                f"index {index} of {self.name!r} holds {n} points but {where} records {m.count}: its files are "
+                f"missing or damaged; {fix}"
+            )
 
     def space(self, target: str) -> VectorSpace:
         """The collection's vector space ``target`` ('text', 'image' or 'caption'), or a clear error."""

@@ -83,8 +83,8 @@ class QdrantSettings(BaseModel):
             return self
         if mode == "server" and not self.url:
             raise ConfigError(
-                "this needs the Qdrant server (the collection was ingested with --qdrant server): "
-                "set SIMLOOKUP_QDRANT__URL (and SIMLOOKUP_QDRANT__API_KEY if the server needs one)"
+                "this needs the Qdrant server (the collection was ingested with --qdrant server): set "
+                "SIMLOOKUP_QDRANT__MODE=server and SIMLOOKUP_QDRANT__URL (and SIMLOOKUP_QDRANT__API_KEY if needed)"
             )
         return self.model_copy(update={"mode": mode, "url": self.url if mode == "server" else None})
 

@@ -72,7 +72,7 @@ def kill_during_ingest(s: Settings, name: str, limit: int, shard: int, env_extra
     deadline = time.time() + 120
     shards = 0
     while time.time() < deadline and proc.poll() is None:
-        shards = len(list(s.data_dir.glob("cache/*/*/text/shard-*.json")))
+        shards = len(list(s.data_dir.glob("cache/*/*/*/text/shard-*.json")))
         if shards >= stop_after:
             break
         time.sleep(0.01)
@@ -435,6 +435,24 @@ def test_verify_catches_every_corruption(pristine: Path, tmp_path: Path, case: s
     damage(d)
     rep = verify(s, "syn")
     assert not rep.ok and any(needle in x for x in rep.differences), rep.differences
+
+
+@pytest.mark.parametrize(
+    ("case", "index"),
+    [("deleted points store", "flat"), ("deleted segments", "qdrant"), ("store manifest dim", "hnsw")],
+)
+def test_search_refuses_a_damaged_index(pristine: Path, tmp_path: Path, case: str, index: str) -> None:
+    import shutil
+
+    from retrieval.errors import CorruptIndexError
+    from retrieval.retriever import Retriever
+
+    d = tmp_path / "d"
+    shutil.copytree(pristine, d)
+    CORRUPTIONS[case][0](d)
+    s = Settings(data_dir=d, qdrant=QdrantSettings(mode="edge"))
+    with Retriever(s, "syn") as r, pytest.raises(CorruptIndexError, match=r"syn.json .*simlookup ingest synthetic"):
+        r.search_vector(np.ones(16, np.float32), index, k=5)
 
 
 def test_corrupt_collection_manifest_is_a_clear_error(tmp_path: Path, minilm) -> None:  # type: ignore[no-untyped-def]
