@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from retrieval.names import check_name
 from retrieval.stores.manifest import atomic_write
 
 ROWS_FORMAT = 2  # bump when the rows → (ids, payloads, rejects) rules change: v2 embeds numeric text cells
@@ -45,7 +46,7 @@ class EmbeddingCache:
     """Read and write shards under one (model, corpus, space) folder."""
 
     def __init__(self, data_dir: Path, model_fp: str, corpus_fp: str, space: str) -> None:
-        self.dir = data_dir / "cache" / f"v{ROWS_FORMAT}" / _slug(model_fp) / _slug(corpus_fp) / _slug(space)
+        self.dir = data_dir / "cache" / f"v{ROWS_FORMAT}" / _slug(model_fp) / _slug(corpus_fp) / check_name(space)
 
     def _paths(self, start: int, end: int) -> tuple[Path, Path]:
         stem = f"shard-{start:09d}-{end:09d}"

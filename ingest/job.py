@@ -108,6 +108,7 @@ class _Writer(threading.Thread):
         self.error: BaseException | None = None
         self.busy_s = 0.0
         self.bar = bar
+        self.written: dict[str, set[str]] = {space: set() for space in stores}  # ids per space, for the pruning
 
     def run(self) -> None:
         while True:
@@ -117,6 +118,7 @@ class _Writer(threading.Thread):
             if self.error is not None:
                 continue
             space, shard = item
+            self.written[space].update(shard.ids)
             t0 = time.perf_counter()
             try:
                 for _, st in self.stores[space]:
@@ -362,7 +364,6 @@ def _pipeline(
     writer.start()
     encode_s = 0.0
     rejects: list[dict[str, str]] = []
-    current: dict[str, set[str]] = {sp.name: set() for sp in spaces}
     try:
         for start in range(0, n, opts.shard_size):
             end = min(n, start + opts.shard_size)
@@ -383,7 +384,6 @@ def _pipeline(
                 else:
                     summary.cached_rows += end - start
                 rejects += shard.rejects
-                current[sp.name].update(shard.ids)
                 write_bar.update(end - start - len(shard.ids))
                 enc_bar.update(end - start)
                 writer.put(sp.name, shard)
@@ -400,7 +400,7 @@ def _pipeline(
     summary.rejected = len({r["id"] for r in rejects if r.get("space") in ("text", "image")})
     summary.seconds["encode"] = encode_s
     summary.seconds["write"] = writer.busy_s
-    return current
+    return writer.written
 
 
 def rejects_of(data_dir: Path, name: str) -> list[dict[str, str]]:
