@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from retrieval.collection import VectorSpace, load_collection
-from retrieval.errors import CorruptManifestError
+from retrieval.errors import CorruptManifestError, InvalidInputError
 from retrieval.settings import Settings
 from retrieval.stores import QDRANT_INDEX, VectorStore, open_store
 
@@ -35,6 +35,8 @@ class VerifyReport:
 
 def verify(settings: Settings, name: str, sample: int | None = None) -> VerifyReport:
     """Compare id sets, counts, dimensions and stored vectors across every index of the collection."""
+    if sample is not None and (not isinstance(sample, int) or sample < 1):
+        raise InvalidInputError(f"sample must be a positive number of ids, got {sample!r}")
     try:
         m = load_collection(settings.data_dir, name)
     except CorruptManifestError as exc:

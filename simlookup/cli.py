@@ -236,11 +236,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="Qdrant engine (default: SIMLOOKUP_QDRANT__MODE, edge)",
     )
-    sp.add_argument("--limit", type=int, help="ingest only the first N rows")
+    sp.add_argument("--limit", type=_bounded(1, 10**12), help="ingest only the first N rows")
     sp.add_argument("--text-column", default="text")
     sp.add_argument("--id-column", default="id")
     sp.add_argument("--image-column", default=None, help="hf: image datasets")
-    sp.add_argument("--shard-size", type=int, default=1024, help="rows per cached embedding shard")
+    sp.add_argument(
+        "--shard-size", type=_bounded(1, 1_000_000), default=1024, help="rows per cached embedding shard"
+    )
     sp.add_argument(
         "--append",
         action="store_true",
@@ -264,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("verify", cmd_verify, "check that every index of a collection agrees")
     sp.add_argument("--name", required=True)
-    sp.add_argument("--sample", type=int, help="compare vectors of N random ids only")
+    sp.add_argument("--sample", type=_bounded(1, 10**9), help="compare vectors of N random ids only")
 
     sp = add("serve", cmd_serve, "REST search service (FastAPI + uvicorn) over one collection")
     sp.add_argument("--name", required=True)

@@ -157,3 +157,18 @@ def test_qdrant_url_password_is_redacted(
     csv.write_text("id,text\n" + "".join(f"r{i},Sentence {i}.\n" for i in range(5)))
     code, _, err = run(capsys, "ingest", str(csv), "--name", "d", "--index", "flat", "--no-progress")
     assert code == 2 and "127.0.0.1:9" in err and "hunter2" not in err
+
+
+def test_counts_out_of_range_are_usage_errors(capsys: pytest.CaptureFixture[str], syn_dir: Path) -> None:
+    from ingest.verify import verify
+    from retrieval.errors import InvalidInputError
+    from retrieval.settings import load_settings
+
+    for argv in (["verify", "--name", "syn", "--sample", "-1"], ["ingest", "x.csv", "--name", "n", "--limit", "0"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2 and "out of range" in capsys.readouterr().err
+    with pytest.raises(InvalidInputError, match="sample must be a positive"):
+        verify(load_settings(), "syn", sample=-1)
+    code, rep, _ = run(capsys, "verify", "--name", "syn", "--sample", "5", "--json")
+    assert code == 0 and rep["ok"] is True
