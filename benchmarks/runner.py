@@ -311,7 +311,13 @@ def summarize_disk(files: dict[str, int], n: int) -> dict[str, Any]:
     """Total bytes, bytes per vector and the largest files of a configuration's folder."""
     total = sum(files.values())
     top = dict(sorted(files.items(), key=lambda kv: -kv[1])[:12])
-    return {"disk_bytes": total, "disk_bytes_per_vector": total / max(n, 1), "disk_files": top}
+    return {
+        "disk_bytes": total,
+        "disk_bytes_per_vector": total / max(n, 1),
+        "disk_file_count": len(files),
+        "disk_files": top,  # the largest twelve
+        "disk_other_files_bytes": total - sum(top.values()),
+    }
 
 
 def run_config(
