@@ -88,3 +88,16 @@ def test_benchmarks_cli_does_not_import_simlookup() -> None:
     code = "import sys, benchmarks.cli, benchmarks.engines, benchmarks.runner; print('simlookup' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.slow
+def test_stsb_vectors_leave_the_data_dir_alone(tmp_path: Path) -> None:
+    """The STS-B embeddings are cached under the given folder, never as a collection in the user's data dir."""
+    from benchmarks.data import load
+
+    data_dir = tmp_path / "data"
+    cache = tmp_path / "cache"
+    ds = load("stsb", Settings(data_dir=data_dir), quick=True, scale=120, nq=20, cache_dir=cache)
+    assert len(ds.xb) == 100 and len(ds.xq) == 20 and len(ds.base_texts) == 100
+    assert not data_dir.exists()
+    assert any(cache.rglob("*.npy"))  # the cache went where it was told
