@@ -86,6 +86,10 @@ def _seed_pq_claims(results: dict[str, Any], flat: dict[str, Any], seed_pq: dict
     return out
 
 
+def _p50_over(r: dict[str, Any]) -> float:
+    return float(r["single"].get("overhead_us_p50", r["single"]["overhead_us_mean"]))
+
+
 def _overhead_claims(results: dict[str, Any]) -> list[dict[str, Any]]:
     rows = [
         (c["label"], r)
@@ -96,7 +100,7 @@ def _overhead_claims(results: dict[str, Any]) -> list[dict[str, Any]]:
     if not rows:
         return []
     worst_b = max(rows, key=lambda x: x[1]["batch"]["overhead_ratio"])
-    worst_s = max(rows, key=lambda x: x[1]["single"]["overhead_us_mean"])
+    worst_s = max(rows, key=lambda x: _p50_over(x[1]))
     cond = "same index, same k and query parameters; rows where the raw call does the same work (no re-rank)"
     return [
         _claim(
@@ -106,10 +110,11 @@ def _overhead_claims(results: dict[str, Any]) -> list[dict[str, Any]]:
             worst_b[1]["batch"]["overhead_ratio"] <= 1.05,
         ),
         _claim(
-            "target: layer adds ≤ 50 µs per single query",
+            "target: layer adds ≤ 50 µs per single query (median layer − median raw)",
             cond,
-            f"worst {worst_s[1]['single']['overhead_us_mean']:.1f} µs ({worst_s[0]} {worst_s[1]['params']})",
-            worst_s[1]["single"]["overhead_us_mean"] <= 50,
+            f"worst {_p50_over(worst_s[1]):.1f} µs ({worst_s[0]} {worst_s[1]['params']}; mean difference "
+            f"{worst_s[1]['single']['overhead_us_mean']:.1f} µs)",
+            _p50_over(worst_s[1]) <= 50,
         ),
     ]
 

@@ -249,6 +249,7 @@ def measure(
     if raw:
         out["single"]["raw"] = percentiles(lat_raw)
         out["single"]["overhead_us_mean"] = float((np.mean(lat) - np.mean(lat_raw)) * 1e6)
+        out["single"]["overhead_us_p50"] = float((np.median(lat) - np.median(lat_raw)) * 1e6)
     note = engine.raw_note(qp)
     if raw and note:
         out["batch"]["overhead_note"] = note

@@ -54,8 +54,9 @@ def test_quick_run_outputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert by["faiss-flat"]["results"][0]["recall@10"] == 1.0
     assert any(f.endswith("index.faiss") for f in by["faiss-ivf"]["disk_files"])
     assert len(by["faiss-ivf"]["disk_files"]) >= 2  # the index and the point store it needs
-    assert by["faiss-hnsw(M=16,efC=100)"]["build"]["graph_built_during_upload"] or (
-        by["faiss-hnsw(M=16,efC=100)"]["build"]["build_did_work"]
+    assert (
+        by["faiss-hnsw(M=16,efC=100)"]["build"]["graph_built_during_upload"]
+        or (by["faiss-hnsw(M=16,efC=100)"]["build"]["build_did_work"])
     )
     assert evaluate_claims(doc) == doc["claims"]  # the verdicts follow from the numbers in the JSON alone
     md = (out / "report.md").read_text()
