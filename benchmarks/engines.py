@@ -126,6 +126,7 @@ class FaissEngine(Engine):
     def __init__(self, cfg: BuildConfig, root: Path, dim: int, metric: str, threads: int = 1) -> None:
         super().__init__(cfg, root, dim, metric, threads)
         self.raw: Any = None
+        self._xb: np.ndarray | None = None
 
     def settings(self) -> Settings:
         return Settings(data_dir=self.root)
@@ -134,6 +135,7 @@ class FaissEngine(Engine):
         return dict(self.cfg.params)
 
     def build(self, ids: list[str], xb: np.ndarray, payloads: list[dict[str, Any]] | None, batch: int = 4096) -> None:
+        self._xb = xb
         super().build(ids, xb, payloads, batch)
         if self.cfg.kind == "hnsw" and not self.timings["build_did_work"]:
             # the FAISS store inserts into the HNSW graph on upsert: the graph build is inside upload_s.
@@ -143,10 +145,20 @@ class FaissEngine(Engine):
         import faiss
 
         files = sorted(self.root.rglob("index.faiss"))
-        if len(files) != 1:
-            return False
-        self.raw = faiss.read_index(str(files[0]))
-        return True
+        if len(files) == 1:
+            self.raw = faiss.read_index(str(files[0]))
+            return True
+        if self.cfg.kind == "flat" and self._xb is not None:
+            # a flat store that answers from its vector file, with no index.faiss: the raw engine is faiss's own
+            # brute force over the same vectors, built here
+            xb = np.ascontiguousarray(self._xb, dtype=np.float32)
+            if self.metric == "cosine":
+                xb = xb / np.linalg.norm(xb, axis=1, keepdims=True)
+            self.raw = faiss.IndexFlatL2(self.dim) if self.metric == "l2" else faiss.IndexFlatIP(self.dim)
+            self.raw.add(xb)
+            self.timings["raw_baseline"] = "faiss IndexFlat built by the benchmark"
+            return True
+        return False
 
     def _params(self, k: int, qp: dict[str, Any]) -> Any:
         import faiss
@@ -167,6 +179,7 @@ class FaissEngine(Engine):
 
     def close(self) -> None:
         self.raw = None
+        self._xb = None
         super().close()
 
 
