@@ -31,7 +31,7 @@ def recall_at(found: np.ndarray, truth: np.ndarray, ks: Sequence[int] = (1, 10, 
     return out
 
 
-def distances(xq: np.ndarray, xb: np.ndarray, pos: np.ndarray, metric: str, chunk: int = 512) -> np.ndarray:
+def distances(xq: np.ndarray, xb: np.ndarray, pos: np.ndarray, metric: str, budget: int = 1 << 24) -> np.ndarray:
     """Exact distance of each found position to its query (smaller is nearer; inf where pos is -1).
 
     cosine: 1 - cos (vectors normalised here), dot: -dot, l2: Euclidean. Computed by the harness from the
@@ -39,6 +39,7 @@ def distances(xq: np.ndarray, xb: np.ndarray, pos: np.ndarray, metric: str, chun
     """
     pos = np.asarray(pos)
     out = np.full(pos.shape, np.inf, dtype=np.float64)
+    chunk = max(1, budget // max(pos.shape[1] * xb.shape[1], 1))  # rows per step: about `budget` floats at once
     if metric == "cosine":
         xq = xq / np.linalg.norm(xq, axis=1, keepdims=True)
     for s in range(0, len(pos), chunk):

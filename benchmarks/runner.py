@@ -373,7 +373,7 @@ def run_config(
         "name": "bench",
         "index": eng.index_name(),
         "k": K,
-        "sweep": list(cfg.sweep),
+        "sweep": [r["params"] for r in entry["results"]],  # the settings measured above
         "threads": threads,
         "xq": ds.xq,
     }
