@@ -113,6 +113,10 @@ class Engine(ABC):
         """What the raw call leaves out, where it is not the same work."""
         return None
 
+    def thread_record(self) -> dict[str, Any]:
+        """The threads the engine was really given (read back from the engine where it can tell)."""
+        return {}
+
     def close(self) -> None:
         """Close the layer store and the raw engine (the store's files stay for disk and memory)."""
         if self.store is not None:
@@ -171,6 +175,11 @@ class FaissEngine(Engine):
 
     def raw_search(self, q: np.ndarray, k: int, qp: dict[str, Any]) -> Any:
         return self.raw.search(q, k, params=self._params(k, qp))
+
+    def thread_record(self) -> dict[str, Any]:
+        import faiss
+
+        return {"omp_max_threads": faiss.omp_get_max_threads()}
 
     def raw_note(self, qp: dict[str, Any]) -> str | None:
         if (qp.get("rerank") or 0) > 1:
@@ -231,6 +240,18 @@ class QdrantEdgeEngine(Engine):
         cfg = e.EdgeConfig(vectors=e.EdgeVectorParams(size=self.dim, distance=dist), max_search_threads=self.threads)
         self.raw = e.EdgeShard.load(str(self.raw_dir), cfg)
         return True
+
+    def thread_record(self) -> dict[str, Any]:
+        """max_search_threads and max_indexing_threads as persisted in the shard's edge_config.json."""
+        import json
+
+        for f in self.root.rglob("edge_config.json"):
+            cfg = json.loads(f.read_text())
+            return {
+                "max_search_threads": cfg.get("max_search_threads"),
+                "max_indexing_threads": (cfg.get("hnsw_config") or {}).get("max_indexing_threads"),
+            }
+        return {"max_search_threads": "unknown"}
 
     def raw_search(self, q: np.ndarray, k: int, qp: dict[str, Any]) -> Any:
         import qdrant_edge as e

@@ -351,6 +351,7 @@ def run_config(
     try:
         eng.build(ids, ds.xb, payloads)
         entry["build"] = eng.timings
+        entry["threads"] = eng.thread_record()
         has_raw = raw and eng.open_raw()
         entry["raw_baseline"] = has_raw
         for qp in cfg.sweep:

@@ -34,6 +34,9 @@ def test_quick_run_outputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
         assert f["build_params"]["ef_construction"] == q["build_params"]["ef_construct"] == 100
         assert [r["params"] for r in f["results"]] == [r["params"] for r in q["results"]]
     assert doc["run"]["search_threads"]["faiss"] == doc["run"]["search_threads"]["qdrant-edge"] == 1
+    for m in (16, 32):  # read back from the engines themselves
+        assert by[f"faiss-hnsw(M={m},efC=100)"]["threads"] == {"omp_max_threads": 1}
+        assert by[f"qdrant-edge-hnsw(m={m},efc=100)"]["threads"] == {"max_search_threads": 1, "max_indexing_threads": 1}
     # recall moves with the query parameter (it is not taken from one wide search)
     ivf = [r["recall@10"] for r in by["faiss-ivf"]["results"]]
     assert ivf[0] < ivf[-1]
