@@ -48,6 +48,7 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in run["versions"].items()),
         "",
+        *([f"**Note:** {results['note']}", ""] if results.get("note") else []),
         "How it is measured: k=10; warm-up queries first; batch = all queries in one call, best of "
         f"{results.get('method', {}).get('batch_repeats', 5)}; the layer call and the raw engine call alternate "
         "(which goes first alternates); **recall@1 and recall@10 come from the result lists of the timed k=10 "

@@ -144,9 +144,12 @@ def scale_markdown(results: dict[str, Any]) -> str:
         "",
         f"Run {run['date']} on {run['cpu']} ({run['cores']} cores), {run['threads']} thread(s) for every engine "
         f"(FAISS OpenMP and the Qdrant Edge search pool and HNSW build), load average {run['load_average'][0]:.2f}. "
-        f"Whole run so far {results.get('wall_s', 0):.0f} s. Versions: "
+        f"Whole run {results.get('wall_s', 0):.0f} s"
+        + ("" if all(b["complete"] for b in results["sizes"]) else " so far (partial: a size is unfinished)")
+        + ". Versions: "
         + ", ".join(f"{k} {v}" for k, v in run["versions"].items()),
         "",
+        *([f"**Note:** {results['note']}", ""] if results.get("note") else []),
         f"p50 is one query per call at k={results['k']}, at the **cheapest query setting whose recall@10 reaches "
         f"{results['target_recall@10']}** (recall from the timed result lists, ties within 1e-3 counted as found); "
         "query settings are tried cheapest first and the sweep stops there. Build = configure + upload + "
