@@ -1,147 +1,207 @@
-"""The seed project's claims and this project's targets, checked against a run's numbers."""
+"""The seed project's claims and this project's targets, judged on one run's numbers.
+
+Every claim carries an explicit accuracy condition: "minimal accuracy loss" means recall@10 within
+MAX_LOSS of Flat's in the same run, and no speed-up counts at recall@10 below MIN_RECALL. Recall is the
+timed k=10 figure (see runner.measure).
+"""
 
 from __future__ import annotations
 
 from typing import Any
+
+MAX_LOSS = 0.05  # "minimal accuracy loss": recall@10 within this of Flat's
+MIN_RECALL = 0.9  # no speed-up is credited below this recall@10
+TARGET_RECALL = 0.95
 
 
 def _find(results: dict[str, Any], label_prefix: str) -> dict[str, Any] | None:
     return next((c for c in results["configs"] if c["label"].startswith(label_prefix)), None)
 
 
-def _best(cfg: dict[str, Any], pred: Any = lambda r: True) -> dict[str, Any] | None:
-    rows = [r for r in cfg["results"] if pred(r)]
-    return min(rows, key=lambda r: r["single"]["p50_ms"]) if rows else None
+def _fastest(rows: list[dict[str, Any]], min_recall: float) -> dict[str, Any] | None:
+    ok = [r for r in rows if r.get("recall@10", 0.0) >= min_recall]
+    return min(ok, key=lambda r: r["single"]["p50_ms"]) if ok else None
+
+
+def _row(label: str, r: dict[str, Any]) -> str:
+    return f"{label} {r['params']} p50 {r['single']['p50_ms']:.3f} ms, recall@10 {r['recall@10']:.3f}"
+
+
+def _claim(claim: str, condition: str, measured: str, holds: bool) -> dict[str, Any]:
+    return {"claim": claim, "accuracy_condition": condition, "measured": measured, "holds": bool(holds)}
+
+
+def _seed_pq_claims(results: dict[str, Any], flat: dict[str, Any], seed_pq: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    f = flat["results"][0]
+    ds = results["dataset"]
+    need_loss = max(f["recall@10"] - MAX_LOSS, MIN_RECALL)
+    for rerank in (0, 10):
+        rows = [r for r in seed_pq["results"] if (r["params"].get("rerank") or 0) == rerank]
+        if not rows:
+            continue
+        tag = "with exact re-rank ×10" if rerank else "PQ alone"
+        best_recall = max(rows, key=lambda r: r["recall@10"])
+        r = _fastest(rows, need_loss)
+        cond = f"recall@10 ≥ {need_loss:.3f} (Flat {f['recall@10']:.3f} − {MAX_LOSS}, and ≥ {MIN_RECALL})"
+        if r is None:
+            measured = (
+                f"no setting meets the accuracy condition; best recall@10 {best_recall['recall@10']:.3f} at "
+                + str(best_recall["params"])
+            )
+            out.append(
+                _claim(
+                    f"IVF-PQ ~1.5× faster than Flat with minimal accuracy loss ({tag}, {ds['n']} vectors)",
+                    cond,
+                    measured,
+                    False,
+                )
+            )
+        else:
+            speed = f["single"]["p50_ms"] / r["single"]["p50_ms"]
+            out.append(
+                _claim(
+                    f"IVF-PQ ~1.5× faster than Flat with minimal accuracy loss ({tag}, {ds['n']} vectors)",
+                    cond,
+                    f"{_row('IVF-PQ', r)} vs Flat p50 {f['single']['p50_ms']:.3f} ms = {speed:.2f}× faster",
+                    speed >= 1.4,
+                )
+            )
+        r2 = _fastest(rows, MIN_RECALL)
+        cond2 = f"recall@10 ≥ {MIN_RECALL}"
+        if r2 is None:
+            out.append(
+                _claim(
+                    f"IVF-PQ halves query time ({tag})",
+                    cond2,
+                    f"no setting reaches recall@10 {MIN_RECALL}; best {best_recall['recall@10']:.3f}",
+                    False,
+                )
+            )
+        else:
+            speed = f["single"]["p50_ms"] / r2["single"]["p50_ms"]
+            out.append(
+                _claim(f"IVF-PQ halves query time ({tag})", cond2, f"{speed:.2f}× ({_row('IVF-PQ', r2)})", speed >= 2.0)
+            )
+    return out
+
+
+def _p50_over(r: dict[str, Any]) -> float:
+    return float(r["single"].get("overhead_us_p50", r["single"]["overhead_us_mean"]))
+
+
+def _overhead_claims(results: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = [
+        (c["label"], r)
+        for c in results["configs"]
+        for r in c["results"]
+        if "overhead_ratio" in r["batch"] and not r["batch"].get("overhead_note")
+    ]
+    if not rows:
+        return []
+    worst_b = max(rows, key=lambda x: x[1]["batch"]["overhead_ratio"])
+    worst_s = max(rows, key=lambda x: _p50_over(x[1]))
+    cond = "same index, same k and query parameters; rows where the raw call does the same work (no re-rank)"
+    return [
+        _claim(
+            "target: layer adds ≤ 5% over the raw engine call in batch",
+            cond,
+            f"worst ratio {worst_b[1]['batch']['overhead_ratio']:.3f} ({worst_b[0]} {worst_b[1]['params']})",
+            worst_b[1]["batch"]["overhead_ratio"] <= 1.05,
+        ),
+        _claim(
+            "target: layer adds ≤ 50 µs per single query (median layer − median raw)",
+            cond,
+            f"worst {_p50_over(worst_s[1]):.1f} µs ({worst_s[0]} {worst_s[1]['params']}; mean difference "
+            f"{worst_s[1]['single']['overhead_us_mean']:.1f} µs)",
+            _p50_over(worst_s[1]) <= 50,
+        ),
+    ]
 
 
 def evaluate_claims(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each claim or target: what was measured, and whether it holds on this data."""
+    """Each claim or target: its accuracy condition, what was measured, and whether it holds on this data."""
     out: list[dict[str, Any]] = []
     flat = _find(results, "faiss-flat")
     seed_pq = _find(results, "faiss-ivfpq-seed")
     ds = results["dataset"]
     if flat and seed_pq:
-        f = flat["results"][0]
-        for rerank in (0, 10):
-            rows = [r for r in seed_pq["results"] if r["params"].get("rerank", 0) == rerank]
-            r = max(rows, key=lambda x: x.get("recall@10", 0)) if rows else None
-            if r is None:
-                continue
-            speed = f["single"]["p50_ms"] / r["single"]["p50_ms"]
-            loss = f.get("recall@10", 1.0) - r.get("recall@10", 0.0)
-            tag = "with exact re-rank ×10" if rerank else "PQ alone"
-            out.append(
-                {
-                    "claim": f"IVF-PQ ~1.5× faster than Flat with minimal accuracy loss ({tag}, {ds['n']} vectors)",
-                    "measured": f"IVF-PQ {r['params']} p50 {r['single']['p50_ms']:.3f} ms vs Flat "
-                    f"{f['single']['p50_ms']:.3f} ms = {speed:.2f}× faster; "
-                    f"recall@10 {r.get('recall@10', 0):.3f}",
-                    "holds": bool(speed >= 1.4 and loss <= 0.05),
-                }
-            )
-            out.append(
-                {
-                    "claim": f"IVF-PQ halves query time ({tag})",
-                    "measured": f"{speed:.2f}× (Flat p50 / IVF-PQ p50)",
-                    "holds": bool(speed >= 2.0),
-                }
-            )
-    worst = max((r["single"]["p50_ms"] for c in results["configs"] for r in c["results"]), default=None)
-    if worst is not None:
+        out += _seed_pq_claims(results, flat, seed_pq)
+    per_cfg = [(c["label"], _fastest(c["results"], MIN_RECALL)) for c in results["configs"]]
+    reached = [(label, r) for label, r in per_cfg if r is not None]
+    if reached:
+        slow = max(reached, key=lambda x: x[1]["single"]["p50_ms"])
+        missing = [label for label, r in per_cfg if r is None]
         out.append(
-            {
-                "claim": "sub-10 ms similarity search (search alone, every configuration, p50)",
-                "measured": f"slowest p50 {worst:.3f} ms",
-                "holds": bool(worst < 10),
-            }
+            _claim(
+                "sub-10 ms similarity search (search alone, p50, each configuration at its fastest setting "
+                f"with recall@10 ≥ {MIN_RECALL})",
+                f"recall@10 ≥ {MIN_RECALL}",
+                f"slowest {_row(slow[0], slow[1])}"
+                + (f"; never reach {MIN_RECALL}: {', '.join(missing)}" if missing else ""),
+                slow[1]["single"]["p50_ms"] < 10,
+            )
         )
     e2e = results.get("e2e")
     if e2e:
         best = min(e2e["stores"].items(), key=lambda kv: kv[1]["p50_ms"])
         out.append(
-            {
-                "claim": "target: end-to-end text query p50 ≤ 10 ms (encode + search + payload)",
-                "measured": f"best {best[0]} p50 {best[1]['p50_ms']:.2f} ms "
-                f"(encoder alone p50 {best[1]['encode_p50_ms']:.2f} ms)",
-                "holds": bool(best[1]["p50_ms"] <= 10),
-            }
+            _claim(
+                "target: end-to-end text query p50 ≤ 10 ms (encode + search + payload)",
+                "each store at its default query parameters; documents and queries encoded by the same tier",
+                f"best {best[0]} p50 {best[1]['p50_ms']:.2f} ms (encoder alone p50 {best[1]['encode_p50_ms']:.2f} ms)",
+                best[1]["p50_ms"] <= 10,
+            )
         )
-    over_b = [
-        (c["label"], r["batch"]["overhead_ratio"])
-        for c in results["configs"]
-        for r in c["results"]
-        if not r["params"].get("rerank")
-    ]
-    over_s = [
-        (c["label"], r["single"]["overhead_us_mean"])
-        for c in results["configs"]
-        for r in c["results"]
-        if not r["params"].get("rerank")
-    ]
-    if over_b:
-        worst_b = max(over_b, key=lambda x: x[1])
-        worst_s = max(over_s, key=lambda x: x[1])
-        out.append(
-            {
-                "claim": "target: layer adds ≤ 5% over the raw engine call in batch",
-                "measured": f"worst ratio {worst_b[1]:.3f} ({worst_b[0]})",
-                "holds": bool(worst_b[1] <= 1.05),
-            }
-        )
-        out.append(
-            {
-                "claim": "target: layer adds ≤ 50 µs per single query",
-                "measured": f"worst {worst_s[1]:.1f} µs ({worst_s[0]})",
-                "holds": bool(worst_s[1] <= 50),
-            }
-        )
+    out += _overhead_claims(results)
     fast = [
         (c["label"], r)
         for c in results["configs"]
         for r in c["results"]
-        if r.get("recall@10", 0) >= 0.95 and r["single"]["p50_ms"] < 1.0
+        if r.get("recall@10", 0) >= TARGET_RECALL and r["single"]["p50_ms"] < 1.0
     ]
+    fast.sort(key=lambda x: x[1]["single"]["p50_ms"])
     out.append(
-        {
-            "claim": f"target: some configuration answers one query in p50 < 1 ms at recall@10 ≥ 0.95 ({ds['name']})",
-            "measured": (
-                f"{len(fast)} settings qualify, e.g. {fast[0][0]} {fast[0][1]['params']} "
-                f"p50 {fast[0][1]['single']['p50_ms']:.3f} ms recall@10 {fast[0][1]['recall@10']:.3f}"
-            )
-            if fast
-            else "none",
-            "holds": bool(fast),
-        }
+        _claim(
+            f"target: some configuration answers one query in p50 < 1 ms ({ds['name']})",
+            f"recall@10 ≥ {TARGET_RECALL}",
+            f"{len(fast)} settings qualify, fastest {_row(fast[0][0], fast[0][1])}" if fast else "none",
+            bool(fast),
+        )
     )
-    if flat:
-        pqs = [c for c in results["configs"] if c["kind"] == "ivfpq"]
+    if flat and flat.get("ram_bytes", -1) > 0:
         best = None
-        for c in pqs:
+        for c in results["configs"]:
+            if c["kind"] != "ivfpq" or c.get("ram_bytes", -1) <= 0:
+                continue
             for r in c["results"]:
-                if r["params"].get("rerank") and r.get("recall@10", 0) >= 0.95:
-                    ratio = flat["ram_bytes"] / max(c["ram_bytes"], 1)
+                if (r["params"].get("rerank") or 0) > 1 and r.get("recall@10", 0) >= TARGET_RECALL:
+                    ratio = flat["ram_bytes"] / c["ram_bytes"]
                     if best is None or ratio > best[0]:
-                        best = (ratio, c["label"], r)
+                        best = (ratio, c, r)
         out.append(
-            {
-                "claim": "target: IVF-PQ with re-rank uses ≥ 20× less RAM than Flat at recall@10 ≥ 0.95",
-                "measured": (
-                    f"{best[0]:.1f}× ({best[1]} {best[2]['params']}, recall@10 "
-                    f"{best[2]['recall@10']:.3f}; re-rank vectors read from the on-disk sidecar)"
+            _claim(
+                "target: IVF-PQ with re-rank uses ≥ 20× less RAM than Flat",
+                f"recall@10 ≥ {TARGET_RECALL}; RAM = fresh-process RSS over its baseline, measured alike for both",
+                (
+                    f"{best[0]:.1f}× ({best[1]['label']} {best[2]['params']}, recall@10 {best[2]['recall@10']:.3f}; "
+                    f"{best[1]['ram_bytes'] / 1e6:.1f} MB vs Flat {flat['ram_bytes'] / 1e6:.1f} MB; disk "
+                    f"{best[1]['disk_bytes'] / 1e6:.1f} MB vs {flat['disk_bytes'] / 1e6:.1f} MB)"
                 )
                 if best
-                else "no IVF-PQ setting with re-rank reached recall@10 ≥ 0.95",
-                "holds": bool(best and best[0] >= 20),
-            }
+                else f"no IVF-PQ setting with re-rank reached recall@10 ≥ {TARGET_RECALL}",
+                bool(best and best[0] >= 20),
+            )
         )
     ing = results.get("ingest")
     if ing:
         out.append(
-            {
-                "claim": "target: ingestion wall time ≤ 1.1× the encoder alone",
-                "measured": f"{ing['ingest_wall_s']:.1f} s vs {ing['encoder_only_s']:.1f} s = {ing['ratio']:.2f}× "
+            _claim(
+                "target: ingestion wall time ≤ 1.1× the encoder alone",
+                "every index built to its default query recall",
+                f"{ing['ingest_wall_s']:.1f} s vs {ing['encoder_only_s']:.1f} s = {ing['ratio']:.2f}× "
                 f"({ing['rows']} rows, 4 FAISS kinds + Qdrant Edge, incl. training and HNSW build)",
-                "holds": bool(ing["ratio"] <= 1.1),
-            }
+                ing["ratio"] <= 1.1,
+            )
         )
     return out

@@ -1,4 +1,8 @@
-"""``simlookup bench``: run the benchmark, or re-draw plots from a results.json."""
+"""``simlookup bench``'s arguments and its work: run the benchmark, the scale curve, or re-draw a report.
+
+``simlookup.cli`` owns the command (settings, output); this module only adds arguments and returns
+(JSON document, text) so that imports go one way: simlookup → benchmarks → retrieval.
+"""
 
 from __future__ import annotations
 
@@ -10,30 +14,65 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.data import DATASETS
+from retrieval.errors import InvalidInputError
+from retrieval.settings import Settings
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    from simlookup.cli import _emit, _settings
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr)
 
+
+def parse_sizes(text: str) -> list[int]:
+    """'10000,100000,1e6' → [10000, 100000, 1000000]; every size a positive integer."""
+    try:
+        sizes = [int(float(s)) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise InvalidInputError(f"--scale-curve takes comma-separated vector counts, got {text!r}") from None
+    if not sizes or any(s < 1000 for s in sizes):
+        raise InvalidInputError(f"--scale-curve sizes must each be at least 1000, got {text!r}")
+    return sizes
+
+
+def run_bench(settings: Settings, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    """Do what the bench arguments ask; returns (JSON document, text for the terminal)."""
     if args.plot:
         from benchmarks.report import markdown, plot
 
         src = Path(args.plot)
         results = json.loads(src.read_text())
         out = Path(args.out) if args.out else src.parent
-        paths = plot(results, out)
-        (out / "report.md").write_text(markdown(results))
-        _emit(
-            args, {"plots": [str(p) for p in paths], "report": str(out / "report.md")}, "\n".join(str(p) for p in paths)
+        if results.get("mode") == "scale-curve":
+            from benchmarks.scale import plot_scale, scale_markdown
+
+            paths = plot_scale(results, out)
+            (out / "report.md").write_text(scale_markdown(results))
+        else:
+            paths = plot(results, out)
+            (out / "report.md").write_text(markdown(results))
+        return {"plots": [str(p) for p in paths], "report": str(out / "report.md")}, "\n".join(str(p) for p in paths)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    work = Path(args.work_dir) if args.work_dir else None
+    if args.scale_curve:
+        from benchmarks.scale import run_scale_curve
+
+        out = Path(args.out) if args.out else Path("simlookup-bench") / f"{stamp}-scale"
+        res = run_scale_curve(
+            settings,
+            parse_sizes(args.scale_curve),
+            out,
+            nq=args.queries or 1000,
+            threads=args.threads,
+            log=_log,
+            work_dir=work,
         )
-        return 0
+        return {"out": str(out), "results": str(out / "results.json"), "wall_s": res.get("wall_s")}, (
+            f"report: {out / 'report.md'}"
+        )
     from benchmarks.runner import run
 
-    s = _settings(args)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    out = Path(args.out) if args.out else s.data_dir / "bench" / f"{stamp}-{args.dataset}"
+    out = Path(args.out) if args.out else Path("simlookup-bench") / f"{stamp}-{args.dataset}"
     results = run(
-        s,
+        settings,
         dataset=args.dataset,
         quick=args.quick,
         scale=args.scale,
@@ -42,25 +81,36 @@ def cmd_bench(args: argparse.Namespace) -> int:
         out=out,
         e2e=not args.no_e2e,
         ingest_rows=None if args.quick else args.ingest_rows,
-        log=lambda m: print(m, file=sys.stderr),
+        log=_log,
+        cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+        work_dir=work,
     )
     claims = "\n".join(f"[{'ok' if c['holds'] else 'NO'}] {c['claim']}: {c['measured']}" for c in results["claims"])
-    _emit(
-        args,
+    return (
         {"out": str(out), "results": str(out / "results.json"), "claims": results["claims"]},
         f"report: {out / 'report.md'}\n{claims}",
     )
-    return 0
 
 
-def add_bench_parser(sub: Any, add: Any) -> None:
-    sp = add("bench", cmd_bench, "FAISS Flat/IVF/IVF-PQ/HNSW against Qdrant HNSW on the same vectors")
+def add_bench_arguments(sp: argparse.ArgumentParser) -> None:
+    """The flags of ``simlookup bench``."""
     sp.add_argument("--dataset", choices=DATASETS, default="stsb")
     sp.add_argument("--scale", type=int, help="base vectors (synthetic: size of the set; others: a prefix)")
     sp.add_argument("--queries", type=int, help="held-out queries")
     sp.add_argument("--quick", action="store_true", help="a small run (< 2 minutes)")
-    sp.add_argument("--threads", type=int, default=1, help="FAISS and torch threads (recorded)")
-    sp.add_argument("--out", help="output folder (default: DATA_DIR/bench/<time>-<dataset>)")
+    sp.add_argument("--threads", type=int, default=1, help="search and build threads for every engine (recorded)")
+    sp.add_argument("--out", help="output folder (default: ./simlookup-bench/<time>-<dataset>)")
     sp.add_argument("--plot", metavar="RESULTS_JSON", help="only re-draw plots and report from a results.json")
     sp.add_argument("--no-e2e", action="store_true", help="skip the end-to-end text query benchmark")
     sp.add_argument("--ingest-rows", type=int, default=3000, help="rows for the ingest-vs-encoder timing (full run)")
+    sp.add_argument(
+        "--scale-curve",
+        metavar="N1,N2,...",
+        help="scale curve on seeded clustered 384-d vectors at these sizes (e.g. 10000,100000,1000000); "
+        "results.json, report.md and plots are rewritten after each configuration",
+    )
+    sp.add_argument(
+        "--cache-dir",
+        help="keep the STS-B embedding cache here between runs (default: a temporary folder; never the data dir)",
+    )
+    sp.add_argument("--work-dir", help="folder for the temporary indexes (default: the system temp folder)")

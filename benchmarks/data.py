@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from benchmarks.datasets import Dataset, clustered
@@ -11,32 +13,45 @@ from retrieval.settings import Settings
 DATASETS = ("stsb", "fashion-mnist", "synthetic")
 
 
-def stsb_vectors(settings: Settings, limit: int | None = None) -> tuple[list[str], np.ndarray, list[str]]:
-    """(ids, vectors, texts) of STS-B from the ingestion cache, encoding (and caching) what is missing."""
+def stsb_vectors(
+    settings: Settings, cache_dir: Path, limit: int | None = None
+) -> tuple[list[str], np.ndarray, list[str]]:
+    """(ids, vectors, texts) of STS-B, encoded once into an embedding cache under cache_dir (never the data dir)."""
     from ingest.cache import EmbeddingCache
     from ingest.corpora import get_corpus
     from ingest.job import IngestOptions, load_encoder, run_ingest
 
+    scratch = settings.model_copy(update={"data_dir": Path(cache_dir)})
     enc = load_encoder(settings, "text")
     corpus = get_corpus("stsb")
-    # an ingest with no stores only fills the embedding cache (and reuses what is there)
+    # an ingest with no stores only fills the embedding cache (and reuses what is there); it writes under cache_dir
     run_ingest(
-        settings,
+        scratch,
         IngestOptions("stsb", "bench-stsb-cache", indexes=[], qdrant="none", limit=limit, progress=False),
         encoders={"text": enc},
     )
-    ids, vecs = EmbeddingCache(settings.data_dir, enc.fingerprint, corpus.fingerprint(), "text").vectors()
+    ids, vecs = EmbeddingCache(scratch.data_dir, enc.fingerprint, corpus.fingerprint(), "text").vectors()
     ds = corpus.load(limit=limit)
     text_of = dict(zip(ds["id"], ds["text"], strict=True))
     keep = [i for i, pid in enumerate(ids) if pid in text_of]
     return [ids[i] for i in keep], vecs[keep], [text_of[ids[i]] for i in keep]
 
 
-def load(name: str, settings: Settings, quick: bool, scale: int | None, nq: int | None, seed: int = 0) -> Dataset:
-    """Base vectors and held-out queries of one benchmark dataset."""
+def load(
+    name: str,
+    settings: Settings,
+    quick: bool,
+    scale: int | None,
+    nq: int | None,
+    seed: int = 0,
+    cache_dir: Path | None = None,
+) -> Dataset:
+    """Base vectors and held-out queries of one benchmark dataset (stsb needs cache_dir for its embeddings)."""
     rng = np.random.default_rng(seed)
     if name == "stsb":
-        ids, vecs, texts = stsb_vectors(settings, limit=scale or (3000 if quick else None))
+        if cache_dir is None:
+            raise InvalidInputError("the stsb benchmark needs a folder for its embedding cache")
+        ids, vecs, texts = stsb_vectors(settings, cache_dir, limit=scale or (3000 if quick else None))
         n_q = nq or (200 if quick else 1000)
         perm = rng.permutation(len(ids))
         qi, bi = np.sort(perm[:n_q]), np.sort(perm[n_q:])

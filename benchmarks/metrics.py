@@ -31,6 +31,49 @@ def recall_at(found: np.ndarray, truth: np.ndarray, ks: Sequence[int] = (1, 10, 
     return out
 
 
+def distances(xq: np.ndarray, xb: np.ndarray, pos: np.ndarray, metric: str, budget: int = 1 << 24) -> np.ndarray:
+    """Exact distance of each found position to its query (smaller is nearer; inf where pos is -1).
+
+    cosine: 1 - cos (vectors normalised here), dot: -dot, l2: Euclidean. Computed by the harness from the
+    vectors, so every engine's result list is judged on the same scale whatever score it reports.
+    """
+    pos = np.asarray(pos)
+    out = np.full(pos.shape, np.inf, dtype=np.float64)
+    chunk = max(1, budget // max(pos.shape[1] * xb.shape[1], 1))  # rows per step: about `budget` floats at once
+    if metric == "cosine":
+        xq = xq / np.linalg.norm(xq, axis=1, keepdims=True)
+    for s in range(0, len(pos), chunk):
+        p = pos[s : s + chunk]
+        valid = p >= 0
+        v = xb[np.where(valid, p, 0)].astype(np.float64)  # (c, k, d)
+        if metric == "cosine":
+            v /= np.maximum(np.linalg.norm(v, axis=2, keepdims=True), 1e-30)
+        q = xq[s : s + chunk].astype(np.float64)[:, None, :]
+        if metric == "l2":
+            d = np.sqrt(np.maximum(((v - q) ** 2).sum(2), 0))
+        elif metric == "cosine":
+            d = 1.0 - (v * q).sum(2)
+        else:
+            d = -(v * q).sum(2)
+        out[s : s + chunk] = np.where(valid, d, np.inf)
+    return out
+
+
+def recall_with_ties(found_dist: np.ndarray, true_dist: np.ndarray, k: int, epsilon: float = 1e-3) -> float:
+    """ann-benchmarks' knn recall: share of the first k found whose distance is within the k-th true distance + eps.
+
+    A neighbour tied with the k-th true one counts as found, so equal-distance points never decide a recall.
+    """
+    found_dist = np.asarray(found_dist)[:, :k]
+    true_dist = np.asarray(true_dist)
+    if found_dist.shape[0] != true_dist.shape[0]:
+        raise ValueError(f"{found_dist.shape[0]} result rows but {true_dist.shape[0]} ground-truth rows")
+    if true_dist.shape[1] < k:
+        raise ValueError(f"ground truth has {true_dist.shape[1]} columns, fewer than k={k}")
+    threshold = true_dist[:, k - 1 : k] + epsilon
+    return float((found_dist <= threshold).sum() / (k * len(true_dist)))
+
+
 def percentiles(samples_s: Sequence[float], ps: Sequence[float] = (50, 95, 99)) -> dict[str, float]:
     """Latency percentiles in milliseconds from samples in seconds (linear interpolation)."""
     arr = np.asarray(samples_s, dtype=np.float64)

@@ -50,6 +50,10 @@ class QdrantSettings(BaseModel):
     full_scan_threshold_kb: int = Field(
         default=1000, ge=0, description="below this many KB of vectors (or filter matches) Qdrant scans exactly"
     )
+    search_threads: int | None = Field(
+        default=None, ge=1, description="edge: threads in the shard's search pool (None: one per CPU)"
+    )
+    indexing_threads: int = Field(default=0, ge=0, description="edge/server: HNSW build threads (0: automatic)")
     upload_batch_size: int = Field(default=256, ge=1)
     retries: int = Field(default=5, ge=0)
     backoff_s: float = Field(default=0.5, ge=0)

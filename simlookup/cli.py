@@ -211,6 +211,14 @@ def _bounded(lo: int, hi: int) -> Any:
     return parse
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from benchmarks.cli import run_bench
+
+    data, text = run_bench(_settings(args), args)
+    _emit(args, data, text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="simlookup", description=__doc__)
     p.add_argument("--data-dir", help="overrides SIMLOOKUP_DATA_DIR")
@@ -281,11 +289,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", help="folder for serve_load.json and serve_load.md")
 
     try:
-        from benchmarks.cli import add_bench_parser
-
-        add_bench_parser(sub, add)
-    except ImportError:
+        from benchmarks.cli import add_bench_arguments
+    except ImportError:  # installed without the benchmarks package
         pass
+    else:
+        add_bench_arguments(
+            add("bench", cmd_bench, "FAISS Flat/IVF/IVF-PQ/HNSW against Qdrant HNSW on the same vectors")
+        )
     return p
 
 

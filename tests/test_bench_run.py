@@ -1,4 +1,4 @@
-"""A quick benchmark run writes valid JSON, Markdown and PNGs with every configuration, and Flat recall is 1."""
+"""A quick benchmark run end to end: every figure checked against something that could disagree with it."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.claims import evaluate_claims
 from benchmarks.runner import configs, run
 from retrieval.settings import Settings
 from simlookup.cli import main
@@ -15,24 +16,55 @@ from simlookup.cli import main
 @pytest.mark.slow
 def test_quick_run_outputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "bench"
-    s = Settings(data_dir=tmp_path / "data")
-    results = run(s, dataset="synthetic", quick=True, scale=4000, nq=50, out=out, log=lambda m: None)
+    data_dir = tmp_path / "data"
+    s = Settings(data_dir=data_dir)
+    nq = 40
+    run(s, dataset="synthetic", quick=True, scale=4000, nq=nq, out=out, log=lambda m: None, work_dir=tmp_path)
     doc = json.loads((out / "results.json").read_text())
+    assert not data_dir.exists()  # nothing in the user's data folder
+    assert [p.name for p in tmp_path.iterdir()] == ["bench"]  # temporary indexes removed
     labels = [c["label"] for c in doc["configs"]]
     assert labels == [c.label for c in configs(doc["dataset"]["dim"], True, False)]
-    assert {c["kind"] for c in doc["configs"]} == {"flat", "ivf", "ivfpq", "hnsw", "qdrant"}
-    flat = doc["configs"][0]
-    assert flat["kind"] == "flat" and flat["results"][0]["recall@10"] == 1.0 and flat["results"][0]["recall@1"] == 1.0
+    assert doc["dataset"]["n_base"] == 4000 and doc["dataset"]["nq"] == nq
+    by = {c["label"]: c for c in doc["configs"]}
+    # matched engines: FAISS and Qdrant HNSW at the same M and ef_construct, both M
+    for m in (16, 32):
+        f, q = by[f"faiss-hnsw(M={m},efC=100)"], by[f"qdrant-edge-hnsw(m={m},efc=100)"]
+        assert f["build_params"]["hnsw_m"] == q["build_params"]["m"] == m
+        assert f["build_params"]["ef_construction"] == q["build_params"]["ef_construct"] == 100
+        assert [r["params"] for r in f["results"]] == [r["params"] for r in q["results"]]
+    assert doc["run"]["search_threads"]["faiss"] == doc["run"]["search_threads"]["qdrant-edge"] == 1
+    for m in (16, 32):  # read back from the engines themselves
+        assert by[f"faiss-hnsw(M={m},efC=100)"]["threads"] == {"omp_max_threads": 1}
+        assert by[f"qdrant-edge-hnsw(m={m},efc=100)"]["threads"] == {"max_search_threads": 1, "max_indexing_threads": 1}
+    # recall moves with the query parameter (it is not taken from one wide search)
+    ivf = [r["recall@10"] for r in by["faiss-ivf"]["results"]]
+    assert ivf[0] < ivf[-1]
+    hnsw = by["faiss-hnsw(M=16,efC=100)"]["results"]
+    assert hnsw[0]["params"] == {"hnsw_ef": 10}
     for c in doc["configs"]:
-        assert c["build"]["total_s"] > 0 and c["results"]
+        assert c["raw_baseline"] is True
         for r in c["results"]:
-            assert 0.0 <= r["recall@10"] <= 1.0
-            assert r["single"]["p50_ms"] <= r["single"]["p95_ms"] <= r["single"]["p99_ms"]
-            assert r["batch"]["qps"] > 0 and r["batch"]["raw_qps"] > 0
-    assert {"cpu", "threads", "load_average", "versions"} <= set(doc["run"])
-    assert doc["claims"] == json.loads(json.dumps(results["claims"]))
+            assert r["batch"]["recall@10_all_runs"] == [pytest.approx(r["recall@10"], abs=1e-6)]
+            assert r["single"]["queries"] == min(100, nq)
+            assert r["batch"]["runs"] == 5
+        # disk: every file of the configuration; RAM: a fresh process answered every query with k hits
+        assert c["disk_bytes"] == sum(c["disk_files"].values()) + c["disk_other_files_bytes"] > 0
+        ram = c["ram"]
+        assert nq * len(c["results"]) <= ram["hits_returned"] <= nq * 10 * len(c["results"]) and c["ram_bytes"] > 0
+        if c["kind"] in ("flat", "hnsw", "qdrant"):
+            assert ram["hits_returned"] == nq * 10 * len(c["results"])
+    assert by["faiss-flat"]["results"][0]["recall@10"] == 1.0
+    assert any(f.endswith("index.faiss") for f in by["faiss-ivf"]["disk_files"])
+    assert len(by["faiss-ivf"]["disk_files"]) >= 2  # the index and the point store it needs
+    assert (
+        by["faiss-hnsw(M=16,efC=100)"]["build"]["graph_built_during_upload"]
+        or (by["faiss-hnsw(M=16,efC=100)"]["build"]["build_did_work"])
+    )
+    assert evaluate_claims(doc) == doc["claims"]  # the verdicts follow from the numbers in the JSON alone
     md = (out / "report.md").read_text()
-    assert "Seed claims" in md and all(label in md for label in labels)
+    line = next(ln for ln in md.splitlines() if ln.startswith("| faiss-hnsw(M=16,efC=100) | hnsw_ef=10 |"))
+    assert f"| {hnsw[0]['recall@10']:.3f} |" in line
     for png in ("recall_vs_qps.png", "latency_percentiles.png", "memory_vs_recall.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         (out / png).unlink()

@@ -152,7 +152,9 @@ class QdrantEdgeStore(NamedVectorView, VectorStore):
             self._check_segments(name)
             try:
                 self._shard = _acquire(
-                    self.shard_path, lambda: e.EdgeShard.load(str(self.shard_path)), lambda sh: self._check_count(sh)
+                    self.shard_path,
+                    lambda: e.EdgeShard.load(str(self.shard_path), self._load_config()),
+                    lambda sh: self._check_count(sh),
                 )
             except StoreError:
                 raise
@@ -201,10 +203,27 @@ class QdrantEdgeStore(NamedVectorView, VectorStore):
         return e.EdgeConfig(
             vectors=vectors,
             hnsw_config=e.HnswIndexConfig(
-                m=s.hnsw_m, ef_construct=s.hnsw_ef_construct, full_scan_threshold=s.full_scan_threshold_kb
+                m=s.hnsw_m,
+                ef_construct=s.hnsw_ef_construct,
+                full_scan_threshold=s.full_scan_threshold_kb,
+                max_indexing_threads=s.indexing_threads,
             ),
             optimizers=e.EdgeOptimizersConfig(indexing_threshold=s.indexing_threshold_kb),
+            max_search_threads=s.search_threads,
         )
+
+    def _load_config(self) -> Any:
+        """None (the shard as persisted), or only the search pool size when settings fix it."""
+        if self.settings.search_threads is None:
+            return None
+        e = _edge()
+        dist = {Metric.COSINE: e.Distance.Cosine, Metric.DOT: e.Distance.Dot, Metric.L2: e.Distance.Euclid}[self.metric]
+        vectors: Any = (
+            {n: e.EdgeVectorParams(size=d, distance=dist) for n, d in self.named.items()}
+            if self.named
+            else e.EdgeVectorParams(size=self.dim, distance=dist)
+        )
+        return e.EdgeConfig(vectors=vectors, max_search_threads=self.settings.search_threads)
 
     @staticmethod
     def _schema(kind: str) -> Any:
