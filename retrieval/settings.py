@@ -107,6 +107,18 @@ class ApiSettings(BaseModel):
     workers: int = Field(default=4, ge=1, description="threads that encode and search off the event loop")
 
 
+class IngestSettings(BaseModel):
+    """How `simlookup ingest` encodes: in this process (local) or on a Ray cluster (ray)."""
+
+    engine: Literal["local", "ray"] = "local"
+    ray_address: str | None = Field(
+        default=None, description="None: a local Ray started in-process; 'auto', 'host:6379' or 'ray://host:10001'"
+    )
+    workers: int = Field(default=2, ge=1, description="ray: encoder actors (one model load each)")
+    gpus_per_worker: float = Field(default=0.0, ge=0, description="ray: GPUs per encoder actor (0: CPU)")
+    ray_connect_timeout_s: float = Field(default=10.0, gt=0, description="ray: give up on an unreachable address")
+
+
 class Settings(BaseSettings):
     """Every setting of simlookup. Build once (``Settings()``) and pass it inward."""
 
@@ -129,6 +141,7 @@ class Settings(BaseSettings):
     qdrant: QdrantSettings = QdrantSettings()
     faiss: FaissSettings = FaissSettings()
     api: ApiSettings = ApiSettings()
+    ingest: IngestSettings = IngestSettings()
 
     @field_validator("device")
     @classmethod

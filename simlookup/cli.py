@@ -97,6 +97,25 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         shard_size=args.shard_size,
         progress=not args.no_progress,
     )
+    ing = {
+        k: v
+        for k, v in {
+            "engine": args.engine,
+            "ray_address": args.ray_address,
+            "workers": args.workers,
+            "gpus_per_worker": args.gpus_per_worker,
+        }.items()
+        if v is not None
+    }
+    if ing:
+        from pydantic import ValidationError
+
+        from retrieval.settings import IngestSettings
+
+        try:
+            s = s.model_copy(update={"ingest": IngestSettings.model_validate(s.ingest.model_dump() | ing)})
+        except ValidationError as exc:
+            raise SimlookupError(f"ingest flags: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from None
     summary = run_ingest(s, opts)
     d = summary.to_dict()
     text = (
@@ -225,6 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--image-column", default=None, help="hf: image datasets")
     sp.add_argument("--shard-size", type=int, default=1024, help="rows per cached embedding shard")
     sp.add_argument("--no-progress", action="store_true")
+    sp.add_argument(
+        "--engine", choices=["local", "ray"], help="where to encode (default SIMLOOKUP_INGEST__ENGINE, local)"
+    )
+    sp.add_argument("--ray-address", help="ray: 'auto', 'host:6379' or 'ray://host:10001' (default: a local Ray)")
+    sp.add_argument("--workers", type=int, help="ray: encoder actors (default SIMLOOKUP_INGEST__WORKERS, 2)")
+    sp.add_argument("--gpus-per-worker", type=float, help="ray: GPUs per encoder actor (default 0)")
 
     sp = add("search", cmd_search, "search a collection by text or image")
     sp.add_argument("query", nargs="?", help="query text")
