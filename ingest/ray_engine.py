@@ -41,9 +41,7 @@ def import_ray() -> Any:
         import ray
         import ray.data  # noqa: F401 - the data extra must be there too
     except ImportError as exc:
-        raise ConfigError(
-            f"--engine ray needs Ray Data: pip install 'simlookup[ray]' ({exc})"
-        ) from None
+        raise ConfigError(f"--engine ray needs Ray Data: pip install 'simlookup[ray]' ({exc})") from None
     return ray
 
 
@@ -125,9 +123,7 @@ class ShardEncoder:
                 out["dim"].append(vecs.shape[1] if vecs.ndim == 2 else 0)
                 out["vectors"].append(vecs.tobytes())
                 out["meta"].append(json.dumps({"ids": shard.ids, "payloads": shard.payloads, "rejects": shard.rejects}))
-        return {
-            k: np.array(v, dtype=object if k in ("space", "vectors", "meta") else np.int64) for k, v in out.items()
-        }
+        return {k: np.array(v, dtype=object if k in ("space", "vectors", "meta") else np.int64) for k, v in out.items()}
 
 
 def _to_shard(row: dict[str, Any]) -> Shard:
@@ -172,6 +168,8 @@ def ray_shards(
     saved = (ctx.execution_options.preserve_order, ctx.enable_progress_bars)
     ctx.execution_options.preserve_order = True  # shards come back in row order, as the local engine yields them
     ctx.enable_progress_bars = opts.progress
+    if not opts.progress:
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
     try:
         items = [{"start": s, "end": e, "spaces": ",".join(names)} for s, e, names in todo]
         cfg = settings.ingest
