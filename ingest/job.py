@@ -1,8 +1,11 @@
 """The ingestion job: read a corpus, embed each shard once (cached), write it to every store together.
 
-Pipeline: the main thread reads and encodes shard after shard (or loads them from the embedding cache)
-while a writer thread upserts finished shards into every FAISS index and the Qdrant collection, so
-writes overlap encoding. IVF/PQ training and Qdrant Edge HNSW (optimize) run once at the end.
+Order: read the source and check everything that could refuse the ingest (columns, ids, reserved payload
+keys, IVF/PQ trainability, the existing collection's model) before anything is written; then open the
+stores, and only then record the collection manifest. Pipeline: the main thread reads and encodes shard
+after shard (or loads them from the embedding cache) while a writer thread upserts finished shards into
+every FAISS index and the Qdrant collection, so writes overlap encoding. Points whose rows left the source
+are then deleted (unless ``append``), and IVF/PQ training and Qdrant Edge HNSW (optimize) run once at the end.
 """
 
 from __future__ import annotations
@@ -12,20 +15,31 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ingest.cache import EmbeddingCache, Shard
 from ingest.corpora import get_corpus
-from ingest.spaces import Space, encode_rows, spaces_for
-from retrieval.collection import CollectionManifest, VectorSpace, load_collection, save_collection, store_name
-from retrieval.errors import ConfigError, InvalidInputError, SimlookupError, StoreNotFoundError
+from ingest.rows import encode_rows, text_of
+from retrieval.collection import (
+    ENCODER_OF,
+    CollectionManifest,
+    VectorSpace,
+    load_collection,
+    save_collection,
+    space_names,
+    store_name,
+)
+from retrieval.encoders.loader import load_encoder
+from retrieval.errors import CorruptManifestError, InvalidInputError, SimlookupError, StoreNotFoundError
 from retrieval.names import check_name
 from retrieval.settings import Settings
 from retrieval.stores import FAISS_KINDS, QDRANT_INDEX, VectorStore, open_store
+from retrieval.stores.faiss_store import FaissBuildParams
 from retrieval.stores.manifest import now_iso
+from retrieval.stores.qdrant_common import ID_KEY
 
 log = logging.getLogger(__name__)
 QDRANT_CHOICES = ("edge", "server", "local", "none")
@@ -45,6 +59,7 @@ class IngestOptions:
     image_column: str | None = None
     shard_size: int = 1024
     progress: bool = True
+    append: bool = False  # False: the collection becomes equal to the source (rows gone from it are deleted)
 
     def __post_init__(self) -> None:
         check_name(self.name, "collection name")
@@ -69,6 +84,7 @@ class IngestSummary:
     ingested: int = 0
     rejected: int = 0
     rejects_file: str = ""
+    removed: int = 0
     encoded_rows: int = 0
     cached_rows: int = 0
     indexes: list[str] = field(default_factory=list)
@@ -80,38 +96,7 @@ class IngestSummary:
         return asdict(self)
 
 
-def qdrant_settings(settings: Settings, mode: str | None) -> Settings:
-    """Settings with the Qdrant mode overridden by ``--qdrant`` (validated again)."""
-    if mode is None or mode == "none" or mode == settings.qdrant.mode:
-        return settings
-    if mode == "server" and not settings.qdrant.url:
-        raise ConfigError("--qdrant server needs SIMLOOKUP_QDRANT__URL (and SIMLOOKUP_QDRANT__API_KEY if set)")
-    q = settings.qdrant.model_copy(update={"mode": mode, "url": settings.qdrant.url if mode == "server" else None})
-    return settings.model_copy(update={"qdrant": q})
-
-
-def load_encoder(settings: Settings, kind: str) -> Any:
-    """The text or CLIP encoder, as configured."""
-    if kind == "text":
-        from retrieval.encoders.text import TextEncoder
-
-        return TextEncoder(
-            settings.text_model,
-            device=settings.device,
-            batch_size=settings.batch_size,
-            cache_dir=settings.data_dir / "models",
-            quantize=settings.text_quantize,
-        )
-    from retrieval.encoders.clip import ClipEncoder
-
-    c = settings.clip
-    return ClipEncoder(
-        c.arch,
-        c.pretrained,
-        device=settings.device,
-        batch_size=settings.batch_size,
-        max_image_pixels=c.max_image_pixels,
-    )
+__all__ = ["IngestOptions", "IngestSummary", "load_encoder", "rejects_of", "run_ingest"]
 
 
 class _Writer(threading.Thread):
@@ -124,6 +109,7 @@ class _Writer(threading.Thread):
         self.error: BaseException | None = None
         self.busy_s = 0.0
         self.bar = bar
+        self.written: dict[str, set[str]] = {space: set() for space in stores}  # ids per space, for the pruning
 
     def run(self) -> None:
         while True:
@@ -133,6 +119,7 @@ class _Writer(threading.Thread):
             if self.error is not None:
                 continue
             space, shard = item
+            self.written[space].update(shard.ids)
             t0 = time.perf_counter()
             try:
                 for _, st in self.stores[space]:
@@ -150,7 +137,7 @@ class _Writer(threading.Thread):
 
 
 def run_ingest(settings: Settings, opts: IngestOptions, encoders: dict[str, Any] | None = None) -> IngestSummary:
-    """Run one ingest; safe to re-run (idempotent) and to resume after a crash."""
+    """Run one ingest; safe to re-run (idempotent) and to resume after a crash. A refused ingest writes nothing."""
 
     t_start = time.perf_counter()
     summary = IngestSummary(name=opts.name, corpus=opts.corpus)
@@ -160,30 +147,41 @@ def run_ingest(settings: Settings, opts: IngestOptions, encoders: dict[str, Any]
     ds = corpus.load(limit=opts.limit)
     corpus_fp = corpus.fingerprint()
     spec = corpus.spec
-    spaces = spaces_for(spec.modality, "caption" in ds.column_names and spec.modality == "image")
+    names = space_names(spec.modality, "caption" in ds.column_names and spec.modality == "image")
     summary.rows_read = len(ds)
     summary.seconds["read"] = time.perf_counter() - t_start
-    qs = qdrant_settings(settings, opts.qdrant)
     use_qdrant = opts.qdrant != "none"
+    qs = settings.with_qdrant_mode(opts.qdrant) if use_qdrant else settings
+    old = _existing(settings, opts.name)
+    _check_source(settings, opts, ds, names[0], old)
 
     encoders = dict(encoders or {})
-    for sp in spaces:
-        if sp.encoder not in encoders:
-            encoders[sp.encoder] = load_encoder(settings, sp.encoder)
+    for n in names:
+        if ENCODER_OF[n] not in encoders:
+            encoders[ENCODER_OF[n]] = load_encoder(settings, ENCODER_OF[n])
+    spaces = [
+        VectorSpace(
+            name=n,
+            encoder=ENCODER_OF[n],
+            model=settings.text_model if ENCODER_OF[n] == "text" else settings.clip.arch,
+            fingerprint=encoders[ENCODER_OF[n]].fingerprint,
+            dim=encoders[ENCODER_OF[n]].dim,
+        )
+        for n in names
+    ]
+    _check_compatible(opts.name, old, spec.modality, spaces)
 
-    manifest = _start_manifest(settings, opts, spec, corpus_fp, spaces, encoders, qs if use_qdrant else None)
     stores: dict[str, list[tuple[str, VectorStore]]] = {}
     t0 = time.perf_counter()
     try:
         for sp in spaces:
-            enc = encoders[sp.encoder]
             sname = store_name(opts.name, spec.modality, sp.name)
             stores[sp.name] = [
-                (kind, open_store(settings, sname, kind, dim=enc.dim, fingerprint=enc.fingerprint))
+                (kind, open_store(settings, sname, kind, dim=sp.dim, fingerprint=sp.fingerprint))
                 for kind in opts.indexes
             ]
             if use_qdrant:  # image corpora: one collection, named vectors 'image' and 'caption'
-                named = {} if spec.modality == "text" else {x.name: encoders[x.encoder].dim for x in spaces}
+                named = {} if spec.modality == "text" else {x.name: x.dim for x in spaces}
                 stores[sp.name].append(
                     (
                         QDRANT_INDEX,
@@ -191,8 +189,8 @@ def run_ingest(settings: Settings, opts: IngestOptions, encoders: dict[str, Any]
                             qs,
                             opts.name,
                             QDRANT_INDEX,
-                            dim=enc.dim,
-                            fingerprint=enc.fingerprint,
+                            dim=sp.dim,
+                            fingerprint=sp.fingerprint,
                             payload_indexes=dict(spec.payload_indexes),
                             vector_name="" if spec.modality == "text" else sp.name,
                             vectors=named or None,
@@ -200,7 +198,11 @@ def run_ingest(settings: Settings, opts: IngestOptions, encoders: dict[str, Any]
                     )
                 )
         summary.seconds["open"] = time.perf_counter() - t0
-        _pipeline(settings, opts, ds, corpus_fp, spaces, encoders, stores, summary)
+        # every check passed and every store opened: only now is the collection manifest (re)written
+        manifest = _start_manifest(settings, opts, spec, corpus_fp, spaces, old, qs if use_qdrant else None)
+        current = _pipeline(settings, opts, ds, corpus_fp, spaces, encoders, stores, summary)
+        if not opts.append:
+            summary.removed = _remove_stale(spaces, stores, current)
         t_build = time.perf_counter()
         for sp in spaces:
             for _, st in stores[sp.name]:
@@ -233,40 +235,102 @@ def run_ingest(settings: Settings, opts: IngestOptions, encoders: dict[str, Any]
     return summary
 
 
+def _existing(settings: Settings, name: str) -> CollectionManifest | None:
+    """The collection this ingest updates, if any; a corrupt manifest counts as none (this ingest repairs it)."""
+    try:
+        return load_collection(settings.data_dir, name)
+    except StoreNotFoundError:
+        return None
+    except CorruptManifestError as exc:
+        log.warning("%s; this ingest rewrites it", exc)
+        return None
+
+
+def _check_source(
+    settings: Settings, opts: IngestOptions, ds: Any, first_space: str, old: CollectionManifest | None
+) -> None:
+    """Refuse, before anything is written, a source no store could take whole."""
+    reserved = sorted({ID_KEY} & set(ds.column_names))
+    if reserved:
+        raise InvalidInputError(
+            f"{opts.corpus}: column(s) {reserved} are reserved (Qdrant keeps each point's original id under "
+            f"{ID_KEY!r}): rename the column in the source"
+        )
+    col = first_space if first_space in ds.column_names else None
+    usable = len(ds) if col is None or first_space != "text" else sum(text_of(v) is not None for v in ds[col])
+    if opts.append and old is not None:
+        usable = max(usable, old.count)
+    for kind in opts.indexes:
+        need = FaissBuildParams.from_settings(kind, settings.faiss).min_train_points(usable)
+        if usable < need:
+            others = [k for k in opts.indexes if k not in ("ivf", "ivfpq")] or ["flat"]
+            raise InvalidInputError(
+                f"the {kind} index needs at least {need} points to train, and this source gives {usable}: "
+                f"leave it out (e.g. --index {','.join(others)}), or ingest more rows"
+            )
+
+
+def _check_compatible(
+    name: str, old: CollectionManifest | None, modality: str, spaces: list[VectorSpace]
+) -> None:
+    """Refuse to write vectors of another model, tier or dimension into an existing collection."""
+    if old is None:
+        return
+    if old.modality != modality:
+        raise InvalidInputError(
+            f"collection {name!r} holds {old.modality} vectors and this source is {modality}: "
+            "ingest it under another --name"
+        )
+    for sp in spaces:
+        was = old.vectors.get(sp.name)
+        if was is not None and (was.fingerprint != sp.fingerprint or was.dim != sp.dim):
+            raise InvalidInputError(
+                f"collection {name!r} was embedded by {was.fingerprint} ({was.dim}-d) and this ingest would use "
+                f"{sp.fingerprint} ({sp.dim}-d): use the same model settings (SIMLOOKUP_TEXT_MODEL, "
+                "SIMLOOKUP_TEXT_QUANTIZE, SIMLOOKUP_CLIP__*), or ingest under another --name; nothing was changed"
+            )
+
+
+def _remove_stale(
+    spaces: list[VectorSpace], stores: dict[str, list[tuple[str, VectorStore]]], current: dict[str, set[str]]
+) -> int:
+    """Delete the points whose rows are no longer in the source (or are now rejected); how many per index."""
+    every = set().union(*current.values()) if current else set()
+    removed = 0
+    for sp in spaces:
+        for kind, st in stores[sp.name]:
+            if kind == QDRANT_INDEX and sp is not spaces[0]:
+                continue  # one Qdrant collection holds every space of a point: pruned once
+            keep = every if kind == QDRANT_INDEX else current[sp.name]
+            stale = sorted(st.ids() - keep)
+            if stale:
+                st.delete(stale)
+            if sp is spaces[0]:
+                removed = max(removed, len(stale))
+    return removed
+
+
 def _start_manifest(
     settings: Settings,
     opts: IngestOptions,
     spec: Any,
     corpus_fp: str,
-    spaces: list[Space],
-    encoders: dict[str, Any],
+    spaces: list[VectorSpace],
+    old: CollectionManifest | None,
     qs: Settings | None,
 ) -> CollectionManifest:
+    """Record the collection as being written (complete=False until the run ends)."""
     indexes = list(opts.indexes) + ([QDRANT_INDEX] if qs is not None else [])
-    try:
-        old = load_collection(settings.data_dir, opts.name)
-        indexes = sorted(set(old.indexes) | set(indexes), key=lambda i: (i == QDRANT_INDEX, i))
-        created = old.created
-    except StoreNotFoundError:
-        created = now_iso()
     m = CollectionManifest(
         name=opts.name,
         corpus=opts.corpus,
         corpus_fingerprint=corpus_fp,
         modality=spec.modality,
-        vectors={
-            sp.name: VectorSpace(
-                encoder=sp.encoder,
-                model=settings.text_model if sp.encoder == "text" else settings.clip.arch,
-                fingerprint=encoders[sp.encoder].fingerprint,
-                dim=encoders[sp.encoder].dim,
-            )
-            for sp in spaces
-        },
+        vectors={sp.name: sp for sp in spaces},
         indexes=indexes,
         qdrant_mode=qs.qdrant.mode if qs is not None else None,
         payload_indexes=dict(spec.payload_indexes),
-        created=created,
+        created=old.created if old is not None else now_iso(),
         updated=now_iso(),
     )
     save_collection(settings.data_dir, m)
@@ -278,11 +342,12 @@ def _pipeline(
     opts: IngestOptions,
     ds: Any,
     corpus_fp: str,
-    spaces: list[Space],
+    spaces: list[VectorSpace],
     encoders: dict[str, Any],
     stores: dict[str, list[tuple[str, VectorStore]]],
     summary: IngestSummary,
-) -> None:
+) -> dict[str, set[str]]:
+    """Encode (or load from the cache) and write every shard; returns the ids written per space."""
     from tqdm import tqdm
 
     n = len(ds)
@@ -337,9 +402,10 @@ def _pipeline(
     summary.rejected = len({r["id"] for r in rejects if r.get("space") in ("text", "image")})
     summary.seconds["encode"] = encode_s
     summary.seconds["write"] = writer.busy_s
+    return writer.written
 
 
-def encode_shard(settings: Settings, space: Space, encoder: Any, rows: list[dict[str, Any]], start: int) -> Shard:
+def encode_shard(settings: Settings, space: VectorSpace, encoder: Any, rows: list[dict[str, Any]], start: int) -> Shard:
     """Encode rows [start, start + len(rows)) of one space into a shard (both engines call this)."""
     ids, vecs, pls, rej = encode_rows(space, encoder, rows, settings.batch_size, settings.clip.max_image_pixels)
     return Shard(start, start + len(rows), ids, vecs, pls, rej)
@@ -348,11 +414,11 @@ def encode_shard(settings: Settings, space: Space, encoder: Any, rows: list[dict
 def _local_shards(
     settings: Settings,
     ds: Any,
-    spaces: list[Space],
+    spaces: list[VectorSpace],
     encoders: dict[str, Any],
     caches: dict[str, EmbeddingCache],
     ranges: list[tuple[int, int]],
-) -> Iterator[tuple[Space, Shard, bool]]:
+) -> Generator[tuple[VectorSpace, Shard, bool], None, None]:
     """The local engine: (space, shard, encoded now?) in row order, from the cache or encoded in this process."""
     for start, end in ranges:
         rows: list[dict[str, Any]] | None = None

@@ -23,7 +23,7 @@ import numpy as np
 
 from ingest.cache import EmbeddingCache, Shard
 from ingest.corpora.base import CorpusError
-from ingest.spaces import Space
+from retrieval.collection import VectorSpace
 from retrieval.errors import BackendUnavailableError, ConfigError, SimlookupError
 from retrieval.settings import ApiSettings, QdrantSettings, Settings
 
@@ -89,9 +89,9 @@ def connect(settings: Settings, quiet: bool = True) -> bool:
 class ShardEncoder:
     """A Ray Data actor: loads the encoder(s) and the corpus once, then encodes whole shards."""
 
-    def __init__(self, settings: Settings, opts: IngestOptions, corpus_fp: str, spaces: list[Space]) -> None:
+    def __init__(self, settings: Settings, opts: IngestOptions, corpus_fp: str, spaces: list[VectorSpace]) -> None:
         from ingest.corpora import get_corpus
-        from ingest.job import load_encoder
+        from retrieval.encoders.loader import load_encoder
 
         corpus = get_corpus(
             opts.corpus, text_column=opts.text_column, id_column=opts.id_column, image_column=opts.image_column
@@ -145,10 +145,10 @@ def ray_shards(
     settings: Settings,
     opts: IngestOptions,
     corpus_fp: str,
-    spaces: list[Space],
+    spaces: list[VectorSpace],
     caches: dict[str, EmbeddingCache],
     ranges: list[tuple[int, int]],
-) -> Generator[tuple[Space, Shard, bool], None, None]:
+) -> Generator[tuple[VectorSpace, Shard, bool], None, None]:
     """The Ray engine: (space, shard, encoded now?) in row order, from the cache or encoded on Ray actors."""
     missing = [
         (start, end, [sp.name for sp in spaces if caches[sp.name].get(start, end) is None]) for start, end in ranges

@@ -1,4 +1,8 @@
-"""``simlookup verify``: every index of a collection holds the same ids and vectors, and the expected count."""
+"""``simlookup verify``: every index of a collection holds the same ids and vectors, and the expected count.
+
+Also reported: an unreadable collection manifest, a store that cannot be opened (a missing or garbage file),
+a store whose dimension or model differs from the collection's, and stored vectors of the wrong size.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from retrieval.collection import load_collection
+from retrieval.collection import VectorSpace, load_collection
+from retrieval.errors import CorruptManifestError, InvalidInputError
 from retrieval.settings import Settings
 from retrieval.stores import QDRANT_INDEX, VectorStore, open_store
 
@@ -29,27 +34,36 @@ class VerifyReport:
 
 
 def verify(settings: Settings, name: str, sample: int | None = None) -> VerifyReport:
-    """Compare id sets, counts and stored vectors across every index of the collection."""
-    m = load_collection(settings.data_dir, name)
+    """Compare id sets, counts, dimensions and stored vectors across every index of the collection."""
+    if sample is not None and (not isinstance(sample, int) or sample < 1):
+        raise InvalidInputError(f"sample must be a positive number of ids, got {sample!r}")
+    try:
+        m = load_collection(settings.data_dir, name)
+    except CorruptManifestError as exc:
+        return VerifyReport(name=name, ok=False, differences=[str(exc)])
     rep = VerifyReport(name=name, expected=m.count)
+    repair = f"repair: `simlookup ingest {m.corpus} --name {name}`"
     if not m.complete:
         rep.differences.append("the last ingest did not finish: re-run it to complete the collection")
-    for space in m.vectors:
+    for space_name, space in m.vectors.items():
         stores: dict[str, VectorStore] = {}
         try:
             for index in m.indexes:
                 try:
                     if index == QDRANT_INDEX:
-                        from ingest.job import qdrant_settings
-
-                        s = qdrant_settings(settings, m.qdrant_mode)
-                        vname = "" if m.modality == "text" else space
-                        stores[index] = open_store(s, name, index, create=False, vector_name=vname)
+                        s = settings.with_qdrant_mode(m.qdrant_mode)
+                        vname = "" if m.modality == "text" else space_name
+                        st = open_store(s, name, index, create=False, vector_name=vname)
                     else:
-                        stores[index] = open_store(settings, m.store_name(space), index, create=False, read_only=True)
+                        st = open_store(
+                            settings, m.store_name(space_name), index, create=False, read_only=True
+                        )
                 except Exception as exc:  # noqa: BLE001 - every failure is a difference to report
-                    rep.differences.append(f"{space}/{index}: cannot open ({type(exc).__name__}: {exc})")
-            _compare(space, stores, m.count if space != "caption" else None, rep, sample)
+                    rep.differences.append(f"{space_name}/{index}: cannot open ({type(exc).__name__}: {exc}); {repair}")
+                    continue
+                stores[index] = st
+                _check_space(space_name, index, st, space, rep, repair)
+            _compare(space_name, space, stores, m.count if space_name != "caption" else None, rep, sample)
         finally:
             for st in stores.values():
                 st.close()
@@ -57,8 +71,27 @@ def verify(settings: Settings, name: str, sample: int | None = None) -> VerifyRe
     return rep
 
 
+def _check_space(
+    space_name: str, index: str, st: VectorStore, space: VectorSpace, rep: VerifyReport, repair: str
+) -> None:
+    """A store must have the dimension and the model the collection manifest records."""
+    if st.dim != space.dim:
+        rep.differences.append(
+            f"{space_name}/{index}: store dimension {st.dim}, the collection manifest says {space.dim}; {repair}"
+        )
+    if st.fingerprint and st.fingerprint != space.fingerprint:
+        rep.differences.append(
+            f"{space_name}/{index}: built by {st.fingerprint}, the collection manifest says {space.fingerprint}"
+        )
+
+
 def _compare(
-    space: str, stores: dict[str, VectorStore], expected: int | None, rep: VerifyReport, sample: int | None
+    space: str,
+    vspace: VectorSpace,
+    stores: dict[str, VectorStore],
+    expected: int | None,
+    rep: VerifyReport,
+    sample: int | None,
 ) -> None:
     id_sets = {k: st.ids() for k, st in stores.items()}
     rep.counts[space] = {k: st.count() for k, st in stores.items()}
@@ -79,6 +112,12 @@ def _compare(
     for i in range(0, len(common), 1000):
         chunk = common[i : i + 1000]
         fetched = {k: st.fetch(chunk) for k, st in stores.items()}
+        for k, got in fetched.items():
+            bad = [pid for pid in chunk if got[pid][0] is not None and got[pid][0].shape != (vspace.dim,)]
+            if bad:
+                rep.differences.append(
+                    f"{space}/{k}: {len(bad)} stored vector(s) are not {vspace.dim}-d, e.g. {bad[0]!r}"
+                )
         for pid in chunk:
             ref = fetched[ref_name][pid][0]
             for k, got in fetched.items():

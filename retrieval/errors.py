@@ -55,6 +55,10 @@ class CorruptIndexError(StoreError):
     """The index file on disk is truncated or does not match its manifest's checksum."""
 
 
+class CorruptManifestError(StoreError):
+    """A collection manifest on disk is not valid JSON or not a manifest; the message names the file and the fix."""
+
+
 class NotTrainedError(StoreError):
     """An IVF/PQ index has too few points to be trained yet."""
 

@@ -3,6 +3,8 @@
 from retrieval import Retriever, load_settings
 r = Retriever(load_settings(), "stsb")
 result = r.search_text("a man plays a flute", index="hnsw", k=5, filter={"genre": "main-captions"})
+
+``Retriever.search`` is the one encode-and-search path: the CLI, the Python API and the REST service use it.
 """
 
 from __future__ import annotations
@@ -10,15 +12,18 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from retrieval.collection import CollectionManifest, load_collection
-from retrieval.errors import InvalidInputError, ModelNotFoundError
+from retrieval.collection import CollectionManifest, VectorSpace, load_collection, manifest_path
+from retrieval.encoders.loader import load_encoder
+from retrieval.errors import CorruptIndexError, InvalidInputError, SimlookupError
 from retrieval.filters import Filter
-from retrieval.settings import Settings
+from retrieval.settings import SearchLimits, Settings
 from retrieval.stores import INDEX_NAMES, QDRANT_INDEX, Hit, SearchParams, VectorStore, open_store
+
+QueryKind = Literal["text", "image"]
 
 
 @dataclass
@@ -43,6 +48,24 @@ class SearchResult:
         }
 
 
+def check_query(k: int, params: SearchParams | None, limits: SearchLimits) -> None:
+    """Refuse k, ef, nprobe and re-rank factors above the configured caps (allocations scale with them)."""
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise InvalidInputError(f"k must be a positive integer, got {k!r}")
+    if k > limits.max_k:
+        raise InvalidInputError(f"k={k} is above the limit of {limits.max_k} hits (SIMLOOKUP_LIMITS__MAX_K)")
+    if params is None:
+        return
+    caps = (
+        ("ef", params.hnsw_ef, limits.max_ef, "SIMLOOKUP_LIMITS__MAX_EF"),
+        ("nprobe", params.nprobe, limits.max_nprobe, "SIMLOOKUP_LIMITS__MAX_NPROBE"),
+        ("rerank factor", params.rerank, limits.max_rerank, "SIMLOOKUP_LIMITS__MAX_RERANK"),
+    )
+    for what, v, cap, var in caps:
+        if v is not None and v > cap:
+            raise InvalidInputError(f"{what}={v} is above the limit of {cap} ({var})")
+
+
 class Retriever:
     """Search one ingested collection through any of its indexes. Stores and encoders open lazily, once."""
 
@@ -65,27 +88,49 @@ class Retriever:
                 f"collection {self.name!r} has no {index!r} index (it has {self.manifest.indexes}); "
                 f"re-ingest with --index {index}"
             )
-        space = self._space(target)
+        space = self.space(target)
         key = (index, target)
         with self._lock:
             if key not in self._stores:
                 if index == QDRANT_INDEX:
+                    # the engine the collection was written to (edge, local or server), not only the settings' mode
+                    qs = self.settings.with_qdrant_mode(self.manifest.qdrant_mode)
                     vname = "" if self.manifest.modality == "text" else target
-                    st = open_store(self.settings, self.name, index, create=False, vector_name=vname)
+                    st = open_store(qs, self.name, index, create=False, vector_name=vname)
                 else:
                     st = open_store(
                         self.settings, self.manifest.store_name(target), index, create=False, read_only=self.read_only
                     )
-                if st.fingerprint and st.fingerprint != space.fingerprint:
+                try:
+                    self._check_store(index, target, st, space)
+                except SimlookupError:
                     st.close()
-                    raise InvalidInputError(
-                        f"index {index} of {self.name!r} was built by {st.fingerprint}, "
-                        f"the collection says {space.fingerprint}"
-                    )
+                    raise
                 self._stores[key] = st
             return self._stores[key]
 
-    def _space(self, target: str) -> Any:
+    def _check_store(self, index: str, target: str, st: VectorStore, space: VectorSpace) -> None:
+        """Refuse a store of another model or dimension, or one that lost points: never answer from a fraction."""
+        if st.fingerprint and st.fingerprint != space.fingerprint:
+            raise InvalidInputError(
+                f"index {index} of {self.name!r} was built by {st.fingerprint}, the collection says {space.fingerprint}"
+            )
+        m = self.manifest
+        where = manifest_path(self.settings.data_dir, self.name)
+        fix = f"run `simlookup verify --name {self.name}`; repair with `simlookup ingest {m.corpus} --name {self.name}`"
+        if st.dim != space.dim:
+            raise CorruptIndexError(
+                f"index {index} of {self.name!r} is {st.dim}-d but {where} says {space.dim}-d: {fix}"
+            )
+        primary = target == next(iter(m.vectors))  # caption vectors exist for some points only
+        if m.complete and primary and (n := st.count()) < m.count:
+            raise CorruptIndexError(
+                f"index {index} of {self.name!r} holds {n} points but {where} records {m.count}: its files are "
+                f"missing or damaged; {fix}"
+            )
+
+    def space(self, target: str) -> VectorSpace:
+        """The collection's vector space ``target`` ('text', 'image' or 'caption'), or a clear error."""
         if target not in self.manifest.vectors:
             raise InvalidInputError(
                 f"collection {self.name!r} has no {target!r} vectors (it has {sorted(self.manifest.vectors)})"
@@ -96,10 +141,11 @@ class Retriever:
         """The text or CLIP encoder the collection was built with (loaded once)."""
         with self._lock:
             if kind not in self._encoders:
-                self._encoders[kind] = self._load_encoder(kind)
+                models = {sp.encoder: sp.model for sp in self.manifest.vectors.values()}
+                self._encoders[kind] = load_encoder(self.settings, kind, models.get(kind))
             return self._encoders[kind]
 
-    def matching_encoder(self, space: Any) -> Any:
+    def matching_encoder(self, space: VectorSpace) -> Any:
         """The encoder of a vector space, refused when it is not the one the collection was embedded with."""
         enc = self.encoder(space.encoder)
         if enc.fingerprint != space.fingerprint:
@@ -110,32 +156,52 @@ class Retriever:
             )
         return enc
 
-    def _load_encoder(self, kind: str) -> Any:
-        s = self.settings
-        if kind == "text":
-            from retrieval.encoders.text import TextEncoder
-
-            model = self.manifest.vectors["text"].model if "text" in self.manifest.vectors else s.text_model
-            return TextEncoder(
-                model,
-                device=s.device,
-                batch_size=s.batch_size,
-                cache_dir=s.data_dir / "models",
-                quantize=s.text_quantize,
-            )
-        if kind == "clip":
-            from retrieval.encoders.clip import ClipEncoder
-
-            return ClipEncoder(
-                s.clip.arch,
-                s.clip.pretrained,
-                device=s.device,
-                batch_size=s.batch_size,
-                max_image_pixels=s.clip.max_image_pixels,
-            )
-        raise ModelNotFoundError(f"unknown encoder {kind!r}")
+    def default_target(self, kind: QueryKind = "text") -> str:
+        """The space a query searches when none is named: 'text' for text corpora, 'image' for image corpora."""
+        return "text" if self.manifest.modality == "text" and kind == "text" else "image"
 
     # ---- search ----
+    def encode_query(self, query: Any, kind: QueryKind = "text", target: str | None = None) -> np.ndarray:
+        """One query (text, or an image as PIL image, path or bytes) → a (dim,) vector of ``target``'s space."""
+        space = self.space(target or self.default_target(kind))
+        if kind == "text":
+            if not isinstance(query, str) or not query.strip():
+                raise InvalidInputError("the query text is empty")
+            enc = self.matching_encoder(space)
+            return enc.encode_query(query) if hasattr(enc, "encode_query") else enc.encode_text([query])[0]
+        if kind != "image":
+            raise InvalidInputError(f"unknown query kind {kind!r}: use 'text' or 'image'")
+        if space.encoder != "clip":
+            raise InvalidInputError(f"collection {self.name!r} is a text collection: image queries need CLIP vectors")
+        return self.matching_encoder(space).encode_image([query])[0]
+
+    def search(
+        self,
+        query: Any,
+        kind: QueryKind = "text",
+        index: str = "flat",
+        k: int = 10,
+        filter: Filter | dict[str, Any] | None = None,
+        params: SearchParams | None = None,
+        target: str | None = None,
+    ) -> SearchResult:
+        """Encode one query and search one index; ``timings`` holds encode_ms and search_ms.
+
+        The store opens (and the limits are checked) before the clock starts.
+        """
+        target = target or self.default_target(kind)
+        check_query(k, params, self.settings.limits)
+        store = self.store(index, target)
+        t0 = time.perf_counter()
+        vec = self.encode_query(query, kind, target)
+        t1 = time.perf_counter()
+        hits = store.search(vec, k, filter, params)[0]
+        t2 = time.perf_counter()
+        label = query if kind == "text" else (str(query) if not hasattr(query, "size") else "<image>")
+        return SearchResult(
+            label, index, (t2 - t0) * 1e3, hits, target, {"encode_ms": (t1 - t0) * 1e3, "search_ms": (t2 - t1) * 1e3}
+        )
+
     def search_vector(
         self,
         vector: np.ndarray,
@@ -146,6 +212,7 @@ class Retriever:
         target: str = "text",
     ) -> SearchResult:
         """Nearest neighbours of a raw vector in one index."""
+        check_query(k, params, self.settings.limits)
         store = self.store(index, target)
         t0 = time.perf_counter()
         hits = store.search(np.asarray(vector, dtype=np.float32), k, filter, params)[0]
@@ -162,13 +229,7 @@ class Retriever:
         target: str | None = None,
     ) -> SearchResult:
         """Text query: encoded by the text model (text corpora) or the CLIP text tower (image corpora)."""
-        if not isinstance(text, str) or not text.strip():
-            raise InvalidInputError("the query text is empty")
-        target = target or ("text" if self.manifest.modality == "text" else "image")
-        space = self._space(target)
-        enc = self.matching_encoder(space)
-        encode = enc.encode_query if hasattr(enc, "encode_query") else (lambda t: enc.encode_text([t])[0])
-        return self._encode_and_search(text, lambda: encode(text), index, k, filter, params, target)
+        return self.search(text, "text", index, k, filter, params, target)
 
     def search_image(
         self,
@@ -180,33 +241,7 @@ class Retriever:
         target: str = "image",
     ) -> SearchResult:
         """Image query (PIL image, path or bytes) through the CLIP image tower; target image or caption."""
-        space = self._space(target)
-        if space.encoder != "clip":
-            raise InvalidInputError(f"collection {self.name!r} is a text collection: image queries need CLIP vectors")
-        enc = self.matching_encoder(space)
-        label = str(image) if not hasattr(image, "size") else "<image>"
-        return self._encode_and_search(label, lambda: enc.encode_image([image])[0], index, k, filter, params, target)
-
-    def _encode_and_search(
-        self,
-        label: Any,
-        encode: Any,
-        index: str,
-        k: int,
-        filter: Filter | dict[str, Any] | None,
-        params: SearchParams | None,
-        target: str,
-    ) -> SearchResult:
-        """Encode the query, search one store, and time both stages (the store opens before the clock starts)."""
-        store = self.store(index, target)
-        t0 = time.perf_counter()
-        vec = encode()
-        t1 = time.perf_counter()
-        hits = store.search(vec, k, filter, params)[0]
-        t2 = time.perf_counter()
-        return SearchResult(
-            label, index, (t2 - t0) * 1e3, hits, target, {"encode_ms": (t1 - t0) * 1e3, "search_ms": (t2 - t1) * 1e3}
-        )
+        return self.search(image, "image", index, k, filter, params, target)
 
     def close(self) -> None:
         """Close every opened store."""

@@ -7,6 +7,7 @@ A ``.env`` file in the working directory is read too.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,6 +17,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from retrieval.errors import ConfigError
 
 ENV_PREFIX = "SIMLOOKUP_"
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]*@")
+
+
+def redact_url(text: str) -> str:
+    """Replace the ``user:password@`` part of every URL in a text by ``***@`` (for errors, logs and `info`)."""
+    return _USERINFO.sub(lambda m: f"{m.group('scheme')}***@", text)
 
 QdrantMode = Literal["edge", "server", "local"]
 Quantization = Literal["none", "scalar", "product"]
@@ -66,7 +73,20 @@ class QdrantSettings(BaseModel):
         """The settings without secrets, for logs and `simlookup info`."""
         out = self.model_dump(mode="json", exclude={"api_key"})
         out["api_key_set"] = self.api_key is not None
+        if self.url:
+            out["url"] = redact_url(self.url)
         return out
+
+    def with_mode(self, mode: str | None) -> QdrantSettings:
+        """These settings for another Qdrant mode (a collection's recorded one); server mode needs the URL here."""
+        if mode is None or mode == self.mode:
+            return self
+        if mode == "server" and not self.url:
+            raise ConfigError(
+                "this needs the Qdrant server (the collection was ingested with --qdrant server): set "
+                "SIMLOOKUP_QDRANT__MODE=server and SIMLOOKUP_QDRANT__URL (and SIMLOOKUP_QDRANT__API_KEY if needed)"
+            )
+        return self.model_copy(update={"mode": mode, "url": self.url if mode == "server" else None})
 
 
 class ClipSettings(BaseModel):
@@ -94,6 +114,15 @@ class FaissSettings(BaseModel):
     payload_in_ram: bool = Field(default=True, description="keep ids and payload JSON in RAM for fast hits")
 
 
+class SearchLimits(BaseModel):
+    """Upper bounds on query parameters, so that no request can make an allocation scale with a number it sends."""
+
+    max_k: int = Field(default=10_000, ge=1, description="hits per query (CLI and Python API)")
+    max_ef: int = Field(default=4_096, ge=1, description="HNSW ef / Qdrant hnsw_ef at query time")
+    max_nprobe: int = Field(default=65_536, ge=1, description="IVF lists visited per query")
+    max_rerank: int = Field(default=100, ge=1, description="re-rank factor (candidates = k × factor)")
+
+
 class ApiSettings(BaseModel):
     """`simlookup serve`: key, limits and the worker pool."""
 
@@ -105,6 +134,15 @@ class ApiSettings(BaseModel):
     max_filter_conditions: int = Field(default=16, ge=0)
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
     workers: int = Field(default=4, ge=1, description="threads that encode and search off the event loop")
+
+    @field_validator("key")
+    @classmethod
+    def _key_not_blank(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and not v.get_secret_value().strip():
+            raise ValueError(
+                "is set but empty: every request would be refused; unset it to serve without a key, or set a key"
+            )
+        return v
 
 
 class IngestSettings(BaseModel):
@@ -141,6 +179,7 @@ class Settings(BaseSettings):
     qdrant: QdrantSettings = QdrantSettings()
     faiss: FaissSettings = FaissSettings()
     api: ApiSettings = ApiSettings()
+    limits: SearchLimits = SearchLimits()
     ingest: IngestSettings = IngestSettings()
 
     @field_validator("device")
@@ -149,6 +188,12 @@ class Settings(BaseSettings):
         if not (v == "cpu" or v.startswith("cuda") or v == "mps"):
             raise ValueError(f"SIMLOOKUP_DEVICE={v!r} is not a device: use cpu, cuda, cuda:N or mps")
         return v
+
+    def with_qdrant_mode(self, mode: str | None) -> Settings:
+        """These settings with the Qdrant mode a collection recorded (None or 'none': unchanged)."""
+        if mode is None or mode == "none" or mode == self.qdrant.mode:
+            return self
+        return self.model_copy(update={"qdrant": self.qdrant.with_mode(mode)})
 
     def public(self) -> dict[str, Any]:
         """Resolved settings as JSON-able data, secrets left out."""
@@ -169,4 +214,4 @@ def load_settings(**overrides: Any) -> Settings:
             var = f"{ENV_PREFIX}{loc}".upper() if loc else "settings"
             msg = err["msg"].removeprefix("Value error, ")
             lines.append(f"{var}: {msg}")
-        raise ConfigError("invalid settings:\n  " + "\n  ".join(lines)) from None
+        raise ConfigError(redact_url("invalid settings:\n  " + "\n  ".join(lines))) from None

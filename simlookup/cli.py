@@ -12,15 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from retrieval.errors import SimlookupError
-from retrieval.settings import Settings, load_settings
+from retrieval.settings import Settings, load_settings, redact_url
 
 
 def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
+    """Print the JSON document (--json) or the text, with any user:password@ in URLs redacted."""
     if getattr(args, "json", False):
-        json.dump(data, sys.stdout, indent=2, default=str)
-        sys.stdout.write("\n")
+        sys.stdout.write(redact_url(json.dumps(data, indent=2, default=str)) + "\n")
     else:
-        print(text)
+        print(redact_url(text))
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -34,35 +34,35 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from retrieval.encoders.text import TextEncoder
+    from retrieval.collection import scan_collections
+    from retrieval.encoders.loader import load_encoder
 
     s = _settings(args)
     data: dict[str, Any] = {"settings": s.public()}
-    enc = TextEncoder(
-        s.text_model,
-        device=s.device,
-        batch_size=s.batch_size,
-        cache_dir=s.data_dir / "models",
-        quantize=s.text_quantize,
-    )
+    enc = load_encoder(s, "text")
     data["text_model"] = {"name": s.text_model, "path": enc.path, "dim": enc.dim, "fingerprint": enc.fingerprint}
     if s.qdrant.mode == "local":
         data["qdrant_note"] = (
             "qdrant-client local mode is brute force: HNSW, optimizer and quantization settings are ignored, "
             "and it slows down above 20,000 points"
         )
-    from retrieval.collection import list_collections
-
+    good, broken = scan_collections(s.data_dir)
     data["collections"] = [
         {"name": c.name, "corpus": c.corpus, "count": c.count, "indexes": c.indexes, "complete": c.complete}
-        for c in list_collections(s.data_dir)
-    ]
+        for c in good
+    ] + [{"name": n, "error": why} for n, why in broken.items()]
+    data["collections"].sort(key=lambda c: c["name"])
     lines = [
         f"data dir: {s.data_dir}",
         f"text model: {s.text_model} dim={enc.dim} fingerprint={enc.fingerprint}",
         f"qdrant mode: {s.qdrant.mode}",
     ]
-    lines += [f"collection {c['name']}: {c['count']} points, indexes {c['indexes']}" for c in data["collections"]]
+    lines += [
+        f"collection {c['name']}: UNREADABLE: {c['error']}"
+        if "error" in c
+        else f"collection {c['name']}: {c['count']} points, indexes {c['indexes']}"
+        for c in data["collections"]
+    ]
     _emit(args, data, "\n".join(lines))
     return 0
 
@@ -96,6 +96,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         image_column=args.image_column,
         shard_size=args.shard_size,
         progress=not args.no_progress,
+        append=args.append,
     )
     ing = {
         k: v
@@ -118,9 +119,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             raise SimlookupError(f"ingest flags: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from None
     summary = run_ingest(s, opts)
     d = summary.to_dict()
+    gone = f", {summary.removed} removed (no longer in the source)" if summary.removed else ""
     text = (
-        f"ingested {summary.ingested} of {summary.rows_read} rows into {summary.indexes} "
-        f"({summary.rejected} rejected → {summary.rejects_file})\n"
+        f"the collection holds {summary.ingested} points from {summary.rows_read} rows read, in {summary.indexes} "
+        f"({summary.rejected} rejected → {summary.rejects_file}{gone})\n"
         + "seconds: "
         + ", ".join(f"{k} {v:.2f}" for k, v in summary.seconds.items())
         + "\n"
@@ -184,7 +186,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ) from None
     s = _settings(args)
     host = args.host or s.api.host
-    port = args.port or s.api.port
+    port = args.port if args.port is not None else s.api.port
     app = create_app(s, args.name)
     print(f"simlookup: serving {args.name!r} on http://{host}:{port} (OpenAPI at /docs)", file=sys.stderr)
     uvicorn.run(app, host=host, port=port, log_level="warning")
@@ -213,6 +215,21 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
     return 0 if res["errors"] == 0 else 1
 
 
+def _bounded(lo: int, hi: int) -> Any:
+    """An argparse type: an integer in [lo, hi], else a usage error that names the range."""
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"{v} is out of range: use {lo} to {hi}")
+        return v
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="simlookup", description=__doc__)
     p.add_argument("--data-dir", help="overrides SIMLOOKUP_DATA_DIR")
@@ -238,11 +255,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="Qdrant engine (default: SIMLOOKUP_QDRANT__MODE, edge)",
     )
-    sp.add_argument("--limit", type=int, help="ingest only the first N rows")
+    sp.add_argument("--limit", type=_bounded(1, 10**12), help="ingest only the first N rows")
     sp.add_argument("--text-column", default="text")
     sp.add_argument("--id-column", default="id")
     sp.add_argument("--image-column", default=None, help="hf: image datasets")
-    sp.add_argument("--shard-size", type=int, default=1024, help="rows per cached embedding shard")
+    sp.add_argument(
+        "--shard-size", type=_bounded(1, 1_000_000), default=1024, help="rows per cached embedding shard"
+    )
+    sp.add_argument(
+        "--append",
+        action="store_true",
+        help="keep points whose rows are no longer in the source (default: the collection becomes equal to the source)",
+    )
     sp.add_argument("--no-progress", action="store_true")
     sp.add_argument(
         "--engine", choices=["local", "ray"], help="where to encode (default SIMLOOKUP_INGEST__ENGINE, local)"
@@ -267,12 +291,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("verify", cmd_verify, "check that every index of a collection agrees")
     sp.add_argument("--name", required=True)
-    sp.add_argument("--sample", type=int, help="compare vectors of N random ids only")
+    sp.add_argument("--sample", type=_bounded(1, 10**9), help="compare vectors of N random ids only")
 
     sp = add("serve", cmd_serve, "REST search service (FastAPI + uvicorn) over one collection")
     sp.add_argument("--name", required=True)
     sp.add_argument("--host", help="default SIMLOOKUP_API__HOST, 127.0.0.1")
-    sp.add_argument("--port", type=int, help="default SIMLOOKUP_API__PORT, 8000")
+    sp.add_argument("--port", type=_bounded(1, 65535), help="default SIMLOOKUP_API__PORT, 8000")
 
     sp = add("loadtest", cmd_loadtest, "bounded load run against a real `simlookup serve` on loopback")
     sp.add_argument("--name", required=True)
@@ -296,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.fn(args))
     except SimlookupError as exc:
-        print(f"simlookup: error: {exc}", file=sys.stderr)
+        print(f"simlookup: error: {redact_url(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("simlookup: interrupted; re-run the same command to resume", file=sys.stderr)

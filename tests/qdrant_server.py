@@ -1,6 +1,7 @@
 """The session's real Qdrant server: QDRANT_URL (+ QDRANT_API_KEY), else a testcontainers Qdrant, else skip.
 
-Never a stand-in: when no server can be had, every test that needs one is skipped with the reason.
+Never a stand-in: when no Docker daemon is reachable, every test that needs a server is skipped with the
+reason. Anything else (a broken fixture, an image that will not pull or start) fails: it is not "no Docker".
 """
 
 from __future__ import annotations
@@ -32,14 +33,16 @@ def start_server() -> Iterator[QdrantServer]:
         from testcontainers.community.qdrant import QdrantContainer
     except ImportError as exc:
         pytest.skip(f"no QDRANT_URL and testcontainers[qdrant] is not installed: {exc}")
+    from docker.errors import DockerException
+
     try:
         container = QdrantContainer(image=IMAGE, api_key=TEST_API_KEY)
-    except Exception as exc:  # noqa: BLE001 - docker.errors.DockerException when no daemon answers
+    except DockerException as exc:  # raised by the constructor when no daemon answers
         pytest.skip(f"no QDRANT_URL and no reachable Docker daemon for testcontainers ({type(exc).__name__}: {exc})")
     try:
         container.start()
-    except Exception as exc:  # noqa: BLE001 - image pull or start failure
-        pytest.skip(f"could not start {IMAGE} with testcontainers ({type(exc).__name__}: {exc})")
+    except Exception as exc:  # noqa: BLE001 - a daemon is there, so a failed start is a failure, not a skip
+        pytest.fail(f"Docker is reachable but {IMAGE} did not start ({type(exc).__name__}: {exc})")
     try:
         yield QdrantServer(f"http://{container.rest_host_address}", TEST_API_KEY, container)
     finally:

@@ -80,3 +80,95 @@ def test_ingest_search_verify_json(
     assert code == 2 and "empty" in err
     code, _, err = run(capsys, "search", "x", "--name", "missing")
     assert code == 2 and "simlookup ingest" in err
+
+
+# ---- issue 11: bad input gets a clear error, never a traceback ----
+
+
+@pytest.fixture
+def syn_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    from retrieval.settings import QdrantSettings, Settings
+    from tests.test_ingest import synthetic_collection
+
+    d = tmp_path / "data"
+    synthetic_collection(Settings(data_dir=d, qdrant=QdrantSettings(mode="edge")), n=300)
+    monkeypatch.setenv("SIMLOOKUP_DATA_DIR", str(d))
+    return d
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("-k", "2147483648", "k=2147483648 is above the limit of 10000 hits"),
+        ("--ef", "1000000000", "ef=1000000000 is above the limit of 4096"),
+        ("--nprobe", "99999999999", "nprobe=99999999999 is above the limit"),
+        ("--rerank-factor", "100000", "rerank factor=100000 is above the limit of 100"),
+    ],
+)
+def test_search_caps_are_clear_errors(
+    capsys: pytest.CaptureFixture[str], syn_dir: Path, flag: str, value: str, message: str
+) -> None:
+    code, _, err = run(capsys, "search", "anything", "--name", "syn", "--index", "hnsw", flag, value)
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_corrupt_manifest_in_search_and_info(capsys: pytest.CaptureFixture[str], syn_dir: Path) -> None:
+    import shutil
+
+    shutil.copy(syn_dir / "collections" / "syn.json", syn_dir / "collections" / "good.json")
+    doc = json.loads((syn_dir / "collections" / "good.json").read_text())
+    (syn_dir / "collections" / "good.json").write_text(json.dumps({**doc, "name": "good"}))
+    (syn_dir / "collections" / "syn.json").write_text("{broken")
+    code, _, err = run(capsys, "search", "x", "--name", "syn")
+    assert code == 2 and "syn.json is unreadable" in err and "simlookup ingest SOURCE --name syn" in err
+    code, doc, _ = run(capsys, "info", "--json")
+    assert code == 0
+    by_name = {c["name"]: c for c in doc["collections"]}
+    assert by_name["good"]["count"] == 300 and "unreadable" in by_name["syn"]["error"]
+    code, rep, _ = run(capsys, "verify", "--name", "syn", "--json")
+    assert code == 1 and "syn.json is unreadable" in rep["differences"][0]
+
+
+def test_serve_port_out_of_range(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["serve", "--name", "x", "--port", "70000"])
+    assert exc.value.code == 2 and "70000 is out of range: use 1 to 65535" in capsys.readouterr().err
+
+
+def test_empty_api_key_is_refused_at_start_up(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SIMLOOKUP_API__KEY", "")
+    code, _, err = run(capsys, "corpora")
+    assert code == 2 and "SIMLOOKUP_API__KEY" in err and "empty" in err
+
+
+def test_qdrant_url_password_is_redacted(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SIMLOOKUP_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("SIMLOOKUP_QDRANT__MODE", "server")
+    monkeypatch.setenv("SIMLOOKUP_QDRANT__URL", "http://admin:hunter2@127.0.0.1:9")
+    monkeypatch.setenv("SIMLOOKUP_QDRANT__RETRIES", "0")
+    monkeypatch.setenv("SIMLOOKUP_QDRANT__TIMEOUT_S", "1")
+    code, doc, err = run(capsys, "info", "--json")
+    assert code == 0 and doc["settings"]["qdrant"]["url"] == "http://***@127.0.0.1:9"
+    csv = tmp_path / "d.csv"
+    csv.write_text("id,text\n" + "".join(f"r{i},Sentence {i}.\n" for i in range(5)))
+    code, _, err = run(capsys, "ingest", str(csv), "--name", "d", "--index", "flat", "--no-progress")
+    assert code == 2 and "127.0.0.1:9" in err and "hunter2" not in err
+
+
+def test_counts_out_of_range_are_usage_errors(capsys: pytest.CaptureFixture[str], syn_dir: Path) -> None:
+    from ingest.verify import verify
+    from retrieval.errors import InvalidInputError
+    from retrieval.settings import load_settings
+
+    for argv in (["verify", "--name", "syn", "--sample", "-1"], ["ingest", "x.csv", "--name", "n", "--limit", "0"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2 and "out of range" in capsys.readouterr().err
+    with pytest.raises(InvalidInputError, match="sample must be a positive"):
+        verify(load_settings(), "syn", sample=-1)
+    code, rep, _ = run(capsys, "verify", "--name", "syn", "--sample", "5", "--json")
+    assert code == 0 and rep["ok"] is True

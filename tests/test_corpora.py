@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -84,13 +85,26 @@ def test_unknown_corpus() -> None:
     assert "stsb" in names and "fashion-mnist" in names
 
 
+def fashion_mnist_skip_reason(exc: Exception) -> str:
+    """Why the Fashion-MNIST tests skip; names a failed `make data` when .ci/run saw one."""
+    failed = os.environ.get("CI_MAKE_DATA_FAILED")
+    return f"{failed}: {exc}" if failed else f"Debian dataset-fashion-mnist not installed: {exc}"
+
+
+def test_skip_reason_names_a_failed_make_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CI_MAKE_DATA_FAILED", "make data failed in .ci/run")
+    assert fashion_mnist_skip_reason(CorpusError("x")).startswith("make data failed in .ci/run")
+    ci = (Path(__file__).resolve().parents[1] / ".ci" / "run").read_text()
+    assert "|| true" not in ci and "CI_MAKE_DATA_FAILED" in ci
+
+
 def test_fashion_mnist() -> None:
     from ingest.corpora.fashion_mnist import fmnist_dir
 
     try:
         fmnist_dir()
     except CorpusError as exc:
-        pytest.skip(f"Debian dataset-fashion-mnist not installed: {exc}")
+        pytest.skip(fashion_mnist_skip_reason(exc))
     ds = get_corpus("fashion-mnist").load(limit=25)
     assert len(ds) == 25 and ds[0]["image"].size == (28, 28)
     assert ds[0]["caption"].startswith("a photo of a") and ds[0]["split"] == "train"

@@ -108,3 +108,25 @@ def test_mpnet_from_part_wheels(tmp_path: Path) -> None:
     assert enc.dim == 768 and v.shape == (3, 768)
     assert v[0] @ v[1] > v[0] @ v[2]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["all-mpnet-base-v2"]
+
+
+def test_encoders_load_in_one_place() -> None:
+    """Ingest, the retriever, the CLI and the service build encoders only through retrieval.encoders.loader."""
+    root = Path(__file__).resolve().parents[1]
+    for rel in ("ingest/job.py", "retrieval/retriever.py", "simlookup/cli.py", "simlookup/server/app.py"):
+        src = (root / rel).read_text()
+        assert "TextEncoder(" not in src and "ClipEncoder(" not in src, rel
+
+
+def test_load_encoder_follows_settings_and_model(tmp_path: Path, minilm) -> None:  # type: ignore[no-untyped-def]
+    from retrieval.encoders.loader import load_encoder
+    from retrieval.errors import ModelNotFoundError
+    from retrieval.settings import Settings
+
+    s = Settings(data_dir=tmp_path, text_quantize="int8")
+    enc = load_encoder(s, "text", model=minilm.path)
+    assert enc.dim == 384 and enc.fingerprint.endswith("+int8") and enc.path == minilm.path
+    with pytest.raises(ModelNotFoundError, match="no CLIP weights configured"):
+        load_encoder(s, "clip")
+    with pytest.raises(ModelNotFoundError, match="unknown encoder"):
+        load_encoder(s, "audio")

@@ -44,3 +44,21 @@ def test_rejections(tmp_path: Path) -> None:
         load_image(big, max_pixels=1_000_000)
     with pytest.raises(InvalidInputError, match="no such"):
         load_image(tmp_path / "missing.jpg")
+
+
+def text_bomb_png(path: Path) -> Path:
+    """A valid 8x8 PNG whose zTXt chunk inflates above PIL's MAX_TEXT_CHUNK (PIL raises a raw ValueError)."""
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("comment", "x" * (2 << 20), zip=True)
+    Image.new("RGB", (8, 8)).save(path, format="PNG", pnginfo=info)
+    return path
+
+
+def test_oversized_png_text_chunk_is_an_invalid_input(tmp_path: Path) -> None:
+    bomb = text_bomb_png(tmp_path / "textbomb.png")
+    with pytest.raises(InvalidInputError, match="textbomb.png: unreadable image .*MAX_TEXT_CHUNK"):
+        load_image(bomb)
+    with pytest.raises(InvalidInputError, match="unreadable image"):
+        load_image(bomb.read_bytes())

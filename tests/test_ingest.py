@@ -72,7 +72,7 @@ def kill_during_ingest(s: Settings, name: str, limit: int, shard: int, env_extra
     deadline = time.time() + 120
     shards = 0
     while time.time() < deadline and proc.poll() is None:
-        shards = len(list(s.data_dir.glob("cache/*/*/text/shard-*.json")))
+        shards = len(list(s.data_dir.glob("cache/*/*/*/text/shard-*.json")))
         if shards >= stop_after:
             break
         time.sleep(0.01)
@@ -216,3 +216,277 @@ def test_query_encoder_must_match_collection(tmp_path: Path, minilm) -> None:  #
     s8 = s.model_copy(update={"text_quantize": "int8"})
     with Retriever(s8, "fp") as r, pytest.raises(InvalidInputError, match=r"\+int8"):
         r.search_text("a flute", index="flat")
+
+
+# ---- issue 11: ingestion defects, each with the test that failed before its fix ----
+
+
+def write_csv(path: Path, header: str, rows: list[tuple[object, ...]]) -> Path:
+    path.write_text(header + "\n" + "".join(",".join(str(x) for x in r) + "\n" for r in rows))
+    return path
+
+
+def nothing_written(s: Settings) -> bool:
+    """No collection manifest and no store: the data dir holds at most the embedding cache."""
+    return not any(p.name not in ("cache", "models") for p in s.data_dir.glob("*")) if s.data_dir.exists() else True
+
+
+def test_cache_key_covers_text_and_id_columns(tmp_path: Path, minilm) -> None:  # type: ignore[no-untyped-def]
+    s = mk(tmp_path, "d")
+    rows = [(f"d{i}", f"k{i}", f"The cat number {i} sleeps.", f"Stocks moved {i} points today.") for i in range(20)]
+    csv = write_csv(tmp_path / "two.csv", "id,alt_id,a,b", rows)
+    kw = {"indexes": ["flat"], "qdrant": "none", "progress": False}
+    run_ingest(s, IngestOptions(str(csv), "by-a", text_column="a", **kw), encoders={"text": minilm})
+    summ = run_ingest(
+        s, IngestOptions(str(csv), "by-b", text_column="b", id_column="alt_id", **kw), encoders={"text": minilm}
+    )
+    assert summ.cached_rows == 0 and summ.encoded_rows == 20  # nothing reused from the 'a' ingest
+    st = open_store(s, "by-b", "flat", create=False)
+    try:
+        got = st.fetch(["k3"])
+        assert st.ids() == {f"k{i}" for i in range(20)}
+        assert got["k3"][1]["text"] == "Stocks moved 3 points today."
+        np.testing.assert_allclose(got["k3"][0], minilm.encode_text(["Stocks moved 3 points today."])[0], atol=1e-5)
+    finally:
+        st.close()
+
+
+class OtherModel:
+    """An encoder the existing collection was not built with (only its fingerprint and dim are read)."""
+
+    fingerprint = "all-MiniLM-L6-v2@0000000000000000+int8"
+    dim = 384
+
+
+def test_refused_ingest_changes_nothing(tmp_path: Path, minilm) -> None:  # type: ignore[no-untyped-def]
+    from retrieval.retriever import Retriever
+
+    s = mk(tmp_path, "d")
+    csv = write_csv(tmp_path / "docs.csv", "id,text", [(f"r{i}", f"Sentence {i} about rivers.") for i in range(40)])
+    opts = IngestOptions(str(csv), "keep", indexes=["flat", "hnsw"], progress=False)
+    run_ingest(s, opts, encoders={"text": minilm})
+    manifest = (s.data_dir / "collections" / "keep.json").read_bytes()
+    with pytest.raises(InvalidInputError, match=r"was embedded by all-MiniLM-L6-v2@\w+ .* nothing was changed"):
+        run_ingest(s, opts, encoders={"text": OtherModel()})
+    assert (s.data_dir / "collections" / "keep.json").read_bytes() == manifest
+    with Retriever(s, "keep") as r:
+        r._encoders["text"] = minilm
+        for index in ("flat", "hnsw", "qdrant"):
+            assert r.search_text("rivers", index=index, k=3).hits, index
+
+
+def test_reingest_makes_the_collection_equal_to_the_source(tmp_path: Path, minilm) -> None:  # type: ignore[no-untyped-def]
+    s = mk(tmp_path, "d")
+    rows = [(f"r{i}", f"Line {i} of the corpus about topic {i % 4}.") for i in range(30)]
+    csv = write_csv(tmp_path / "docs.csv", "id,text", rows)
+    opts = IngestOptions(str(csv), "sync", indexes=["flat", "hnsw"], progress=False)
+    assert run_ingest(s, opts, encoders={"text": minilm}).counts == {"flat": 30, "hnsw": 30, "qdrant": 30}
+    write_csv(csv, "id,text", rows[:20] + [("r25", "")])  # 9 rows gone, r25 now rejected (empty text)
+    summ = run_ingest(s, opts, encoders={"text": minilm})
+    assert summ.removed == 10 and summ.ingested == 20 and summ.counts == {"flat": 20, "hnsw": 20, "qdrant": 20}
+    for index in ("flat", "hnsw", "qdrant"):
+        st = open_store(s, "sync", index, create=False)
+        try:
+            assert st.ids() == {f"r{i}" for i in range(20)}, index
+        finally:
+            st.close()
+    assert verify(s, "sync").ok
+
+    write_csv(csv, "id,text", [("new", "A brand new line.")])
+    kept = run_ingest(s, IngestOptions(str(csv), "sync", indexes=["flat", "hnsw"], progress=False, append=True),
+                      encoders={"text": minilm})
+    assert kept.removed == 0 and kept.counts == {"flat": 21, "hnsw": 21, "qdrant": 21}
+    assert verify(s, "sync").ok
+
+
+def test_retriever_uses_the_collections_qdrant_mode(tmp_path: Path, minilm) -> None:  # type: ignore[no-untyped-def]
+    from retrieval.retriever import Retriever
+
+    s = mk(tmp_path, "d")  # settings say edge
+    csv = write_csv(tmp_path / "docs.csv", "id,text", [(f"r{i}", f"A note about birds number {i}.") for i in range(30)])
+    run_ingest(s, IngestOptions(str(csv), "loc", indexes=["flat"], qdrant="local", progress=False),
+               encoders={"text": minilm})
+    with Retriever(s, "loc") as r:
+        r._encoders["text"] = minilm
+        res = r.search_text("birds", index="qdrant", k=5)
+        assert len(res.hits) == 5 and res.hits[0].id.startswith("r")
+        assert r.store("qdrant").backend != "qdrant-edge"
+    assert verify(s, "loc").ok
+
+
+def test_ivf_trainability_is_checked_before_writing(tmp_path: Path, minilm) -> None:  # type: ignore[no-untyped-def]
+    s = mk(tmp_path, "d")
+    csv = write_csv(tmp_path / "ten.csv", "id,text", [(f"r{i}", f"Short sentence {i}.") for i in range(10)])
+    with pytest.raises(InvalidInputError, match=r"ivf index needs at least 13 points .* --index flat,hnsw"):
+        run_ingest(s, IngestOptions(str(csv), "ten", progress=False), encoders={"text": minilm})
+    assert nothing_written(s)
+    summ = run_ingest(s, IngestOptions(str(csv), "ten", indexes=["flat", "hnsw"], progress=False),
+                      encoders={"text": minilm})
+    assert summ.counts == {"flat": 10, "hnsw": 10, "qdrant": 10}
+
+
+def test_reserved_payload_key_is_refused_before_writing(tmp_path: Path, minilm) -> None:  # type: ignore[no-untyped-def]
+    s = mk(tmp_path, "d")
+    csv = write_csv(tmp_path / "res.csv", "id,text,_id", [(f"r{i}", f"Text {i}.", i) for i in range(20)])
+    for qdrant in ("edge", "none"):
+        with pytest.raises(InvalidInputError, match=r"\['_id'\] are reserved"):
+            run_ingest(s, IngestOptions(str(csv), "res", indexes=["flat"], qdrant=qdrant, progress=False),
+                       encoders={"text": minilm})
+    assert nothing_written(s)
+
+
+def test_numeric_text_is_embedded_as_its_string(tmp_path: Path, minilm) -> None:  # type: ignore[no-untyped-def]
+    s = mk(tmp_path, "d")
+    csv = write_csv(tmp_path / "num.csv", "id,code", [(f"r{i}", 1000 + i) for i in range(12)])
+    summ = run_ingest(s, IngestOptions(str(csv), "num", text_column="code", indexes=["flat"], qdrant="none",
+                                       progress=False), encoders={"text": minilm})
+    assert summ.ingested == 12 and summ.rejected == 0
+    st = open_store(s, "num", "flat", create=False)
+    try:
+        vec, payload = st.fetch(["r3"])["r3"]
+        assert payload["text"] == "1003"
+        np.testing.assert_allclose(vec, minilm.encode_text(["1003"])[0], atol=1e-5)
+    finally:
+        st.close()
+
+
+def test_empty_ids_are_reported_as_empty(tmp_path: Path) -> None:
+    from ingest.corpora import CorpusError, get_corpus
+
+    csv = tmp_path / "ids.csv"
+    csv.write_text("id,text\n,one\n,two\n,three\nx,four\n")
+    with pytest.raises(CorpusError, match=r"3 row\(s\) have an empty id in column 'id' \(rows \[0, 1, 2\]"):
+        get_corpus(str(csv)).load()
+    csv.write_text("id,text\na,one\na,two\nb,three\n")
+    with pytest.raises(CorpusError, match=r"1 duplicate id\(s\), e.g. \['a'\]"):
+        get_corpus(str(csv)).load()
+
+
+def test_id_column_beside_an_id_column(tmp_path: Path) -> None:
+    from ingest.corpora import CorpusError, get_corpus
+
+    csv = write_csv(tmp_path / "alt.csv", "id,alt_id,text", [(i, f"a{i}", f"Text {i}.") for i in range(5)])
+    ds = get_corpus(str(csv), id_column="alt_id").load()
+    assert ds["id"] == [f"a{i}" for i in range(5)] and ds["orig_id"] == list(range(5))
+    with pytest.raises(CorpusError, match="no id column 'nope'"):
+        get_corpus(str(csv), id_column="nope").load()
+
+
+def synthetic_collection(s: Settings, name: str = "syn", n: int = 6000, dim: int = 16) -> np.ndarray:
+    """A collection without a text model: random unit vectors in flat + hnsw + Qdrant Edge, and its manifest."""
+    from retrieval.collection import CollectionManifest, VectorSpace, save_collection
+
+    rng = np.random.default_rng(3)
+    vecs = rng.normal(size=(n, dim)).astype(np.float32)
+    ids = [f"p{i}" for i in range(n)]
+    for index in ("flat", "hnsw", "qdrant"):
+        st = open_store(s, name, index, dim=dim, fingerprint="fake@1")
+        try:
+            for i in range(0, n, 1000):  # several writes: Qdrant Edge makes several segments
+                st.upsert(ids[i : i + 1000], vecs[i : i + 1000], [{"g": i % 3} for _ in range(min(1000, n - i))])
+            st.build()
+            st.flush()
+        finally:
+            st.close()
+    space = VectorSpace(name="text", encoder="text", model="fake", fingerprint="fake@1", dim=dim)
+    save_collection(s.data_dir, CollectionManifest(
+        name=name, corpus="synthetic", corpus_fingerprint="x", modality="text", vectors={"text": space},
+        indexes=["flat", "hnsw", "qdrant"], qdrant_mode="edge", count=n, complete=True,
+    ))
+    return vecs
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("pristine")
+    synthetic_collection(mk(d, "d"))
+    return d / "d"
+
+
+def _edit_json(path: Path, **changes: object) -> None:
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
+def _set_dim(p: Path) -> None:
+    m = json.loads(p.read_text())
+    m["vectors"]["text"]["dim"] = 512
+    p.write_text(json.dumps(m))
+
+
+CORRUPTIONS = {
+    "deleted points store": (lambda d: (d / "faiss/syn/flat/points.sqlite").unlink(), "flat"),
+    "garbage points store": (lambda d: (d / "faiss/syn/hnsw/points.sqlite").write_bytes(b"garbage" * 99), "hnsw"),
+    "deleted segments": (lambda d: __import__("shutil").rmtree(d / "qdrant-edge/syn/shard/segments"), "qdrant"),
+    "store manifest dim": (lambda d: _edit_json(d / "faiss/syn/hnsw/manifest.json", dim=512), "dimension"),
+    "collection manifest dim": (lambda d: _set_dim(d / "collections/syn.json"), "manifest says 512"),
+    "corrupt collection manifest": (lambda d: (d / "collections/syn.json").write_text("{nope"), "syn.json"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CORRUPTIONS))
+def test_verify_catches_every_corruption(pristine: Path, tmp_path: Path, case: str) -> None:
+    import shutil
+
+    d = tmp_path / "d"
+    shutil.copytree(pristine, d)
+    s = Settings(data_dir=d, qdrant=QdrantSettings(mode="edge"))
+    assert verify(s, "syn").ok
+    damage, needle = CORRUPTIONS[case]
+    damage(d)
+    rep = verify(s, "syn")
+    assert not rep.ok and any(needle in x for x in rep.differences), rep.differences
+
+
+@pytest.mark.parametrize(
+    ("case", "index"),
+    [("deleted points store", "flat"), ("deleted segments", "qdrant"), ("store manifest dim", "hnsw")],
+)
+def test_search_refuses_a_damaged_index(pristine: Path, tmp_path: Path, case: str, index: str) -> None:
+    import shutil
+
+    from retrieval.errors import CorruptIndexError
+    from retrieval.retriever import Retriever
+
+    d = tmp_path / "d"
+    shutil.copytree(pristine, d)
+    CORRUPTIONS[case][0](d)
+    s = Settings(data_dir=d, qdrant=QdrantSettings(mode="edge"))
+    with Retriever(s, "syn") as r, pytest.raises(CorruptIndexError, match=r"syn.json .*simlookup ingest synthetic"):
+        r.search_vector(np.ones(16, np.float32), index, k=5)
+
+
+def test_corrupt_collection_manifest_is_a_clear_error(tmp_path: Path, minilm) -> None:  # type: ignore[no-untyped-def]
+    from retrieval.errors import CorruptManifestError
+    from retrieval.retriever import Retriever
+
+    s = mk(tmp_path, "d")
+    csv = write_csv(tmp_path / "docs.csv", "id,text", [(f"r{i}", f"About trains line {i}.") for i in range(20)])
+    opts = IngestOptions(str(csv), "cm", indexes=["flat"], qdrant="none", progress=False)
+    run_ingest(s, opts, encoders={"text": minilm})
+    path = s.data_dir / "collections" / "cm.json"
+    path.write_text("{not json")
+    with pytest.raises(CorruptManifestError, match=r"cm.json is unreadable .*`simlookup ingest SOURCE --name cm`"):
+        Retriever(s, "cm")
+    run_ingest(s, opts, encoders={"text": minilm})  # a re-ingest repairs it
+    with Retriever(s, "cm") as r:
+        r._encoders["text"] = minilm
+        assert r.search_text("trains", k=2).hits
+
+
+def test_query_parameters_are_capped(pristine: Path) -> None:
+    from retrieval.retriever import Retriever
+    from retrieval.stores import SearchParams
+
+    s = Settings(data_dir=pristine, qdrant=QdrantSettings(mode="edge"))
+    q = np.ones(16, np.float32)
+    with Retriever(s, "syn") as r:
+        with pytest.raises(InvalidInputError, match=r"k=2147483648 is above the limit of 10000"):
+            r.search_vector(q, "flat", k=2**31)
+        for params, what in (
+            (SearchParams(hnsw_ef=10**9), "ef=1000000000"),
+            (SearchParams(nprobe=2**40), "nprobe="),
+            (SearchParams(rerank=10**6), "rerank factor="),
+        ):
+            with pytest.raises(InvalidInputError, match=f"{what}.* above the limit"):
+                r.search_vector(q, "hnsw", k=10, params=params)
+        assert len(r.search_vector(q, "flat", k=10_000).hits) == 6000  # k up to the cap; at most the collection

@@ -81,7 +81,7 @@ def kill_ray_ingest(s: Settings, name: str, limit: int, shard: int) -> int:
     deadline = time.time() + 400  # Ray start-up and the actor's model load come first
     shards = 0
     while time.time() < deadline and proc.poll() is None:
-        shards = len(list(s.data_dir.glob("cache/*/*/text/shard-*.json")))
+        shards = len(list(s.data_dir.glob("cache/**/shard-*.json")))
         if shards >= stop_after:
             break
         time.sleep(0.01)

@@ -16,6 +16,7 @@ from retrieval.collection import load_collection
 from retrieval.retriever import Retriever
 from retrieval.settings import ClipSettings, QdrantSettings, Settings
 from simlookup.cli import main
+from tests.test_images import text_bomb_png
 
 COLOURS = {"red": (220, 30, 30), "blue": (30, 30, 220)}
 BAD = {
@@ -23,6 +24,7 @@ BAD = {
     "bad/notes.png": "not an image",
     "bad/truncated.png": "truncated",
     "bad/huge.png": "decompression bomb",
+    "bad/textbomb.png": "MAX_TEXT_CHUNK",
 }
 
 
@@ -52,6 +54,7 @@ def gallery(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
     Image.fromarray(rng.integers(0, 255, (64, 64, 3)).astype(np.uint8)).save(buf, format="PNG")
     (root / "bad/truncated.png").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
     Image.new("L", (900, 900)).save(root / "bad/huge.png")
+    text_bomb_png(root / "bad/textbomb.png")
     return root, good
 
 
@@ -153,3 +156,5 @@ def test_cli_image_search_json(
     assert doc["target"] == "caption" and all("caption" in h["payload"] for h in doc["hits"])
     assert main(["search", "--image", str(root / "bad/notes.png"), "--name", "imgs"]) == 2
     assert "not an image" in capsys.readouterr().err
+    assert main(["search", "--image", str(root / "bad/textbomb.png"), "--name", "imgs"]) == 2
+    assert "textbomb.png: unreadable image" in capsys.readouterr().err

@@ -71,3 +71,37 @@ def test_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("SIMLOOKUP_TEXT_MODEL=/models/foo\n")
     monkeypatch.chdir(tmp_path)
     assert load_settings().text_model == "/models/foo"
+
+
+def test_empty_api_key_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from retrieval.errors import ConfigError
+    from retrieval.settings import load_settings
+
+    for blank in ("", "   "):
+        monkeypatch.setenv("SIMLOOKUP_API__KEY", blank)
+        with pytest.raises(ConfigError, match="SIMLOOKUP_API__KEY: is set but empty"):
+            load_settings()
+    monkeypatch.setenv("SIMLOOKUP_API__KEY", "k")
+    assert load_settings().api.key is not None
+
+
+def test_url_credentials_are_redacted() -> None:
+    from retrieval.settings import QdrantSettings, redact_url
+
+    q = QdrantSettings(mode="server", url="https://user:pa:ss@qdrant.example:6333/x")
+    assert q.public()["url"] == "https://***@qdrant.example:6333/x"
+    assert redact_url("failed: http://a:b@h:1 and grpc://c@h2 and http://plain:6333") == (
+        "failed: http://***@h:1 and grpc://***@h2 and http://plain:6333"
+    )
+
+
+def test_with_qdrant_mode() -> None:
+    from retrieval.errors import ConfigError
+    from retrieval.settings import QdrantSettings, Settings
+
+    s = Settings(qdrant=QdrantSettings(mode="edge"))
+    assert s.with_qdrant_mode("local").qdrant.mode == "local" and s.with_qdrant_mode(None) is s
+    with pytest.raises(ConfigError, match="SIMLOOKUP_QDRANT__URL"):
+        s.with_qdrant_mode("server")
+    srv = Settings(qdrant=QdrantSettings(mode="server", url="http://h:6333"))
+    assert srv.with_qdrant_mode("edge").qdrant.url is None

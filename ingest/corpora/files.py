@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,9 @@ class FileCorpus:
         return normalise_columns(ds, self.spec.text_column or "text", self.id_column, limit, str(self.path))
 
     def fingerprint(self) -> str:
-        return f"file:{self.path.name}@{file_digest([self.path])}"
+        """The file's content hash and the columns read from it (both decide the rows)."""
+        cols = f"text={self.spec.text_column},id={self.id_column}"
+        return f"file:{self.path.name}@{file_digest([self.path])}:{cols}"
 
 
 def normalise_columns(ds: Any, text_column: str, id_column: str, limit: int | None, where: str) -> Any:
@@ -50,13 +53,42 @@ def normalise_columns(ds: Any, text_column: str, id_column: str, limit: int | No
         if "text" in ds.column_names:
             ds = ds.remove_columns("text")
         ds = ds.rename_column(text_column, "text")
+    return assign_ids(ds, id_column, where)
+
+
+ORIGINAL_ID = "orig_id"  # where a file's own ``id`` column goes when --id-column names another column
+
+
+def _blank(x: Any) -> bool:
+    return x is None or (isinstance(x, float) and x != x) or (isinstance(x, str) and not x.strip())
+
+
+def assign_ids(ds: Any, id_column: str, where: str) -> Any:
+    """Replace ``id_column`` by a unique, non-empty string ``id`` column (``row-<n>`` when the default is absent).
+
+    Empty ids and duplicates are refused with the rows they occur on; a column named ``id`` that is not the id
+    column stays in the payload as ``orig_id``.
+    """
     if id_column in ds.column_names:
-        ids = [str(x) for x in ds[id_column]]
-        if len(set(ids)) != len(ids):
-            raise CorpusError(f"{where}: column {id_column!r} has duplicate ids")
+        raw = ds[id_column]
+        empty = [i for i, x in enumerate(raw) if _blank(x)]
+        if empty:
+            raise CorpusError(
+                f"{where}: {len(empty)} row(s) have an empty id in column {id_column!r} (rows {empty[:10]}, "
+                "counting from 0): give every row an id, or pass --id-column for another column"
+            )
+        ids = [str(x) for x in raw]
+        dups = sorted(x for x, n in Counter(ids).items() if n > 1)
+        if dups:
+            raise CorpusError(f"{where}: column {id_column!r} has {len(dups)} duplicate id(s), e.g. {dups[:5]}")
         ds = ds.remove_columns(id_column)
+    elif id_column != "id":
+        raise CorpusError(f"{where}: no id column {id_column!r} (columns: {ds.column_names}); check --id-column")
     else:
         ids = [f"row-{i}" for i in range(len(ds))]
+    if "id" in ds.column_names:  # the file's own 'id' column, when --id-column names another one
+        ds = ds.remove_columns(ORIGINAL_ID) if ORIGINAL_ID in ds.column_names else ds
+        ds = ds.rename_column("id", ORIGINAL_ID)
     return ds.add_column("id", ids)
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ingest.corpora.base import CorpusError, CorpusSpec
-from ingest.corpora.files import normalise_columns
+from ingest.corpora.files import assign_ids, normalise_columns
 
 
 def parse_hf_spec(spec: str) -> tuple[str, str | None, str]:
@@ -70,15 +70,11 @@ class HFCorpus:
                 ds = ds.select(range(min(limit, len(ds))))
             if self.image_column != "image":
                 ds = ds.rename_column(self.image_column, "image")
-            if self.id_column in ds.column_names:
-                ids = [str(x) for x in ds[self.id_column]]
-                ds = ds.remove_columns(self.id_column)
-            else:
-                ids = [f"row-{i}" for i in range(len(ds))]
-            return ds.add_column("id", ids)
+            return assign_ids(ds, self.id_column, self.name)
         return normalise_columns(ds, self.text_column, self.id_column, limit, self.name)
 
     def fingerprint(self) -> str:
         ds = self._raw()
         fp = getattr(ds, "_fingerprint", None) or f"{len(ds)}"
-        return f"hf:{self.name}:{self.config}:{self.split}@{fp}"
+        cols = f"text={self.text_column},id={self.id_column},image={self.image_column}"
+        return f"hf:{self.name}:{self.config}:{self.split}@{fp}:{cols}"

@@ -40,7 +40,7 @@ def load_image(src: ImageInput, max_pixels: int = 50_000_000) -> Any:
             raise InvalidInputError(f"{name}: not an image (unrecognised format)") from None
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise InvalidInputError(f"{name}: too many pixels (decompression bomb)") from None
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: e.g. a PNG text chunk above PIL's safety limit
             raise InvalidInputError(f"{name}: unreadable image ({exc})") from None
     w, h = img.size
     if w * h == 0:
@@ -52,7 +52,7 @@ def load_image(src: ImageInput, max_pixels: int = 50_000_000) -> Any:
         )
     try:
         img.load()
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         raise InvalidInputError(f"{name}: truncated or corrupt image ({exc})") from None
     return to_rgb(img)
 

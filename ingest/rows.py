@@ -1,32 +1,25 @@
-"""Vector spaces of a corpus: which column each encodes, with which encoder, and how bad rows are rejected."""
+"""Rows → points: the text or image each vector space embeds, the payload, and the reason a bad row is rejected."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
+from retrieval.collection import VectorSpace
 from retrieval.errors import InvalidInputError
 
 
-@dataclass(frozen=True)
-class Space:
-    """One embedded space: 'text' (text model), 'image' or 'caption' (CLIP towers)."""
-
-    name: Literal["text", "image", "caption"]
-    encoder: Literal["text", "clip"]
-    column: str
-
-
-def spaces_for(modality: str, has_captions: bool) -> list[Space]:
-    if modality == "text":
-        return [Space("text", "text", "text")]
-    out = [Space("image", "clip", "image")]
-    if has_captions:
-        out.append(Space("caption", "clip", "caption"))
-    return out
+def text_of(value: Any) -> str | None:
+    """The text to embed from a cell: strings as they are, finite numbers as their string form, else None."""
+    if isinstance(value, str):
+        return value if value.strip() else None
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        return str(value)
+    return None
 
 
 def clean_payload(row: dict[str, Any], drop: set[str]) -> dict[str, Any]:
@@ -45,7 +38,7 @@ def clean_payload(row: dict[str, Any], drop: set[str]) -> dict[str, Any]:
 
 
 def encode_rows(
-    space: Space, encoder: Any, rows: list[dict[str, Any]], batch_size: int, max_pixels: int
+    space: VectorSpace, encoder: Any, rows: list[dict[str, Any]], batch_size: int, max_pixels: int
 ) -> tuple[list[str], np.ndarray, list[dict[str, Any]], list[dict[str, str]]]:
     """Encode one shard's rows for a space; returns ids, vectors, payloads and rejects (id, space, reason)."""
     ids: list[str] = []
@@ -70,13 +63,16 @@ def encode_rows(
             pl["width"], pl["height"] = img.size
             inputs.append(img)
         else:
-            if not isinstance(value, str) or not value.strip():
+            text = text_of(value)
+            if text is None:
                 if space.name == "caption":
                     continue  # images without a caption simply have no caption vector
-                rejects.append({"id": rid, "space": space.name, "reason": "empty or missing text"})
+                what = "empty or missing text" if value is None or isinstance(value, str) else f"no text ({value!r})"
+                rejects.append({"id": rid, "space": space.name, "reason": what})
                 continue
             pl = clean_payload(row, {"id", "image"})
-            inputs.append(value)
+            pl[space.column] = text  # a numeric cell is embedded, and returned, as its string form
+            inputs.append(text)
         ids.append(rid)
         payloads.append(pl)
     if not inputs:

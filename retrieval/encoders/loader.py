@@ -1,0 +1,34 @@
+"""The one place an encoder is built from settings: ingest, the retriever, the CLI and the service all call it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from retrieval.errors import ModelNotFoundError
+from retrieval.settings import Settings
+
+
+def load_encoder(settings: Settings, kind: str, model: str | None = None) -> Any:
+    """The text encoder (``kind='text'``; ``model`` overrides SIMLOOKUP_TEXT_MODEL) or the CLIP encoder."""
+    if kind == "text":
+        from retrieval.encoders.text import TextEncoder
+
+        return TextEncoder(
+            model or settings.text_model,
+            device=settings.device,
+            batch_size=settings.batch_size,
+            cache_dir=settings.data_dir / "models",
+            quantize=settings.text_quantize,
+        )
+    if kind == "clip":
+        from retrieval.encoders.clip import ClipEncoder
+
+        c = settings.clip
+        return ClipEncoder(
+            model or c.arch,
+            c.pretrained,
+            device=settings.device,
+            batch_size=settings.batch_size,
+            max_image_pixels=c.max_image_pixels,
+        )
+    raise ModelNotFoundError(f"unknown encoder {kind!r}: use 'text' or 'clip'")
