@@ -195,6 +195,18 @@ class Settings(BaseSettings):
             return self
         return self.model_copy(update={"qdrant": self.qdrant.with_mode(mode)})
 
+    def with_ingest(self, **flags: Any) -> Settings:
+        """These settings with `simlookup ingest`'s engine flags applied (None: unchanged), validated again."""
+        given = {k: v for k, v in flags.items() if v is not None}
+        if not given:
+            return self
+        try:
+            ingest = IngestSettings.model_validate(self.ingest.model_dump() | given)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise ConfigError(f"--{str(err['loc'][0]).replace('_', '-')}: {err['msg']}") from None
+        return self.model_copy(update={"ingest": ingest})
+
     def public(self) -> dict[str, Any]:
         """Resolved settings as JSON-able data, secrets left out."""
         out = self.model_dump(mode="json", exclude={"qdrant", "api"})

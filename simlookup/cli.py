@@ -98,25 +98,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         append=args.append,
     )
-    ing = {
-        k: v
-        for k, v in {
-            "engine": args.engine,
-            "ray_address": args.ray_address,
-            "workers": args.workers,
-            "gpus_per_worker": args.gpus_per_worker,
-        }.items()
-        if v is not None
-    }
-    if ing:
-        from pydantic import ValidationError
-
-        from retrieval.settings import IngestSettings
-
-        try:
-            s = s.model_copy(update={"ingest": IngestSettings.model_validate(s.ingest.model_dump() | ing)})
-        except ValidationError as exc:
-            raise SimlookupError(f"ingest flags: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from None
+    s = s.with_ingest(
+        engine=args.engine, ray_address=args.ray_address, workers=args.workers, gpus_per_worker=args.gpus_per_worker
+    )
     summary = run_ingest(s, opts)
     d = summary.to_dict()
     gone = f", {summary.removed} removed (no longer in the source)" if summary.removed else ""

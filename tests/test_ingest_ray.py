@@ -148,4 +148,16 @@ def test_cli_flags_reach_the_settings(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
     )
-    assert r.returncode == 2 and "workers" in r.stderr and "greater than or equal to 1" in r.stderr, r.stderr
+    assert r.returncode == 2 and "--workers" in r.stderr and "greater than or equal to 1" in r.stderr, r.stderr
+
+
+def test_engine_comes_from_the_environment_and_flags_override_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from retrieval.settings import load_settings
+
+    monkeypatch.setenv("SIMLOOKUP_INGEST__ENGINE", "ray")
+    monkeypatch.setenv("SIMLOOKUP_INGEST__WORKERS", "3")
+    s = load_settings()
+    assert s.ingest == IngestSettings(engine="ray", workers=3)
+    assert s.with_ingest(engine="local", workers=None).ingest == IngestSettings(engine="local", workers=3)
+    with pytest.raises(ConfigError, match="--gpus-per-worker"):
+        s.with_ingest(gpus_per_worker=-1)
