@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 LOCAL_RAY_CPUS = 2
-_PASS_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "SIMLOOKUP_DATA_DIR")
+_PASS_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME")
 
 
 def import_ray() -> Any:
@@ -195,16 +195,32 @@ def ray_shards(
                 if sp.name not in names:
                     yield sp, _cached(caches[sp.name], start, end), False
                     continue
-                row = next(encoded)
+                row = _next(encoded)
                 shard = _to_shard(row)
                 if (shard.start, shard.end, row["space"]) != (start, end, sp.name):
-                    raise RuntimeError(f"ray returned shard {shard.start}-{shard.end}/{row['space']} out of order")
+                    raise SimlookupError(f"ray returned shard {shard.start}-{shard.end}/{row['space']} out of order")
                 caches[sp.name].put(shard)
                 yield sp, shard, True
     finally:
         ctx.execution_options.preserve_order, ctx.enable_progress_bars = saved
         if started:
             ray.shutdown()
+
+
+def _next(encoded: Iterator[dict[str, Any]]) -> dict[str, Any]:
+    """The next encoded shard; a worker's failure surfaces as the project error it raised, or a short one."""
+    try:
+        return next(encoded)
+    except SimlookupError:
+        raise  # Ray re-raises a worker's exception as an instance of its class too
+    except Exception as exc:  # noqa: BLE001 - Ray wraps worker failures in many kinds
+        cause = exc
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        if isinstance(cause, SimlookupError):
+            raise cause from None
+        lines = [ln for ln in str(exc).splitlines() if ln.strip()]
+        raise SimlookupError(f"the Ray encode stage failed: {lines[-1] if lines else type(exc).__name__}") from exc
 
 
 def _cached(cache: EmbeddingCache, start: int, end: int) -> Shard:

@@ -108,6 +108,23 @@ def test_killed_ray_ingest_resumes_like_a_local_one(tmp_path: Path, minilm, ray_
     assert verify(killed, "k").ok
 
 
+@pytest.mark.slow
+def test_a_worker_that_sees_another_corpus_refuses_with_a_clear_error(tmp_path: Path, ray_installed) -> None:  # type: ignore[no-untyped-def]
+    from ingest.cache import EmbeddingCache
+    from ingest.corpora.base import CorpusError
+    from ingest.ray_engine import ray_shards
+    from retrieval.collection import VectorSpace
+
+    s = with_ray(mk(tmp_path, "d"), workers=1)
+    sp = VectorSpace(name="text", encoder="text", model="m", fingerprint="fp", dim=384)
+    cache = EmbeddingCache(s.data_dir, "fp", "stsb@stale", "text")
+    opts = IngestOptions("stsb", "x", limit=10, progress=False)
+    source = ray_shards(s, opts, "stsb@stale", [sp], {"text": cache}, [(0, 10)])
+    with pytest.raises(CorpusError, match="differs on this Ray worker"):
+        next(source)
+    assert not is_initialized() and not list(s.data_dir.glob("cache/**/shard-*"))
+
+
 def test_missing_ray_says_how_to_install(tmp_path: Path, minilm, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
     s = with_ray(mk(tmp_path, "d"))
