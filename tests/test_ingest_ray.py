@@ -18,7 +18,7 @@ import pytest
 
 from ingest.job import IngestOptions, rejects_of, run_ingest
 from ingest.verify import verify
-from retrieval.errors import BackendUnavailableError, ConfigError
+from retrieval.errors import BackendUnavailableError, ConfigError, SimlookupError
 from retrieval.settings import IngestSettings, Settings
 from tests.test_ingest import ALL, ROOT, assert_same, mk, snapshot
 
@@ -111,7 +111,6 @@ def test_killed_ray_ingest_resumes_like_a_local_one(tmp_path: Path, minilm, ray_
 @pytest.mark.slow
 def test_a_worker_that_sees_another_corpus_refuses_with_a_clear_error(tmp_path: Path, ray_installed) -> None:  # type: ignore[no-untyped-def]
     from ingest.cache import EmbeddingCache
-    from ingest.corpora.base import CorpusError
     from ingest.ray_engine import ray_shards
     from retrieval.collection import VectorSpace
 
@@ -120,7 +119,7 @@ def test_a_worker_that_sees_another_corpus_refuses_with_a_clear_error(tmp_path: 
     cache = EmbeddingCache(s.data_dir, "fp", "stsb@stale", "text")
     opts = IngestOptions("stsb", "x", limit=10, progress=False)
     source = ray_shards(s, opts, "stsb@stale", [sp], {"text": cache}, [(0, 10)])
-    with pytest.raises(CorpusError, match="differs on this Ray worker"):
+    with pytest.raises(SimlookupError, match="Ray encode stage failed: .*CorpusError: corpus 'stsb' differs"):
         next(source)
     assert not is_initialized() and not list(s.data_dir.glob("cache/**/shard-*"))
 
