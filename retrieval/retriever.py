@@ -122,8 +122,8 @@ class Retriever:
             raise CorruptIndexError(
                 f"index {index} of {self.name!r} is {st.dim}-d but {where} says {space.dim}-d: {fix}"
             )
-        primary = target == next(iter(m.vectors))  # caption vectors exist for some points only
-        if m.complete and primary and (n := st.count()) < m.count:
+        # m.count counts the points; caption vectors exist for captioned images only
+        if m.complete and target != "caption" and (n := st.count()) < m.count:
             raise CorruptIndexError(
                 f"index {index} of {self.name!r} holds {n} points but {where} records {m.count}: its files are "
                 f"missing or damaged; {fix}"
