@@ -15,6 +15,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Generator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -364,30 +365,31 @@ def _pipeline(
     writer.start()
     encode_s = 0.0
     rejects: list[dict[str, str]] = []
+    ranges = [(start, min(n, start + opts.shard_size)) for start in range(0, n, opts.shard_size)]
+    if settings.ingest.engine == "ray":
+        from ingest.ray_engine import ray_shards
+
+        source = ray_shards(settings, opts, corpus_fp, spaces, caches, ranges)
+    else:
+        source = _local_shards(settings, ds, spaces, encoders, caches, ranges)
     try:
-        for start in range(0, n, opts.shard_size):
-            end = min(n, start + opts.shard_size)
-            rows: list[dict[str, Any]] | None = None
-            for sp in spaces:
-                shard = caches[sp.name].get(start, end)
-                if shard is None:
-                    if rows is None:
-                        rows = ds.select(range(start, end)).to_list()
-                    t0 = time.perf_counter()
-                    ids, vecs, pls, rej = encode_rows(
-                        sp, encoders[sp.encoder], rows, settings.batch_size, settings.clip.max_image_pixels
-                    )
-                    encode_s += time.perf_counter() - t0
-                    shard = Shard(start, end, ids, vecs, pls, rej)
-                    caches[sp.name].put(shard)
-                    summary.encoded_rows += end - start
-                else:
-                    summary.cached_rows += end - start
-                rejects += shard.rejects
-                write_bar.update(end - start - len(shard.ids))
-                enc_bar.update(end - start)
-                writer.put(sp.name, shard)
+        while True:
+            t0 = time.perf_counter()
+            item = next(source, None)
+            encode_s += time.perf_counter() - t0
+            if item is None:
+                break
+            sp, shard, encoded_now = item
+            if encoded_now:
+                summary.encoded_rows += shard.end - shard.start
+            else:
+                summary.cached_rows += shard.end - shard.start
+            rejects += shard.rejects
+            write_bar.update(shard.end - shard.start - len(shard.ids))
+            enc_bar.update(shard.end - shard.start)
+            writer.put(sp.name, shard)
     finally:
+        source.close()
         writer.q.put(None)
         writer.join()
         enc_bar.close()
@@ -401,6 +403,35 @@ def _pipeline(
     summary.seconds["encode"] = encode_s
     summary.seconds["write"] = writer.busy_s
     return writer.written
+
+
+def encode_shard(settings: Settings, space: VectorSpace, encoder: Any, rows: list[dict[str, Any]], start: int) -> Shard:
+    """Encode rows [start, start + len(rows)) of one space into a shard (both engines call this)."""
+    ids, vecs, pls, rej = encode_rows(space, encoder, rows, settings.batch_size, settings.clip.max_image_pixels)
+    return Shard(start, start + len(rows), ids, vecs, pls, rej)
+
+
+def _local_shards(
+    settings: Settings,
+    ds: Any,
+    spaces: list[VectorSpace],
+    encoders: dict[str, Any],
+    caches: dict[str, EmbeddingCache],
+    ranges: list[tuple[int, int]],
+) -> Generator[tuple[VectorSpace, Shard, bool], None, None]:
+    """The local engine: (space, shard, encoded now?) in row order, from the cache or encoded in this process."""
+    for start, end in ranges:
+        rows: list[dict[str, Any]] | None = None
+        for sp in spaces:
+            shard = caches[sp.name].get(start, end)
+            if shard is not None:
+                yield sp, shard, False
+                continue
+            if rows is None:
+                rows = ds.select(range(start, end)).to_list()
+            shard = encode_shard(settings, sp, encoders[sp.encoder], rows, start)
+            caches[sp.name].put(shard)
+            yield sp, shard, True
 
 
 def rejects_of(data_dir: Path, name: str) -> list[dict[str, str]]:

@@ -163,6 +163,18 @@ class ApiSettings(BaseModel):
         return v
 
 
+class IngestSettings(BaseModel):
+    """How `simlookup ingest` encodes: in this process (local) or on a Ray cluster (ray)."""
+
+    engine: Literal["local", "ray"] = "local"
+    ray_address: str | None = Field(
+        default=None, description="None: a local Ray started in-process; 'auto', 'host:6379' or 'ray://host:10001'"
+    )
+    workers: int = Field(default=2, ge=1, description="ray: encoder actors (one model load each)")
+    gpus_per_worker: float = Field(default=0.0, ge=0, description="ray: GPUs per encoder actor (0: CPU)")
+    ray_connect_timeout_s: float = Field(default=10.0, gt=0, description="ray: give up on an unreachable address")
+
+
 class Settings(BaseSettings):
     """Every setting of simlookup. Build once (``Settings()``) and pass it inward."""
 
@@ -186,6 +198,7 @@ class Settings(BaseSettings):
     faiss: FaissSettings = FaissSettings()
     api: ApiSettings = ApiSettings()
     limits: SearchLimits = SearchLimits()
+    ingest: IngestSettings = IngestSettings()
 
     @field_validator("device")
     @classmethod
@@ -199,6 +212,18 @@ class Settings(BaseSettings):
         if mode is None or mode == "none" or mode == self.qdrant.mode:
             return self
         return self.model_copy(update={"qdrant": self.qdrant.with_mode(mode)})
+
+    def with_ingest(self, **flags: Any) -> Settings:
+        """These settings with `simlookup ingest`'s engine flags applied (None: unchanged), validated again."""
+        given = {k: v for k, v in flags.items() if v is not None}
+        if not given:
+            return self
+        try:
+            ingest = IngestSettings.model_validate(self.ingest.model_dump() | given)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise ConfigError(f"--{str(err['loc'][0]).replace('_', '-')}: {err['msg']}") from None
+        return self.model_copy(update={"ingest": ingest})
 
     def public(self) -> dict[str, Any]:
         """Resolved settings as JSON-able data, secrets left out."""

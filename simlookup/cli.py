@@ -98,6 +98,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         append=args.append,
     )
+    s = s.with_ingest(
+        engine=args.engine, ray_address=args.ray_address, workers=args.workers, gpus_per_worker=args.gpus_per_worker
+    )
     summary = run_ingest(s, opts)
     d = summary.to_dict()
     gone = f", {summary.removed} removed (no longer in the source)" if summary.removed else ""
@@ -257,6 +260,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep points whose rows are no longer in the source (default: the collection becomes equal to the source)",
     )
     sp.add_argument("--no-progress", action="store_true")
+    sp.add_argument(
+        "--engine", choices=["local", "ray"], help="where to encode (default SIMLOOKUP_INGEST__ENGINE, local)"
+    )
+    sp.add_argument("--ray-address", help="ray: 'auto', 'host:6379' or 'ray://host:10001' (default: a local Ray)")
+    sp.add_argument("--workers", type=int, help="ray: encoder actors (default SIMLOOKUP_INGEST__WORKERS, 2)")
+    sp.add_argument("--gpus-per-worker", type=float, help="ray: GPUs per encoder actor (default 0)")
 
     sp = add("search", cmd_search, "search a collection by text or image")
     sp.add_argument("query", nargs="?", help="query text")
