@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -28,8 +29,13 @@ class VerifyReport:
         return asdict(self)
 
 
-def verify(settings: Settings, name: str, sample: int | None = None) -> VerifyReport:
-    """Compare id sets, counts and stored vectors across every index of the collection."""
+def verify(
+    settings: Settings, name: str, sample: int | None = None, opened: Callable[[str, str], VectorStore] | None = None
+) -> VerifyReport:
+    """Compare id sets, counts and stored vectors across every index of the collection.
+
+    ``opened(index, space)``: stores a caller already holds open (the service's), used and left open.
+    """
     m = load_collection(settings.data_dir, name)
     rep = VerifyReport(name=name, expected=m.count)
     if not m.complete:
@@ -39,7 +45,9 @@ def verify(settings: Settings, name: str, sample: int | None = None) -> VerifyRe
         try:
             for index in m.indexes:
                 try:
-                    if index == QDRANT_INDEX:
+                    if opened is not None:
+                        stores[index] = opened(index, space)
+                    elif index == QDRANT_INDEX:
                         from ingest.job import qdrant_settings
 
                         s = qdrant_settings(settings, m.qdrant_mode)
@@ -51,7 +59,7 @@ def verify(settings: Settings, name: str, sample: int | None = None) -> VerifyRe
                     rep.differences.append(f"{space}/{index}: cannot open ({type(exc).__name__}: {exc})")
             _compare(space, stores, m.count if space != "caption" else None, rep, sample)
         finally:
-            for st in stores.values():
+            for st in stores.values() if opened is None else ():
                 st.close()
     rep.ok = not rep.differences
     return rep
