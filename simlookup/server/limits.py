@@ -15,7 +15,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 class BodyLimit:
     """ASGI middleware: a declared Content-Length above ``limit`` is refused at once; a body without one
-    (chunked) is read up to the limit first and refused as soon as it goes over."""
+    (chunked) is buffered up to the limit, and past it read to the end and dropped, then refused."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
@@ -45,12 +45,15 @@ class BodyLimit:
                 return
             body = msg.get("body", b"")
             total += len(body)
-            if total > self.limit:
-                await _problem(send, 413, f"request body is above the limit of {self.limit} bytes")
-                return
-            chunks.append(body)
+            if total <= self.limit:
+                chunks.append(body)
+            elif chunks:
+                chunks = []  # over the limit: keep nothing, read to the end so the client can read the answer
             if not msg.get("more_body", False):
                 break
+        if total > self.limit:
+            await _problem(send, 413, f"request body of {total} bytes is above the limit of {self.limit} bytes")
+            return
         replayed = False
 
         async def replay() -> Message:
