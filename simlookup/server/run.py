@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 import time
@@ -37,11 +38,21 @@ def serve(settings: Settings, name: str, host: str, port: int) -> int:
         print(f"simlookup: serving {name!r} on {url} (OpenAPI at /docs)", file=sys.stderr, flush=True)
 
     threading.Thread(target=record, name="simlookup-endpoint", daemon=True).start()
+    # uvicorn shuts down gracefully on SIGTERM / SIGINT, then raises the signal again: make that an exit that
+    # unwinds through `finally` (the default SIGTERM action would kill the process and leave the record behind)
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         server.run()
+    except KeyboardInterrupt:
+        pass
     finally:
         remove_endpoint(settings.data_dir, name)
+        signal.signal(signal.SIGTERM, previous)
     return 0 if server.started else 1
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def _client_host(host: str) -> str:
