@@ -1,4 +1,6 @@
-"""A bounded load run on loopback: a real `simlookup serve` process, N concurrent clients, a fixed request count."""
+"""A bounded load run on loopback: real `simlookup serve` processes (micro-batching off and on), N concurrent
+clients, a fixed request count per level. Off and on run interleaved, level by level, so that a change in the
+machine's load hits both alike; every level sends texts no earlier level sent (no query-cache hits)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ from benchmarks.metrics import percentiles
 from retrieval.errors import SimlookupError
 from retrieval.settings import Settings
 
+MODES = {"off": {"SIMLOOKUP_API__MAX_BATCH": "1"}, "on": {}}
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -23,14 +27,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(settings: Settings, name: str, port: int, timeout_s: float = 120) -> subprocess.Popen[bytes]:
+def start_server(
+    settings: Settings, name: str, port: int, timeout_s: float = 300, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """Start `simlookup serve` on 127.0.0.1:port and wait until /readyz answers 200."""
     import httpx
 
-    env = {**os.environ, "SIMLOOKUP_DATA_DIR": str(settings.data_dir)}
+    full_env = {**os.environ, "SIMLOOKUP_DATA_DIR": str(settings.data_dir), **(env or {})}
     proc = subprocess.Popen(
         [sys.executable, "-m", "simlookup", "serve", "--name", name, "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
+        env=full_env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -48,78 +54,163 @@ def start_server(settings: Settings, name: str, port: int, timeout_s: float = 12
     raise SimlookupError(f"simlookup serve did not become ready in {timeout_s:.0f} s")
 
 
-def run_load(
-    settings: Settings,
-    name: str,
-    requests: int = 400,
-    concurrency: int = 8,
-    index: str = "hnsw",
-    out: Path | None = None,
-) -> dict[str, Any]:
-    """Send `requests` text searches from `concurrency` clients; throughput and latency percentiles."""
+def drive(url: str, texts: list[str], concurrency: int, index: str, headers: dict[str, str]) -> dict[str, Any]:
+    """Send every text once from ``concurrency`` client threads; throughput and latency percentiles."""
     import httpx
 
-    from ingest.corpora import get_corpus
-
-    texts = get_corpus("stsb").load(limit=max(requests, 50))["text"]
-    port = free_port()
-    proc = start_server(settings, name, port)
-    headers = {"X-API-Key": settings.api.key.get_secret_value()} if settings.api.key else {}
     lat: list[float] = []
     errors = 0
     lock = threading.Lock()
-    counter = iter(range(requests))
+    counter = iter(range(len(texts)))
 
     def client() -> None:
         nonlocal errors
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=30) as c:
+        with httpx.Client(base_url=url, headers=headers, timeout=60) as c:
             while True:
                 with lock:
                     i = next(counter, None)
                 if i is None:
                     return
                 t0 = time.perf_counter()
-                r = c.post("/search", json={"text": texts[i % len(texts)], "k": 10, "index": index})
+                r = c.post("/search", json={"text": texts[i], "k": 10, "index": index})
                 dt = time.perf_counter() - t0
                 with lock:
                     lat.append(dt)
                     errors += r.status_code != 200
 
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=120) as c:  # warm-up
-            c.post("/search", json={"text": "warm up", "k": 1, "index": index})
-        t0 = time.perf_counter()
-        threads = [threading.Thread(target=client) for _ in range(concurrency)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        wall = time.perf_counter() - t0
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-    res = {
-        "name": name,
-        "index": index,
-        "requests": requests,
+    load_before = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=client) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    return {
+        "requests": len(texts),
         "concurrency": concurrency,
         "wall_s": wall,
-        "throughput_rps": requests / wall,
+        "throughput_rps": len(texts) / wall,
         "errors": errors,
         **percentiles(lat),
-        "load_average": list(os.getloadavg()),
+        "load_average_1m": [load_before, os.getloadavg()[0]],
+    }
+
+
+def batch_stats(url: str, headers: dict[str, str]) -> dict[str, float]:
+    """Mean batch size and mean queue time so far, from the service's /metrics."""
+    import httpx
+
+    text = httpx.get(f"{url}/metrics", headers=headers, timeout=30).text
+    vals: dict[str, float] = {}
+    for line in text.splitlines():
+        for metric in ("simlookup_batch_size", "simlookup_queue_seconds"):
+            for part in ("sum", "count"):
+                if line.startswith(f'{metric}_{part}{{queue="text"}}'):
+                    vals[f"{metric}_{part}"] = float(line.rsplit(" ", 1)[1])
+    n = vals.get("simlookup_batch_size_count", 0.0)
+    q = vals.get("simlookup_queue_seconds_count", 0.0)
+    return {
+        "batches": n,
+        "queries": vals.get("simlookup_batch_size_sum", 0.0),
+        "mean_batch": vals.get("simlookup_batch_size_sum", 0.0) / n if n else 0.0,
+        "mean_queue_ms": 1e3 * vals.get("simlookup_queue_seconds_sum", 0.0) / q if q else 0.0,
+    }
+
+
+def run_load(
+    settings: Settings,
+    name: str,
+    requests: int = 240,
+    concurrency: list[int] | None = None,
+    index: str = "hnsw",
+    modes: list[str] | None = None,
+    out: Path | None = None,
+) -> dict[str, Any]:
+    """Batching off and on (interleaved), at each concurrency level: `requests` text searches per run."""
+    from ingest.corpora import get_corpus
+
+    levels = concurrency or [1, 8, 32]
+    modes = modes or ["off", "on"]
+    unknown = set(modes) - set(MODES)
+    if unknown:
+        raise SimlookupError(f"unknown batching mode(s) {sorted(unknown)}: use off, on")
+    texts = list(dict.fromkeys(get_corpus("stsb").load(limit=requests * len(levels) * 2 + 100)["text"]))
+    if len(texts) < requests * len(levels):
+        raise SimlookupError(f"STS-B has too few distinct sentences for {requests} requests × {len(levels)} levels")
+    headers = {"X-API-Key": settings.api.key.get_secret_value()} if settings.api.key else {}
+    servers: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
+    runs: list[dict[str, Any]] = []
+    try:
+        for mode in modes:
+            port = free_port()
+            servers[mode] = (start_server(settings, name, port, env=MODES[mode]), f"http://127.0.0.1:{port}")
+        import httpx
+
+        for _, url in servers.values():  # warm-up: model, stores and code paths, outside the clock
+            with httpx.Client(base_url=url, headers=headers, timeout=120) as c:
+                for w in ("warm up one", "warm up two", "warm up three"):
+                    c.post("/search", json={"text": w, "k": 10, "index": index})
+        for li, level in enumerate(levels):
+            chunk = texts[li * requests : (li + 1) * requests]
+            for mode in modes:
+                url = servers[mode][1]
+                before = batch_stats(url, headers)
+                res = drive(url, chunk, level, index, headers)
+                after = batch_stats(url, headers)
+                n = after["batches"] - before["batches"]
+                q = after["queries"] - before["queries"]
+                res |= {"batching": mode, "mean_batch": q / n if n else 0.0}
+                runs.append(res)
+    finally:
+        for proc, _ in servers.values():
+            proc.terminate()
+            proc.wait(timeout=60)
+    on = settings.api
+    doc = {
+        "name": name,
+        "index": index,
+        "requests_per_run": requests,
+        "concurrency": levels,
+        "batching": {"off": "SIMLOOKUP_API__MAX_BATCH=1", "on": f"window {on.batch_window_ms} ms, max {on.max_batch}"},
         "cores": os.cpu_count(),
+        "load_average_end": list(os.getloadavg()),
+        "text_quantize": settings.text_quantize,
+        "threads": settings.threads,
+        "runs": runs,
     }
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "serve_load.json").write_text(json.dumps(res, indent=2) + "\n")
-        (out / "serve_load.md").write_text(
-            "# `simlookup serve` under load (loopback)\n\n"
-            f"{requests} text searches (`POST /search`, k=10, index {index}) on collection `{name}` from "
-            f"{concurrency} concurrent clients against one `simlookup serve` process on this machine "
-            f"({res['cores']} cores; the clients share them).\n\n"
-            "| throughput req/s | p50 ms | p95 ms | p99 ms | errors |\n| ---: | ---: | ---: | ---: | ---: |\n"
-            f"| {res['throughput_rps']:.1f} | {res['p50_ms']:.1f} | {res['p95_ms']:.1f} | {res['p99_ms']:.1f} | "
-            f"{errors} |\n"
+        write_report(doc, out)
+    return doc
+
+
+def write_report(doc: dict[str, Any], out: Path) -> None:
+    """serve_load.json and serve_load.md in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "serve_load.json").write_text(json.dumps(doc, indent=2) + "\n")
+    rows = []
+    by = {(r["batching"], r["concurrency"]): r for r in doc["runs"]}
+    for r in doc["runs"]:
+        base = by.get(("off", r["concurrency"]))
+        ratio = f"{r['throughput_rps'] / base['throughput_rps']:.2f}×" if base and r["batching"] != "off" else ""
+        rows.append(
+            f"| {r['concurrency']} | {r['batching']} | {r['throughput_rps']:.1f} | {ratio} | {r['p50_ms']:.1f} | "
+            f"{r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {r['mean_batch']:.1f} | {r['errors']} | "
+            f"{r['load_average_1m'][0]:.1f} → {r['load_average_1m'][1]:.1f} |"
         )
-    return res
+    (out / "serve_load.md").write_text(
+        "# `simlookup serve` under load (loopback), micro-batching off and on\n\n"
+        f"Text searches (`POST /search`, k=10, index {doc['index']}) on collection `{doc['name']}`: "
+        f"{doc['requests_per_run']} requests per run from 1 to {max(doc['concurrency'])} concurrent clients, "
+        "against two `simlookup serve` processes on this machine (batching off: "
+        f"`{doc['batching']['off']}`; on: {doc['batching']['on']}), run interleaved level by level. "
+        f"{doc['cores']} cores, shared by the server, the clients and anything else running: the load average "
+        "(1 min, before → after each run) is in the table; compare off and on within a row pair, not across "
+        "machines. Text model quantization: "
+        f"{doc['text_quantize']}.\n\n"
+        "| clients | batching | req/s | vs off | p50 ms | p95 ms | p99 ms | mean batch | errors | load avg |\n"
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n" + "\n".join(rows) + "\n\n"
+        "Reproduce: `simlookup ingest stsb --name s --limit 2000` then "
+        f"`simlookup loadtest --name s --requests {doc['requests_per_run']} --concurrency "
+        f"{','.join(map(str, doc['concurrency']))} --out benchmarks/results/serve`.\n"
+    )
