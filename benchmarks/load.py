@@ -1,6 +1,6 @@
-"""A bounded load run on loopback: real `simlookup serve` processes (micro-batching off and on), N concurrent
-clients, a fixed request count per level. Off and on run interleaved, level by level, so that a change in the
-machine's load hits both alike; every level sends texts no earlier level sent (no query-cache hits)."""
+"""A bounded load run on loopback: a real `simlookup serve` (micro-batching off, then on), N concurrent clients,
+a fixed request count per run. Off and on alternate level by level, each on a fresh, warmed-up service, so that
+a change in the machine's load hits both alike; every level sends texts no earlier level sent."""
 
 from __future__ import annotations
 
@@ -118,6 +118,30 @@ def batch_stats(url: str, headers: dict[str, str]) -> dict[str, float]:
     }
 
 
+def _one_run(
+    settings: Settings, name: str, mode: str, level: int, texts: list[str], index: str, headers: dict[str, str]
+) -> dict[str, Any]:
+    """Start a service with batching ``mode``, warm it up outside the clock, drive it, stop it."""
+    import httpx
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = start_server(settings, name, port, env=MODES[mode])
+    try:
+        with httpx.Client(base_url=url, headers=headers, timeout=120) as c:
+            for w in ("warm up one", "warm up two", "warm up three"):
+                c.post("/search", json={"text": w, "k": 10, "index": index})
+        before = batch_stats(url, headers)
+        res = drive(url, texts, level, index, headers)
+        after = batch_stats(url, headers)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    n = after["batches"] - before["batches"]
+    q = after["queries"] - before["queries"]
+    return res | {"batching": mode, "mean_batch": q / n if n else 0.0}
+
+
 def run_load(
     settings: Settings,
     name: str,
@@ -139,33 +163,11 @@ def run_load(
     if len(texts) < requests * len(levels):
         raise SimlookupError(f"STS-B has too few distinct sentences for {requests} requests × {len(levels)} levels")
     headers = {"X-API-Key": settings.api.key.get_secret_value()} if settings.api.key else {}
-    servers: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
     runs: list[dict[str, Any]] = []
-    try:
-        for mode in modes:
-            port = free_port()
-            servers[mode] = (start_server(settings, name, port, env=MODES[mode]), f"http://127.0.0.1:{port}")
-        import httpx
-
-        for _, url in servers.values():  # warm-up: model, stores and code paths, outside the clock
-            with httpx.Client(base_url=url, headers=headers, timeout=120) as c:
-                for w in ("warm up one", "warm up two", "warm up three"):
-                    c.post("/search", json={"text": w, "k": 10, "index": index})
-        for li, level in enumerate(levels):
-            chunk = texts[li * requests : (li + 1) * requests]
-            for mode in modes:
-                url = servers[mode][1]
-                before = batch_stats(url, headers)
-                res = drive(url, chunk, level, index, headers)
-                after = batch_stats(url, headers)
-                n = after["batches"] - before["batches"]
-                q = after["queries"] - before["queries"]
-                res |= {"batching": mode, "mean_batch": q / n if n else 0.0}
-                runs.append(res)
-    finally:
-        for proc, _ in servers.values():
-            proc.terminate()
-            proc.wait(timeout=60)
+    for li, level in enumerate(levels):
+        chunk = texts[li * requests : (li + 1) * requests]
+        for mode in modes:  # one collection has one service at a time (store locks): a fresh one per run
+            runs.append(_one_run(settings, name, mode, level, chunk, index, headers))
     on = settings.api
     doc = {
         "name": name,
@@ -202,8 +204,9 @@ def write_report(doc: dict[str, Any], out: Path) -> None:
         "# `simlookup serve` under load (loopback), micro-batching off and on\n\n"
         f"Text searches (`POST /search`, k=10, index {doc['index']}) on collection `{doc['name']}`: "
         f"{doc['requests_per_run']} requests per run from 1 to {max(doc['concurrency'])} concurrent clients, "
-        "against two `simlookup serve` processes on this machine (batching off: "
-        f"`{doc['batching']['off']}`; on: {doc['batching']['on']}), run interleaved level by level. "
+        "against a `simlookup serve` on this machine (batching off: "
+        f"`{doc['batching']['off']}`; on: {doc['batching']['on']}), off and on alternating level by level, "
+        "each run on a fresh service warmed up outside the clock. "
         f"{doc['cores']} cores, shared by the server, the clients and anything else running: the load average "
         "(1 min, before → after each run) is in the table; compare off and on within a row pair, not across "
         "machines. Text model quantization: "
@@ -214,3 +217,91 @@ def write_report(doc: dict[str, Any], out: Path) -> None:
         f"`simlookup loadtest --name s --requests {doc['requests_per_run']} --concurrency "
         f"{','.join(map(str, doc['concurrency']))} --out benchmarks/results/serve`.\n"
     )
+
+
+def query_latency(
+    settings: Settings, name: str, queries: int = 100, repeats: int = 3, threads: tuple[int, ...] = (1, 2)
+) -> dict[str, Any]:
+    """Where one text query's time goes, in-process: tokenizer, model forward, ``encode()``'s wrapper, the direct
+    path, int8, thread count; end to end = encode + HNSW search + payload. Variants run interleaved, query by
+    query, so the machine's load hits each alike."""
+    import numpy as np
+    import torch
+
+    from ingest.corpora import get_corpus
+    from retrieval.encoders.text import TextEncoder
+    from retrieval.retriever import Retriever
+
+    texts = get_corpus("stsb").load(limit=queries + 3000)["text"][3000 : 3000 + queries]
+    cache = settings.data_dir / "models"
+    fp32 = TextEncoder(settings.text_model, cache_dir=cache)
+    int8 = TextEncoder(settings.text_model, cache_dir=cache, quantize="int8")
+    model = fp32._model  # noqa: SLF001 - the wrapper's cost is measured against the same model
+
+    def st_encode(t: str) -> Any:
+        with torch.inference_mode():
+            return model.encode([t], convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False)[0]
+
+    def tokenize(t: str) -> Any:
+        return model.preprocess([t])
+
+    def forward(t: str, feats: dict[str, Any] = {}) -> Any:  # noqa: B006 - tokens made once, outside the clock
+        f = feats.setdefault(t, model.preprocess([t]))
+        with torch.inference_mode():
+            return model(dict(f))["sentence_embedding"]
+
+    retriever = Retriever(settings, name)
+    store = retriever.store("hnsw")
+    variants: dict[str, Any] = {
+        "tokenizer only": tokenize,
+        "fp32 forward only (pre-tokenized)": forward,
+        "fp32 encode() (before)": st_encode,
+        "fp32 direct path (encode_text now)": lambda t: fp32.encode_text([t])[0],
+        "int8 direct path": lambda t: int8.encode_text([t])[0],
+        "e2e fp32 encode() + hnsw (before)": lambda t: store.search(st_encode(t), 10),
+        "e2e fp32 direct + hnsw": lambda t: store.search(fp32.encode_text([t])[0], 10),
+        "e2e int8 direct + hnsw": lambda t: store.search(int8.encode_text([t])[0], 10),
+    }
+    before = torch.get_num_threads()
+    lat: dict[str, list[float]] = {f"threads={n} {v}": [] for n in threads for v in variants}
+    load = [os.getloadavg()[0]]
+    try:
+        for _ in range(repeats):
+            for t in texts:
+                for n in threads:
+                    torch.set_num_threads(n)
+                    for v, fn in variants.items():
+                        t0 = time.perf_counter()
+                        fn(t)
+                        lat[f"threads={n} {v}"].append(time.perf_counter() - t0)
+            load.append(os.getloadavg()[0])
+    finally:
+        torch.set_num_threads(before)
+        retriever.close()
+    return {
+        "queries": len(texts),
+        "repeats": repeats,
+        "load_average_1m": load,
+        "cores": os.cpu_count(),
+        "results": {k: {"p50_ms": float(np.median(v) * 1e3), **percentiles(v, (90,))} for k, v in lat.items()},
+    }
+
+
+if __name__ == "__main__":
+    import argparse
+
+    from retrieval.settings import load_settings
+
+    ap = argparse.ArgumentParser(description="where one text query's time goes (in-process, interleaved)")
+    ap.add_argument("--name", required=True)
+    ap.add_argument("--queries", type=int, default=100)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", type=Path)
+    a = ap.parse_args()
+    doc = query_latency(load_settings(), a.name, a.queries, a.repeats)
+    for k, v in doc["results"].items():
+        print(f"{k:<52} p50 {v['p50_ms']:7.2f} ms  p90 {v['p90_ms']:7.2f} ms")
+    print("load average (1 min) per repeat:", ", ".join(f"{x:.1f}" for x in doc["load_average_1m"]))
+    if a.out:
+        a.out.mkdir(parents=True, exist_ok=True)
+        (a.out / "query_latency.json").write_text(json.dumps(doc, indent=2) + "\n")

@@ -144,4 +144,9 @@ def _as_error(kind: QueryKind, exc: Exception) -> SimlookupError:
 def _encode_fn(enc: Any, kind: QueryKind) -> Any:
     if kind == "image":
         return enc.encode_image
-    return getattr(enc, "encode_queries", None) or enc.encode_text
+    fn = getattr(enc, "encode_queries", None) or enc.encode_text
+    if getattr(enc, "quantize", "none") == "int8":
+        # dynamic int8 scales activations over the whole input tensor: a query's vector would depend on the
+        # other queries of its batch. Encode each alone so a batched answer equals the unbatched one.
+        return lambda items: np.stack([fn([x])[0] for x in items])
+    return fn
