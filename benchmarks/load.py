@@ -225,7 +225,6 @@ def query_latency(
     """Where one text query's time goes, in-process: tokenizer, model forward, ``encode()``'s wrapper, the direct
     path, int8, thread count; end to end = encode + HNSW search + payload. Variants run interleaved, query by
     query, so the machine's load hits each alike."""
-    import numpy as np
     import torch
 
     from ingest.corpora import get_corpus
@@ -250,6 +249,7 @@ def query_latency(
         with torch.inference_mode():
             return model(dict(f))["sentence_embedding"]
 
+    int8_attention = _int8_attention_only(settings)
     retriever = Retriever(settings, name)
     store = retriever.store("hnsw")
     variants: dict[str, Any] = {
@@ -258,9 +258,11 @@ def query_latency(
         "fp32 encode() (before)": st_encode,
         "fp32 direct path (encode_text now)": lambda t: fp32.encode_text([t])[0],
         "int8 direct path": lambda t: int8.encode_text([t])[0],
+        "int8 attention-only direct path": lambda t: int8_attention.encode_text([t])[0],
         "e2e fp32 encode() + hnsw (before)": lambda t: store.search(st_encode(t), 10),
         "e2e fp32 direct + hnsw": lambda t: store.search(fp32.encode_text([t])[0], 10),
         "e2e int8 direct + hnsw": lambda t: store.search(int8.encode_text([t])[0], 10),
+        "e2e int8 attention-only direct + hnsw": lambda t: store.search(int8_attention.encode_text([t])[0], 10),
     }
     before = torch.get_num_threads()
     lat: dict[str, list[float]] = {f"threads={n} {v}": [] for n in threads for v in variants}
@@ -283,8 +285,27 @@ def query_latency(
         "repeats": repeats,
         "load_average_1m": load,
         "cores": os.cpu_count(),
-        "results": {k: {"p50_ms": float(np.median(v) * 1e3), **percentiles(v, (90,))} for k, v in lat.items()},
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(unset: libgomp default, spinning)"),
+        "results": {k: percentiles(v, (50, 90)) for k, v in lat.items()},
     }
+
+
+def _int8_attention_only(settings: Settings) -> Any:
+    """A text encoder whose attention projections (q, k, v, output) are dynamic int8 and whose feed-forward
+    layers stay fp32: STS-B Spearman 82.16 measured here, against 80.43 for every Linear in int8."""
+    import warnings
+
+    import torch
+
+    from retrieval.encoders.text import TextEncoder
+
+    enc = TextEncoder(settings.text_model, cache_dir=settings.data_dir / "models")
+    m = enc._model  # noqa: SLF001 - a measurement variant, not a shipped tier
+    names = {n for n, mod in m.named_modules() if isinstance(mod, torch.nn.Linear) and ".attention." in n}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        enc._model = torch.ao.quantization.quantize_dynamic(m, names, dtype=torch.qint8)  # noqa: SLF001
+    return enc
 
 
 if __name__ == "__main__":

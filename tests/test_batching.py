@@ -226,3 +226,18 @@ def test_a_bad_query_in_a_batch_fails_alone(collection: Any, minilm: Any) -> Non
         app.state.retriever.close()
     assert [r.status_code for r in good] == [200] * 4 and all(len(r.json()["hits"]) == 3 for r in good)
     assert bad.status_code == 422 and "colour" in bad.json()["detail"]
+
+
+def test_int8_queries_in_a_batch_get_the_vector_they_get_alone() -> None:
+    import numpy as np
+
+    from retrieval.batch import _encode_fn
+    from retrieval.encoders.text import TextEncoder
+
+    enc = TextEncoder("all-MiniLM-L6-v2", quantize="int8")
+    a, b = "A man is playing a flute.", "Stock markets around the world fell sharply today after the report."
+    alone = enc.encode_text([a])[0]
+    # the reason: dynamic int8 scales activations over the whole batch, so a neighbour changes the vector
+    assert not np.array_equal(enc.encode_text([a, b])[0], alone)
+    batched = _encode_fn(enc, "text")([a, b])
+    assert np.array_equal(batched[0], alone) and np.array_equal(batched[1], enc.encode_text([b])[0])
