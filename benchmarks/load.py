@@ -213,7 +213,7 @@ def write_report(doc: dict[str, Any], out: Path) -> None:
         f"{doc['text_quantize']}.\n\n"
         "| clients | batching | req/s | vs off | p50 ms | p95 ms | p99 ms | mean batch | errors | load avg |\n"
         "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n" + "\n".join(rows) + "\n\n"
-        "Reproduce: `simlookup ingest stsb --name s --limit 2000` then "
+        "Reproduce: `simlookup ingest stsb --name s --limit 2000 --index flat,hnsw` then "
         f"`simlookup loadtest --name s --requests {doc['requests_per_run']} --concurrency "
         f"{','.join(map(str, doc['concurrency']))} --out benchmarks/results/serve`.\n"
     )

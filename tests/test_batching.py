@@ -241,3 +241,15 @@ def test_int8_queries_in_a_batch_get_the_vector_they_get_alone() -> None:
     assert not np.array_equal(enc.encode_text([a, b])[0], alone)
     batched = _encode_fn(enc, "text")([a, b])
     assert np.array_equal(batched[0], alone) and np.array_equal(batched[1], enc.encode_text([b])[0])
+
+
+def test_batching_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from retrieval.settings import ConfigError, load_settings
+
+    monkeypatch.setenv("SIMLOOKUP_API__BATCH_WINDOW_MS", "7.5")
+    monkeypatch.setenv("SIMLOOKUP_API__MAX_BATCH", "1")
+    api = load_settings().api
+    assert (api.batch_window_ms, api.max_batch) == (7.5, 1)
+    monkeypatch.setenv("SIMLOOKUP_API__MAX_BATCH", "0")
+    with pytest.raises(ConfigError, match="SIMLOOKUP_API__MAX_BATCH"):
+        load_settings()

@@ -7,8 +7,9 @@ loop. Limits answer 413 (too large) or 422 (invalid), an unknown index 404, a mi
 from __future__ import annotations
 
 import hmac
+import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, Response, UploadFile
@@ -30,6 +31,7 @@ from retrieval.settings import Settings
 from retrieval.stores import INDEX_NAMES, SearchParams
 from simlookup.server.batching import MicroBatcher, QueueFullError
 from simlookup.server.limits import BodyLimit
+from simlookup.server.metrics import Metrics, RequestMetrics
 from simlookup.server.models import (
     Health,
     IndexesResponse,
@@ -51,57 +53,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": Problem, "description": "invalid request"},
     503: {"model": Problem, "description": "too many queries waiting; retry shortly"},
 }
-
-
-class Metrics:
-    """Prometheus metrics in the app's own registry."""
-
-    def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Histogram
-
-        self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "simlookup_requests_total", "HTTP requests", ["route", "index", "status"], registry=self.registry
-        )
-        self.latency = Histogram(
-            "simlookup_request_seconds", "request latency", ["route", "index"], registry=self.registry
-        )
-        self.stage = Histogram(
-            "simlookup_stage_seconds",
-            "time per stage (encode, search)",
-            ["stage", "index"],
-            registry=self.registry,
-            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
-        )
-        self.batch_size = Histogram(
-            "simlookup_batch_size",
-            "queries answered by one encode + search call",
-            ["queue"],
-            registry=self.registry,
-            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
-        )
-        self.queue_time = Histogram(
-            "simlookup_queue_seconds",
-            "time a query waited for its batch to start",
-            ["queue"],
-            registry=self.registry,
-            buckets=(0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1),
-        )
-
-    def observer(self, queue: str) -> Callable[[int, list[float]], None]:
-        """Records one batch: its size and how long each of its queries waited."""
-
-        def observe(size: int, waits: list[float]) -> None:
-            self.batch_size.labels(queue).observe(size)
-            for w in waits:
-                self.queue_time.labels(queue).observe(w)
-
-        return observe
-
-    def render(self) -> bytes:
-        from prometheus_client import generate_latest
-
-        return generate_latest(self.registry)
 
 
 def create_app(settings: Settings, name: str) -> FastAPI:
@@ -150,16 +101,7 @@ def create_app(settings: Settings, name: str) -> FastAPI:
     app.state.retriever = retriever
     app.add_middleware(BodyLimit, limit=api.max_upload_bytes + BODY_SLACK)
 
-    @app.middleware("http")
-    async def count_requests(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        t0 = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        index = request.scope.get("simlookup_index", "")
-        metrics.requests.labels(path, index, str(response.status_code)).inc()
-        metrics.latency.labels(path, index).observe(time.perf_counter() - t0)
-        return response
+    app.add_middleware(RequestMetrics, metrics=metrics)
 
     @app.exception_handler(SimlookupError)
     async def simlookup_error(request: Request, exc: SimlookupError) -> JSONResponse:
@@ -189,18 +131,20 @@ def create_app(settings: Settings, name: str) -> FastAPI:
             if f"{stage}_ms" in res.timings:
                 metrics.stage.labels(stage, res.index).observe(res.timings[f"{stage}_ms"] / 1e3)
 
-    def answer(res: SearchResult, label: str, t0: float) -> SearchResponse:
+    def answer(res: SearchResult, label: str, t0: float) -> Response:
+        """The SearchResponse document, serialised once (the hits come from the stores as plain JSON data)."""
         observe_stages(res)
-        return SearchResponse(
-            query=label,
-            index=res.index,
-            target=res.target,
-            took_ms=(time.perf_counter() - t0) * 1e3,
-            hits=[h.to_dict() for h in res.hits],
-        )  # type: ignore[misc]
+        doc = {
+            "query": label,
+            "index": res.index,
+            "target": res.target,
+            "took_ms": (time.perf_counter() - t0) * 1e3,
+            "hits": [{"id": h.id, "score": float(h.score), "payload": h.payload} for h in res.hits],
+        }
+        return Response(json.dumps(doc, default=str), media_type="application/json")
 
     @app.post("/search", response_model=SearchResponse, responses=ERRORS, dependencies=[Depends(require_key)])
-    async def search(req: SearchRequest, request: Request) -> SearchResponse:
+    async def search(req: SearchRequest, request: Request) -> Response:
         """Search by text (encoded by the collection's model, micro-batched) or by a raw vector."""
         flt = check_common(request, req.index, req.k, req.filter, req.target)
         if (req.text is None) == (req.vector is None):
@@ -232,7 +176,7 @@ def create_app(settings: Settings, name: str) -> FastAPI:
         target: str = Form("image"),
         rerank: bool = Form(False),
         filter: str | None = Form(None, description='a JSON filter, as in POST /search: {"label": 3}'),
-    ) -> SearchResponse:
+    ) -> Response:
         """Search by an uploaded image (CLIP image tower, micro-batched) in the image or caption space."""
         spec = _json_filter(filter)
         flt = check_common(request, index, k, spec, target)
@@ -355,8 +299,6 @@ def _status(exc: SimlookupError) -> int:
 
 
 def _json_filter(text: str | None) -> dict[str, Any] | None:
-    import json
-
     if not text:
         return None
     try:
