@@ -259,3 +259,19 @@ def test_stopped_service_removes_its_record_and_the_cli_works_alone(
     r = cli(s.data_dir, "search", QUERY, "--name", "s", "--index", "qdrant", "-k", "5", "--json")
     assert r.returncode == 0, r.stderr
     assert [h["id"] for h in json.loads(r.stdout)["hits"]] == [h["id"] for h in expected["qdrant"]["hits"]]
+
+
+def test_cli_refuses_bad_vectors_and_ports(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from simlookup.cli import main
+
+    d = ["--data-dir", str(tmp_path)]
+    assert main([*d, "search", "--name", "c", "--vector", "[1, 2"]) == 2
+    assert "--vector must be a JSON list" in capsys.readouterr().err
+    assert main([*d, "search", "--name", "c", "--vector", '["a"]']) == 2
+    assert "list of numbers" in capsys.readouterr().err
+    assert main([*d, "search", "text", "--name", "c", "--vector", "[1]"]) == 2
+    assert "exactly one of" in capsys.readouterr().err
+    assert main([*d, "serve", "--name", "c", "--port", "70000"]) == 2
+    assert "not a TCP port" in capsys.readouterr().err
+    assert main([*d, "verify", "--name", "c", "--url", f"http://127.0.0.1:{closed_port()}"]) == 2
+    assert "cannot reach the service" in capsys.readouterr().err
