@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from retrieval.settings import Settings
 from simlookup.server.batching import MicroBatcher, QueueFullError
+from tests.test_multimodal import gallery, ingested  # noqa: F401 - fixtures: a tiny-CLIP image collection
 
 
 class Recorder:
@@ -253,3 +256,49 @@ def test_batching_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("SIMLOOKUP_API__MAX_BATCH", "0")
     with pytest.raises(ConfigError, match="SIMLOOKUP_API__MAX_BATCH"):
         load_settings()
+
+
+def test_image_queries_batched_equal_unbatched_and_a_broken_image_fails_alone(
+    ingested: Settings,  # noqa: F811 - the image collection of test_multimodal
+    gallery: tuple[Path, list[str]],  # noqa: F811
+) -> None:
+    import httpx
+
+    from retrieval.settings import ApiSettings
+    from simlookup.server.app import create_app
+
+    root, good = gallery
+    files = [*good, "bad/notes.png"]
+
+    def run(window_ms: float, max_batch: int) -> tuple[list[httpx.Response], str]:
+        app = create_app(
+            ingested.model_copy(update={"api": ApiSettings(batch_window_ms=window_ms, max_batch=max_batch)}), "imgs"
+        )
+
+        async def main() -> tuple[list[httpx.Response], str]:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+                rs = await asyncio.gather(
+                    *(
+                        c.post("/search/image", files={"image": (n, (root / n).read_bytes())}, data={"k": "3"})
+                        for n in files
+                    )
+                )
+                return list(rs), (await c.get("/metrics")).text
+
+        try:
+            return asyncio.run(main())
+        finally:
+            app.state.retriever.close()
+
+    off, _ = run(0.0, 1)
+    on, metrics = run(50.0, 32)
+    count = next(x for x in metrics.splitlines() if x.startswith('simlookup_batch_size_count{queue="image"}'))
+    assert float(count.rsplit(" ", 1)[1]) < len(files)  # several images shared a batch
+    for name, a, b in zip(files, off, on, strict=True):
+        if name.startswith("bad/"):
+            assert a.status_code == b.status_code == 422, (a.text, b.text)
+            continue
+        assert a.status_code == b.status_code == 200, (a.text, b.text)
+        assert b.json()["hits"][0]["id"] == name  # every image finds itself
+        assert [h["id"] for h in a.json()["hits"]] == [h["id"] for h in b.json()["hits"]]
+        assert [h["score"] for h in a.json()["hits"]] == pytest.approx([h["score"] for h in b.json()["hits"]], abs=1e-5)
