@@ -132,6 +132,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def _search_in_process(s: Settings, args: argparse.Namespace, flt: Any, vector: list[float] | None) -> dict[str, Any]:
+    import numpy as np
+
     from retrieval.retriever import Retriever
     from retrieval.stores import SearchParams
 
@@ -148,7 +150,8 @@ def _search_in_process(s: Settings, args: argparse.Namespace, flt: Any, vector: 
             )
         elif vector is not None:
             target = args.target or ("text" if r.manifest.modality == "text" else "image")
-            res = r.search_vector(vector, index=args.index, k=args.k, filter=flt, params=params, target=target)
+            vec = np.asarray(vector, dtype=np.float32)
+            res = r.search_vector(vec, index=args.index, k=args.k, filter=flt, params=params, target=target)
         else:
             res = r.search_text(args.query, index=args.index, k=args.k, filter=flt, params=params, target=args.target)
     return res.to_dict()

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -72,7 +73,7 @@ def create_app(settings: Settings, name: str) -> FastAPI:
     def run_batch(queries: Any) -> list[SearchResult | SimlookupError]:
         return search_batch(retriever, queries)
 
-    batchers = {
+    batchers: dict[str, MicroBatcher[Query, SearchResult]] = {
         kind: MicroBatcher(
             run_batch,
             window_s=api.batch_window_ms / 1e3,
@@ -164,7 +165,8 @@ def create_app(settings: Settings, name: str) -> FastAPI:
         dim = retriever.manifest.vectors[target].dim
         if len(req.vector) != dim:  # type: ignore[arg-type]
             raise HTTPException(422, f"vector has {len(req.vector)} dimensions, the index has {dim}")  # type: ignore[arg-type]
-        res = await in_thread(lambda: retriever.search_vector(req.vector, req.index, req.k, flt, params, target))
+        vec = np.asarray(req.vector, dtype=np.float32)
+        res = await in_thread(lambda: retriever.search_vector(vec, req.index, req.k, flt, params, target))
         return answer(res, "<vector>", t0)
 
     @app.post("/search/image", response_model=SearchResponse, responses=ERRORS, dependencies=[Depends(require_key)])

@@ -31,16 +31,16 @@ class _Pending(Generic[Q]):
 
 
 class MicroBatcher(Generic[Q, R]):
-    """Collects queries into batches for ``run`` (a blocking function: one result per query, in order)."""
+    """Collects queries into batches for ``run`` (a blocking function: one result or exception per query, in order)."""
 
     def __init__(
         self,
-        run: Callable[[Sequence[Q]], list[R]],
+        run: Callable[[Sequence[Q]], Sequence[R | BaseException]],
         *,
         window_s: float,
         max_batch: int,
         max_pending: int,
-        to_thread: Callable[[Callable[[], list[R]]], Any],
+        to_thread: Callable[[Callable[[], Sequence[R | BaseException]]], Any],
         observe: Callable[[int, list[float]], None] = lambda size, waits: None,
     ) -> None:
         self.run = run
@@ -71,10 +71,10 @@ class MicroBatcher(Generic[Q, R]):
         return self._unwrap(await fut)
 
     @staticmethod
-    def _unwrap(res: Any) -> Any:
+    def _unwrap(res: Any) -> R:
         if isinstance(res, BaseException):
             raise res
-        return res
+        return res  # type: ignore[no-any-return]
 
     def _ensure_consumer(self) -> None:
         loop = asyncio.get_running_loop()
