@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -202,8 +203,9 @@ def _vector_arg(text: str) -> list[float]:
         vec = json.loads(text)
     except (OSError, ValueError) as exc:
         raise SimlookupError(f"--vector must be a JSON list of numbers or @FILE (.json, .npy): {exc}") from None
-    if not isinstance(vec, list) or not vec or not all(isinstance(x, (int, float)) for x in vec):
-        raise SimlookupError("--vector must be a non-empty JSON list of numbers")
+    ok = isinstance(vec, list) and vec and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in vec)
+    if not ok or not all(math.isfinite(x) for x in vec):
+        raise SimlookupError("--vector must be a non-empty JSON list of finite numbers")
     return [float(x) for x in vec]
 
 

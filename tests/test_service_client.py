@@ -268,7 +268,9 @@ def test_cli_refuses_bad_vectors_and_ports(capsys: pytest.CaptureFixture[str], t
     assert main([*d, "search", "--name", "c", "--vector", "[1, 2"]) == 2
     assert "--vector must be a JSON list" in capsys.readouterr().err
     assert main([*d, "search", "--name", "c", "--vector", '["a"]']) == 2
-    assert "list of numbers" in capsys.readouterr().err
+    assert "list of finite numbers" in capsys.readouterr().err
+    assert main([*d, "search", "--name", "c", "--vector", "[1.0, NaN]"]) == 2
+    assert "list of finite numbers" in capsys.readouterr().err
     assert main([*d, "search", "text", "--name", "c", "--vector", "[1]"]) == 2
     assert "exactly one of" in capsys.readouterr().err
     assert main([*d, "serve", "--name", "c", "--port", "70000"]) == 2
