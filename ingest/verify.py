@@ -6,6 +6,7 @@ a store whose dimension or model differs from the collection's, and stored vecto
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -33,8 +34,13 @@ class VerifyReport:
         return asdict(self)
 
 
-def verify(settings: Settings, name: str, sample: int | None = None) -> VerifyReport:
-    """Compare id sets, counts, dimensions and stored vectors across every index of the collection."""
+def verify(
+    settings: Settings, name: str, sample: int | None = None, opened: Callable[[str, str], VectorStore] | None = None
+) -> VerifyReport:
+    """Compare id sets, counts, dimensions and stored vectors across every index of the collection.
+
+    ``opened(index, space)``: stores a caller already holds open (the service's), used and left open.
+    """
     if sample is not None and (not isinstance(sample, int) or sample < 1):
         raise InvalidInputError(f"sample must be a positive number of ids, got {sample!r}")
     try:
@@ -50,7 +56,9 @@ def verify(settings: Settings, name: str, sample: int | None = None) -> VerifyRe
         try:
             for index in m.indexes:
                 try:
-                    if index == QDRANT_INDEX:
+                    if opened is not None:
+                        st = opened(index, space_name)
+                    elif index == QDRANT_INDEX:
                         s = settings.with_qdrant_mode(m.qdrant_mode)
                         vname = "" if m.modality == "text" else space_name
                         st = open_store(s, name, index, create=False, vector_name=vname)
@@ -65,7 +73,7 @@ def verify(settings: Settings, name: str, sample: int | None = None) -> VerifyRe
                 _check_space(space_name, index, st, space, rep, repair)
             _compare(space_name, space, stores, m.count if space_name != "caption" else None, rep, sample)
         finally:
-            for st in stores.values():
+            for st in stores.values() if opened is None else ():
                 st.close()
     rep.ok = not rep.differences
     return rep

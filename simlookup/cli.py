@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -119,11 +120,29 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     from retrieval.filters import parse_filter_args
-    from retrieval.retriever import Retriever
-    from retrieval.stores import SearchParams
 
     s = _settings(args)
     flt = parse_filter_args(args.filter)
+    vector = _vector_arg(args.vector) if args.vector else None
+    if sum(x is not None for x in (args.query, args.image, vector)) != 1:
+        raise SimlookupError("give exactly one of a QUERY text, --image PATH and --vector")
+    url = _service_url(args, s)
+    doc = _search_service(url, s, args, flt, vector) if url else _search_in_process(s, args, flt, vector)
+    lines = [f"{doc['index']} · {len(doc['hits'])} hits · {doc['took_ms']:.1f} ms" + (f" · via {url}" if url else "")]
+    for i, h in enumerate(doc["hits"], 1):
+        p = h["payload"]
+        label = p.get("text") or p.get("caption") or p.get("file") or ""
+        lines.append(f"{i:>3}. {h['score']:.4f}  {h['id']}  {label}")
+    _emit(args, doc, "\n".join(lines))
+    return 0
+
+
+def _search_in_process(s: Settings, args: argparse.Namespace, flt: Any, vector: list[float] | None) -> dict[str, Any]:
+    import numpy as np
+
+    from retrieval.retriever import Retriever
+    from retrieval.stores import SearchParams
+
     params = SearchParams(
         nprobe=args.nprobe,
         hnsw_ef=args.ef,
@@ -135,68 +154,129 @@ def cmd_search(args: argparse.Namespace) -> int:
             res = r.search_image(
                 args.image, index=args.index, k=args.k, filter=flt, params=params, target=args.target or "image"
             )
-        elif args.query:
-            res = r.search_text(args.query, index=args.index, k=args.k, filter=flt, params=params, target=args.target)
+        elif vector is not None:
+            target = args.target or ("text" if r.manifest.modality == "text" else "image")
+            vec = np.asarray(vector, dtype=np.float32)
+            res = r.search_vector(vec, index=args.index, k=args.k, filter=flt, params=params, target=target)
         else:
-            raise SimlookupError("give a QUERY text or --image PATH")
-    lines = [f"{res.index} · {len(res.hits)} hits · {res.took_ms:.1f} ms"]
-    for i, h in enumerate(res.hits, 1):
-        label = h.payload.get("text") or h.payload.get("caption") or h.payload.get("file") or ""
-        lines.append(f"{i:>3}. {h.score:.4f}  {h.id}  {label}")
-    _emit(args, res.to_dict(), "\n".join(lines))
-    return 0
+            res = r.search_text(args.query, index=args.index, k=args.k, filter=flt, params=params, target=args.target)
+    return res.to_dict()
+
+
+def _search_service(
+    url: str, s: Settings, args: argparse.Namespace, flt: Any, vector: list[float] | None
+) -> dict[str, Any]:
+    from simlookup.service import ServiceClient, filter_to_dict
+
+    client = ServiceClient(url, s.api.key.get_secret_value() if s.api.key else None)
+    spec = filter_to_dict(flt) or None
+    if args.image:
+        form = {"k": str(args.k), "index": args.index, "target": args.target or "image", "rerank": str(args.rerank)}
+        if spec:
+            form["filter"] = json.dumps(spec)
+        try:
+            content = Path(args.image).read_bytes()
+        except OSError as exc:
+            raise SimlookupError(f"cannot read the query image {args.image}: {exc}") from None
+        return client.post_file("/search/image", "image", Path(args.image).name, content, form)
+    body: dict[str, Any] = {"k": args.k, "index": args.index, "filter": spec, "target": args.target}
+    body |= {"text": args.query} if vector is None else {"vector": vector}
+    body |= {"rerank": args.rerank, "rerank_factor": args.rerank_factor, "nprobe": args.nprobe}
+    body |= {"hnsw_ef": args.ef, "exact": args.exact}
+    return client.post("/search", {k: v for k, v in body.items() if v is not None})
+
+
+def _service_url(args: argparse.Namespace, s: Settings) -> str | None:
+    """--url, or the live service `serve` recorded for this collection; None: work in-process."""
+    if getattr(args, "url", None):
+        return str(args.url)
+    from simlookup.service import find_service
+
+    return find_service(s.data_dir, args.name, s.api.key.get_secret_value() if s.api.key else None)
+
+
+def _vector_arg(text: str) -> list[float]:
+    """--vector: a JSON list of numbers, or @FILE holding one (.json) or a saved numpy array (.npy)."""
+    try:
+        if text.startswith("@"):
+            path = Path(text[1:])
+            if path.suffix == ".npy":
+                import numpy as np
+
+                return [float(x) for x in np.load(path, allow_pickle=False).reshape(-1)]
+            text = path.read_text()
+        vec = json.loads(text)
+    except (OSError, ValueError) as exc:
+        raise SimlookupError(f"--vector must be a JSON list of numbers or @FILE (.json, .npy): {exc}") from None
+    ok = isinstance(vec, list) and vec and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in vec)
+    if not ok or not all(math.isfinite(x) for x in vec):
+        raise SimlookupError("--vector must be a non-empty JSON list of finite numbers")
+    return [float(x) for x in vec]
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from ingest.verify import verify
-
     s = _settings(args)
-    rep = verify(s, args.name, sample=args.sample)
-    text = ("OK: " if rep.ok else "DIFFERENCES:\n  " + "\n  ".join(rep.differences) + "\ncounts: ") + json.dumps(
-        rep.counts
+    url = _service_url(args, s)
+    if url:
+        from simlookup.service import ServiceClient
+
+        key = s.api.key.get_secret_value() if s.api.key else None
+        body = {"sample": args.sample} if args.sample else {}
+        doc = ServiceClient(url, key, timeout_s=600).post("/verify", body)
+    else:
+        from ingest.verify import verify
+
+        doc = verify(s, args.name, sample=args.sample).to_dict()
+    text = ("OK: " if doc["ok"] else "DIFFERENCES:\n  " + "\n  ".join(doc["differences"]) + "\ncounts: ") + json.dumps(
+        doc["counts"]
     )
-    _emit(args, rep.to_dict(), text)
-    return 0 if rep.ok else 1
+    _emit(args, doc, text)
+    return 0 if doc["ok"] else 1
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    # idle OpenMP threads sleep instead of spinning: a service shares its cores (with its clients, at least),
+    # and spinning threads there cost 5-10x per query (measured on 2 cores); OMP_WAIT_POLICY=ACTIVE undoes it
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401 - checked here for a clear message
 
-        from simlookup.server.app import create_app
+        from simlookup.server.run import serve
     except ImportError as exc:
         raise SimlookupError(
             f"`simlookup serve` needs the serve extra: pip install 'simlookup[serve]' ({exc})"
         ) from None
     s = _settings(args)
-    host = args.host or s.api.host
     port = args.port if args.port is not None else s.api.port
-    app = create_app(s, args.name)
-    print(f"simlookup: serving {args.name!r} on http://{host}:{port} (OpenAPI at /docs)", file=sys.stderr)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
-    return 0
+    if not 0 <= port <= 65535:
+        raise SimlookupError(f"--port {port} is not a TCP port (0 to 65535; 0 picks a free one)")
+    return serve(s, args.name, args.host or s.api.host, port)
 
 
 def cmd_loadtest(args: argparse.Namespace) -> int:
     from benchmarks.load import run_load
 
     s = _settings(args)
+    try:
+        levels = [int(x) for x in args.concurrency.split(",") if x]
+    except ValueError:
+        raise SimlookupError(f"--concurrency {args.concurrency!r}: give numbers, e.g. 1,8,32") from None
     res = run_load(
         s,
         args.name,
         requests=args.requests,
-        concurrency=args.concurrency,
+        concurrency=levels,
         index=args.index,
+        modes=[m for m in args.batching.split(",") if m],
         out=Path(args.out) if args.out else None,
     )
-    _emit(
-        args,
-        res,
-        f"{res['requests']} requests, {res['concurrency']} clients: {res['throughput_rps']:.1f} req/s, "
-        f"p50 {res['p50_ms']:.1f} ms, p95 {res['p95_ms']:.1f} ms, p99 {res['p99_ms']:.1f} ms, "
-        f"errors {res['errors']}",
-    )
-    return 0 if res["errors"] == 0 else 1
+    lines = [
+        f"{r['concurrency']:>3} clients, batching {r['batching']:<3}: {r['throughput_rps']:.1f} req/s, "
+        f"p50 {r['p50_ms']:.1f} ms, p95 {r['p95_ms']:.1f} ms, mean batch {r['mean_batch']:.1f}, errors {r['errors']}"
+        for r in res["runs"]
+    ]
+    _emit(args, res, "\n".join(lines))
+    return 0 if all(r["errors"] == 0 for r in res["runs"]) else 1
 
 
 def _bounded(lo: int, hi: int) -> Any:
@@ -280,20 +360,24 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--ef", type=int, help="HNSW ef at query time")
     sp.add_argument("--exact", action="store_true", help="brute force")
     sp.add_argument("--target", choices=["text", "image", "caption"], help="vector space to search")
+    sp.add_argument("--vector", help="search by a vector: a JSON list of numbers, or @FILE (.json, .npy)")
+    sp.add_argument("--url", help="a running `simlookup serve` (default: the one serving NAME, if any)")
 
     sp = add("verify", cmd_verify, "check that every index of a collection agrees")
     sp.add_argument("--name", required=True)
     sp.add_argument("--sample", type=_bounded(1, 10**9), help="compare vectors of N random ids only")
+    sp.add_argument("--url", help="a running `simlookup serve` (default: the one serving NAME, if any)")
 
     sp = add("serve", cmd_serve, "REST search service (FastAPI + uvicorn) over one collection")
     sp.add_argument("--name", required=True)
     sp.add_argument("--host", help="default SIMLOOKUP_API__HOST, 127.0.0.1")
-    sp.add_argument("--port", type=_bounded(1, 65535), help="default SIMLOOKUP_API__PORT, 8000")
+    sp.add_argument("--port", type=_bounded(0, 65535), help="default SIMLOOKUP_API__PORT, 8000; 0 picks a free port")
 
     sp = add("loadtest", cmd_loadtest, "bounded load run against a real `simlookup serve` on loopback")
     sp.add_argument("--name", required=True)
-    sp.add_argument("--requests", type=int, default=400)
-    sp.add_argument("--concurrency", type=int, default=8)
+    sp.add_argument("--requests", type=int, default=240, help="requests per run (per level and mode)")
+    sp.add_argument("--concurrency", default="1,8,32", help="client counts, comma-separated")
+    sp.add_argument("--batching", default="off,on", help="micro-batching modes to compare: off, on")
     sp.add_argument("--index", default="hnsw")
     sp.add_argument("--out", help="folder for serve_load.json and serve_load.md")
 

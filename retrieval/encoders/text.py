@@ -170,32 +170,60 @@ class TextEncoder:
         return self._fingerprint
 
     def encode_text(self, texts: list[str], batch_size: int | None = None) -> np.ndarray:
-        """Encode texts to an (n, dim) float32 array of unit vectors."""
+        """Encode texts to an (n, dim) float32 array of unit vectors.
+
+        Up to one batch goes straight through the tokenizer and the model's modules (the query path: it skips
+        ``encode()``'s per-call bookkeeping, about 2 ms of a 5 to 15 ms query); more goes through ``encode()``,
+        which sorts by length to pad less. Both run the same modules on the same tokens.
+        """
         texts = check_texts(texts)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         import torch
 
+        bs = batch_size or self.batch_size
         with torch.inference_mode():
+            if len(texts) <= bs:
+                return normalize(self._forward(texts))
             out = self._model.encode(
                 texts,
-                batch_size=batch_size or self.batch_size,
+                batch_size=bs,
                 convert_to_numpy=True,
                 normalize_embeddings=True,
                 show_progress_bar=False,
             )
         return normalize(out)
 
+    def _forward(self, texts: list[str]) -> np.ndarray:
+        """One padded batch: tokenizer, then the model's modules (transformer, pooling, normalize)."""
+        m = self._model
+        prepare = getattr(m, "preprocess", None) or m.tokenize
+        features = {k: v.to(m.device) if hasattr(v, "to") else v for k, v in prepare(texts).items()}
+        return m(features)["sentence_embedding"].float().cpu().numpy()
+
+    def encode_queries(self, texts: list[str]) -> np.ndarray:
+        """Encode queries (an (n, dim) array) in one batch, through a small LRU cache of recent queries."""
+        texts = check_texts(texts)
+        out: list[np.ndarray | None] = [None] * len(texts)
+        with self._lock:
+            for i, t in enumerate(texts):
+                hit = self._cache.get(t)
+                if hit is not None:
+                    self._cache.move_to_end(t)
+                    out[i] = hit
+        missing = sorted({t for t, v in zip(texts, out, strict=True) if v is None})
+        if missing:
+            vecs = dict(zip(missing, self.encode_text(missing, batch_size=max(len(missing), 1)), strict=True))
+            with self._lock:
+                for t, v in vecs.items():
+                    self._cache[t] = v
+                while len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+            out = [v if v is not None else vecs[t] for t, v in zip(texts, out, strict=True)]
+        if not out:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack(out).astype(np.float32, copy=False)  # type: ignore[arg-type]
+
     def encode_query(self, text: str) -> np.ndarray:
         """Encode one query (a (dim,) vector), through a small LRU cache of recent queries."""
-        with self._lock:
-            hit = self._cache.get(text)
-            if hit is not None:
-                self._cache.move_to_end(text)
-                return hit
-        vec = self.encode_text([text])[0]
-        with self._lock:
-            self._cache[text] = vec
-            if len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
-        return vec
+        return self.encode_queries([text])[0]

@@ -7,14 +7,17 @@ loop. Limits answer 413 (too large) or 422 (invalid), an unknown index 404, a mi
 from __future__ import annotations
 
 import hmac
+import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from retrieval.batch import Query, search_batch
 from retrieval.errors import (
     DimensionMismatchError,
     FilterError,
@@ -24,48 +27,37 @@ from retrieval.errors import (
     StoreNotFoundError,
 )
 from retrieval.filters import Filter
-from retrieval.retriever import Retriever
+from retrieval.retriever import Retriever, SearchResult
 from retrieval.settings import Settings
 from retrieval.stores import INDEX_NAMES, SearchParams
-from simlookup.server.models import Health, IndexesResponse, IndexInfo, Problem, SearchRequest, SearchResponse
+from simlookup.server.batching import MicroBatcher, QueueFullError
+from simlookup.server.limits import BodyLimit
+from simlookup.server.metrics import Metrics, RequestMetrics
+from simlookup.server.models import (
+    Health,
+    IndexesResponse,
+    IndexInfo,
+    Problem,
+    SearchRequest,
+    SearchResponse,
+    VerifyRequest,
+    VerifyResponse,
+)
+
+MAX_PENDING = 1024  # queries waiting for a batch beyond this get 503 (a burst, not a steady load)
+BODY_SLACK = 64 * 1024  # bytes of form fields and JSON around the largest allowed upload
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "missing or wrong API key"},
     404: {"model": Problem, "description": "unknown index or vector space"},
     413: {"model": Problem, "description": "a size limit was exceeded"},
     422: {"model": Problem, "description": "invalid request"},
+    503: {"model": Problem, "description": "too many queries waiting; retry shortly"},
 }
 
 
-class Metrics:
-    """Prometheus metrics in the app's own registry."""
-
-    def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Histogram
-
-        self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "simlookup_requests_total", "HTTP requests", ["route", "index", "status"], registry=self.registry
-        )
-        self.latency = Histogram(
-            "simlookup_request_seconds", "request latency", ["route", "index"], registry=self.registry
-        )
-        self.stage = Histogram(
-            "simlookup_stage_seconds",
-            "time per stage (encode, search)",
-            ["stage", "index"],
-            registry=self.registry,
-            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
-        )
-
-    def render(self) -> bytes:
-        from prometheus_client import generate_latest
-
-        return generate_latest(self.registry)
-
-
 def create_app(settings: Settings, name: str) -> FastAPI:
-    """Build the app for one collection; stores and encoders open lazily, once, read-only."""
+    """Build the app for one collection; stores and encoders open once, read-only, at start-up."""
     import anyio
 
     api = settings.api
@@ -74,6 +66,24 @@ def create_app(settings: Settings, name: str) -> FastAPI:
     limiter = anyio.CapacityLimiter(api.workers)
     key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
     bearer = HTTPBearer(auto_error=False)
+
+    def in_thread(fn: Callable[[], Any]) -> Any:
+        return anyio.to_thread.run_sync(fn, limiter=limiter)
+
+    def run_batch(queries: Any) -> list[SearchResult | SimlookupError]:
+        return search_batch(retriever, queries)
+
+    batchers: dict[str, MicroBatcher[Query, SearchResult]] = {
+        kind: MicroBatcher(
+            run_batch,
+            window_s=api.batch_window_ms / 1e3,
+            max_batch=api.max_batch,
+            max_pending=MAX_PENDING,
+            to_thread=in_thread,
+            observe=metrics.observer(kind),
+        )
+        for kind in ("text", "image")
+    }
 
     def require_key(
         x_api_key: str | None = Depends(key_header), auth: HTTPAuthorizationCredentials | None = Depends(bearer)
@@ -90,28 +100,17 @@ def create_app(settings: Settings, name: str) -> FastAPI:
         description=f"Semantic search over the collection '{name}' (FAISS and Qdrant).",
     )
     app.state.retriever = retriever
+    app.add_middleware(BodyLimit, limit=api.max_upload_bytes + BODY_SLACK)
 
-    @app.middleware("http")
-    async def count_requests(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        t0 = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        index = request.scope.get("simlookup_index", "")
-        metrics.requests.labels(path, index, str(response.status_code)).inc()
-        metrics.latency.labels(path, index).observe(time.perf_counter() - t0)
-        return response
+    app.add_middleware(RequestMetrics, metrics=metrics)
 
     @app.exception_handler(SimlookupError)
     async def simlookup_error(request: Request, exc: SimlookupError) -> JSONResponse:
-        status = 422
-        if isinstance(exc, StoreNotFoundError):
-            status = 404
-        elif isinstance(exc, ModelNotFoundError):
-            status = 503
-        elif not isinstance(exc, (InvalidInputError, FilterError, DimensionMismatchError)):
-            status = 500
-        return JSONResponse({"detail": str(exc)}, status_code=status)
+        return JSONResponse({"detail": str(exc)}, status_code=_status(exc))
+
+    @app.exception_handler(QueueFullError)
+    async def queue_full(request: Request, exc: QueueFullError) -> JSONResponse:
+        return JSONResponse({"detail": f"service busy: {exc}"}, status_code=503, headers={"Retry-After": "1"})
 
     def check_common(request: Request, index: str, k: int, flt: dict[str, Any] | None, target: str | None) -> Filter:
         request.scope["simlookup_index"] = index if index in INDEX_NAMES else "unknown"
@@ -128,23 +127,31 @@ def create_app(settings: Settings, name: str) -> FastAPI:
             )
         return Filter.from_dict(flt)
 
-    async def timed(stage: str, index: str, fn: Callable[[], Any]) -> Any:
-        t0 = time.perf_counter()
-        out = await anyio.to_thread.run_sync(fn, limiter=limiter)
-        metrics.stage.labels(stage, index).observe(time.perf_counter() - t0)
-        return out
+    def observe_stages(res: SearchResult) -> None:
+        for stage in ("encode", "search"):
+            if f"{stage}_ms" in res.timings:
+                metrics.stage.labels(stage, res.index).observe(res.timings[f"{stage}_ms"] / 1e3)
 
-    def params(rerank: bool) -> SearchParams:
-        return SearchParams(rerank=10 if rerank else None)
+    def answer(res: SearchResult, label: str, t0: float) -> Response:
+        """The SearchResponse document, serialised once (the hits come from the stores as plain JSON data)."""
+        observe_stages(res)
+        doc = {
+            "query": label,
+            "index": res.index,
+            "target": res.target,
+            "took_ms": (time.perf_counter() - t0) * 1e3,
+            "hits": [{"id": h.id, "score": float(h.score), "payload": h.payload} for h in res.hits],
+        }
+        return Response(json.dumps(doc, default=str), media_type="application/json")
 
     @app.post("/search", response_model=SearchResponse, responses=ERRORS, dependencies=[Depends(require_key)])
-    async def search(req: SearchRequest, request: Request) -> SearchResponse:
-        """Search by text (encoded by the collection's model) or by a raw vector."""
+    async def search(req: SearchRequest, request: Request) -> Response:
+        """Search by text (encoded by the collection's model, micro-batched) or by a raw vector."""
         flt = check_common(request, req.index, req.k, req.filter, req.target)
         if (req.text is None) == (req.vector is None):
             raise HTTPException(422, "give exactly one of 'text' and 'vector'")
         t0 = time.perf_counter()
-        target = req.target or ("text" if retriever.manifest.modality == "text" else "image")
+        params = req.search_params()
         if req.text is not None:
             if len(req.text) > api.max_text_chars:
                 raise HTTPException(
@@ -152,27 +159,15 @@ def create_app(settings: Settings, name: str) -> FastAPI:
                 )
             if not req.text.strip():
                 raise HTTPException(422, "the query text is empty")
-            space = retriever.manifest.vectors[target]
-            enc = await anyio.to_thread.run_sync(lambda: retriever.matching_encoder(space), limiter=limiter)
-            fn = enc.encode_query if hasattr(enc, "encode_query") else (lambda t: enc.encode_text([t])[0])
-            vec = await timed("encode", req.index, lambda: fn(req.text))
-            label = req.text
-        else:
-            dim = retriever.manifest.vectors[target].dim
-            if len(req.vector) != dim:  # type: ignore[arg-type]
-                raise HTTPException(422, f"vector has {len(req.vector)} dimensions, the index has {dim}")  # type: ignore[arg-type]
-            vec = req.vector
-            label = "<vector>"
-        res = await timed(
-            "search", req.index, lambda: retriever.search_vector(vec, req.index, req.k, flt, params(req.rerank), target)
-        )
-        return SearchResponse(
-            query=label,
-            index=req.index,
-            target=target,
-            took_ms=(time.perf_counter() - t0) * 1e3,
-            hits=[h.to_dict() for h in res.hits],
-        )  # type: ignore[misc]
+            query = Query("text", req.text, req.index, req.k, flt, params, req.target)
+            return answer(await batchers["text"].submit(query), req.text, t0)
+        target = req.target or ("text" if retriever.manifest.modality == "text" else "image")
+        dim = retriever.manifest.vectors[target].dim
+        if len(req.vector) != dim:  # type: ignore[arg-type]
+            raise HTTPException(422, f"vector has {len(req.vector)} dimensions, the index has {dim}")  # type: ignore[arg-type]
+        vec = np.asarray(req.vector, dtype=np.float32)
+        res = await in_thread(lambda: retriever.search_vector(vec, req.index, req.k, flt, params, target))
+        return answer(res, "<vector>", t0)
 
     @app.post("/search/image", response_model=SearchResponse, responses=ERRORS, dependencies=[Depends(require_key)])
     async def search_image(
@@ -182,26 +177,27 @@ def create_app(settings: Settings, name: str) -> FastAPI:
         index: str = Form("flat"),
         target: str = Form("image"),
         rerank: bool = Form(False),
-    ) -> SearchResponse:
-        """Search by an uploaded image (CLIP image tower) in the image or caption space."""
-        flt = check_common(request, index, k, None, target)
+        filter: str | None = Form(None, description='a JSON filter, as in POST /search: {"label": 3}'),
+    ) -> Response:
+        """Search by an uploaded image (CLIP image tower, micro-batched) in the image or caption space."""
+        spec = _json_filter(filter)
+        flt = check_common(request, index, k, spec, target)
         data = await image.read(api.max_upload_bytes + 1)
         if len(data) > api.max_upload_bytes:
             raise HTTPException(413, f"upload larger than max_upload_bytes={api.max_upload_bytes}")
         if retriever.manifest.vectors[target].encoder != "clip":
             raise HTTPException(422, "this collection has no CLIP vectors: image queries need an image collection")
         t0 = time.perf_counter()
-        space = retriever.manifest.vectors[target]
-        enc = await anyio.to_thread.run_sync(lambda: retriever.matching_encoder(space), limiter=limiter)
-        vec = await timed("encode", index, lambda: enc.encode_image([data])[0])
-        res = await timed("search", index, lambda: retriever.search_vector(vec, index, k, flt, params(rerank), target))
-        return SearchResponse(
-            query=image.filename or "<image>",
-            index=index,
-            target=target,
-            took_ms=(time.perf_counter() - t0) * 1e3,
-            hits=[h.to_dict() for h in res.hits],
-        )  # type: ignore[misc]
+        query = Query("image", data, index, k, flt, SearchParams(rerank=10 if rerank else None), target)
+        return answer(await batchers["image"].submit(query), image.filename or "<image>", t0)
+
+    @app.post("/verify", response_model=VerifyResponse, responses=ERRORS, dependencies=[Depends(require_key)])
+    async def verify_route(req: VerifyRequest) -> VerifyResponse:
+        """`simlookup verify` in this process, on the stores it already has open."""
+        from ingest.verify import verify
+
+        rep = await in_thread(lambda: verify(settings, name, sample=req.sample, opened=retriever.store))
+        return VerifyResponse(**rep.to_dict())
 
     @app.get(
         "/indexes", response_model=IndexesResponse, responses={401: ERRORS[401]}, dependencies=[Depends(require_key)]
@@ -232,13 +228,13 @@ def create_app(settings: Settings, name: str) -> FastAPI:
             name=m.name,
             corpus=m.corpus,
             modality=m.modality,
-            indexes=await anyio.to_thread.run_sync(collect, limiter=limiter),
+            indexes=await in_thread(collect),
         )
 
     @app.get("/healthz", response_model=Health)
     async def healthz() -> Health:
-        """Liveness: the process answers."""
-        return Health(status="ok")
+        """Liveness: the process answers, and says which collection it serves."""
+        return Health(status="ok", detail={"name": name})
 
     @app.get("/readyz", response_model=Health, responses={503: {"model": Health}})
     async def readyz() -> Any:
@@ -253,7 +249,7 @@ def create_app(settings: Settings, name: str) -> FastAPI:
                     except Exception as exc:  # noqa: BLE001 - reported, not raised
                         detail[f"{index}/{target}"] = f"error: {exc}"
 
-        await anyio.to_thread.run_sync(probe, limiter=limiter)
+        await in_thread(probe)
         ok = all(not v.startswith("error") for v in detail.values())
         return JSONResponse(
             Health(status="ready" if ok else "not ready", detail=detail).model_dump(), status_code=200 if ok else 503
@@ -261,13 +257,56 @@ def create_app(settings: Settings, name: str) -> FastAPI:
 
     @app.get("/metrics", response_class=Response)
     async def prometheus() -> Response:
-        """Prometheus metrics: requests and latency per route and index, encode vs search time."""
+        """Prometheus: requests and latency per route and index, encode vs search time, batch sizes, queue time."""
         from prometheus_client import CONTENT_TYPE_LATEST
 
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.on_event("startup")
+    async def _warm() -> None:
+        await in_thread(lambda: warm_up(retriever))
 
     @app.on_event("shutdown")
     def _close() -> None:
         retriever.close()
 
     return app
+
+
+def warm_up(retriever: Retriever) -> None:
+    """Open every store and load each encoder before the first query (failures surface in /readyz and queries)."""
+    m = retriever.manifest
+    for target, space in m.vectors.items():
+        for index in m.indexes:
+            try:
+                retriever.store(index, target)
+            except Exception:  # noqa: BLE001, S112 - /readyz reports it
+                continue
+        try:
+            enc = retriever.matching_encoder(space)
+            if hasattr(enc, "encode_queries"):
+                enc.encode_text(["warm up"])
+        except Exception:  # noqa: BLE001, S112 - the first query reports it
+            continue
+
+
+def _status(exc: SimlookupError) -> int:
+    if isinstance(exc, StoreNotFoundError):
+        return 404
+    if isinstance(exc, ModelNotFoundError):
+        return 503
+    if isinstance(exc, (InvalidInputError, FilterError, DimensionMismatchError)):
+        return 422
+    return 500
+
+
+def _json_filter(text: str | None) -> dict[str, Any] | None:
+    if not text:
+        return None
+    try:
+        spec = json.loads(text)
+    except ValueError:
+        raise HTTPException(422, 'filter must be a JSON object, e.g. {"label": 3}') from None
+    if not isinstance(spec, dict):
+        raise HTTPException(422, 'filter must be a JSON object, e.g. {"label": 3}')
+    return spec

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from retrieval.stores.base import SearchParams
+
 
 class SearchRequest(BaseModel):
     """A text or vector query; exactly one of ``text`` and ``vector``."""
@@ -18,7 +20,18 @@ class SearchRequest(BaseModel):
     index: str = Field(default="flat", description="flat | ivf | ivfpq | hnsw | qdrant")
     filter: dict[str, Any] | None = Field(default=None, description='{"field": value | [values] | {"gte": n}}')
     rerank: bool = Field(default=False, description="exact re-rank of k×10 candidates")
+    rerank_factor: int | None = Field(
+        default=None, ge=0, le=100, description="re-rank k×factor candidates (0 turns it off, ivfpq too)"
+    )
+    nprobe: int | None = Field(default=None, ge=1, le=65536, description="IVF lists to visit")
+    hnsw_ef: int | None = Field(default=None, ge=1, le=10000, description="HNSW candidate list at query time")
+    exact: bool = Field(default=False, description="brute force")
     target: Literal["text", "image", "caption"] | None = Field(default=None, description="vector space")
+
+    def search_params(self) -> SearchParams:
+        """The query-time parameters of this request."""
+        rerank = self.rerank_factor if self.rerank_factor is not None else (10 if self.rerank else None)
+        return SearchParams(nprobe=self.nprobe, hnsw_ef=self.hnsw_ef, exact=self.exact, rerank=rerank)
 
 
 class HitModel(BaseModel):
@@ -61,3 +74,19 @@ class Problem(BaseModel):
 class Health(BaseModel):
     status: str
     detail: dict[str, str] = Field(default_factory=dict)
+
+
+class VerifyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sample: int | None = Field(default=None, ge=1, description="compare vectors of N random ids only")
+
+
+class VerifyResponse(BaseModel):
+    """The shape of `simlookup verify --json`."""
+
+    name: str
+    ok: bool
+    counts: dict[str, dict[str, int]]
+    expected: int
+    differences: list[str]

@@ -1,0 +1,152 @@
+"""Many queries through one retriever at once: one encode per vector space, one store search per group.
+
+The service's micro-batcher hands every query that arrived within its window to ``search_batch``; a batch of one
+is the unbatched path, so batching on and off run the same code. Queries are grouped for the search by
+(index, k, target, filter, params); a query that fails (empty text, broken image, unknown filter field) gets its
+own error and the rest of the batch still gets answers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from retrieval.errors import InvalidInputError, SimlookupError
+from retrieval.filters import Filter
+from retrieval.retriever import Retriever, SearchResult
+from retrieval.stores import SearchParams
+
+QueryKind = Literal["text", "image"]
+
+
+@dataclass(frozen=True)
+class Query:
+    """One query of a batch: a text or an image (bytes, path or PIL image) and where to search it."""
+
+    kind: QueryKind
+    item: Any
+    index: str = "flat"
+    k: int = 10
+    filter: Filter = Filter()
+    params: SearchParams = SearchParams()
+    target: str | None = None
+
+    def label(self) -> str:
+        """What the answer calls the query: the text itself, or a placeholder for an image."""
+        return self.item if self.kind == "text" else "<image>"
+
+
+def default_target(retriever: Retriever, kind: QueryKind) -> str:
+    """The vector space a query searches when none is named: text for text collections, else image."""
+    if kind == "image":
+        return "image"
+    return "text" if retriever.manifest.modality == "text" else "image"
+
+
+def search_batch(retriever: Retriever, queries: Sequence[Query]) -> list[SearchResult | SimlookupError]:
+    """Answer each query, in order: a SearchResult, or the project error that query alone raised."""
+    out: list[SearchResult | SimlookupError | None] = [None] * len(queries)
+    vectors: dict[int, np.ndarray] = {}
+    encode_ms: dict[int, float] = {}
+    by_space: dict[tuple[QueryKind, str], list[int]] = defaultdict(list)
+    for i, q in enumerate(queries):
+        by_space[(q.kind, q.target or default_target(retriever, q.kind))].append(i)
+    for (kind, target), idx in by_space.items():
+        t0 = time.perf_counter()
+        for i, vec in _encode(retriever, kind, target, [queries[i] for i in idx], idx).items():
+            if isinstance(vec, SimlookupError):
+                out[i] = vec
+            else:
+                vectors[i] = vec
+        ms = (time.perf_counter() - t0) * 1e3
+        encode_ms.update({i: ms for i in idx})
+    groups: dict[tuple[Any, ...], list[int]] = defaultdict(list)
+    for i in vectors:
+        q = queries[i]
+        groups[(q.index, q.k, q.target or default_target(retriever, q.kind), q.filter, q.params)].append(i)
+    for (index, k, target, flt, params), idx in groups.items():
+        t0 = time.perf_counter()
+        try:
+            hits = retriever.store(index, target).search(np.stack([vectors[i] for i in idx]), k, flt, params)
+        except Exception as exc:  # noqa: BLE001 - this group's error; the other groups still answer
+            err = exc if isinstance(exc, SimlookupError) else SimlookupError(f"search failed ({exc!r})")
+            for i in idx:
+                out[i] = err
+            continue
+        ms = (time.perf_counter() - t0) * 1e3
+        for i, h in zip(idx, hits, strict=True):
+            timings = {"encode_ms": encode_ms[i], "search_ms": ms, "batch": float(len(queries))}
+            out[i] = SearchResult(queries[i].label(), index, encode_ms[i] + ms, h, target, timings)
+    return [r if r is not None else InvalidInputError("query not answered") for r in out]
+
+
+def _encode(
+    retriever: Retriever, kind: QueryKind, target: str, queries: list[Query], idx: list[int]
+) -> dict[int, np.ndarray | SimlookupError]:
+    """Encode the queries of one vector space in one call; on a failure, one by one so each error is its own."""
+    try:
+        space = retriever.manifest.vectors.get(target)
+        if space is None:
+            raise InvalidInputError(
+                f"collection {retriever.name!r} has no {target!r} vectors (it has {sorted(retriever.manifest.vectors)})"
+            )
+        if kind == "image" and space.encoder != "clip":
+            raise InvalidInputError(
+                f"collection {retriever.name!r} is a text collection: image queries need CLIP vectors"
+            )
+        enc = retriever.matching_encoder(space)
+    except SimlookupError as exc:
+        return dict.fromkeys(idx, exc)
+    items = [q.item for q in queries]
+    if kind == "text":
+        bad = [i for i, t in zip(idx, items, strict=True) if not isinstance(t, str) or not t.strip()]
+        if bad:
+            good = [(i, t) for i, t in zip(idx, items, strict=True) if i not in bad]
+            empty = InvalidInputError("the query text is empty")
+            res: dict[int, np.ndarray | SimlookupError] = dict.fromkeys(bad, empty)
+            if good:
+                res.update(_encode_items(enc, kind, [i for i, _ in good], [t for _, t in good]))
+            return res
+    return _encode_items(enc, kind, idx, items)
+
+
+def _encode_items(
+    enc: Any, kind: QueryKind, idx: list[int], items: list[Any]
+) -> dict[int, np.ndarray | SimlookupError]:
+    fn = _encode_fn(enc, kind)
+    try:
+        return dict(zip(idx, fn(items), strict=True))
+    except Exception as exc:  # noqa: BLE001 - attributed to the query that caused it below
+        if len(items) == 1:
+            return {idx[0]: _as_error(kind, exc)}
+    res: dict[int, np.ndarray | SimlookupError] = {}
+    for i, item in zip(idx, items, strict=True):
+        try:
+            res[i] = fn([item])[0]
+        except Exception as exc:  # noqa: BLE001 - this query's own error
+            res[i] = _as_error(kind, exc)
+    return res
+
+
+def _as_error(kind: QueryKind, exc: Exception) -> SimlookupError:
+    """A project error for one query: a bad image is the caller's error, anything else stays an internal one."""
+    if isinstance(exc, SimlookupError):
+        return exc
+    cls = InvalidInputError if kind == "image" else SimlookupError
+    return cls(f"cannot encode the {kind} query ({type(exc).__name__}: {exc})")
+
+
+def _encode_fn(enc: Any, kind: QueryKind) -> Any:
+    if kind == "image":
+        return enc.encode_image
+    fn = getattr(enc, "encode_queries", None) or enc.encode_text
+    if getattr(enc, "quantize", "none") == "int8":
+        # dynamic int8 scales activations over the whole input tensor: a query's vector would depend on the
+        # other queries of its batch. Encode each alone so a batched answer equals the unbatched one.
+        return lambda items: np.stack([fn([x])[0] for x in items])
+    return fn

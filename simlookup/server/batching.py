@@ -1,0 +1,124 @@
+"""Dynamic micro-batching: queries that arrive within a short window are answered by one call.
+
+One consumer task per queue takes what has arrived (up to ``max_batch``), waits at most ``window_s`` after the
+first one for more, and runs the batch on the thread pool. While a batch runs the next one fills, so under load
+batches grow by themselves. A query that arrives alone, long after the previous one, goes at once: a single
+client never waits for the window. ``max_batch=1`` turns batching off (each query runs alone, no queue).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+Q = TypeVar("Q")
+R = TypeVar("R")
+
+
+class QueueFullError(Exception):
+    """More queries are waiting than the service accepts; the caller answers 503."""
+
+
+@dataclass
+class _Pending(Generic[Q]):
+    query: Q
+    future: asyncio.Future[Any]
+    arrived: float
+
+
+class MicroBatcher(Generic[Q, R]):
+    """Collects queries into batches for ``run`` (a blocking function: one result or exception per query, in order)."""
+
+    def __init__(
+        self,
+        run: Callable[[Sequence[Q]], Sequence[R | BaseException]],
+        *,
+        window_s: float,
+        max_batch: int,
+        max_pending: int,
+        to_thread: Callable[[Callable[[], Sequence[R | BaseException]]], Any],
+        observe: Callable[[int, list[float]], None] = lambda size, waits: None,
+    ) -> None:
+        self.run = run
+        self.window_s = window_s
+        self.max_batch = max_batch
+        self.max_pending = max_pending
+        self.to_thread = to_thread
+        self.observe = observe
+        self._queue: deque[_Pending[Q]] = deque()
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._last_arrival = 0.0
+
+    async def submit(self, query: Q) -> R:
+        """The answer to one query (its result, or the exception ``run`` returned for it)."""
+        now = time.perf_counter()
+        if self.max_batch <= 1:
+            self.observe(1, [0.0])
+            return self._unwrap((await self.to_thread(lambda: self.run([query])))[0])
+        if len(self._queue) >= self.max_pending:
+            raise QueueFullError(f"{len(self._queue)} queries are waiting (limit {self.max_pending}); retry shortly")
+        self._ensure_consumer()
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(query, fut, now))
+        assert self._wake is not None
+        self._wake.set()
+        return self._unwrap(await fut)
+
+    @staticmethod
+    def _unwrap(res: Any) -> R:
+        if isinstance(res, BaseException):
+            raise res
+        return res  # type: ignore[no-any-return]
+
+    def _ensure_consumer(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._task.done() or self._loop is not loop:
+            self._loop = loop
+            self._wake = asyncio.Event()
+            self._task = loop.create_task(self._consume())
+
+    async def _consume(self) -> None:
+        assert self._wake is not None
+        while True:
+            if not self._queue:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            await self._fill()
+            batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
+            batch = [p for p in batch if not p.future.done()]  # the client went away while waiting
+            if not batch:
+                continue
+            start = time.perf_counter()
+            self.observe(len(batch), [start - p.arrived for p in batch])
+            try:
+                results: list[Any] = await self.to_thread(lambda b=batch: self.run([p.query for p in b]))  # type: ignore[misc]
+            except Exception as exc:  # noqa: BLE001 - every query of the batch gets the error
+                results = [exc] * len(batch)
+            for p, r in zip(batch, results, strict=True):
+                if not p.future.done():
+                    p.future.set_result(r)
+
+    async def _fill(self) -> None:
+        """Wait up to the window after the first query for more, unless it came alone after a quiet spell."""
+        assert self._wake is not None
+        first = self._queue[0].arrived
+        previous, self._last_arrival = self._last_arrival, self._queue[-1].arrived
+        if len(self._queue) == 1 and first - previous > self.window_s:
+            return
+        deadline = first + self.window_s
+        while len(self._queue) < self.max_batch:
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                return
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), left)
+            except TimeoutError:
+                return
