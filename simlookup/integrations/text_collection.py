@@ -41,6 +41,7 @@ class TextCollection:
         metric: Metric | str = Metric.COSINE,
         origin: str = "integration",
         text_key: str = TEXT_KEY,
+        check_fingerprint: bool = True,
     ) -> None:
         if index not in INDEX_NAMES:
             raise InvalidInputError(f"unknown index {index!r}: use one of {list(INDEX_NAMES)}")
@@ -83,7 +84,7 @@ class TextCollection:
             self.indexes = list(m.indexes)
             self.metric = Metric.parse(m.vectors["text"].metric)
         self._embedder = embedder
-        if embedder is not None and self.manifest is not None:
+        if embedder is not None and self.manifest is not None and check_fingerprint:
             self._check_fingerprint(embedder.fingerprint)
 
     # ---- the embedding model ----
