@@ -1,4 +1,4 @@
-"""Backends the LangChain and LlamaIndex adapters are tested on: FAISS flat, FAISS hnsw, Qdrant Edge, a Qdrant server."""
+"""Backends the framework adapters are tested on: FAISS flat, FAISS hnsw, Qdrant Edge, a Qdrant server."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""langchain-tests' standard VectorStoreIntegrationTests, run on FAISS flat, FAISS hnsw, Qdrant Edge and a Qdrant server.
+"""langchain-tests' standard VectorStoreIntegrationTests on FAISS flat, FAISS hnsw, Qdrant Edge and a Qdrant server.
 
 The embedding is langchain-core's DeterministicFakeEmbedding (a test double for the model only); the stores are real.
 """
@@ -6,7 +6,6 @@ The embedding is langchain-core's DeterministicFakeEmbedding (a test double for 
 from __future__ import annotations
 
 import inspect
-
 from collections.abc import Iterator
 from pathlib import Path
 

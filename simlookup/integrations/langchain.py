@@ -44,7 +44,8 @@ class _EncoderEmbeddings(Embeddings):
 
 
 def _embedder_of(embedding: Embeddings, fingerprint: str | None) -> Embedder:
-    return FunctionEmbedder(fingerprint or external_fingerprint(embedding), embedding.embed_documents, embedding.embed_query)
+    fp = fingerprint or external_fingerprint(embedding)
+    return FunctionEmbedder(fp, embedding.embed_documents, embedding.embed_query)
 
 
 def relevance_fn(metric: Metric) -> Callable[[float], float]:
