@@ -145,6 +145,8 @@ def test_every_index_kept_in_step(tmp_path: Path) -> None:
     store.delete(["3", "4"])
     store.add_texts(["changed"], [{"g": "z"}], ids=["5"])
     assert store.indexes == ["flat", "hnsw", "qdrant"]
+    assert store.similarity_search("changed", k=1)[0].id == "5"  # hnsw, written after flat, in this process
+    assert "3" not in {d.id for d in store.similarity_search("doc 3", k=12)}
     store.close()
     want = {str(i) for i in range(12)} - {"3", "4"}
     for index in ("flat", "hnsw", "qdrant"):
