@@ -29,10 +29,9 @@ from retrieval.settings import QdrantSettings
 from retrieval.stores.base import Hit, Payload, SearchParams, VectorStore
 from retrieval.stores.manifest import check_expected, now_iso
 from retrieval.stores.qdrant_common import (
-    ID_KEY,
     PayloadIndexType,
-    field_exists_filter,
     point_id,
+    python_fallback,
     split_id,
     to_entries,
     to_hits,
@@ -116,7 +115,6 @@ class QdrantClientStore(VectorStore):
         self.owns_client = owns_client
         self.mode = settings.mode
         self.backend = "qdrant-server" if settings.mode == "server" else "qdrant-local"  # type: ignore[misc]
-        self._fields: set[str] = set()
         if self._retry(lambda: client.collection_exists(name)):
             info = self._retry(lambda: client.get_collection(name))
             meta = dict(info.config.metadata or {}) if getattr(info.config, "metadata", None) else {}
@@ -255,8 +253,6 @@ class QdrantClientStore(VectorStore):
                         self.name, payload=with_id(ids[i], payloads[i]), points=[pid], wait=True
                     )
                 )
-        for p in payloads:
-            self._fields.update(p)
         return len(pids)
 
     @property
@@ -285,7 +281,7 @@ class QdrantClientStore(VectorStore):
     def _search(self, queries: np.ndarray, k: int, flt: Filter | None, params: SearchParams) -> list[list[Hit]]:
         from qdrant_client import models as m
 
-        qf = to_qdrant_filter(flt, m)
+        qf = to_qdrant_filter(flt, m, fallback=python_fallback(self._scroll))
         quant = None
         if self.settings.quantization != "none":
             quant = m.QuantizationSearchParams(rescore=True, oversampling=float(max(params.rerank or 2, 1)))
@@ -338,16 +334,8 @@ class QdrantClientStore(VectorStore):
         return to_entries(recs, self.vector_name)
 
     def _has_field(self, field: str) -> bool:
-        from qdrant_client import models as m
-
-        if field == ID_KEY:
-            return False
-        if field in self._fields:
-            return True
-        n = self._retry(lambda: self.client.count(self.name, count_filter=field_exists_filter(field, m), exact=True))
-        if n.count > 0:
-            self._fields.add(field)
-        return n.count > 0
+        """Every field is searchable: a field no point has matches nothing (kept until the base drops this hook)."""
+        return True
 
     def build(self) -> bool:
         """The server indexes in the background and local mode has no index: nothing to do here."""
@@ -369,7 +357,6 @@ class QdrantClientStore(VectorStore):
             raise StoreError("snapshots need a Qdrant server (qdrant-client local mode has none)")
         location = f"file:///qdrant/snapshots/{self.name}/{snapshot_name}"
         self._retry(lambda: self.client.recover_snapshot(self.name, location=location, wait=True))
-        self._fields.clear()
 
     def _flush(self) -> None:
         """Writes use wait=True: acknowledged writes are already durable on the server or local path."""

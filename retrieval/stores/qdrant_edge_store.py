@@ -28,10 +28,9 @@ from retrieval.settings import QdrantSettings
 from retrieval.stores.base import Hit, Payload, SearchParams, VectorStore
 from retrieval.stores.manifest import check_expected, now_iso, write_json
 from retrieval.stores.qdrant_common import (
-    ID_KEY,
     PayloadIndexType,
-    field_exists_filter,
     point_id,
+    python_fallback,
     split_id,
     to_entries,
     to_hits,
@@ -111,7 +110,6 @@ class QdrantEdgeStore(VectorStore):
         self.settings = settings
         self.vector_name = vector_name
         self._lock = threading.RLock()
-        self._fields: set[str] = set()
         e = _edge()
         if self.meta_path.exists():
             meta = json.loads(self.meta_path.read_text())
@@ -237,8 +235,6 @@ class QdrantEdgeStore(VectorStore):
                 for i, pid in upd:
                     op = e.UpdateOperation.set_payload([pid], with_id(ids[i], payloads[i]))
                     self._call(self._shard.update, op)
-            for p in payloads:
-                self._fields.update(p)
         return len(pids)
 
     def _delete(self, ids: list[str]) -> int:
@@ -259,7 +255,7 @@ class QdrantEdgeStore(VectorStore):
 
     def _search(self, queries: np.ndarray, k: int, flt: Filter | None, params: SearchParams) -> list[list[Hit]]:
         e = _edge()
-        qf = to_qdrant_filter(flt, e, edge=True)
+        qf = to_qdrant_filter(flt, e, edge=True, fallback=python_fallback(self._scroll))
         sp = e.SearchParams(hnsw_ef=params.hnsw_ef or self.settings.hnsw_ef, exact=params.exact)
         reqs = [
             e.QueryRequest(
@@ -309,17 +305,8 @@ class QdrantEdgeStore(VectorStore):
         return to_entries(recs, self.vector_name)
 
     def _has_field(self, field: str) -> bool:
-        if field == ID_KEY:
-            return False
-        if field in self._fields:
-            return True
-        e = _edge()
-        req = e.CountRequest(exact=True, filter=field_exists_filter(field, e, edge=True))
-        with self._lock:
-            found = self._call(self._shard.count, req) > 0
-        if found:
-            self._fields.add(field)
-        return found
+        """Every field is searchable: a field no point has matches nothing (kept until the base drops this hook)."""
+        return True
 
     def build(self) -> bool:
         """Build HNSW (Edge ``optimize()``, blocking). Returns whether any segment was optimised."""

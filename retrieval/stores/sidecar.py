@@ -149,27 +149,12 @@ class Sidecar:
         return out
 
     def matching_fids(self, flt: Filter) -> np.ndarray:
-        """fids of live points whose payload satisfies the filter (SQL over JSON)."""
-        where: list[str] = []
-        args: list[Any] = []
-        for c in flt.conditions:
-            path = f'$."{c.field}"'
-            if c.op == "eq":
-                where.append("json_extract(payload, ?) = ?")
-                args += [path, c.value]
-            elif c.op == "any":
-                where.append(f"json_extract(payload, ?) IN ({','.join('?' * len(c.values))})")
-                args += [path, *c.values]
-            else:
-                for op, v in (("gte", ">="), ("gt", ">"), ("lte", "<="), ("lt", "<")):
-                    bound = getattr(c, op)
-                    if bound is not None:
-                        where.append(
-                            f"(json_type(payload, ?) IN ('integer','real') AND json_extract(payload, ?) {v} ?)"
-                        )
-                        args += [path, path, bound]
-        sql = "SELECT fid FROM points" + (" WHERE " + " AND ".join(where) if where else "")
-        return np.array([r[0] for r in self.query(sql, args)], dtype=np.int64)
+        """fids of live points whose payload satisfies the filter (the reference evaluation over every row)."""
+        if self._rows is not None:
+            rows = ((fid, pl) for fid, (_, pl) in self._rows.items())
+        else:
+            rows = ((fid, json.loads(pl)) for fid, pl in self.query("SELECT fid, payload FROM points"))
+        return np.array(sorted(fid for fid, pl in rows if flt.matches(pl)), dtype=np.int64)
 
     def close(self) -> None:
         with self._lock:
