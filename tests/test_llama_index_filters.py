@@ -1,4 +1,4 @@
-"""MetadataFilters → simlookup filter dicts: the translation itself (its meaning is checked in test_llama_index_store)."""
+"""MetadataFilters → simlookup filter dicts: the translation alone (its meaning: test_llama_index_store)."""
 
 from __future__ import annotations
 

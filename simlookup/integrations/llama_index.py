@@ -162,7 +162,7 @@ class SimlookupVectorStore(BasePydanticVectorStore):
             docs = {"ref_doc_id": {"$in": list(query.doc_ids)}}
             spec = docs if spec is None else {"$and": [spec, docs]}
         k = query.similarity_top_k
-        if query.node_ids is not None:
+        if query.node_ids:  # LlamaIndex's retriever passes [] for "no restriction"
             hits = self._among(query.node_ids, query.query_embedding, k, spec)
         else:
             hits = self._collection.search(query.query_embedding, k, spec, kwargs.get("params") or self._search_params)
