@@ -48,7 +48,7 @@ def nodes() -> list[TextNode]:
         _node("n2", "dolor sit amet", [0.0, 1.0, 0.0], "doc1", weight=2.0, rank="c", quality=["medium"], n=2),
         _node("n3", "consectetur", [0.0, 0.0, 1.0], "doc2", weight=3.0, rank="c", quality=["low", "high"], n=3),
         _node("n4", "adipiscing", [1.0, 1.0, 0.0], "doc3", weight=4.0, rank="b", identifier="6FTR78Y", n=4),
-        _node("n5", "elit", [0.0, 1.0, 1.0], "doc3", weight=5.5, rank="", identifier=None, n=5),
+        _node("n5", "elit", [0.0, 1.0, 1.0], "doc3", weight=5.5, rank="", identifier=None, n=5, quality=[]),
     ]
 
 
@@ -118,6 +118,7 @@ SINGLE = {
     "contains": fs(f("quality", OP.CONTAINS, "high")),
     "is_empty": fs(f("identifier", OP.IS_EMPTY, None)),
     "is_empty-blank": fs(f("rank", OP.IS_EMPTY, None)),
+    "is_empty-array": fs(f("quality", OP.IS_EMPTY, None)),
     "and": fs(f("rank", OP.EQ, "c"), f("weight", OP.GT, 2.0)),
     "or": fs(f("rank", OP.EQ, "a"), f("weight", OP.GTE, 4.0), condition="or"),
     "not": fs(f("rank", OP.EQ, "c"), f("n", OP.EQ, 1), condition="not"),

@@ -1,9 +1,11 @@
 """LlamaIndex ``MetadataFilters`` → simlookup's filter language (Mongo-style dicts for ``Filter.from_dict``).
 
 Operators: == != > >= < <= in nin, any (an array field holds any of the values), all (holds every value),
-contains (holds the value), is_empty (missing, null or ""). Conditions: and, or, not (none of the filters
+contains (holds the value), is_empty (missing, null, [] or ""). Conditions: and, or, not (none of the filters
 match, as LlamaIndex's SimpleVectorStore reads it); nested ``MetadataFilters`` nest. ``!=`` and ``nin``
-match points that lack the field, like LlamaIndex's own store. text_match has no equivalent and is refused.
+match points that lack the field, like LlamaIndex's own store. On an array field ==, in and != follow the
+filter language (any element), where LlamaIndex's in-memory store compares the whole list. text_match has no
+equivalent and is refused.
 Plain Python on purpose: importing this module does not import llama_index.
 """
 
@@ -52,7 +54,7 @@ def translate_filter(f: Any) -> dict[str, Any]:
     if op == "contains":
         return {key: {"$eq": value}}
     if op == "is_empty":
-        return {"$or": [{key: {"$exists": False}}, {key: {"$eq": None}}, {key: {"$eq": ""}}]}
+        return {"$or": [{key: {"$eq": None}}, {key: {"$eq": ""}}]}  # null also matches missing and []
     raise FilterError(
         f"metadata filter operator {op!r} on {key!r} has no equivalent in simlookup's filter language "
         "(supported: ==, !=, >, >=, <, <=, in, nin, any, all, contains, is_empty)"
