@@ -236,3 +236,16 @@ def test_vector_store_index_end_to_end(tmp_path: Path) -> None:
     index2 = VectorStoreIndex.from_vector_store(again, embed_model=embed)
     assert [n.node.ref_doc_id for n in index2.as_retriever(similarity_top_k=5).retrieve("anything")] == ["d2"]
     again.close()
+
+
+def test_delete_by_ref_doc_id_beyond_one_search(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above the exact-search size, the ids of a document are found by scanning payloads: same result."""
+    from simlookup.integrations import text_collection
+
+    monkeypatch.setattr(text_collection, "EXACT_LOOKUP_MAX", 2)
+    st = SimlookupVectorStore("scan", "flat", Settings(data_dir=tmp_path / "d"))
+    st.add(nodes())
+    st.delete("doc3")
+    assert {n.node_id for n in st.get_nodes(filters=fs(f("rank", OP.EQ, "c")))} == {"n2", "n3"}
+    assert query_ids(st, None) == {"n1", "n2", "n3"}
+    st.close()

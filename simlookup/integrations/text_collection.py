@@ -25,6 +25,7 @@ from retrieval.stores.manifest import now_iso
 from simlookup.integrations.embedder import Embedder, EncoderEmbedder
 
 TEXT_KEY = "text"
+EXACT_LOOKUP_MAX = 10_000  # up to this many points, "ids matching a filter" is one exact filtered search
 FilterSpec = Filter | Mapping[str, Any] | None
 
 
@@ -252,10 +253,17 @@ class TextCollection:
             n = st.count()
             if n == 0:
                 return []
-            probe = np.zeros(st.dim, dtype=np.float32)
-            probe[0] = 1.0
-            hits = st.search(probe, n, filter, SearchParams(exact=True))[0]
-            return [h.id for h in hits]
+            if n <= EXACT_LOOKUP_MAX:
+                probe = np.zeros(st.dim, dtype=np.float32)
+                probe[0] = 1.0
+                return [h.id for h in st.search(probe, n, filter, SearchParams(exact=True))[0]]
+            flt = filter if isinstance(filter, Filter) else Filter.from_dict(filter)
+            ids = sorted(st.ids())
+            out: list[str] = []
+            for i in range(0, len(ids), 1000):  # beyond a search's k: scan payloads with the reference evaluation
+                got = st.fetch(ids[i : i + 1000])
+                out += [pid for pid, (_, pl) in got.items() if flt.matches(pl)]
+            return out
 
     def count(self) -> int:
         st = self.search_store()
