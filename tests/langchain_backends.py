@@ -1,4 +1,7 @@
-"""Backends the framework adapters are tested on: FAISS flat, FAISS hnsw, Qdrant Edge, a Qdrant server."""
+"""Backends the framework adapters are tested on: FAISS flat and hnsw, Qdrant Edge, qdrant-client local, a server.
+
+qdrant-client's local mode runs the same adapter code (``QdrantClientStore``) a Qdrant server does, in process.
+"""
 
 from __future__ import annotations
 
@@ -14,12 +17,13 @@ BACKENDS = [
     "flat",
     "hnsw",
     "edge",
+    "local",
     pytest.param("server", marks=pytest.mark.qdrant_server),  # skips unless a real server is reachable
 ]
 
 
 def index_of(backend: str) -> str:
-    return "qdrant" if backend in ("edge", "server") else backend
+    return "qdrant" if backend in ("edge", "local", "server") else backend
 
 
 def backend_settings(tmp: Path, backend: str, request: pytest.FixtureRequest) -> tuple[Settings, str]:
@@ -31,7 +35,8 @@ def backend_settings(tmp: Path, backend: str, request: pytest.FixtureRequest) ->
         s = Settings(data_dir=tmp / "data", qdrant=q)
         request.addfinalizer(_dropper(s, name))
         return s, name
-    return Settings(data_dir=tmp / "data", qdrant=QdrantSettings(mode="edge", full_scan_threshold_kb=10)), "lc"
+    mode = "local" if backend == "local" else "edge"
+    return Settings(data_dir=tmp / "data", qdrant=QdrantSettings(mode=mode, full_scan_threshold_kb=10)), "lc"
 
 
 def _dropper(s: Settings, name: str) -> Callable[[], None]:

@@ -1,4 +1,4 @@
-"""langchain-tests' standard VectorStoreIntegrationTests on FAISS flat, FAISS hnsw, Qdrant Edge and a Qdrant server.
+"""langchain-tests' standard VectorStoreIntegrationTests on FAISS flat/hnsw, Qdrant Edge/local and a Qdrant server.
 
 The embedding is langchain-core's DeterministicFakeEmbedding (a test double for the model only); the stores are real.
 """
