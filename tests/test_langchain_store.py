@@ -241,3 +241,54 @@ def test_own_encoder_when_no_embedding(tmp_path: Path, minilm: object) -> None:
     again = SimlookupVectorStore("own", "flat", None, s)
     assert again.similarity_search("a kitten napping", k=1)[0].id == "cat"
     again.close()
+
+
+def test_a_write_refused_by_qdrant_reaches_no_index(tmp_path: Path) -> None:
+    s = Settings(data_dir=tmp_path / "d", qdrant=QdrantSettings(mode="edge"))
+    store = SimlookupVectorStore("order", "flat", DeterministicFakeEmbedding(size=4), s, indexes=["flat", "qdrant"])
+    store.add_texts(["a"], ids=["a"])
+    with pytest.raises(InvalidInputError, match="_id"):
+        store.add_texts(["b"], [{"_id": "spoof"}], ids=["b"])  # Qdrant reserves _id: refused before FAISS is written
+    assert [d.id for d in store.get_by_ids(["a", "b"])] == ["a"]
+    store.close()
+
+
+def test_a_write_that_fails_half_way_names_the_indexes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from retrieval.errors import StoreError
+    from retrieval.stores import FaissStore
+
+    s = Settings(data_dir=tmp_path / "d", qdrant=QdrantSettings(mode="edge"))
+    store = SimlookupVectorStore("half", "qdrant", DeterministicFakeEmbedding(size=4), s, indexes=["flat", "qdrant"])
+    store.add_texts(["a"], ids=["a"])
+
+    def disk_full(*a: object, **k: object) -> int:  # a failing disk, for the FAISS kind only
+        raise StoreError("disk full")
+
+    monkeypatch.setattr(FaissStore, "upsert", disk_full)
+    with pytest.raises(StoreError, match=r"reached \['qdrant'\] but failed on 'flat'.*repeated"):
+        store.add_texts(["b"], ids=["b"])
+    monkeypatch.undo()
+    store.add_texts(["b"], ids=["b"])  # repeating the write re-aligns the indexes
+    store.close()
+    for index in ("flat", "qdrant"):
+        st = open_store(s, "half", index, create=False)
+        assert st.ids() == {"a", "b"}, index
+        st.close()
+
+
+def test_collection_settings_that_cannot_be_honoured_are_refused(tmp_path: Path) -> None:
+    from retrieval.collection import CollectionManifest, VectorSpace, save_collection
+
+    s = Settings(data_dir=tmp_path / "d")
+    emb = DeterministicFakeEmbedding(size=4)
+    SimlookupVectorStore.from_texts(["a"], emb, ids=["a"], collection="cos", index="flat", settings=s).close()
+    with pytest.raises(InvalidInputError, match="cosine metric, not l2"):
+        SimlookupVectorStore("cos", "flat", emb, s, metric="l2")
+    with pytest.raises(InvalidInputError, match="pass that embedding model"):
+        SimlookupVectorStore("cos", "flat", None, s).similarity_search("a")
+    space = VectorSpace(encoder="clip", model="ViT-B-32", fingerprint="clip:x", dim=4)
+    save_collection(s.data_dir, CollectionManifest(
+        name="pics", corpus="x", corpus_fingerprint="", modality="image", vectors={"image": space}, indexes=["flat"]
+    ))
+    with pytest.raises(InvalidInputError, match="image collection"):
+        SimlookupVectorStore("pics", "flat", emb, s)

@@ -64,6 +64,7 @@ class SimlookupVectorStore(VectorStore):
     index: the index searches go through ('flat', 'ivf', 'ivfpq', 'hnsw' or 'qdrant').
     embedding: a LangChain ``Embeddings``; None uses the collection's own encoder (and its fingerprint check).
     indexes: for a new collection, every index to create and keep in step (default: just ``index``).
+    metric: for a new collection ('cosine' by default, 'dot', 'l2'); an existing collection keeps its own.
     embedding_fingerprint: the name recorded for (and checked against) an external ``embedding``
     (default ``external:<module>.<class>[:<model>]``).
     """
@@ -76,7 +77,7 @@ class SimlookupVectorStore(VectorStore):
         settings: Settings | None = None,
         *,
         indexes: Sequence[str] | None = None,
-        metric: Metric | str = Metric.COSINE,
+        metric: Metric | str | None = None,
         embedding_fingerprint: str | None = None,
         search_params: SearchParams | None = None,
     ) -> None:

@@ -53,6 +53,7 @@ class SimlookupVectorStore(BasePydanticVectorStore):
 
     collection: the collection name (created on the first ``add``). index: the index queries go through.
     indexes: for a new collection, every index to create and keep in step (default: just ``index``).
+    metric: for a new collection ('cosine' by default, 'dot', 'l2'); an existing collection keeps its own.
     embed_model / embedding_fingerprint: name the embedding model; a new collection records it and an existing
     one refuses another (without either, a new collection records ``external:llama-index`` and nothing is checked).
     """
@@ -72,7 +73,7 @@ class SimlookupVectorStore(BasePydanticVectorStore):
         settings: Settings | None = None,
         *,
         indexes: Sequence[str] | None = None,
-        metric: Metric | str = Metric.COSINE,
+        metric: Metric | str | None = None,
         embed_model: Any = None,
         embedding_fingerprint: str | None = None,
         search_params: SearchParams | None = None,

@@ -10,13 +10,13 @@ the first write, when the embedding dimension is known. Document text lives in t
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from retrieval.collection import CollectionManifest, VectorSpace, load_collection, save_collection
-from retrieval.errors import InvalidInputError, StoreNotFoundError
+from retrieval.errors import InvalidInputError, SimlookupError, StoreError, StoreNotFoundError
 from retrieval.filters import Filter
 from retrieval.metric import Metric
 from retrieval.settings import Settings
@@ -39,7 +39,7 @@ class TextCollection:
         index: str = "hnsw",
         embedder: Embedder | None = None,
         indexes: Sequence[str] | None = None,
-        metric: Metric | str = Metric.COSINE,
+        metric: Metric | str | None = None,
         origin: str = "integration",
         text_key: str = TEXT_KEY,
         check_fingerprint: bool = True,
@@ -66,7 +66,7 @@ class TextCollection:
             if index not in wanted:
                 raise InvalidInputError(f"index {index!r} is not among the indexes to create {wanted}")
             self.indexes = wanted
-            self.metric = Metric.parse(metric)
+            self.metric = Metric.parse(metric or Metric.COSINE)
         else:
             m = self.manifest
             if m.modality != "text" or "text" not in m.vectors:
@@ -84,6 +84,10 @@ class TextCollection:
                 )
             self.indexes = list(m.indexes)
             self.metric = Metric.parse(m.vectors["text"].metric)
+            if metric is not None and Metric.parse(metric) is not self.metric:
+                raise InvalidInputError(
+                    f"collection {name!r} uses the {self.metric.value} metric, not {Metric.parse(metric).value}"
+                )
         self._embedder = embedder
         if embedder is not None and self.manifest is not None and check_fingerprint:
             self._check_fingerprint(embedder.fingerprint)
@@ -101,6 +105,12 @@ class TextCollection:
         if self.manifest is not None:
             from retrieval.retriever import Retriever
 
+            fp = self.manifest.vectors["text"].fingerprint
+            if fp.startswith("external:"):
+                raise InvalidInputError(
+                    f"collection {self.name!r} was embedded by {fp}, a model simlookup does not load itself: "
+                    "pass that embedding model"
+                )
             r = Retriever(self.settings, self.name)  # loads the manifest's model and checks its fingerprint
             return EncoderEmbedder(r.matching_encoder(self.manifest.vectors["text"]))
         from ingest.job import load_encoder
@@ -199,9 +209,31 @@ class TextCollection:
             self._check_open()
             if self.manifest is None:
                 self._create(int(vecs.shape[1]), self.embedder.fingerprint)
-            for index in self.indexes:
-                self._open(index).upsert(ids, vecs, list(payloads))
+            pls = list(payloads)
+            self._each_index("upsert", lambda st: st.upsert(ids, vecs, pls))
         return ids
+
+    def _each_index(self, op: str, fn: Callable[[VectorStore], Any]) -> dict[str, Any]:
+        """Apply one write to every index, Qdrant first (the engine most likely to refuse), then the FAISS kinds.
+
+        A failure before any index was written is raised as it is; a failure after some were is a StoreError that
+        names which indexes hold the write, so the caller can repeat it (writes are idempotent) to re-align them.
+        """
+        order = sorted(self.indexes, key=lambda i: i != QDRANT_INDEX)
+        done: list[str] = []
+        out: dict[str, Any] = {}
+        for index in order:
+            try:
+                out[index] = fn(self._open(index))
+            except SimlookupError as exc:
+                if not done:
+                    raise
+                raise StoreError(
+                    f"{op} on collection {self.name!r} reached {done} but failed on {index!r} ({exc}): the indexes "
+                    f"are out of step until the same {op} is repeated (it is idempotent)"
+                ) from exc
+            done.append(index)
+        return out
 
     def add_texts(
         self, ids: Sequence[str], texts: Sequence[str], metadatas: Sequence[Mapping[str, Any] | None]
@@ -220,8 +252,7 @@ class TextCollection:
             self._check_open()
             if self.manifest is None or not ids:
                 return 0
-            counts = {index: self._open(index).delete(ids) for index in self.indexes}
-            return counts[self.index]
+            return int(self._each_index("delete", lambda st: st.delete(ids))[self.index])
 
     def fetch(self, ids: Sequence[str]) -> list[tuple[str, np.ndarray | None, dict[str, Any]]]:
         """(id, vector, payload) of each existing id, in the order given."""
