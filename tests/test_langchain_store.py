@@ -16,7 +16,7 @@ pytest.importorskip("langchain_core", reason="pip install 'simlookup[langchain]'
 from langchain_core.documents import Document  # noqa: E402
 from langchain_core.embeddings import DeterministicFakeEmbedding, Embeddings  # noqa: E402
 
-from retrieval.errors import InvalidInputError  # noqa: E402
+from retrieval.errors import InvalidInputError, StoreNotFoundError  # noqa: E402
 from retrieval.filters import Filter  # noqa: E402
 from retrieval.settings import QdrantSettings, Settings  # noqa: E402
 from retrieval.stores import open_store  # noqa: E402
@@ -292,3 +292,20 @@ def test_collection_settings_that_cannot_be_honoured_are_refused(tmp_path: Path)
     ))
     with pytest.raises(InvalidInputError, match="image collection"):
         SimlookupVectorStore("pics", "flat", emb, s)
+
+
+def test_read_only_readers_share_a_faiss_collection(tmp_path: Path) -> None:
+    s = Settings(data_dir=tmp_path / "d")
+    emb = DeterministicFakeEmbedding(size=4)
+    SimlookupVectorStore.from_texts(["a", "b"], emb, ids=["a", "b"], collection="ro", index="hnsw", settings=s).close()
+    r1 = SimlookupVectorStore("ro", "hnsw", emb, s, read_only=True)
+    r2 = SimlookupVectorStore("ro", "hnsw", emb, s, read_only=True)
+    assert r1.similarity_search("a", k=1)[0].id == r2.similarity_search("a", k=1)[0].id == "a"
+    with pytest.raises(InvalidInputError, match="read-only"):
+        r1.add_texts(["c"], ids=["c"])
+    with pytest.raises(InvalidInputError, match="read-only"):
+        r1.delete(["a"])
+    r1.close()
+    r2.close()
+    with pytest.raises(StoreNotFoundError):
+        SimlookupVectorStore("absent", "hnsw", emb, s, read_only=True)

@@ -65,6 +65,7 @@ class SimlookupVectorStore(VectorStore):
     embedding: a LangChain ``Embeddings``; None uses the collection's own encoder (and its fingerprint check).
     indexes: for a new collection, every index to create and keep in step (default: just ``index``).
     metric: for a new collection ('cosine' by default, 'dot', 'l2'); an existing collection keeps its own.
+    read_only: search an existing collection without taking its write locks (FAISS shares the index with readers).
     embedding_fingerprint: the name recorded for (and checked against) an external ``embedding``
     (default ``external:<module>.<class>[:<model>]``).
     """
@@ -78,6 +79,7 @@ class SimlookupVectorStore(VectorStore):
         *,
         indexes: Sequence[str] | None = None,
         metric: Metric | str | None = None,
+        read_only: bool = False,
         embedding_fingerprint: str | None = None,
         search_params: SearchParams | None = None,
     ) -> None:
@@ -90,6 +92,7 @@ class SimlookupVectorStore(VectorStore):
             embedder=_embedder_of(embedding, embedding_fingerprint) if embedding is not None else None,
             indexes=indexes,
             metric=metric,
+            read_only=read_only,
             origin="langchain",
         )
 

@@ -54,6 +54,7 @@ class SimlookupVectorStore(BasePydanticVectorStore):
     collection: the collection name (created on the first ``add``). index: the index queries go through.
     indexes: for a new collection, every index to create and keep in step (default: just ``index``).
     metric: for a new collection ('cosine' by default, 'dot', 'l2'); an existing collection keeps its own.
+    read_only: search an existing collection without taking its write locks (FAISS shares the index with readers).
     embed_model / embedding_fingerprint: name the embedding model; a new collection records it and an existing
     one refuses another (without either, a new collection records ``external:llama-index`` and nothing is checked).
     """
@@ -74,6 +75,7 @@ class SimlookupVectorStore(BasePydanticVectorStore):
         *,
         indexes: Sequence[str] | None = None,
         metric: Metric | str | None = None,
+        read_only: bool = False,
         embed_model: Any = None,
         embedding_fingerprint: str | None = None,
         search_params: SearchParams | None = None,
@@ -87,6 +89,7 @@ class SimlookupVectorStore(BasePydanticVectorStore):
             embedder=FunctionEmbedder(fp or DEFAULT_FINGERPRINT, _no_embedding, _no_embedding),
             indexes=indexes,
             metric=metric,
+            read_only=read_only,
             origin="llama-index",
             check_fingerprint=fp is not None,
         )

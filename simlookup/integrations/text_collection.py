@@ -43,6 +43,7 @@ class TextCollection:
         origin: str = "integration",
         text_key: str = TEXT_KEY,
         check_fingerprint: bool = True,
+        read_only: bool = False,
     ) -> None:
         if index not in INDEX_NAMES:
             raise InvalidInputError(f"unknown index {index!r}: use one of {list(INDEX_NAMES)}")
@@ -51,6 +52,7 @@ class TextCollection:
         self.index = index
         self.text_key = text_key
         self.origin = origin
+        self.read_only = read_only
         self._lock = threading.RLock()
         self._stores: dict[str, VectorStore] = {}
         self._closed = False
@@ -65,6 +67,8 @@ class TextCollection:
                 raise InvalidInputError(f"unknown index(es) {bad}: use {list(INDEX_NAMES)}")
             if index not in wanted:
                 raise InvalidInputError(f"index {index!r} is not among the indexes to create {wanted}")
+            if read_only:
+                raise StoreNotFoundError(f"no collection named {name!r} in {settings.data_dir} to open read-only")
             self.indexes = wanted
             self.metric = Metric.parse(metric or Metric.COSINE)
         else:
@@ -149,6 +153,8 @@ class TextCollection:
                 metric=space.metric,
                 fingerprint=space.fingerprint,
                 payload_indexes=dict(self.manifest.payload_indexes) if index == QDRANT_INDEX else None,
+                create=not self.read_only,
+                read_only=self.read_only,
             )
             self._stores[index] = st
         return st
@@ -208,7 +214,7 @@ class TextCollection:
         with self._lock:
             self._check_open()
             if self.manifest is None:
-                self._create(int(vecs.shape[1]), self.embedder.fingerprint)
+                self._create(int(vecs.shape[1]), self.embedder.fingerprint)  # (read_only needs an existing one)
             pls = list(payloads)
             self._each_index("upsert", lambda st: st.upsert(ids, vecs, pls))
         return ids
@@ -219,6 +225,8 @@ class TextCollection:
         A failure before any index was written is raised as it is; a failure after some were is a StoreError that
         names which indexes hold the write, so the caller can repeat it (writes are idempotent) to re-align them.
         """
+        if self.read_only:
+            raise InvalidInputError(f"collection {self.name!r} was opened read-only: it cannot {op}")
         order = sorted(self.indexes, key=lambda i: i != QDRANT_INDEX)
         done: list[str] = []
         out: dict[str, Any] = {}
@@ -304,6 +312,8 @@ class TextCollection:
         """Finish indexing in every index (train IVF/PQ, build Qdrant Edge HNSW) after a bulk load."""
         with self._lock:
             self._check_open()
+            if self.read_only:
+                raise InvalidInputError(f"collection {self.name!r} was opened read-only: it cannot build")
             if self.manifest is None:
                 return
             for index in self.indexes:
@@ -318,7 +328,7 @@ class TextCollection:
             self._flush()
 
     def _flush(self) -> None:
-        if self.manifest is None:
+        if self.manifest is None or self.read_only:
             return
         for st in self._stores.values():
             st.flush()
