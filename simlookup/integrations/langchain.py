@@ -26,8 +26,8 @@ from retrieval.errors import InvalidInputError
 from retrieval.metric import Metric
 from retrieval.settings import Settings, load_settings
 from retrieval.stores import Hit, SearchParams
-from simlookup.integrations.embedder import Embedder, EncoderEmbedder, FunctionEmbedder, external_fingerprint
-from simlookup.integrations.text_collection import TEXT_KEY, FilterSpec, TextCollection
+from simlookup.integrations.embedder import Embedder, FunctionEmbedder, external_fingerprint
+from simlookup.integrations.text_collection import FilterSpec, TextCollection
 
 
 class _EncoderEmbeddings(Embeddings):
@@ -147,8 +147,6 @@ class SimlookupVectorStore(VectorStore):
         mds = metadatas or [None] * len(pairs)
         payloads = [self.collection.payload(t, m) for (t, _), m in zip(pairs, mds, strict=True)]
         vecs = np.asarray([e for _, e in pairs], dtype=np.float32)
-        if self.collection.manifest is None and self._embedding is None:
-            self.collection.embedder  # noqa: B018 - a new collection records the encoder's fingerprint
         return self.collection.upsert(id_list, vecs, payloads)
 
     def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool | None:
@@ -275,4 +273,4 @@ class SimlookupVectorStore(VectorStore):
         self.close()
 
 
-__all__ = ["TEXT_KEY", "EncoderEmbedder", "SimlookupVectorStore", "relevance_fn"]
+__all__ = ["SimlookupVectorStore", "relevance_fn"]
