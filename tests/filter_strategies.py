@@ -1,0 +1,78 @@
+"""Hypothesis strategies for payloads and filters, shared by the filter tests.
+
+Small pools of keys and values so that random filters hit random payloads often: keys with dots, spaces, a
+double quote, non-ASCII and the empty string; values of every JSON kind, nested objects and arrays of objects.
+Integers stay within ±2**53 (beyond, numbers compare as doubles on Edge and the server but exactly in
+qdrant-client local mode; see retrieval.filters).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import strategies as st
+
+TOP_KEYS = ["a", "b", "a.b", "Header 1", "é", "", 'q"k', "n"]
+INNER_KEYS = ["b", "c", "d"]
+PATHS = [*TOP_KEYS, "a.c", "a.b.c", "b.c", "nope", "a.b.c.d"]
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 3),
+    st.sampled_from([0.0, 1.0, 2.0, 1.5, -0.5]),
+    st.sampled_from(["x", "y", "1", "", "Ä b"]),
+)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.dictionaries(st.sampled_from(INNER_KEYS), inner, max_size=3),
+    ),
+    max_leaves=6,
+)
+payloads = st.dictionaries(st.sampled_from(TOP_KEYS), json_values, max_size=4)
+
+numbers = st.one_of(st.integers(-3, 3), st.sampled_from([0.0, 0.5, 1.0, 1.5, 2.0, -1.0]))
+value_lists = st.lists(scalars, min_size=1, max_size=3)
+
+
+@st.composite
+def field_conditions(draw: st.DrawFn) -> dict[str, Any]:
+    """One field condition, in any of the accepted spellings."""
+    path = draw(st.sampled_from(PATHS))
+    kind = draw(st.integers(0, 10))
+    if kind == 0:
+        return {path: draw(scalars)}
+    if kind == 1:
+        return {path: draw(value_lists)}
+    if kind == 2:
+        return {path: {"$eq": draw(scalars)}}
+    if kind == 3:
+        return {path: {"$ne": draw(scalars)}}
+    if kind == 4:
+        return {path: {"$in": draw(value_lists)}}
+    if kind == 5:
+        return {path: {"$nin": draw(value_lists)}}
+    if kind == 6:
+        ops = draw(st.lists(st.sampled_from(["$gt", "$gte", "$lt", "$lte"]), min_size=1, max_size=2, unique=True))
+        return {path: {op: draw(numbers) for op in ops}}
+    if kind == 7:
+        return {path: {draw(st.sampled_from(["gt", "gte", "lt", "lte"])): draw(numbers)}}
+    if kind == 8:
+        return {path: {"$exists": draw(st.booleans())}}
+    if kind == 9:
+        return {path: {"$not": {draw(st.sampled_from(["$eq", "$gte", "$lt"])): draw(numbers)}}}
+    return {path: {"$gte": draw(numbers), "$ne": draw(scalars)}}
+
+
+filters = st.recursive(
+    field_conditions(),
+    lambda inner: st.one_of(
+        st.builds(lambda xs: {"$and": xs}, st.lists(inner, min_size=1, max_size=3)),
+        st.builds(lambda xs: {"$or": xs}, st.lists(inner, min_size=1, max_size=3)),
+        st.builds(lambda x: {"$not": x}, inner),
+        st.builds(lambda xs: {"$nor": xs}, st.lists(inner, min_size=1, max_size=2)),
+    ),
+    max_leaves=5,
+)
