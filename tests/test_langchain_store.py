@@ -309,3 +309,30 @@ def test_read_only_readers_share_a_faiss_collection(tmp_path: Path) -> None:
     r2.close()
     with pytest.raises(StoreNotFoundError):
         SimlookupVectorStore("absent", "hnsw", emb, s, read_only=True)
+
+
+@pytest.mark.slow
+def test_rag_over_an_ingested_collection(tmp_path: Path, minilm: object) -> None:
+    """`simlookup ingest` output read through LangChain with its own encoder; a write lands in every index."""
+    from ingest.job import IngestOptions, run_ingest
+    from retrieval.retriever import Retriever
+
+    s = Settings(data_dir=tmp_path / "data", qdrant=QdrantSettings(mode="edge"))
+    csv = tmp_path / "docs.csv"
+    csv.write_text(
+        "id,text,genre\n"
+        "f,A man is playing a flute.,music\n"
+        "s,Stocks fell sharply on Wall Street.,news\n"
+        "c,A cat sleeps on the sofa.,pets\n"
+        "b,The band played a loud concert.,music\n"
+    )
+    run_ingest(s, IngestOptions(str(csv), "ing", indexes=["flat", "hnsw"], progress=False), encoders={"text": minilm})
+    store = SimlookupVectorStore("ing", "hnsw", settings=s)
+    assert store.indexes == ["flat", "hnsw", "qdrant"]
+    docs = store.as_retriever(search_kwargs={"k": 1, "filter": {"genre": "music"}}).invoke("a flute melody")
+    assert docs == [Document(page_content="A man is playing a flute.", metadata={"genre": "music"}, id="f")]
+    store.add_texts(["A dog chases a ball in the park."], [{"genre": "pets"}], ids=["d"])
+    store.close()
+    with Retriever(s, "ing") as r:
+        for index in ("flat", "hnsw", "qdrant"):
+            assert r.search_text("a puppy playing fetch", index=index, k=1).hits[0].id == "d", index
