@@ -119,6 +119,15 @@ def test_l2_relevance(tmp_path: Path) -> None:
     store.close()
 
 
+def test_dot_relevance_is_a_monotone_map_into_0_1() -> None:
+    from retrieval.metric import Metric
+    from simlookup.integrations.langchain import relevance_fn
+
+    fn = relevance_fn(Metric.DOT)
+    vals = [fn(s) for s in (-1e4, -1.0, 0.0, 1.0, 1e4)]  # no overflow at either end
+    assert vals == sorted(vals) and all(0.0 <= v <= 1.0 for v in vals) and vals[2] == 0.5
+
+
 def test_mmr_prefers_diversity(tmp_path: Path) -> None:
     table = {
         "q": [1.0, 0.0, 0.0],

@@ -255,3 +255,17 @@ def test_delete_by_ref_doc_id_beyond_one_search(tmp_path: Path, monkeypatch: pyt
     assert {n.node_id for n in st.get_nodes(filters=fs(f("rank", OP.EQ, "c")))} == {"n2", "n3"}
     assert query_ids(st, None) == {"n1", "n2", "n3"}
     st.close()
+
+
+def test_l2_similarity_and_async(tmp_path: Path) -> None:
+    """l2 distances come back as 1/(1+d) so that higher is closer, as LlamaIndex expects; async calls work."""
+    import asyncio
+
+    st = SimlookupVectorStore("l2", "flat", Settings(data_dir=tmp_path / "d"), metric="l2")
+    asyncio.run(st.async_add(nodes()))
+    res = asyncio.run(st.aquery(VectorStoreQuery(query_embedding=[1.0, 0.0, 0.0], similarity_top_k=2)))
+    assert res.ids == ["n1", "n4"]
+    assert res.similarities == pytest.approx([1.0, 1 / (1 + 1.0)], abs=1e-6)  # distances 0 and 1
+    asyncio.run(st.adelete("doc1"))
+    assert st.client.count() == 3
+    st.close()

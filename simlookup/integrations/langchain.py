@@ -54,7 +54,7 @@ def relevance_fn(metric: Metric) -> Callable[[float], float]:
         return lambda s: min(1.0, max(0.0, (1.0 + s) / 2.0))
     if metric is Metric.L2:
         return lambda d: min(1.0, max(0.0, 1.0 - d / math.sqrt(2.0)))
-    return lambda s: 1.0 / (1.0 + math.exp(-s))
+    return lambda s: 1.0 / (1.0 + math.exp(-s)) if s >= 0 else math.exp(s) / (1.0 + math.exp(s))
 
 
 class SimlookupVectorStore(VectorStore):
