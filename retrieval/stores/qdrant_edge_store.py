@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from retrieval.errors import (
+    CorruptIndexError,
     InvalidInputError,
     StoreClosedError,
     StoreError,
@@ -49,18 +50,26 @@ _OPEN: dict[str, list[Any]] = {}  # shard path → [EdgeShard, open views]: name
 _OPEN_LOCK = threading.Lock()
 
 
-def _acquire(path: Path, opener: Any) -> Any:
+def _acquire(path: Path, opener: Any, on_load: Any = None) -> Any:
+    """The open shard at path, opened (then checked by on_load) if this process has none yet."""
     key = str(path.resolve())
     with _OPEN_LOCK:
         if key in _OPEN:
             _OPEN[key][1] += 1
             return _OPEN[key][0]
         shard = opener()
+        if on_load is not None:
+            try:
+                on_load(shard)
+            except BaseException:
+                shard.close()
+                raise
         _OPEN[key] = [shard, 1]
         return shard
 
 
-def _release_shard(path: Path) -> None:
+def _release_shard(path: Path, on_last: Any = None) -> None:
+    """Drop one user of the shard; the last one flushes it, runs on_last(shard) and closes it."""
     key = str(path.resolve())
     with _OPEN_LOCK:
         entry = _OPEN.get(key)
@@ -71,8 +80,18 @@ def _release_shard(path: Path) -> None:
             del _OPEN[key]
             try:
                 entry[0].flush()
+                if on_last is not None:
+                    on_last(entry[0])
             finally:
                 entry[0].close()
+
+
+def repair_hint(store_dir: Path, name: str) -> str:
+    """How to rebuild a damaged Edge collection."""
+    return (
+        f"delete {store_dir} and re-create it: `simlookup ingest CORPUS --name {name} --qdrant edge` "
+        "(the FAISS indexes of the collection are not affected)"
+    )
 
 
 def _map_edge_error(exc: Exception, path: Path) -> StoreError:
@@ -132,8 +151,13 @@ class QdrantEdgeStore(VectorStore):
             self.vector_name = vector_name
             self.named = named
             self._meta = meta
+            self._check_segments(name)
             try:
-                self._shard = _acquire(self.shard_path, lambda: e.EdgeShard.load(str(self.shard_path)))
+                self._shard = _acquire(
+                    self.shard_path, lambda: e.EdgeShard.load(str(self.shard_path)), lambda sh: self._check_count(sh)
+                )
+            except StoreError:
+                raise
             except Exception as exc:  # noqa: BLE001 - Edge raises plain Exception
                 raise _map_edge_error(exc, self.shard_path) from None
         else:
@@ -320,7 +344,39 @@ class QdrantEdgeStore(VectorStore):
 
     def _close(self) -> None:
         with self._lock:
-            _release_shard(self.shard_path)
+            _release_shard(self.shard_path, self._record_count)
+
+    # ---- damage checks: a shard that lost segments must not answer from what is left
+    def _check_segments(self, name: str) -> None:
+        seg = self.shard_path / "segments"
+        if not seg.is_dir() or not any(p.is_dir() for p in seg.iterdir()):
+            raise CorruptIndexError(
+                f"Qdrant Edge shard {self.shard_path} has no segments ({seg} is missing or empty): its points "
+                f"are gone and a search would answer from the write-ahead log alone; {repair_hint(self.dir, name)}"
+            )
+
+    def _shard_points(self, shard: Any) -> int:
+        return int(shard.count(_edge().CountRequest(exact=True)))
+
+    def _check_count(self, shard: Any) -> None:
+        """After a clean close the shard held ``closed_points``: fewer or more now means lost segment files."""
+        meta = json.loads(self.meta_path.read_text())
+        expected = meta.get("closed_points")
+        if expected is not None:
+            found = self._shard_points(shard)
+            if found != expected:
+                raise CorruptIndexError(
+                    f"Qdrant Edge shard {self.shard_path} holds {found} points but held {expected} when it was "
+                    f"last closed: segment files under {self.shard_path / 'segments'} are missing or damaged; "
+                    + repair_hint(self.dir, self.name)
+                )
+            del meta["closed_points"]  # open for writing: a crash from here on leaves no stale count behind
+            write_json(self.meta_path, meta)
+
+    def _record_count(self, shard: Any) -> None:
+        meta = json.loads(self.meta_path.read_text())
+        meta["closed_points"] = self._shard_points(shard)
+        write_json(self.meta_path, meta)
 
     def _info(self) -> dict[str, Any]:
         with self._lock:
