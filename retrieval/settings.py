@@ -19,6 +19,7 @@ ENV_PREFIX = "SIMLOOKUP_"
 
 QdrantMode = Literal["edge", "server", "local"]
 Quantization = Literal["none", "scalar", "product"]
+PayloadIndexKind = Literal["keyword", "integer", "float", "bool"]
 
 
 class QdrantSettings(BaseModel):
@@ -45,6 +46,13 @@ class QdrantSettings(BaseModel):
     upload_batch_size: int = Field(default=256, ge=1)
     retries: int = Field(default=5, ge=0)
     backoff_s: float = Field(default=0.5, ge=0)
+    payload_indexes: dict[str, PayloadIndexKind] = Field(
+        default_factory=dict,
+        description='payload fields to index, e.g. {"genre": "keyword", "year": "integer"} (JSON in the env var)',
+    )
+    auto_payload_indexes: bool = Field(
+        default=True, description="build() also indexes the payload fields it finds (types inferred from the values)"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> QdrantSettings:

@@ -11,7 +11,7 @@ import pytest
 
 from retrieval.errors import CorruptIndexError, DimensionMismatchError
 from retrieval.settings import QdrantSettings, Settings
-from retrieval.stores import VectorStore, open_store
+from retrieval.stores import SearchParams, VectorStore, open_store
 
 DIM = 16
 
@@ -90,5 +90,79 @@ def test_upsert_returns_len_ids_and_empty_upsert_zero(tmp_path: Path, mode: str)
             pytest.xfail("base.upsert refuses an empty upsert on this branch (fixed with the collection store)")
         assert n == 0
         assert st.count() == 5
+    finally:
+        st.close()
+
+
+# ------------------------------------------------------------------------------------- payload indexes
+def selective(tmp: Path, **q: object) -> tuple[VectorStore, np.ndarray]:
+    """3,000 clustered 128-d points, 1% tagged t7, built; a low full-scan threshold so Edge answers through HNSW."""
+    from benchmarks.datasets import clustered
+
+    data = clustered(n=3000, d=128, nq=40, seed=1)
+    s = Settings(data_dir=tmp, qdrant=QdrantSettings(mode="edge", full_scan_threshold_kb=10, **q))  # type: ignore[arg-type]
+    st = open_store(s, "sel", "qdrant", dim=128)
+    st.upsert(data.point_ids(), data.xb, [{"tag": f"t{i % 100}", "bucket": i % 100} for i in range(3000)])
+    st.build()
+    return st, data.xq
+
+
+SELECTIVE = [{"tag": "t7"}, {"bucket": 7}, {"bucket": {"$gte": 7, "$lt": 8}}]
+
+
+def test_build_indexes_payload_fields_so_selective_filters_return_k(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import retrieval.stores.qdrant_edge_store as edge_mod
+
+    monkeypatch.setattr(edge_mod, "top_up", lambda hits, *a: hits)  # the indexes alone must do it
+    st, xq = selective(tmp_path)
+    try:
+        assert {"tag", "bucket"} <= set(st.info()["payload_schema"])
+        for flt in SELECTIVE:
+            res = st.search(xq, 10, filter=flt)
+            assert min(len(r) for r in res) == 10, flt
+            assert all(h.payload["bucket"] == 7 for r in res for h in r)
+    finally:
+        st.close()
+
+
+def test_unindexed_selective_filter_is_topped_up_to_k(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import retrieval.stores.qdrant_edge_store as edge_mod
+
+    st, xq = selective(tmp_path, auto_payload_indexes=False)
+    try:
+        assert st.info()["payload_schema"] == []
+        real_top_up = edge_mod.top_up
+        monkeypatch.setattr(edge_mod, "top_up", lambda hits, *a: hits)
+        raw = st.search(xq, 10, filter=SELECTIVE[0])
+        assert min(len(r) for r in raw) < 10  # Edge alone stops short here (the reproduction)
+        monkeypatch.setattr(edge_mod, "top_up", real_top_up)
+        for flt in SELECTIVE:
+            res = st.search(xq, 10, filter=flt)
+            assert min(len(r) for r in res) == 10, flt
+            assert all(h.payload["bucket"] == 7 for r in res for h in r)
+        exact = st.search(xq, 10, filter=SELECTIVE[0], params=SearchParams(exact=True))
+        assert [[h.id for h in r] for r in st.search(xq, 10, filter=SELECTIVE[0])] == [[h.id for h in r] for r in exact]
+        # a filter matching fewer than k points returns all of them
+        few = st.search(xq[:3], 10, filter={"$and": [{"tag": "t7"}, {"bucket": {"$lt": 0}}]})
+        assert few == [[], [], []]
+    finally:
+        st.close()
+
+
+def test_declared_payload_indexes_from_the_environment(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv(
+        "SIMLOOKUP_QDRANT__PAYLOAD_INDEXES", '{"genre": "keyword", "Header 1": "keyword", "year": "integer"}'
+    )
+    monkeypatch.setenv("SIMLOOKUP_QDRANT__AUTO_PAYLOAD_INDEXES", "false")
+    s = Settings(data_dir=tmp_path)
+    assert s.qdrant.payload_indexes == {"genre": "keyword", "Header 1": "keyword", "year": "integer"}
+    st = open_store(s, "decl", "qdrant", dim=DIM)
+    try:
+        assert set(st.info()["payload_schema"]) == {"genre", '"Header 1"', "year"}
+        st.upsert(["a", "b"], np.eye(2, DIM, dtype=np.float32), [{"year": 2012}, {"year": 2012.5}])
+        st.build()
+        # declared integer is indexed as float: a range served from the index keeps 2012.5
+        hits = st.search(np.eye(1, DIM, dtype=np.float32), 5, filter={"year": {"$gte": 2012, "$lt": 2013}})[0]
+        assert {h.id for h in hits} == {"a", "b"}
     finally:
         st.close()

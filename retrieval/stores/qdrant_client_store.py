@@ -29,14 +29,19 @@ from retrieval.settings import QdrantSettings
 from retrieval.stores.base import Hit, Payload, SearchParams, VectorStore
 from retrieval.stores.manifest import check_expected, now_iso
 from retrieval.stores.qdrant_common import (
+    INDEX_SCHEMA,
+    NamedVectorView,
     PayloadIndexType,
+    PointRow,
+    index_key,
+    infer_payload_schema,
     point_id,
     python_fallback,
     split_id,
     to_entries,
     to_hits,
     to_qdrant_filter,
-    with_id,
+    top_up,
 )
 
 log = logging.getLogger(__name__)
@@ -88,7 +93,7 @@ def make_client(settings: QdrantSettings, root: Path) -> Any:
     raise InvalidInputError(f"qdrant-client store needs mode server or local, not {settings.mode!r}")
 
 
-class QdrantClientStore(VectorStore):
+class QdrantClientStore(NamedVectorView, VectorStore):
     """A Qdrant collection reached through qdrant-client (server or local mode)."""
 
     backend: ClassVar[str] = "qdrant"
@@ -111,7 +116,6 @@ class QdrantClientStore(VectorStore):
 
         self.client = client
         self.settings = settings
-        self.vector_name = vector_name
         self.owns_client = owns_client
         self.mode = settings.mode
         self.backend = "qdrant-server" if settings.mode == "server" else "qdrant-local"  # type: ignore[misc]
@@ -119,9 +123,8 @@ class QdrantClientStore(VectorStore):
             info = self._retry(lambda: client.get_collection(name))
             meta = dict(info.config.metadata or {}) if getattr(info.config, "metadata", None) else {}
             vparams = info.config.params.vectors
-            self.named = {n: v.size for n, v in vparams.items()} if isinstance(vparams, dict) else {}
-            if isinstance(vparams, dict) and not vector_name and vparams:
-                vector_name = self.vector_name = next(iter(vparams))
+            named = {n: v.size for n, v in vparams.items()} if isinstance(vparams, dict) else {}
+            vector_name = self.set_view(named, vector_name, name, StoreError)
             vp = vparams.get(vector_name) if isinstance(vparams, dict) else vparams
             if vp is None:
                 raise StoreError(f"collection {name!r} has no vector named {vector_name!r}")
@@ -141,8 +144,10 @@ class QdrantClientStore(VectorStore):
             if dim is None:
                 raise InvalidInputError("creating a Qdrant collection needs its dimension")
             super().__init__(name, dim, Metric.parse(metric), fingerprint)
-            self.named = dict(vectors or ({vector_name: dim} if vector_name else {}))
-            self._create(m, payload_indexes or {})
+            self.set_view(
+                dict(vectors or ({vector_name: dim} if vector_name else {})), vector_name, name, InvalidInputError
+            )
+            self._create(m, {**settings.payload_indexes, **(payload_indexes or {})})
 
     def _create(self, m: Any, payload_indexes: dict[str, PayloadIndexType]) -> None:
         s = self.settings
@@ -173,17 +178,31 @@ class QdrantClientStore(VectorStore):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # local mode warns that it ignores index settings: documented above
             self._retry(lambda: self.client.create_collection(**kwargs))
+        self._create_indexes(payload_indexes)
+
+    def _create_indexes(self, wanted: dict[str, str]) -> None:
+        """Create the payload indexes not there yet (field → keyword | integer | float | bool)."""
+        from qdrant_client import models as m
+
+        if not wanted:
+            return
         schema = {
             "keyword": m.PayloadSchemaType.KEYWORD,
             "integer": m.PayloadSchemaType.INTEGER,
             "float": m.PayloadSchemaType.FLOAT,
             "bool": m.PayloadSchemaType.BOOL,
         }
-        for field, kind in payload_indexes.items():
+        have = set(self._retry(lambda: self.client.get_collection(self.name)).payload_schema or {})
+        for field, kind in wanted.items():
+            key = index_key(field)
+            if key is None or key in have or field in have:
+                continue
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+                warnings.simplefilter("ignore")  # local mode: payload indexes do nothing (documented above)
                 self._retry(
-                    lambda f=field, k=kind: self.client.create_payload_index(self.name, f, schema[k], wait=True)
+                    lambda f=key, k=kind: self.client.create_payload_index(
+                        self.name, f, schema[INDEX_SCHEMA[k]], wait=True
+                    )
                 )
 
     def _retry(self, fn: Callable[[], T]) -> T:
@@ -210,10 +229,6 @@ class QdrantClientStore(VectorStore):
             "what was written before is kept, and re-running completes the job."
         ) from None
 
-    def _vec(self, v: np.ndarray) -> Any:
-        lst = v.tolist()
-        return {self.vector_name: lst} if self.vector_name else lst
-
     # ---- hooks ----
     def _upsert(self, ids: list[str], vectors: np.ndarray, payloads: list[Payload]) -> int:
         from qdrant_client import models as m
@@ -227,38 +242,28 @@ class QdrantClientStore(VectorStore):
                     total,
                     LOCAL_MODE_LIMIT,
                 )
-        pids = [point_id(sid) for sid in ids]
-        existing: set[str] = set()
-        if self.multi:  # keep the point's other named vectors: update this one in place
+
+        def existing(pids: list[str]) -> set[str]:
             recs = self._retry(lambda: self.client.retrieve(self.name, pids, with_payload=False, with_vectors=False))
-            existing = {str(r.id) for r in recs}
-        points = [
-            m.PointStruct(id=pid, vector=self._vec(vectors[i]), payload=with_id(ids[i], payloads[i]))
-            for i, pid in enumerate(pids)
-            if pid not in existing
-        ]
-        if points:
+            return {str(r.id) for r in recs}
+
+        def insert(rows: list[PointRow]) -> None:
+            points = [m.PointStruct(id=pid, vector=vec, payload=pl) for pid, vec, pl in rows]
             self._retry(
                 lambda: self.client.upload_points(
                     self.name, points, batch_size=self.settings.upload_batch_size, max_retries=1, wait=True
                 )
             )
-        upd = [(i, pid) for i, pid in enumerate(pids) if pid in existing]
-        if upd:
-            pv = [m.PointVectors(id=pid, vector={self.vector_name: vectors[i].tolist()}) for i, pid in upd]
-            self._retry(lambda: self.client.update_vectors(self.name, points=pv, wait=True))
-            for i, pid in upd:
-                self._retry(
-                    lambda i=i, pid=pid: self.client.set_payload(
-                        self.name, payload=with_id(ids[i], payloads[i]), points=[pid], wait=True
-                    )
-                )
-        return len(pids)
 
-    @property
-    def multi(self) -> bool:
-        """Several named vectors in one collection: this view writes only its own vector."""
-        return len(self.named) > 1
+        def update(rows: list[PointRow]) -> None:
+            pv = [m.PointVectors(id=pid, vector=vec) for pid, vec, _ in rows]
+            self._retry(lambda: self.client.update_vectors(self.name, points=pv, wait=True))
+            for pid, _, pl in rows:
+                self._retry(
+                    lambda pid=pid, pl=pl: self.client.set_payload(self.name, payload=pl, points=[pid], wait=True)
+                )
+
+        return self.upsert_view(ids, vectors, payloads, existing, insert, update)
 
     def _view_filter(self) -> Any:
         from qdrant_client import models as m
@@ -268,15 +273,18 @@ class QdrantClientStore(VectorStore):
     def _delete(self, ids: list[str]) -> int:
         from qdrant_client import models as m
 
-        pids = [point_id(i) for i in ids]
-        present = self._retry(lambda: self.client.retrieve(self.name, pids, with_payload=False, with_vectors=False))
-        if present and self.multi:
-            sel = m.PointIdsList(points=[r.id for r in present])
+        def retrieve(pids: list[str], with_vector: bool) -> list[Any]:
+            vec: Any = [self.vector_name] if with_vector else False
+            return self._retry(lambda: self.client.retrieve(self.name, pids, with_payload=False, with_vectors=vec))
+
+        def delete_points(pids: list[Any]) -> None:
+            self._retry(lambda: self.client.delete(self.name, m.PointIdsList(points=pids), wait=True))
+
+        def delete_vectors(pids: list[Any]) -> None:
+            sel = m.PointIdsList(points=pids)
             self._retry(lambda: self.client.delete_vectors(self.name, [self.vector_name], sel, wait=True))
-        elif present:
-            sel = m.PointIdsList(points=[r.id for r in present])
-            self._retry(lambda: self.client.delete(self.name, sel, wait=True))
-        return len(present)
+
+        return self.delete_view(ids, retrieve, delete_points, delete_vectors)
 
     def _search(self, queries: np.ndarray, k: int, flt: Filter | None, params: SearchParams) -> list[list[Hit]]:
         from qdrant_client import models as m
@@ -285,22 +293,32 @@ class QdrantClientStore(VectorStore):
         quant = None
         if self.settings.quantization != "none":
             quant = m.QuantizationSearchParams(rescore=True, oversampling=float(max(params.rerank or 2, 1)))
-        sp = m.SearchParams(hnsw_ef=params.hnsw_ef or self.settings.hnsw_ef, exact=params.exact, quantization=quant)
-        reqs = [
-            m.QueryRequest(
-                query=q.tolist(),
-                using=self.vector_name or None,
-                filter=qf,
-                params=sp,
-                limit=k,
-                with_payload=True,
-            )
-            for q in queries
-        ]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # local mode: "search_params has no effect" (documented above)
-            res = self._retry(lambda: self.client.query_batch_points(self.name, reqs))
-        return [to_hits(r.points) for r in res]
+
+        def run(rows: np.ndarray, exact: bool) -> list[list[Hit]]:
+            sp = m.SearchParams(hnsw_ef=params.hnsw_ef or self.settings.hnsw_ef, exact=exact, quantization=quant)
+            reqs = [
+                m.QueryRequest(
+                    query=q.tolist(), using=self.vector_name or None, filter=qf, params=sp, limit=k, with_payload=True
+                )
+                for q in rows
+            ]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # local mode: "search_params has no effect" (documented above)
+                res = self._retry(lambda: self.client.query_batch_points(self.name, reqs))
+            return [to_hits(r.points) for r in res]
+
+        hits = run(queries, params.exact)
+        if qf is None or params.exact or self.mode == "local":  # local mode is always exact
+            return hits
+        # HNSW with a filter can stop short (a selective filter on an unindexed field): top up exactly
+        return top_up(hits, k, lambda: self._count_matching(qf), lambda rows: run(queries[rows], True))
+
+    def _count_matching(self, qf: Any) -> int:
+        from qdrant_client import models as m
+
+        view = self._view_filter()
+        flt = qf if view is None else m.Filter(must=[qf, view])
+        return int(self._retry(lambda: self.client.count(self.name, count_filter=flt, exact=True)).count)
 
     def _count(self) -> int:
         flt = self._view_filter()
@@ -338,8 +356,14 @@ class QdrantClientStore(VectorStore):
         return True
 
     def build(self) -> bool:
-        """The server indexes in the background and local mode has no index: nothing to do here."""
+        """Index the payload fields (declared, and inferred from the payloads unless auto_payload_indexes is off).
+
+        The server builds HNSW in the background and local mode has no index: returns False."""
         self._check_open()
+        wanted = dict(self.settings.payload_indexes)
+        if self.settings.auto_payload_indexes and self.mode == "server":
+            wanted = {**infer_payload_schema(r.payload or {} for r in self._scroll()), **wanted}
+        self._create_indexes(wanted)
         return False
 
     def snapshot(self) -> str:

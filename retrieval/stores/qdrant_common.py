@@ -215,6 +215,154 @@ def python_fallback(records: Callable[[], Iterable[Any]]) -> Fallback:
     return run
 
 
+# ------------------------------------------------------------------------------------------ payload indexes
+KEYWORD_MAX_MEAN_LEN = 64  # longer strings are text, not keywords: not indexed automatically
+KEYWORD_MAX_DISTINCT = 0.5  # nor fields where most values are distinct (ids, free text), from 1,000 values on
+_PATH_LIKE = re.compile(r"^[A-Za-z0-9_\-]+(\[\])?(\.[A-Za-z0-9_\-]+(\[\])?)*$")
+# Every number condition is a range. A float index holds integers too, but an integer index drops 2.5 and a
+# range served from it would miss that point: numbers are always indexed as float, also when declared integer.
+INDEX_SCHEMA: dict[str, str] = {"keyword": "keyword", "integer": "float", "float": "float", "bool": "bool"}
+
+
+def index_key(field: str) -> str | None:
+    """The Qdrant key of a declared index field: a plain or dotted path as written, any other name quoted."""
+    return field if _PATH_LIKE.match(field) else json_path([field])
+
+
+def infer_payload_schema(payloads: Iterable[dict[str, Any]]) -> dict[str, PayloadIndexType]:
+    """Index types for the fields these payloads hold: top-level keys and paths through nested objects.
+
+    The most frequent kind wins (keyword, bool, or float for numbers); arrays count their elements. Text-like
+    string fields (long or mostly distinct values) are left unindexed.
+    """
+    stats: dict[str, dict[str, Any]] = {}
+
+    def visit(key: str, value: Any) -> None:
+        st = stats.setdefault(key, {"str": 0, "bool": 0, "num": 0, "len": 0, "distinct": set()})
+        is_list = isinstance(value, list)
+        for x in value if is_list else [value]:
+            if isinstance(x, bool):
+                st["bool"] += 1
+            elif isinstance(x, str):
+                st["str"] += 1
+                st["len"] += len(x)
+                if len(st["distinct"]) <= 100_000:
+                    st["distinct"].add(x)
+            elif isinstance(x, (int, float)):
+                st["num"] += 1
+            elif isinstance(x, dict):
+                for k, v in x.items():
+                    sub = json_path([k])
+                    if "." not in k and sub is not None:
+                        visit(f"{key}{'[]' if is_list else ''}.{sub}", v)
+
+    for pl in payloads:
+        for k, v in pl.items():
+            top = json_path([k])
+            if k != ID_KEY and top is not None:
+                visit(top, v)
+    out: dict[str, PayloadIndexType] = {}
+    for key, st in stats.items():
+        kind, n = max(("keyword", st["str"]), ("bool", st["bool"]), ("float", st["num"]), key=lambda t: t[1])
+        if n == 0:
+            continue
+        if kind == "keyword":
+            texty = st["len"] / n > KEYWORD_MAX_MEAN_LEN or (
+                n >= 1000 and len(st["distinct"]) / n > KEYWORD_MAX_DISTINCT
+            )
+            if texty:
+                continue
+        out[key] = kind  # type: ignore[assignment]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- top-up
+def top_up(
+    hits: list[list[Any]], k: int, matches: Callable[[], int], exact: Callable[[list[int]], list[list[Any]]]
+) -> list[list[Any]]:
+    """A filtered search returns min(k, matching points) hits: re-run the short queries as exact searches."""
+    short = [i for i, h in enumerate(hits) if len(h) < k]
+    if not short:
+        return hits
+    need = min(k, matches())
+    redo = [i for i in short if len(hits[i]) < need]
+    if redo:
+        for i, h in zip(redo, exact(redo), strict=True):
+            hits[i] = h
+    return hits
+
+
+# ---------------------------------------------------------------------------------------- named vectors
+PointRow = tuple[str, Any, dict[str, Any]]  # (Qdrant point id, vector as stored, payload with the id)
+
+
+class NamedVectorView:
+    """Named vectors, shared by both Qdrant adapters: a collection may hold several named vectors per point
+    (``named``: name → dim); a store is a view on one of them (``vector_name``; "" for an unnamed vector).
+    A view writes, deletes and counts only its own vector and keeps the point's others."""
+
+    vector_name: str = ""
+    named: dict[str, int]
+
+    def set_view(self, named: dict[str, int], vector_name: str, collection: str, err: type[Exception]) -> str:
+        """Record the collection's vectors and pick this view's (the first when none is asked); returns its name."""
+        if vector_name and named and vector_name not in named:
+            raise err(f"collection {collection!r} has no vector named {vector_name!r} (it has {sorted(named)})")
+        if named and not vector_name:
+            vector_name = next(iter(named))
+        self.named, self.vector_name = dict(named), vector_name
+        return vector_name
+
+    @property
+    def multi(self) -> bool:
+        """Several named vectors in one collection: this view writes only its own vector."""
+        return len(self.named) > 1
+
+    def point_vector(self, v: np.ndarray) -> Any:
+        """The vector of a new point, as Qdrant takes it."""
+        lst = v.tolist()
+        return {self.vector_name: lst} if self.vector_name else lst
+
+    def holds_view(self, record: Any) -> bool:
+        """Whether a retrieved record (with vectors) has this view's vector."""
+        return not self.multi or (isinstance(record.vector, dict) and self.vector_name in record.vector)
+
+    def upsert_view(
+        self,
+        ids: list[str],
+        vectors: np.ndarray,
+        payloads: list[dict[str, Any]],
+        existing: Callable[[list[str]], set[str]],
+        insert: Callable[[list[PointRow]], None],
+        update: Callable[[list[PointRow]], None],
+    ) -> int:
+        """Insert new points whole; on a multi-vector collection, update existing points' own vector and payload
+        in place (their other vectors stay). Returns len(ids)."""
+        pids = [point_id(sid) for sid in ids]
+        have = existing(pids) if self.multi else set()
+        rows = [(pid, vectors[i], with_id(ids[i], payloads[i])) for i, pid in enumerate(pids)]
+        new = [(pid, self.point_vector(v), pl) for pid, v, pl in rows if pid not in have]
+        upd = [(pid, {self.vector_name: v.tolist()}, pl) for pid, v, pl in rows if pid in have]
+        if new:
+            insert(new)
+        if upd:
+            update(upd)
+        return len(pids)
+
+    def delete_view(
+        self,
+        ids: list[str],
+        retrieve: Callable[[list[str], bool], list[Any]],
+        delete_points: Callable[[list[Any]], None],
+        delete_vectors: Callable[[list[Any]], None],
+    ) -> int:
+        """Delete these points (on a multi-vector collection: only this view's vector). Returns how many had it."""
+        present = [r for r in retrieve([point_id(i) for i in ids], self.multi) if self.holds_view(r)]
+        if present:
+            (delete_vectors if self.multi else delete_points)([r.id for r in present])
+        return len(present)
+
+
 def to_hits(points: Iterable[Any]) -> list[Any]:
     """Scored points (Edge or qdrant-client) → Hits with the original id and the payload without it."""
     from retrieval.stores.base import Hit

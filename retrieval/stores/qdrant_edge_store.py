@@ -29,14 +29,19 @@ from retrieval.settings import QdrantSettings
 from retrieval.stores.base import Hit, Payload, SearchParams, VectorStore
 from retrieval.stores.manifest import check_expected, now_iso, write_json
 from retrieval.stores.qdrant_common import (
+    INDEX_SCHEMA,
+    NamedVectorView,
     PayloadIndexType,
+    PointRow,
+    index_key,
+    infer_payload_schema,
     point_id,
     python_fallback,
     split_id,
     to_entries,
     to_hits,
     to_qdrant_filter,
-    with_id,
+    top_up,
 )
 
 
@@ -105,7 +110,7 @@ def _map_edge_error(exc: Exception, path: Path) -> StoreError:
     return StoreError(f"Qdrant Edge at {path}: {msg}")
 
 
-class QdrantEdgeStore(VectorStore):
+class QdrantEdgeStore(NamedVectorView, VectorStore):
     """A Qdrant Edge shard holding one (optionally named) dense vector per point."""
 
     backend: ClassVar[str] = "qdrant-edge"
@@ -140,16 +145,9 @@ class QdrantEdgeStore(VectorStore):
                 fingerprint=fingerprint,
             )
             named = meta.get("vectors") or ({meta["vector_name"]: meta["dim"]} if meta.get("vector_name") else {})
-            if vector_name and vector_name not in named:
-                raise StoreError(
-                    f"Qdrant Edge collection {name!r} has no vector named {vector_name!r} ({sorted(named)})"
-                )
-            if named and not vector_name:
-                vector_name = next(iter(named))
+            vector_name = self.set_view(named, vector_name, name, StoreError)
             dim_here = int(named.get(vector_name, meta["dim"])) if vector_name else int(meta["dim"])
             super().__init__(name, dim_here, Metric.parse(meta["metric"]), meta.get("fingerprint"))
-            self.vector_name = vector_name
-            self.named = named
             self._meta = meta
             self._check_segments(name)
             try:
@@ -166,9 +164,9 @@ class QdrantEdgeStore(VectorStore):
             if dim is None:
                 raise InvalidInputError("creating a Qdrant Edge store needs its dimension")
             super().__init__(name, dim, Metric.parse(metric), fingerprint)
-            self.named = dict(vectors or ({vector_name: dim} if vector_name else {}))
-            if vector_name and vector_name not in self.named:
-                raise InvalidInputError(f"vector {vector_name!r} is not among the collection's vectors {self.named}")
+            self.set_view(
+                dict(vectors or ({vector_name: dim} if vector_name else {})), vector_name, name, InvalidInputError
+            )
             self.dir.mkdir(parents=True, exist_ok=True)
             try:
                 self._shard = _acquire(
@@ -176,8 +174,8 @@ class QdrantEdgeStore(VectorStore):
                 )
             except Exception as exc:  # noqa: BLE001
                 raise _map_edge_error(exc, self.shard_path) from None
-            for field, kind in (payload_indexes or {}).items():
-                self._shard.update(e.UpdateOperation.create_field_index(field, self._schema(kind)))
+            payload_indexes = {**settings.payload_indexes, **(payload_indexes or {})}
+            self._create_indexes(payload_indexes)
             self._meta = {
                 "format_version": 1,
                 "dim": self.dim,
@@ -216,7 +214,7 @@ class QdrantEdgeStore(VectorStore):
             "integer": e.PayloadSchemaType.Integer,
             "float": e.PayloadSchemaType.Float,
             "bool": e.PayloadSchemaType.Bool,
-        }[kind]
+        }[INDEX_SCHEMA[kind]]
 
     def _call(self, fn: Any, *args: Any) -> Any:
         try:
@@ -224,77 +222,77 @@ class QdrantEdgeStore(VectorStore):
         except Exception as exc:  # noqa: BLE001
             raise _map_edge_error(exc, self.shard_path) from None
 
-    def _vec(self, v: np.ndarray) -> Any:
-        lst = v.tolist()
-        return {self.vector_name: lst} if self.vector_name else lst
-
     # ---- hooks ----
-    @property
-    def multi(self) -> bool:
-        """Several named vectors in one collection: this view writes only its own vector."""
-        return len(self.named) > 1
-
     def _view_filter(self) -> Any:
         e = _edge()
         return e.Filter(must=[e.HasVectorCondition(self.vector_name)]) if self.multi else None
 
     def _upsert(self, ids: list[str], vectors: np.ndarray, payloads: list[Payload]) -> int:
         e = _edge()
-        pids = [point_id(sid) for sid in ids]
+
+        def existing(pids: list[str]) -> set[str]:
+            return {str(r.id) for r in self._call(self._shard.retrieve, pids, False, False)}
+
+        def insert(rows: list[PointRow]) -> None:
+            self._call(self._shard.update, e.UpdateOperation.upsert_points([e.Point(*r) for r in rows]))
+
+        def update(rows: list[PointRow]) -> None:
+            pv = [e.PointVectors(pid, vec) for pid, vec, _ in rows]
+            self._call(self._shard.update, e.UpdateOperation.update_vectors(pv))
+            for pid, _, pl in rows:
+                self._call(self._shard.update, e.UpdateOperation.set_payload([pid], pl))
+
         with self._lock:
-            existing: set[str] = set()
-            if self.multi:  # keep the point's other named vectors: update this one in place
-                existing = {str(r.id) for r in self._call(self._shard.retrieve, pids, False, False)}
-            new = [
-                e.Point(pid, self._vec(vectors[i]), with_id(ids[i], payloads[i]))
-                for i, pid in enumerate(pids)
-                if pid not in existing
-            ]
-            if new:
-                self._call(self._shard.update, e.UpdateOperation.upsert_points(new))
-            upd = [(i, pid) for i, pid in enumerate(pids) if pid in existing]
-            if upd:
-                pv = [e.PointVectors(pid, {self.vector_name: vectors[i].tolist()}) for i, pid in upd]
-                self._call(self._shard.update, e.UpdateOperation.update_vectors(pv))
-                for i, pid in upd:
-                    op = e.UpdateOperation.set_payload([pid], with_id(ids[i], payloads[i]))
-                    self._call(self._shard.update, op)
-        return len(pids)
+            return self.upsert_view(ids, vectors, payloads, existing, insert, update)
 
     def _delete(self, ids: list[str]) -> int:
         e = _edge()
-        pids = [point_id(i) for i in ids]
+
+        def retrieve(pids: list[str], with_vector: bool) -> list[Any]:
+            return self._call(self._shard.retrieve, pids, False, [self.vector_name] if with_vector else False)
+
+        def delete_points(pids: list[Any]) -> None:
+            self._call(self._shard.update, e.UpdateOperation.delete_points(pids))
+
+        def delete_vectors(pids: list[Any]) -> None:
+            self._call(self._shard.update, e.UpdateOperation.delete_vectors(pids, [self.vector_name]))
+
         with self._lock:
-            if self.multi:
-                recs = self._call(self._shard.retrieve, pids, False, [self.vector_name])
-                present = [r for r in recs if isinstance(r.vector, dict) and self.vector_name in r.vector]
-                if present:
-                    op = e.UpdateOperation.delete_vectors([r.id for r in present], [self.vector_name])
-                    self._call(self._shard.update, op)
-                return len(present)
-            present = self._call(self._shard.retrieve, pids, False, False)
-            if present:
-                self._call(self._shard.update, e.UpdateOperation.delete_points([r.id for r in present]))
-            return len(present)
+            return self.delete_view(ids, retrieve, delete_points, delete_vectors)
 
     def _search(self, queries: np.ndarray, k: int, flt: Filter | None, params: SearchParams) -> list[list[Hit]]:
         e = _edge()
         qf = to_qdrant_filter(flt, e, edge=True, fallback=python_fallback(self._scroll))
-        sp = e.SearchParams(hnsw_ef=params.hnsw_ef or self.settings.hnsw_ef, exact=params.exact)
-        reqs = [
-            e.QueryRequest(
-                limit=k,
-                query=e.Query.Nearest(q.tolist(), using=self.vector_name or None),
-                filter=qf,
-                params=sp,
-                with_payload=True,
-                with_vector=False,
-            )
-            for q in queries
-        ]
+
+        def run(rows: np.ndarray, exact: bool) -> list[list[Hit]]:
+            sp = e.SearchParams(hnsw_ef=params.hnsw_ef or self.settings.hnsw_ef, exact=exact)
+            reqs = [
+                e.QueryRequest(
+                    limit=k,
+                    query=e.Query.Nearest(q.tolist(), using=self.vector_name or None),
+                    filter=qf,
+                    params=sp,
+                    with_payload=True,
+                    with_vector=False,
+                )
+                for q in rows
+            ]
+            with self._lock:
+                res = self._call(self._shard.query_batch, e.QueryBatchRequest(reqs))
+            return [to_hits(pts) for pts in res]
+
+        hits = run(queries, params.exact)
+        if qf is None or params.exact:
+            return hits
+        # HNSW with a filter can stop short (a selective filter on an unindexed field): top up exactly
+        return top_up(hits, k, lambda: self._count_matching(qf), lambda rows: run(queries[rows], True))
+
+    def _count_matching(self, qf: Any) -> int:
+        e = _edge()
+        view = self._view_filter()
+        flt = qf if view is None else e.Filter(must=[qf, view])
         with self._lock:
-            res = self._call(self._shard.query_batch, e.QueryBatchRequest(reqs))
-        return [to_hits(pts) for pts in res]
+            return int(self._call(self._shard.count, e.CountRequest(exact=True, filter=flt)))
 
     def _count(self) -> int:
         with self._lock:
@@ -333,10 +331,26 @@ class QdrantEdgeStore(VectorStore):
         return True
 
     def build(self) -> bool:
-        """Build HNSW (Edge ``optimize()``, blocking). Returns whether any segment was optimised."""
+        """Index the payload fields (declared, and inferred from the payloads unless auto_payload_indexes is off),
+        then build HNSW (Edge ``optimize()``, blocking). Returns whether any segment was optimised."""
         self._check_open()
         with self._lock:
+            wanted = dict(self.settings.payload_indexes)
+            if self.settings.auto_payload_indexes:
+                wanted = {**infer_payload_schema(r.payload or {} for r in self._scroll()), **wanted}
+            self._create_indexes(wanted)
             return bool(self._call(self._shard.optimize))
+
+    def _create_indexes(self, wanted: dict[str, str]) -> None:
+        """Create the payload indexes not there yet (field → keyword | integer | float | bool)."""
+        e = _edge()
+        with self._lock:
+            have = set(self._call(self._shard.info).payload_schema)
+            for field, kind in wanted.items():
+                key = index_key(field)
+                if key is None or key in have or field in have:
+                    continue
+                self._call(self._shard.update, e.UpdateOperation.create_field_index(key, self._schema(kind)))
 
     def _flush(self) -> None:
         with self._lock:
