@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from pyroaring import BitMap
+from pyroaring import BitMap, FrozenBitMap
 
 from retrieval.errors import InvalidInputError
 from retrieval.filters import (
@@ -78,21 +78,43 @@ def paths_of(payload: Mapping[str, Any]) -> set[str]:
 
 def postings(payload: Mapping[str, Any]) -> Iterator[tuple[str, str, Any]]:
     """(kind, path, value) entries of one payload: kind is present, null, str, bool or num."""
-    for path in paths_of(payload):
-        raw = resolve(payload, path)
-        if not raw:
-            continue
-        if not is_empty(raw):
-            yield "present", path, None
-        if is_null(raw):
-            yield "null", path, None
-        for x in flat_values(raw):
-            if isinstance(x, bool):
-                yield "bool", path, x
-            elif isinstance(x, str):
-                yield "str", path, x
-            elif is_number(x):
-                yield "num", path, as_double(x)
+    nested = False
+    for key, v in payload.items():
+        if "." in key or isinstance(v, (list, Mapping)):
+            nested = True
+        elif v is None:  # the common case, a plain key holding a scalar: no path resolution needed
+            yield "null", key, None
+        else:
+            yield "present", key, None
+            if isinstance(v, bool):
+                yield "bool", key, v
+            elif isinstance(v, str):
+                yield "str", key, v
+            elif isinstance(v, float):
+                yield "num", key, v
+            elif isinstance(v, int):
+                yield "num", key, as_double(v)
+    if nested:
+        for path in paths_of(payload):
+            if "." not in path and not isinstance(payload[path], (list, Mapping)):
+                continue  # done above
+            yield from _value_postings(path, resolve(payload, path))
+
+
+def _value_postings(path: str, raw: list[Any]) -> Iterator[tuple[str, str, Any]]:
+    if not raw:
+        return
+    if not is_empty(raw):
+        yield "present", path, None
+    if is_null(raw):
+        yield "null", path, None
+    for x in flat_values(raw):
+        if isinstance(x, bool):
+            yield "bool", path, x
+        elif isinstance(x, str):
+            yield "str", path, x
+        elif is_number(x):
+            yield "num", path, as_double(x)
 
 
 class _Numbers:
@@ -245,13 +267,14 @@ class PayloadIndex:
 
     # ---- evaluation
     def _eval(self, node: Node) -> BitMap:
+        """The live fids node matches. The result may be one of the index's own bitmaps: never mutate it."""
         if isinstance(node, And):
             if not node.children:
-                return self._live.copy()
+                return self._live
             out: BitMap | None = None
             for c in sorted(node.children, key=lambda n: isinstance(n, Not)):  # positive parts first
                 if isinstance(c, Not) and out is not None:
-                    out -= self._eval(c.child)
+                    out = out - self._eval(c.child)
                 else:
                     part = self._eval(c)
                     out = part if out is None else out & part
@@ -259,39 +282,36 @@ class PayloadIndex:
                     break
             return out if out is not None else BitMap()
         if isinstance(node, Or):
-            res = BitMap()
-            for c in node.children:
-                res |= self._eval(c)
-            return res
+            return BitMap.union(*(self._eval(c) for c in node.children)) if node.children else BitMap()
         if isinstance(node, Not):
             return self._live - self._eval(node.child)
         if isinstance(node, Eq):
             return self._eq(node.path, node.value)
         if isinstance(node, In):
-            res = BitMap()
-            for v in node.values:
-                res |= self._eq(node.path, v)
-            return res
+            return BitMap.union(*(self._eq(node.path, v) for v in node.values))
         if isinstance(node, Range):
             nums = self._nums.get(node.path)
             return nums.range(node) if nums is not None else BitMap()
         if isinstance(node, Exists):
-            return self._get("present", node.path, None).copy()
+            return self._get("present", node.path, None)
         raise TypeError(f"not a filter node: {node!r}")
 
     def _get(self, kind: str, path: str, value: Any) -> BitMap:
-        return self._maps.get((kind, path, value)) or BitMap()
+        return self._maps.get((kind, path, value)) or _EMPTY
 
     def _eq(self, path: str, v: Any) -> BitMap:
         if v is None:
             return (self._live - self._get("present", path, None)) | self._get("null", path, None)
         if isinstance(v, bool):
-            return self._get("bool", path, v).copy()
+            return self._get("bool", path, v)
         if isinstance(v, str):
-            return self._get("str", path, v).copy()
+            return self._get("str", path, v)
         nums = self._nums.get(path)
         x = as_double(v)
         return nums.range(Range(path, gte=x, lte=x)) if nums is not None else BitMap()
+
+
+_EMPTY = FrozenBitMap()
 
 
 def _check_fids(fids: Sequence[int] | np.ndarray) -> list[int]:
