@@ -1,0 +1,276 @@
+"""simlookup as a LangChain vector store (``pip install 'simlookup[langchain]'``).
+
+    from simlookup.integrations.langchain import SimlookupVectorStore
+    store = SimlookupVectorStore("stsb", index="hnsw")          # the collection's own encoder
+    docs = store.as_retriever(search_kwargs={"k": 4, "filter": {"genre": "main-news"}}).invoke("stocks fell")
+
+Every write goes to every index of the collection (FAISS kinds and Qdrant alike); searches go through ``index``.
+Scores: ``similarity_search_with_score`` gives the index's own score (cosine or dot similarity, higher is
+closer; l2 distance, lower is closer); ``similarity_search_with_relevance_scores`` maps it into [0, 1].
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
+from langchain_core.vectorstores import VectorStore
+from langchain_core.vectorstores.utils import maximal_marginal_relevance
+
+from retrieval.errors import InvalidInputError
+from retrieval.metric import Metric
+from retrieval.settings import Settings, load_settings
+from retrieval.stores import Hit, SearchParams
+from simlookup.integrations.embedder import Embedder, FunctionEmbedder, external_fingerprint
+from simlookup.integrations.text_collection import FilterSpec, TextCollection
+
+
+class _EncoderEmbeddings(Embeddings):
+    """The collection's own encoder, seen as LangChain ``Embeddings``."""
+
+    def __init__(self, embedder: Embedder) -> None:
+        self._embedder = embedder
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self._embedder.embed_documents(texts).tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        return self._embedder.embed_query(text).tolist()
+
+
+def _embedder_of(embedding: Embeddings, fingerprint: str | None) -> Embedder:
+    fp = fingerprint or external_fingerprint(embedding)
+    return FunctionEmbedder(fp, embedding.embed_documents, embedding.embed_query)
+
+
+def relevance_fn(metric: Metric) -> Callable[[float], float]:
+    """Index score → relevance in [0, 1]: cosine (1+s)/2, l2 1−d/√2 (LangChain's, clipped), dot a logistic."""
+    if metric is Metric.COSINE:
+        return lambda s: min(1.0, max(0.0, (1.0 + s) / 2.0))
+    if metric is Metric.L2:
+        return lambda d: min(1.0, max(0.0, 1.0 - d / math.sqrt(2.0)))
+    return lambda s: 1.0 / (1.0 + math.exp(-s)) if s >= 0 else math.exp(s) / (1.0 + math.exp(s))
+
+
+class SimlookupVectorStore(VectorStore):
+    """A simlookup text collection as a LangChain ``VectorStore``.
+
+    collection: the collection name (an ingested one, or a new one created on the first write).
+    index: the index searches go through ('flat', 'ivf', 'ivfpq', 'hnsw' or 'qdrant').
+    embedding: a LangChain ``Embeddings``; None uses the collection's own encoder (and its fingerprint check).
+    indexes: for a new collection, every index to create and keep in step (default: just ``index``).
+    metric: for a new collection ('cosine' by default, 'dot', 'l2'); an existing collection keeps its own.
+    read_only: search an existing collection without taking its write locks (FAISS shares the index with readers).
+    embedding_fingerprint: the name recorded for (and checked against) an external ``embedding``
+    (default ``external:<module>.<class>[:<model>]``).
+    """
+
+    def __init__(
+        self,
+        collection: str,
+        index: str = "hnsw",
+        embedding: Embeddings | None = None,
+        settings: Settings | None = None,
+        *,
+        indexes: Sequence[str] | None = None,
+        metric: Metric | str | None = None,
+        read_only: bool = False,
+        embedding_fingerprint: str | None = None,
+        search_params: SearchParams | None = None,
+    ) -> None:
+        self._embedding = embedding
+        self.search_params = search_params
+        self.collection = TextCollection(
+            settings or load_settings(),
+            collection,
+            index=index,
+            embedder=_embedder_of(embedding, embedding_fingerprint) if embedding is not None else None,
+            indexes=indexes,
+            metric=metric,
+            read_only=read_only,
+            origin="langchain",
+        )
+
+    # ---- what it is ----
+    @property
+    def embeddings(self) -> Embeddings:
+        """The embedding model in use (the collection's own encoder, wrapped, when none was given)."""
+        if self._embedding is None:
+            self._embedding = _EncoderEmbeddings(self.collection.embedder)
+        return self._embedding
+
+    @property
+    def index(self) -> str:
+        return self.collection.index
+
+    @property
+    def indexes(self) -> list[str]:
+        """Every index a write goes to."""
+        return list(self.collection.indexes)
+
+    def _get_retriever_tags(self) -> list[str]:
+        return [*super()._get_retriever_tags(), f"simlookup:{self.collection.name}:{self.index}"]
+
+    # ---- writes ----
+    def add_texts(
+        self,
+        texts: Iterable[str],
+        metadatas: list[dict[str, Any]] | None = None,
+        *,
+        ids: list[str] | None = None,
+        **kwargs: Any,
+    ) -> list[str]:
+        """Embed and upsert texts (an existing id is replaced); ids default to fresh UUIDs. Returns the ids."""
+        texts = list(texts)
+        if metadatas is not None and len(metadatas) != len(texts):
+            raise InvalidInputError(f"{len(texts)} texts but {len(metadatas)} metadatas")
+        if ids is not None and len(ids) != len(texts):
+            raise InvalidInputError(f"{len(texts)} texts but {len(ids)} ids")
+        id_list = [i if i else str(uuid.uuid4()) for i in (ids or [None] * len(texts))]
+        return self.collection.add_texts(id_list, texts, metadatas or [None] * len(texts))
+
+    def add_embeddings(
+        self,
+        text_embeddings: Iterable[tuple[str, list[float]]],
+        metadatas: list[dict[str, Any]] | None = None,
+        *,
+        ids: list[str] | None = None,
+    ) -> list[str]:
+        """Upsert texts with embeddings computed elsewhere (by this store's model)."""
+        pairs = list(text_embeddings)
+        id_list = [i if i else str(uuid.uuid4()) for i in (ids or [None] * len(pairs))]
+        mds = metadatas or [None] * len(pairs)
+        payloads = [self.collection.payload(t, m) for (t, _), m in zip(pairs, mds, strict=True)]
+        vecs = np.asarray([e for _, e in pairs], dtype=np.float32)
+        return self.collection.upsert(id_list, vecs, payloads)
+
+    def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool | None:
+        """Delete documents by id from every index (unknown ids are ignored). ``ids=None`` is refused."""
+        if ids is None:
+            raise InvalidInputError("delete needs the ids to delete (deleting everything is not done implicitly)")
+        self.collection.delete(list(ids))
+        return True
+
+    def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
+        """Documents of the ids that exist, in the order given."""
+        return [self._doc(i, pl) for i, _, pl in self.collection.fetch(list(ids))]
+
+    # ---- search ----
+    def _doc(self, pid: str, payload: Mapping[str, Any]) -> Document:
+        text, md = self.collection.split(payload)
+        return Document(page_content=text, metadata=md, id=pid)
+
+    def _hits(self, vector: Any, k: int, filter: FilterSpec, kwargs: dict[str, Any]) -> list[Hit]:
+        params = kwargs.pop("params", None) or self.search_params
+        return self.collection.search(vector, k, filter, params)
+
+    def similarity_search(
+        self, query: str, k: int = 4, filter: FilterSpec = None, **kwargs: Any
+    ) -> list[Document]:
+        """The k documents nearest the query; ``filter`` is simlookup's filter language."""
+        return [d for d, _ in self.similarity_search_with_score(query, k, filter, **kwargs)]
+
+    def similarity_search_with_score(
+        self, query: str, k: int = 4, filter: FilterSpec = None, **kwargs: Any
+    ) -> list[tuple[Document, float]]:
+        """(document, index score) pairs, best first (similarity for cosine/dot, distance for l2)."""
+        vec = self.collection.embedder.embed_query(query)
+        return self.similarity_search_with_score_by_vector(vec, k, filter, **kwargs)
+
+    def similarity_search_by_vector(
+        self, embedding: list[float], k: int = 4, filter: FilterSpec = None, **kwargs: Any
+    ) -> list[Document]:
+        """The k documents nearest a query embedding."""
+        return [d for d, _ in self.similarity_search_with_score_by_vector(embedding, k, filter, **kwargs)]
+
+    def similarity_search_with_score_by_vector(
+        self, embedding: Any, k: int = 4, filter: FilterSpec = None, **kwargs: Any
+    ) -> list[tuple[Document, float]]:
+        """(document, index score) pairs for a query embedding."""
+        return [(self._doc(h.id, h.payload), float(h.score)) for h in self._hits(embedding, k, filter, kwargs)]
+
+    def _select_relevance_score_fn(self) -> Callable[[float], float]:
+        return relevance_fn(self.collection.metric)
+
+    def max_marginal_relevance_search(
+        self,
+        query: str,
+        k: int = 4,
+        fetch_k: int = 20,
+        lambda_mult: float = 0.5,
+        filter: FilterSpec = None,
+        **kwargs: Any,
+    ) -> list[Document]:
+        """k documents chosen for relevance and diversity among the fetch_k nearest."""
+        vec = self.collection.embedder.embed_query(query)
+        return self.max_marginal_relevance_search_by_vector(vec, k, fetch_k, lambda_mult, filter, **kwargs)
+
+    def max_marginal_relevance_search_by_vector(
+        self,
+        embedding: Any,
+        k: int = 4,
+        fetch_k: int = 20,
+        lambda_mult: float = 0.5,
+        filter: FilterSpec = None,
+        **kwargs: Any,
+    ) -> list[Document]:
+        """MMR over the fetch_k nearest, using the stored vectors (re-embedded where an index keeps none)."""
+        hits = self._hits(embedding, max(k, fetch_k), filter, kwargs)
+        if not hits:
+            return []
+        stored = {i: v for i, v, _ in self.collection.fetch([h.id for h in hits])}
+        missing = [h for h in hits if stored.get(h.id) is None]
+        if missing:
+            texts = [self.collection.split(h.payload)[0] for h in missing]
+            for h, v in zip(missing, self.collection.embedder.embed_documents(texts), strict=True):
+                stored[h.id] = v
+        q = np.asarray(embedding, dtype=np.float32)
+        picked = maximal_marginal_relevance(q, [np.asarray(stored[h.id]) for h in hits], lambda_mult, k)
+        return [self._doc(hits[i].id, hits[i].payload) for i in picked]
+
+    # ---- construction and lifecycle ----
+    @classmethod
+    def from_texts(
+        cls,
+        texts: list[str],
+        embedding: Embeddings | None = None,
+        metadatas: list[dict[str, Any]] | None = None,
+        *,
+        ids: list[str] | None = None,
+        collection: str | None = None,
+        index: str = "hnsw",
+        settings: Settings | None = None,
+        **kwargs: Any,
+    ) -> SimlookupVectorStore:
+        """Open (or create) ``collection`` and add the texts to it."""
+        if not collection:
+            raise InvalidInputError("from_texts needs collection=NAME (the simlookup collection to write)")
+        store = cls(collection, index, embedding, settings, **kwargs)
+        store.add_texts(texts, metadatas, ids=ids)
+        return store
+
+    def build(self) -> None:
+        """Finish indexing after a bulk load (train IVF/PQ, build Qdrant Edge HNSW) in every index."""
+        self.collection.build()
+
+    def flush(self) -> None:
+        """Make every write durable and record the count in the collection manifest."""
+        self.collection.flush()
+
+    def close(self) -> None:
+        """Flush and release every index (file locks, Qdrant Edge shard). Idempotent."""
+        self.collection.close()
+
+    def __enter__(self) -> SimlookupVectorStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+__all__ = ["SimlookupVectorStore", "relevance_fn"]
