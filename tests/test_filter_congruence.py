@@ -49,9 +49,6 @@ def open_engine(engine: str, root: Path, server: Any = None, name: str = "filter
         q = QdrantSettings(mode="local" if engine == "local" else "edge")
     index = "qdrant" if engine in ("edge", "local", "server") else engine
     st_ = open_store(Settings(data_dir=root, qdrant=q), name, index, dim=DIM, **SMALL_FAISS.get(engine, {}))
-    # The base class still refuses a filter field no point has; the collection-store branch drops that check.
-    # Until it lands, let every field through so that the engine's own answer is what is compared.
-    st_._has_field = lambda field: True  # type: ignore[method-assign]
     return st_
 
 

@@ -351,10 +351,6 @@ class QdrantClientStore(NamedVectorView, VectorStore):
         )
         return to_entries(recs, self.vector_name)
 
-    def _has_field(self, field: str) -> bool:
-        """Every field is searchable: a field no point has matches nothing (kept until the base drops this hook)."""
-        return True
-
     def build(self) -> bool:
         """Index the payload fields (declared, and inferred from the payloads unless auto_payload_indexes is off).
 

@@ -121,11 +121,14 @@ def create_app(settings: Settings, name: str) -> FastAPI:
             raise HTTPException(404, f"unknown target {target!r}: this collection has {sorted(m.vectors)}")
         if k > api.max_k:
             raise HTTPException(422, f"k={k} is above the limit max_k={api.max_k}")
-        if flt and len(flt) > api.max_filter_conditions:
+        parsed = Filter.from_dict(flt)
+        if parsed.condition_count > api.max_filter_conditions:
             raise HTTPException(
-                413, f"filter has {len(flt)} conditions, above max_filter_conditions={api.max_filter_conditions}"
+                413,
+                f"filter has {parsed.condition_count} conditions, above max_filter_conditions="
+                f"{api.max_filter_conditions}",
             )
-        return Filter.from_dict(flt)
+        return parsed
 
     def observe_stages(res: SearchResult) -> None:
         for stage in ("encode", "search"):
