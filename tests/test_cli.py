@@ -101,8 +101,10 @@ def syn_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     [
         ("-k", "2147483648", "k=2147483648 is above the limit of 10000 hits"),
         ("--ef", "1000000000", "ef=1000000000 is above"),  # the store's hard cap answers first
-        ("--nprobe", "99999999999", "nprobe=99999999999 is above the limit"),
-        ("--rerank-factor", "100000", "rerank factor=100000 is above the limit of 100"),
+        ("--nprobe", "99999999999", "nprobe=99999999999 is above"),
+        ("--rerank-factor", "100000", "rerank=100000 is above"),
+        ("--ef", "5000", "ef=5000 is above the limit of 4096"),  # under the hard cap: the settings limit
+        ("--rerank-factor", "500", "rerank factor=500 is above the limit of 100"),
     ],
 )
 def test_search_caps_are_clear_errors(
@@ -132,7 +134,7 @@ def test_corrupt_manifest_in_search_and_info(capsys: pytest.CaptureFixture[str],
 def test_serve_port_out_of_range(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["serve", "--name", "x", "--port", "70000"])
-    assert exc.value.code == 2 and "70000 is out of range: use 1 to 65535" in capsys.readouterr().err
+    assert exc.value.code == 2 and "70000 is out of range: use 0 to 65535" in capsys.readouterr().err
 
 
 def test_empty_api_key_is_refused_at_start_up(
