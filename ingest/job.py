@@ -260,14 +260,15 @@ def _check_source(
     usable = len(ds) if col is None or first_space != "text" else sum(text_of(v) is not None for v in ds[col])
     if opts.append and old is not None:
         usable = max(usable, old.count)
-    for kind in opts.indexes:
-        need = FaissBuildParams.from_settings(kind, settings.faiss).min_train_points(usable)
-        if usable < need:
-            others = [k for k in opts.indexes if k not in ("ivf", "ivfpq")] or ["flat"]
-            raise InvalidInputError(
-                f"the {kind} index needs at least {need} points to train, and this source gives {usable}: "
-                f"leave it out (e.g. --index {','.join(others)}), or ingest more rows"
-            )
+    need = {k: FaissBuildParams.from_settings(k, settings.faiss).min_train_points(usable) for k in opts.indexes}
+    untrainable = [k for k in opts.indexes if usable < need[k]]
+    if untrainable:
+        kind = untrainable[0]
+        others = [k for k in opts.indexes if k not in untrainable] or ["flat"]
+        raise InvalidInputError(
+            f"the {kind} index needs at least {need[kind]} points to train, and this source gives {usable}: "
+            f"leave it out (e.g. --index {','.join(others)}), or ingest more rows"
+        )
 
 
 def _check_compatible(

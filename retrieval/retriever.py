@@ -92,22 +92,34 @@ class Retriever:
         key = (index, target)
         with self._lock:
             if key not in self._stores:
-                if index == QDRANT_INDEX:
-                    # the engine the collection was written to (edge, local or server), not only the settings' mode
-                    qs = self.settings.with_qdrant_mode(self.manifest.qdrant_mode)
-                    vname = "" if self.manifest.modality == "text" else target
-                    st = open_store(qs, self.name, index, create=False, vector_name=vname)
-                else:
-                    st = open_store(
-                        self.settings, self.manifest.store_name(target), index, create=False, read_only=self.read_only
-                    )
-                try:
-                    self._check_store(index, target, st, space)
-                except SimlookupError:
-                    st.close()
-                    raise
-                self._stores[key] = st
+                self._stores[key] = self._open_checked(index, target, space)
             return self._stores[key]
+
+    def _open_checked(self, index: str, target: str, space: VectorSpace) -> VectorStore:
+        """Open one store; a damaged one is an error that names this collection's own repair command."""
+        try:
+            st = self._open(index, target)
+        except CorruptIndexError as exc:
+            raise CorruptIndexError(
+                f"{exc} [collection {self.name!r}: run `simlookup verify --name {self.name}`; repair with "
+                f"`simlookup ingest {self.manifest.corpus} --name {self.name}`]"
+            ) from None
+        try:
+            self._check_store(index, target, st, space)
+        except SimlookupError:
+            st.close()
+            raise
+        return st
+
+    def _open(self, index: str, target: str) -> VectorStore:
+        if index == QDRANT_INDEX:
+            # the engine the collection was written to (edge, local or server), not only the settings' mode
+            qs = self.settings.with_qdrant_mode(self.manifest.qdrant_mode)
+            vname = "" if self.manifest.modality == "text" else target
+            return open_store(qs, self.name, index, create=False, vector_name=vname)
+        return open_store(
+            self.settings, self.manifest.store_name(target), index, create=False, read_only=self.read_only
+        )
 
     def _check_store(self, index: str, target: str, st: VectorStore, space: VectorSpace) -> None:
         """Refuse a store of another model or dimension, or one that lost points: never answer from a fraction."""

@@ -317,7 +317,8 @@ def test_retriever_uses_the_collections_qdrant_mode(tmp_path: Path, minilm) -> N
 def test_ivf_trainability_is_checked_before_writing(tmp_path: Path, minilm) -> None:  # type: ignore[no-untyped-def]
     s = mk(tmp_path, "d")
     csv = write_csv(tmp_path / "ten.csv", "id,text", [(f"r{i}", f"Short sentence {i}.") for i in range(10)])
-    with pytest.raises(InvalidInputError, match=r"ivf index needs at least 13 points .* --index flat,hnsw"):
+    # nlist is at most N/39, so ivf trains on 10 points; ivfpq needs 2^8 points for its PQ codebooks
+    with pytest.raises(InvalidInputError, match=r"ivfpq index needs at least 256 points .* --index flat,ivf,hnsw"):
         run_ingest(s, IngestOptions(str(csv), "ten", progress=False), encoders={"text": minilm})
     assert nothing_written(s)
     summ = run_ingest(s, IngestOptions(str(csv), "ten", indexes=["flat", "hnsw"], progress=False),
@@ -414,10 +415,11 @@ def _set_dim(p: Path) -> None:
 
 
 CORRUPTIONS = {
-    "deleted points store": (lambda d: (d / "faiss/syn/flat/points.sqlite").unlink(), "flat"),
-    "garbage points store": (lambda d: (d / "faiss/syn/hnsw/points.sqlite").write_bytes(b"garbage" * 99), "hnsw"),
+    "deleted points store": (lambda d: (d / "faiss/syn/points/points.sqlite").unlink(), "flat"),
+    "garbage points store": (lambda d: (d / "faiss/syn/points/points.sqlite").write_bytes(b"garbage" * 99), "hnsw"),
+    "deleted vectors file": (lambda d: (d / "faiss/syn/points/vectors.f32").unlink(), "vectors.f32"),
     "deleted segments": (lambda d: __import__("shutil").rmtree(d / "qdrant-edge/syn/shard/segments"), "qdrant"),
-    "store manifest dim": (lambda d: _edit_json(d / "faiss/syn/hnsw/manifest.json", dim=512), "dimension"),
+    "store manifest dim": (lambda d: _edit_json(d / "faiss/syn/hnsw/manifest.json", dim=512), "dim 512"),
     "collection manifest dim": (lambda d: _set_dim(d / "collections/syn.json"), "manifest says 512"),
     "corrupt collection manifest": (lambda d: (d / "collections/syn.json").write_text("{nope"), "syn.json"),
 }
@@ -439,7 +441,12 @@ def test_verify_catches_every_corruption(pristine: Path, tmp_path: Path, case: s
 
 @pytest.mark.parametrize(
     ("case", "index"),
-    [("deleted points store", "flat"), ("deleted segments", "qdrant"), ("store manifest dim", "hnsw")],
+    [
+        ("deleted points store", "flat"),
+        ("deleted vectors file", "flat"),
+        ("deleted segments", "qdrant"),
+        ("store manifest dim", "hnsw"),
+    ],
 )
 def test_search_refuses_a_damaged_index(pristine: Path, tmp_path: Path, case: str, index: str) -> None:
     import shutil
@@ -451,7 +458,9 @@ def test_search_refuses_a_damaged_index(pristine: Path, tmp_path: Path, case: st
     shutil.copytree(pristine, d)
     CORRUPTIONS[case][0](d)
     s = Settings(data_dir=d, qdrant=QdrantSettings(mode="edge"))
-    with Retriever(s, "syn") as r, pytest.raises(CorruptIndexError, match=r"syn.json .*simlookup ingest synthetic"):
+    # the store names the damaged file; the Retriever adds this collection's own verify and repair commands
+    fix = r"syn.*simlookup ingest synthetic --name syn"
+    with Retriever(s, "syn") as r, pytest.raises(CorruptIndexError, match=fix):
         r.search_vector(np.ones(16, np.float32), index, k=5)
 
 
