@@ -166,10 +166,10 @@ def _search_in_process(s: Settings, args: argparse.Namespace, flt: Any, vector: 
 def _search_service(
     url: str, s: Settings, args: argparse.Namespace, flt: Any, vector: list[float] | None
 ) -> dict[str, Any]:
-    from simlookup.service import ServiceClient, filter_to_dict
+    from simlookup.service import ServiceClient
 
     client = ServiceClient(url, s.api.key.get_secret_value() if s.api.key else None)
-    spec = filter_to_dict(flt) or None
+    spec = flt.to_dict() or None  # the canonical JSON form of the filter language: POST /search parses it back
     if args.image:
         form = {"k": str(args.k), "index": args.index, "target": args.target or "image", "rerank": str(args.rerank)}
         if spec:

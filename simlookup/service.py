@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from retrieval.errors import SimlookupError
-from retrieval.filters import Filter
 
 PROBE_TIMEOUT_S = 0.5
 
@@ -85,23 +84,6 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def filter_to_dict(flt: Filter) -> dict[str, Any]:
-    """The JSON form of a filter (what POST /search takes)."""
-    out: dict[str, Any] = {}
-    for c in flt.conditions:
-        if c.field in out:
-            raise SimlookupError(f"filter on {c.field!r} given twice: the service takes one condition per field")
-        if c.op == "eq":
-            out[c.field] = c.value
-        elif c.op == "any":
-            out[c.field] = list(c.values)
-        elif c.op == "range":
-            out[c.field] = {k: v for k in ("gte", "gt", "lte", "lt") if (v := getattr(c, k)) is not None}
-        else:
-            raise SimlookupError(f"filter operation {c.op!r} cannot be sent to the service")
-    return out
 
 
 class ServiceClient:

@@ -23,7 +23,6 @@ from simlookup.service import (
     ServiceClient,
     ServiceError,
     endpoint_file,
-    filter_to_dict,
     find_service,
     remove_endpoint,
     write_endpoint,
@@ -69,10 +68,17 @@ def test_remove_endpoint_leaves_another_services_record(tmp_path: Path) -> None:
 
 
 def test_filter_goes_to_the_service_unchanged() -> None:
-    flt = parse_filter_args(["genre=main-news", "split=dev,test", "year>=2012", "score<3"])
-    spec = filter_to_dict(flt)
-    assert spec == {"genre": "main-news", "split": ["dev", "test"], "year": {"gte": 2012.0}, "score": {"lt": 3.0}}
+    args = ["genre=main-news", "split=dev,test", "year>=2012", "score<3", "flag!=true", "note=null",
+            '{"$or": [{"a.b": 1}, {"$not": {"tags": {"$in": ["x", "y"]}}}]}']
+    flt = parse_filter_args(args)
+    spec = json.loads(json.dumps(flt.to_dict()))  # what the CLI sends over HTTP
     assert Filter.from_dict(spec) == flt
+    payloads = [{"genre": "main-news", "split": "dev", "year": 2014, "score": 1, "flag": False, "a": {"b": 1}},
+                {"genre": "main-news", "split": "test", "year": 2014, "score": 1, "tags": ["z"]},
+                {"genre": "main-news", "split": "test", "year": 2014, "score": 1, "tags": ["x"]},
+                {"genre": "main-news", "split": "dev", "year": 2010, "score": 1, "a": {"b": 1}}]
+    assert [Filter.from_dict(spec).matches(p) for p in payloads] == [flt.matches(p) for p in payloads]
+    assert [flt.matches(p) for p in payloads] == [True, True, False, False]
 
 
 def test_client_errors_are_clear() -> None:
