@@ -108,3 +108,15 @@ def test_fashion_mnist() -> None:
     ds = get_corpus("fashion-mnist").load(limit=25)
     assert len(ds) == 25 and ds[0]["image"].size == (28, 28)
     assert ds[0]["caption"].startswith("a photo of a") and ds[0]["split"] == "train"
+
+
+def test_csv_ids_and_texts_arrive_as_written(tmp_path: Path) -> None:
+    """pandas' type guessing would make 007 → 7 and refuse 001, 1, 1.0 as duplicates of one number."""
+    csv = tmp_path / "ids.csv"
+    csv.write_text('id,text,n\n007,00123,1\n1,"two, quoted",2\n1.0,three,3\n001,,4\n')
+    ds = get_corpus(str(csv)).load()
+    rows = {r["id"]: r for r in ds}
+    assert set(rows) == {"007", "1", "1.0", "001"}
+    assert rows["007"]["text"] == "00123" and rows["1"]["text"] == "two, quoted" and rows["001"]["text"] is None
+    assert rows["1.0"]["n"] == 3  # other columns keep their types: numbers stay numbers for range filters
+    assert get_corpus(str(csv)).fingerprint() != get_corpus(str(csv), id_column="n").fingerprint()

@@ -35,12 +35,29 @@ class FileCorpus:
             ds = load_dataset(self.fmt, data_files=str(self.path), split="train", **kwargs)
         except Exception as exc:  # noqa: BLE001 - datasets raises many kinds
             raise CorpusError(f"cannot read {self.path}: {exc}") from None
+        if self.fmt == "csv":
+            ds = self._verbatim_columns(ds, kwargs.get("delimiter", ","))
         return normalise_columns(ds, self.spec.text_column or "text", self.id_column, limit, str(self.path))
+
+    def _verbatim_columns(self, ds: Any, delimiter: str) -> Any:
+        """CSV ids and texts exactly as written: pandas would turn ``007`` into 7 and ``1.0`` into 1."""
+        import csv
+
+        keep = [c for c in (self.id_column, self.spec.text_column or "text") if c in ds.column_names]
+        with self.path.open(newline="", encoding="utf-8") as f:
+            rows = [r for r in csv.DictReader(f, delimiter=delimiter) if any(v not in (None, "") for v in r.values())]
+        if len(rows) != len(ds):
+            raise CorpusError(f"{self.path}: read {len(rows)} rows as text but {len(ds)} as a table; check the quoting")
+        for col in dict.fromkeys(keep):
+            raw = [r.get(col) for r in rows]
+            ds = ds.remove_columns(col).add_column(col, [None if v in (None, "") else v for v in raw])
+        return ds
 
     def fingerprint(self) -> str:
         """The file's content hash and the columns read from it (both decide the rows)."""
         cols = f"text={self.spec.text_column},id={self.id_column}"
-        return f"file:{self.path.name}@{file_digest([self.path])}:{cols}"
+        verbatim = ",verbatim-csv" if self.fmt == "csv" else ""  # ids and texts read as written (cache key changed)
+        return f"file:{self.path.name}@{file_digest([self.path])}:{cols}{verbatim}"
 
 
 def normalise_columns(ds: Any, text_column: str, id_column: str, limit: int | None, where: str) -> Any:
