@@ -263,6 +263,11 @@ class Filter:
         return len(self.conditions)
 
     @property
+    def value_count(self) -> int:
+        """How many values the filter compares against (an any-of counts each of its values)."""
+        return sum(len(c.values) if isinstance(c, In) else 1 for c in self.conditions)
+
+    @property
     def fields(self) -> set[str]:
         """The field paths the filter names."""
         return {c.path for c in self.conditions}
@@ -482,11 +487,12 @@ def _in(path: str, values: Any) -> Node:
         raise FilterError(f"filter on {path!r}: '$in' / '$nin' take a list of values, got {values!r}")
     if not values:
         raise FilterError(f"filter on {path!r}: any-of ('$in', '$nin' or a list) needs at least one value")
-    vals: list[Value] = []
+    # duplicates dropped in one pass (keyed by type too: True, 1 and 1.0 stay distinct values)
+    seen: dict[tuple[type, Value], Value] = {}
     for v in values:
         cv = _check_value(path, v)
-        if not any(type(cv) is type(x) and cv == x for x in vals):
-            vals.append(cv)
+        seen.setdefault((type(cv), cv), cv)
+    vals = list(seen.values())
     return Eq(path, vals[0]) if len(vals) == 1 else In(path, tuple(vals))
 
 

@@ -150,6 +150,7 @@ class ApiSettings(BaseModel):
     max_k: int = Field(default=100, ge=1)
     max_text_chars: int = Field(default=2000, ge=1)
     max_filter_conditions: int = Field(default=16, ge=0)
+    max_filter_values: int = Field(default=1024, ge=1)  # values in all any-of ($in / $nin / list) conditions
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
     workers: int = Field(default=4, ge=1, description="threads that encode and search off the event loop")
     batch_window_ms: float = Field(

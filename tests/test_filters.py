@@ -254,3 +254,10 @@ def test_payload_index_rejects_ids_outside_uint32() -> None:
         pi.add([2**32], [{}])
     with pytest.raises(InvalidInputError, match="2 fids but 1 payloads"):
         pi.add([1, 2], [{}])
+
+
+def test_a_long_any_of_parses_in_linear_time_and_is_counted() -> None:
+    """20,000 values took 50 s to parse (a quadratic duplicate check); the REST limit counts values."""
+    f = Filter.from_dict({"year": [*range(20_000), 1, 1.0, True, "a", "a"]})
+    assert f.value_count == 20_003 and f.condition_count == 1  # 1, 1.0 and True stay distinct values
+    assert f.matches({"year": 19_999}) and not f.matches({"year": 20_000})

@@ -70,6 +70,7 @@ def test_auth(client: TestClient) -> None:
         ({"text": "x" * 201}, 413, "max_text_chars"),
         ({"text": "x", "filter": {"a": 1, "b": 2, "c": 3}}, 413, "max_filter_conditions"),
         ({"text": "x", "filter": {"$or": [{"a": 1}, {"b": 2}, {"c": 3}]}}, 413, "3 conditions"),  # leaves, not keys
+        ({"text": "x", "filter": {"a": list(range(2000))}}, 413, "max_filter_values"),
         ({"text": "x", "k": 21}, 422, "max_k"),
         ({"text": "x", "vector": [0.1]}, 422, "exactly one"),
         ({"vector": [0.1, 0.2]}, 422, "dimensions"),

@@ -128,6 +128,10 @@ def create_app(settings: Settings, name: str) -> FastAPI:
                 f"filter has {parsed.condition_count} conditions, above max_filter_conditions="
                 f"{api.max_filter_conditions}",
             )
+        if parsed.value_count > api.max_filter_values:
+            raise HTTPException(
+                413, f"filter has {parsed.value_count} values, above max_filter_values={api.max_filter_values}"
+            )
         return parsed
 
     def observe_stages(res: SearchResult) -> None:
