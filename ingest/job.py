@@ -141,6 +141,10 @@ def run_ingest(settings: Settings, opts: IngestOptions, encoders: dict[str, Any]
 
     t_start = time.perf_counter()
     summary = IngestSummary(name=opts.name, corpus=opts.corpus)
+    if not opts.progress:
+        import datasets
+
+        datasets.disable_progress_bars()  # --no-progress: no "Generating train split" bars from the readers either
     corpus = get_corpus(
         opts.corpus, text_column=opts.text_column, id_column=opts.id_column, image_column=opts.image_column
     )

@@ -170,6 +170,7 @@ def ray_shards(
     ctx.enable_progress_bars = opts.progress
     if not opts.progress:
         logging.getLogger("ray.data").setLevel(logging.WARNING)
+    encoded: Iterator[dict[str, Any]] | None = None
     try:
         items = [{"start": s, "end": e, "spaces": ",".join(names)} for s, e, names in todo]
         cfg = settings.ingest
@@ -202,6 +203,13 @@ def ray_shards(
                 caches[sp.name].put(shard)
                 yield sp, shard, True
     finally:
+        # close Ray Data's iterator while Ray is still up: closed after shutdown, it prints a traceback
+        close = getattr(encoded, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:  # noqa: BLE001 - best effort: the shards are already cached
+                log.debug("closing the Ray iterator failed", exc_info=True)
         ctx.execution_options.preserve_order, ctx.enable_progress_bars = saved
         if started:
             ray.shutdown()

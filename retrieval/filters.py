@@ -568,6 +568,11 @@ def parse_filter_args(args: Sequence[str] | None) -> Filter:
                 "or a JSON object"
             )
         key, op, raw = m.group(1).strip(), m.group(2), m.group(3)
+        if op in ("=", "!=") and raw[:1] in ("=", "<", ">"):
+            raise FilterError(
+                f"cannot parse filter {arg!r}: {op}{raw[0]} is not an operator (use =, !=, >=, <=, > or <; "
+                "a value that starts with one of =<> goes in the JSON form)"
+            )
         if op in ("=", "!="):
             vals = [coerce(p) for p in raw.split(",") if p != ""]
             if not vals:

@@ -261,3 +261,10 @@ def test_a_long_any_of_parses_in_linear_time_and_is_counted() -> None:
     f = Filter.from_dict({"year": [*range(20_000), 1, 1.0, True, "a", "a"]})
     assert f.value_count == 20_003 and f.condition_count == 1  # 1, 1.0 and True stay distinct values
     assert f.matches({"year": 19_999}) and not f.matches({"year": 20_000})
+
+
+@pytest.mark.parametrize("arg", ["year==2012", "year=>2014", "year!=<3", "year=<2"])
+def test_cli_double_operators_are_errors_not_strings(arg: str) -> None:
+    """year==2012 used to be an equality with the string '=2012', matching nothing without a word."""
+    with pytest.raises(FilterError, match="is not an operator"):
+        parse_filter_args([arg])
