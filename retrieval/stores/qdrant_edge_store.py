@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -360,7 +361,7 @@ class QdrantEdgeStore(NamedVectorView, VectorStore):
             self._create_indexes(wanted)
             return bool(self._call(self._shard.optimize))
 
-    def _create_indexes(self, wanted: dict[str, str]) -> None:
+    def _create_indexes(self, wanted: Mapping[str, PayloadIndexType]) -> None:
         """Create the payload indexes not there yet (field → keyword | integer | float | bool)."""
         e = _edge()
         with self._lock:
