@@ -108,10 +108,10 @@ class QdrantClientStore(NamedVectorView, VectorStore):
         metric: Metric | str = Metric.COSINE,
         fingerprint: str | None = None,
         vector_name: str = "",
-        payload_indexes: dict[str, PayloadIndexType] | None = None,
+        payload_indexes: Mapping[str, PayloadIndexType] | None = None,
         create: bool = True,
         owns_client: bool = True,
-        vectors: dict[str, int] | None = None,
+        vectors: Mapping[str, int] | None = None,
     ) -> None:
         from qdrant_client import models as m
 

@@ -125,9 +125,9 @@ class QdrantEdgeStore(NamedVectorView, VectorStore):
         metric: Metric | str = Metric.COSINE,
         fingerprint: str | None = None,
         vector_name: str = "",
-        payload_indexes: dict[str, PayloadIndexType] | None = None,
+        payload_indexes: Mapping[str, PayloadIndexType] | None = None,
         create: bool = True,
-        vectors: dict[str, int] | None = None,
+        vectors: Mapping[str, int] | None = None,
     ) -> None:
         self.dir = (settings.path or root / "qdrant-edge") / name
         self.shard_path = self.dir / "shard"
