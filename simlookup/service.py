@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from retrieval.errors import SimlookupError
-from retrieval.filters import And, Eq, Filter, In, Range
+from retrieval.filters import Filter
 
 PROBE_TIMEOUT_S = 0.5
 
@@ -88,25 +88,20 @@ def _alive(pid: int) -> bool:
 
 
 def filter_to_dict(flt: Filter) -> dict[str, Any]:
-    """The JSON form of a filter (what POST /search takes).
-
-    A plain AND of equal / one-of / range conditions on distinct fields goes in the short form
-    (``{"genre": "news", "split": ["dev", "test"], "year": {"gte": 2012}}``); any other filter goes in the
-    canonical Mongo-style form, which the service parses to the same tree.
-    """
-    root = flt.root
-    leaves = root.children if isinstance(root, And) else (() if root is None else (root,))
+    """The JSON form of a filter (what POST /search takes)."""
     out: dict[str, Any] = {}
-    for c in leaves:
-        if isinstance(c, Eq) and c.path not in out:
-            out[c.path] = c.value
-        elif isinstance(c, In) and c.path not in out:
-            out[c.path] = list(c.values)
-        elif isinstance(c, Range) and c.path not in out:
-            out[c.path] = c.bounds()
+    for c in flt.conditions:
+        if c.field in out:
+            raise SimlookupError(f"filter on {c.field!r} given twice: the service takes one condition per field")
+        if c.op == "eq":
+            out[c.field] = c.value
+        elif c.op == "any":
+            out[c.field] = list(c.values)
+        elif c.op == "range":
+            out[c.field] = {k: v for k in ("gte", "gt", "lte", "lt") if (v := getattr(c, k)) is not None}
         else:
-            return flt.to_dict()
-    return out if Filter.from_dict(out) == flt else flt.to_dict()
+            raise SimlookupError(f"filter operation {c.op!r} cannot be sent to the service")
+    return out
 
 
 class ServiceClient:

@@ -75,22 +75,6 @@ def test_filter_goes_to_the_service_unchanged() -> None:
     assert Filter.from_dict(spec) == flt
 
 
-@pytest.mark.parametrize(
-    "doc",
-    [
-        {"$or": [{"genre": "main-news"}, {"year": {"$gte": 2012}}]},
-        {"genre": {"$exists": True}},
-        {"$and": [{"year": {"$gte": 2012}}, {"year": {"$lt": 2015}}]},
-        {"$not": {"genre": "main-news"}},
-    ],
-)
-def test_a_filter_beyond_a_plain_and_goes_to_the_service_unchanged(doc: dict[str, object]) -> None:
-    flt = Filter.from_dict(doc)
-    spec = filter_to_dict(flt)
-    assert spec == flt.to_dict()
-    assert Filter.from_dict(spec) == flt
-
-
 def test_client_errors_are_clear() -> None:
     with pytest.raises(ServiceError, match="cannot reach the service"):
         ServiceClient(f"http://127.0.0.1:{closed_port()}", timeout_s=2).get("/healthz")
