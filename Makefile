@@ -39,6 +39,7 @@ demo: install
 
 lint: install
 	$(BIN)/ruff check retrieval ingest benchmarks simlookup tests
+	$(BIN)/mypy retrieval ingest benchmarks simlookup
 
 test: install lint
 	$(BIN)/pytest -q -ra
@@ -57,4 +58,4 @@ bench: install data
 	$(BIN)/simlookup bench --dataset stsb --out benchmarks/results
 
 clean:
-	rm -rf data .pytest_cache .ruff_cache
+	rm -rf data .pytest_cache .ruff_cache .mypy_cache

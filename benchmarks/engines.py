@@ -168,9 +168,11 @@ class FaissEngine(Engine):
         import faiss
 
         if self.cfg.kind in ("ivf", "ivfpq"):
-            return faiss.SearchParametersIVF(nprobe=int(qp.get("nprobe") or 16))
+            # faiss's Python wrapper takes the fields as keyword arguments; its stubs declare only __init__(self)
+            return faiss.SearchParametersIVF(nprobe=int(qp.get("nprobe") or 16))  # type: ignore[call-arg]
         if self.cfg.kind == "hnsw":
-            return faiss.SearchParametersHNSW(efSearch=max(int(qp.get("hnsw_ef") or 64), k))
+            # present at run time, missing from faiss's stubs
+            return faiss.SearchParametersHNSW(efSearch=max(int(qp.get("hnsw_ef") or 64), k))  # type: ignore[attr-defined]
         return None
 
     def raw_search(self, q: np.ndarray, k: int, qp: dict[str, Any]) -> Any:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -189,8 +190,13 @@ def measure(
     nq = len(xq)
     k = min(K, len(ds.xb))
     pos_of = pos_of or {pid: i for i, pid in enumerate(ds.point_ids())}
-    layer = lambda q, kk=k: engine.search(q, kk, qp)  # noqa: E731
-    rawf = lambda q, kk=k: engine.raw_search(q, kk, qp)  # noqa: E731
+
+    def layer(q: np.ndarray, kk: int = k) -> Any:
+        return engine.search(q, kk, qp)
+
+    def rawf(q: np.ndarray, kk: int = k) -> Any:
+        return engine.raw_search(q, kk, qp)
+
     # warm-up: one batch and a few single queries through each path, untimed
     layer(xq)
     if raw:
@@ -233,11 +239,11 @@ def measure(
         order = ("layer", "raw") if i % 2 == 0 else ("raw", "layer")
         for who in order:
             if who == "layer":
-                t, res = _timed(lambda q=q: layer(q))
+                t, res = _timed(partial(layer, q))
                 lat.append(t)
                 single_res.append(res[0])
             elif raw:
-                t, _ = _timed(lambda q=q: rawf(q))
+                t, _ = _timed(partial(rawf, q))
                 lat_raw.append(t)
     sfound = positions(single_res, pos_of, k)
     out["single"] = {

@@ -15,7 +15,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -185,7 +185,7 @@ def run_ingest(settings: Settings, opts: IngestOptions, encoders: dict[str, Any]
                 for kind in opts.indexes
             ]
             if use_qdrant:  # image corpora: one collection, named vectors 'image' and 'caption'
-                named = {} if spec.modality == "text" else {x.name: x.dim for x in spaces}
+                named: dict[str, int] = {} if spec.modality == "text" else {x.name: x.dim for x in spaces}
                 stores[sp.name].append(
                     (
                         QDRANT_INDEX,
@@ -359,7 +359,7 @@ def _pipeline(
     rejects_path = settings.data_dir / "rejects" / f"{opts.name}.jsonl"
     rejects_path.parent.mkdir(parents=True, exist_ok=True)
     summary.rejects_file = str(rejects_path)
-    caches = {
+    caches: dict[str, EmbeddingCache] = {
         sp.name: EmbeddingCache(settings.data_dir, encoders[sp.encoder].fingerprint, corpus_fp, sp.name)
         for sp in spaces
     }
@@ -421,7 +421,7 @@ def _local_shards(
     ds: Any,
     spaces: list[VectorSpace],
     encoders: dict[str, Any],
-    caches: dict[str, EmbeddingCache],
+    caches: Mapping[str, EmbeddingCache],
     ranges: list[tuple[int, int]],
 ) -> Generator[tuple[VectorSpace, Shard, bool], None, None]:
     """The local engine: (space, shard, encoded now?) in row order, from the cache or encoded in this process."""

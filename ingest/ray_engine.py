@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -103,7 +103,7 @@ class ShardEncoder:
             )
         self.ds = corpus.load(limit=opts.limit)
         self.settings = settings
-        self.spaces = {sp.name: sp for sp in spaces}
+        self.spaces: dict[str, VectorSpace] = {sp.name: sp for sp in spaces}
         self.encoders = {sp.encoder: load_encoder(settings, sp.encoder) for sp in spaces}
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -146,7 +146,7 @@ def ray_shards(
     opts: IngestOptions,
     corpus_fp: str,
     spaces: list[VectorSpace],
-    caches: dict[str, EmbeddingCache],
+    caches: Mapping[str, EmbeddingCache],
     ranges: list[tuple[int, int]],
 ) -> Generator[tuple[VectorSpace, Shard, bool], None, None]:
     """The Ray engine: (space, shard, encoded now?) in row order, from the cache or encoded on Ray actors."""
@@ -222,7 +222,7 @@ def _next(encoded: Iterator[dict[str, Any]]) -> dict[str, Any]:
     except SimlookupError:
         raise  # Ray re-raises a worker's exception as an instance of its class too
     except Exception as exc:  # noqa: BLE001 - Ray wraps worker failures in many kinds
-        cause = exc
+        cause: BaseException = exc
         while cause.__cause__ is not None:
             cause = cause.__cause__
         if isinstance(cause, SimlookupError):

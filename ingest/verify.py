@@ -121,7 +121,7 @@ def _compare(
         chunk = common[i : i + 1000]
         fetched = {k: st.fetch(chunk) for k, st in stores.items()}
         for k, got in fetched.items():
-            bad = [pid for pid in chunk if got[pid][0] is not None and got[pid][0].shape != (vspace.dim,)]
+            bad = [pid for pid in chunk if (v := got[pid][0]) is not None and v.shape != (vspace.dim,)]
             if bad:
                 rep.differences.append(
                     f"{space}/{k}: {len(bad)} stored vector(s) are not {vspace.dim}-d, e.g. {bad[0]!r}"

@@ -133,7 +133,8 @@ class Not:
     child: Node
 
 
-Node: TypeAlias = Eq | In | Range | Exists | And | Or | Not
+Leaf: TypeAlias = Eq | In | Range | Exists  # every concrete Condition
+Node: TypeAlias = Leaf | And | Or | Not
 TRUE = And(())
 FALSE = Or(())
 
@@ -175,7 +176,7 @@ def negate(node: Node) -> Node:
     return Not(node)
 
 
-def leaves(node: Node) -> Iterator[Condition]:
+def leaves(node: Node) -> Iterator[Leaf]:
     """Every field condition in the tree, depth first."""
     if isinstance(node, (And, Or)):
         for c in node.children:
@@ -253,7 +254,7 @@ class Filter:
         return self.root is not None
 
     @property
-    def conditions(self) -> tuple[Condition, ...]:
+    def conditions(self) -> tuple[Leaf, ...]:
         """Every field condition (leaf) of the filter."""
         return tuple(leaves(self.root)) if self.root is not None else ()
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 import array
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
-from pyroaring import BitMap, FrozenBitMap
+from pyroaring import AbstractBitMap, BitMap, FrozenBitMap
 
 from retrieval.errors import InvalidInputError
 from retrieval.filters import (
@@ -48,7 +48,7 @@ def bitmap(fids: np.ndarray) -> BitMap:
     return BitMap(array.array("I", np.ascontiguousarray(fids, dtype=np.uint32).tobytes()))
 
 
-def to_fids(bm: BitMap) -> np.ndarray:
+def to_fids(bm: AbstractBitMap) -> np.ndarray:
     """Sorted int64 ids of a bitmap."""
     return np.frombuffer(bm.to_array(), dtype=np.uint32).astype(np.int64)
 
@@ -169,6 +169,8 @@ class _Numbers:
         return self._tail_arrays
 
     def range(self, r: Range) -> BitMap:
+        lo_side: Literal["left", "right"]
+        hi_side: Literal["left", "right"]
         lo, lo_side = (r.gt, "right") if r.gt is not None and (r.gte is None or r.gt >= r.gte) else (r.gte, "left")
         hi, hi_side = (r.lt, "left") if r.lt is not None and (r.lte is None or r.lt <= r.lte) else (r.lte, "right")
         i = 0 if lo is None else int(np.searchsorted(self.vals, lo, side=lo_side))
@@ -266,12 +268,12 @@ class PayloadIndex:
         return len(self._live) if flt.root is None else len(self._eval(flt.root))
 
     # ---- evaluation
-    def _eval(self, node: Node) -> BitMap:
+    def _eval(self, node: Node) -> AbstractBitMap:
         """The live fids node matches. The result may be one of the index's own bitmaps: never mutate it."""
         if isinstance(node, And):
             if not node.children:
                 return self._live
-            out: BitMap | None = None
+            out: AbstractBitMap | None = None
             for c in sorted(node.children, key=lambda n: isinstance(n, Not)):  # positive parts first
                 if isinstance(c, Not) and out is not None:
                     out = out - self._eval(c.child)
@@ -296,10 +298,10 @@ class PayloadIndex:
             return self._get("present", node.path, None)
         raise TypeError(f"not a filter node: {node!r}")
 
-    def _get(self, kind: str, path: str, value: Any) -> BitMap:
+    def _get(self, kind: str, path: str, value: Any) -> AbstractBitMap:
         return self._maps.get((kind, path, value)) or _EMPTY
 
-    def _eq(self, path: str, v: Any) -> BitMap:
+    def _eq(self, path: str, v: Any) -> AbstractBitMap:
         if v is None:
             return (self._live - self._get("present", path, None)) | self._get("null", path, None)
         if isinstance(v, bool):

@@ -153,7 +153,7 @@ class Retriever:
         """The text or CLIP encoder the collection was built with (loaded once)."""
         with self._lock:
             if kind not in self._encoders:
-                models = {sp.encoder: sp.model for sp in self.manifest.vectors.values()}
+                models: dict[str, str] = {sp.encoder: sp.model for sp in self.manifest.vectors.values()}
                 self._encoders[kind] = load_encoder(self.settings, kind, models.get(kind))
             return self._encoders[kind]
 

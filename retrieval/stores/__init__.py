@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from retrieval.errors import UnknownKindError
@@ -36,8 +37,8 @@ def open_store(
     create: bool = True,
     read_only: bool = False,
     vector_name: str = "",
-    payload_indexes: dict[str, Any] | None = None,
-    vectors: dict[str, int] | None = None,
+    payload_indexes: Mapping[str, Any] | None = None,
+    vectors: Mapping[str, int] | None = None,
     **build_overrides: Any,
 ) -> VectorStore:
     """Open (or create) the store ``name`` for one index: a FAISS kind or ``qdrant`` (mode from settings)."""

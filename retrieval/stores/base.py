@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
@@ -114,7 +114,7 @@ class VectorStore(ABC):
         self,
         queries: np.ndarray,
         k: int = 10,
-        filter: Filter | dict[str, Any] | None = None,
+        filter: Filter | Mapping[str, Any] | None = None,
         params: SearchParams | None = None,
     ) -> list[list[Hit]]:
         """Nearest neighbours of each query (a (d,) or (n, d) array), best first, with payloads.

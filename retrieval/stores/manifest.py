@@ -28,7 +28,7 @@ def sha256_file(path: Path) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def atomic_write(path: Path, writer: Callable[[str], None]) -> None:
+def atomic_write(path: Path, writer: Callable[[str], object]) -> None:
     """Call writer(tmp_path) then fsync and rename over path: a crash never leaves half a file."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)

@@ -206,7 +206,7 @@ class PointStore:
         with self.lock:
             self._listeners = [x for x in self._listeners if x is not who]
 
-    def _write(self, fn: Callable[[sqlite3.Cursor], None]) -> None:
+    def _write(self, fn: Callable[[sqlite3.Cursor], object]) -> None:
         if self._db is None:
             raise StoreLockedError(f"point store {self.sqlite_path} is open read-only")
         cur = self._db.cursor()

@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -107,10 +108,10 @@ class QdrantClientStore(NamedVectorView, VectorStore):
         metric: Metric | str = Metric.COSINE,
         fingerprint: str | None = None,
         vector_name: str = "",
-        payload_indexes: dict[str, PayloadIndexType] | None = None,
+        payload_indexes: Mapping[str, PayloadIndexType] | None = None,
         create: bool = True,
         owns_client: bool = True,
-        vectors: dict[str, int] | None = None,
+        vectors: Mapping[str, int] | None = None,
     ) -> None:
         from qdrant_client import models as m
 
@@ -180,7 +181,7 @@ class QdrantClientStore(NamedVectorView, VectorStore):
             self._retry(lambda: self.client.create_collection(**kwargs))
         self._create_indexes(payload_indexes)
 
-    def _create_indexes(self, wanted: dict[str, str]) -> None:
+    def _create_indexes(self, wanted: Mapping[str, PayloadIndexType]) -> None:
         """Create the payload indexes not there yet (field → keyword | integer | float | bool)."""
         from qdrant_client import models as m
 
@@ -200,9 +201,7 @@ class QdrantClientStore(NamedVectorView, VectorStore):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # local mode: payload indexes do nothing (documented above)
                 self._retry(
-                    lambda f=key, k=kind: self.client.create_payload_index(
-                        self.name, f, schema[INDEX_SCHEMA[k]], wait=True
-                    )
+                    partial(self.client.create_payload_index, self.name, key, schema[INDEX_SCHEMA[kind]], wait=True)
                 )
 
     def _retry(self, fn: Callable[[], T]) -> T:
@@ -259,9 +258,7 @@ class QdrantClientStore(NamedVectorView, VectorStore):
             pv = [m.PointVectors(id=pid, vector=vec) for pid, vec, _ in rows]
             self._retry(lambda: self.client.update_vectors(self.name, points=pv, wait=True))
             for pid, _, pl in rows:
-                self._retry(
-                    lambda pid=pid, pl=pl: self.client.set_payload(self.name, payload=pl, points=[pid], wait=True)
-                )
+                self._retry(partial(self.client.set_payload, self.name, payload=pl, points=[pid], wait=True))
 
         return self.upsert_view(ids, vectors, payloads, existing, insert, update)
 
@@ -329,11 +326,12 @@ class QdrantClientStore(NamedVectorView, VectorStore):
         offset = None
         while True:
             recs, offset = self._retry(
-                lambda o=offset: self.client.scroll(
+                partial(
+                    self.client.scroll,
                     self.name,
                     scroll_filter=self._view_filter(),
                     limit=2048,
-                    offset=o,
+                    offset=offset,
                     with_payload=True,
                     with_vectors=with_vectors,
                 )
@@ -424,7 +422,7 @@ def _is_connection_error(exc: Exception) -> bool:
     try:
         import grpc
 
-        return isinstance(exc, grpc.RpcError) and exc.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+        return isinstance(exc, grpc.RpcError) and exc.code() == grpc.StatusCode.UNAVAILABLE
     except ImportError:
         return False
 

@@ -10,7 +10,7 @@ from typing import Any, Literal
 import numpy as np
 
 from retrieval.errors import FilterError, InvalidInputError
-from retrieval.filters import And, Condition, Eq, Exists, Filter, Node, Not, Or, Range, as_double
+from retrieval.filters import And, Eq, Exists, Filter, Leaf, Node, Not, Or, Range, as_double
 
 # Fixed namespace: the same corpus id maps to the same Qdrant point id everywhere.
 ID_NAMESPACE = uuid.UUID("6f1c2a8e-3b0d-5e7a-9c41-2d8f0b6a5e13")
@@ -141,7 +141,7 @@ class QdrantFilterBuilder:
             return self.not_(self.node(node.child))
         return self.leaf(node)
 
-    def leaf(self, cond: Condition) -> Any:
+    def leaf(self, cond: Leaf) -> Any:
         path = cond.path
         if path == ID_KEY:  # reserved for the point's own id: no user payload holds it
             return self.true() if Filter(cond).matches({}) else self.false()
@@ -169,13 +169,13 @@ class QdrantFilterBuilder:
             ]
         )
 
-    def on_keys(self, cond: Condition, keys: list[str]) -> Any:
+    def on_keys(self, cond: Leaf, keys: list[str]) -> Any:
         """cond over the union of the values these (disjoint) Qdrant paths select."""
         if isinstance(cond, Exists):
             return self.any([self.not_(self.is_empty(k)) for k in keys])
         if isinstance(cond, Range):
             return self.any([self.range(k, cond.bounds()) for k in keys])
-        values = [cond.value] if isinstance(cond, Eq) else list(cond.values)  # type: ignore[union-attr]
+        values = [cond.value] if isinstance(cond, Eq) else list(cond.values)
         out: list[Any] = []
         strings = [v for v in values if isinstance(v, str)]
         for k in keys:
@@ -194,7 +194,7 @@ class QdrantFilterBuilder:
             out.extend(self.is_null(k) for k in keys)
         return self.any(out)
 
-    def _fallback(self, cond: Condition) -> Any:
+    def _fallback(self, cond: Leaf) -> Any:
         if self.fallback is None:
             raise FilterError(f"filter on {cond.path!r} cannot be expressed as a Qdrant filter")
         return self.has_id(self.fallback(cond))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -124,9 +125,9 @@ class QdrantEdgeStore(NamedVectorView, VectorStore):
         metric: Metric | str = Metric.COSINE,
         fingerprint: str | None = None,
         vector_name: str = "",
-        payload_indexes: dict[str, PayloadIndexType] | None = None,
+        payload_indexes: Mapping[str, PayloadIndexType] | None = None,
         create: bool = True,
-        vectors: dict[str, int] | None = None,
+        vectors: Mapping[str, int] | None = None,
     ) -> None:
         self.dir = (settings.path or root / "qdrant-edge") / name
         self.shard_path = self.dir / "shard"
@@ -356,7 +357,7 @@ class QdrantEdgeStore(NamedVectorView, VectorStore):
             self._create_indexes(wanted)
             return bool(self._call(self._shard.optimize))
 
-    def _create_indexes(self, wanted: dict[str, str]) -> None:
+    def _create_indexes(self, wanted: Mapping[str, PayloadIndexType]) -> None:
         """Create the payload indexes not there yet (field → keyword | integer | float | bool)."""
         e = _edge()
         with self._lock:

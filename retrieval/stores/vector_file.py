@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -47,7 +48,7 @@ class VectorFile:
         if capacity == 0:
             self._mm = np.zeros((0, self.dim), dtype=np.float32)
         else:
-            mode = "r+" if self.writable else "r"
+            mode: Literal["r+", "r"] = "r+" if self.writable else "r"
             self._mm = np.memmap(self.path, dtype=np.float32, mode=mode, shape=(capacity, self.dim))
         self._capacity = capacity
 

@@ -57,6 +57,18 @@ def relevance_fn(metric: Metric) -> Callable[[float], float]:
     return lambda s: 1.0 / (1.0 + math.exp(-s)) if s >= 0 else math.exp(s) / (1.0 + math.exp(s))
 
 
+def _fill_ids(ids: Sequence[str | None] | None, n: int) -> list[str]:
+    """The given ids with a fresh UUID for each empty one; n fresh UUIDs when none are given."""
+    return [i if i else str(uuid.uuid4()) for i in (ids or [None] * n)]
+
+
+def _or_nones(metadatas: Sequence[Mapping[str, Any]] | None, n: int) -> Sequence[Mapping[str, Any] | None]:
+    """The given metadatas, or n ``None`` when none are given."""
+    if metadatas:
+        return metadatas
+    return [None] * n
+
+
 class SimlookupVectorStore(VectorStore):
     """A simlookup text collection as a LangChain ``VectorStore``.
 
@@ -131,8 +143,8 @@ class SimlookupVectorStore(VectorStore):
             raise InvalidInputError(f"{len(texts)} texts but {len(metadatas)} metadatas")
         if ids is not None and len(ids) != len(texts):
             raise InvalidInputError(f"{len(texts)} texts but {len(ids)} ids")
-        id_list = [i if i else str(uuid.uuid4()) for i in (ids or [None] * len(texts))]
-        return self.collection.add_texts(id_list, texts, metadatas or [None] * len(texts))
+        id_list = _fill_ids(ids, len(texts))
+        return self.collection.add_texts(id_list, texts, _or_nones(metadatas, len(texts)))
 
     def add_embeddings(
         self,
@@ -143,8 +155,8 @@ class SimlookupVectorStore(VectorStore):
     ) -> list[str]:
         """Upsert texts with embeddings computed elsewhere (by this store's model)."""
         pairs = list(text_embeddings)
-        id_list = [i if i else str(uuid.uuid4()) for i in (ids or [None] * len(pairs))]
-        mds = metadatas or [None] * len(pairs)
+        id_list = _fill_ids(ids, len(pairs))
+        mds = _or_nones(metadatas, len(pairs))
         payloads = [self.collection.payload(t, m) for (t, _), m in zip(pairs, mds, strict=True)]
         vecs = np.asarray([e for _, e in pairs], dtype=np.float32)
         return self.collection.upsert(id_list, vecs, payloads)
@@ -230,7 +242,9 @@ class SimlookupVectorStore(VectorStore):
             for h, v in zip(missing, self.collection.embedder.embed_documents(texts), strict=True):
                 stored[h.id] = v
         q = np.asarray(embedding, dtype=np.float32)
-        picked = maximal_marginal_relevance(q, [np.asarray(stored[h.id]) for h in hits], lambda_mult, k)
+        embs = [np.asarray(stored[h.id]) for h in hits]
+        # langchain annotates list[list[float]]; it takes any array-likes (it calls np.array on the list)
+        picked = maximal_marginal_relevance(q, embs, lambda_mult, k)  # type: ignore[arg-type]
         return [self._doc(hits[i].id, hits[i].payload) for i in picked]
 
     # ---- construction and lifecycle ----

@@ -80,7 +80,8 @@ class SimlookupVectorStore(BasePydanticVectorStore):
         embedding_fingerprint: str | None = None,
         search_params: SearchParams | None = None,
     ) -> None:
-        super().__init__(collection_name=collection, index=index)
+        # pydantic sets this subclass's own fields; mypy checks against the base's synthesized __init__ only
+        super().__init__(collection_name=collection, index=index)  # type: ignore[call-arg]
         fp = embedding_fingerprint or (external_fingerprint(embed_model) if embed_model is not None else None)
         self._collection = TextCollection(
             settings or load_settings(),
@@ -183,8 +184,11 @@ class SimlookupVectorStore(BasePydanticVectorStore):
         if st is None:
             return []
         flt = Filter.from_dict(spec) if spec is not None else None
-        rows = [r for r in self._collection.fetch(node_ids) if flt is None or flt.matches(r[2])]
-        rows = [r for r in rows if r[1] is not None]
+        rows = [
+            (i, v, pl)
+            for i, v, pl in self._collection.fetch(node_ids)
+            if v is not None and (flt is None or flt.matches(pl))
+        ]
         if not rows:
             return []
         q = st.check_vectors(vector, what="query")

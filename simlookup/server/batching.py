@@ -74,7 +74,7 @@ class MicroBatcher(Generic[Q, R]):
     def _unwrap(res: Any) -> R:
         if isinstance(res, BaseException):
             raise res
-        return res  # type: ignore[no-any-return]
+        return res
 
     def _ensure_consumer(self) -> None:
         loop = asyncio.get_running_loop()
