@@ -61,7 +61,7 @@ def compute(formula: str, inputs: dict[str, Any]) -> float:
     """The measured value of a target row from its inputs."""
     if formula == "median":  # of per-repeat p50s
         return float(np.median(inputs["values"]))
-    if formula == "median_diff":  # median over repeats of (a p50 − b p50), the two timed interleaved
+    if formula == "median_diff":  # median over repeats of (a p50 − b p50), the two timed alike
         return float(np.median(np.subtract(inputs["a"], inputs["b"])))
     if formula == "ratio_of_medians":
         return float(np.median(inputs["num"]) / np.median(inputs["den"]))
@@ -113,17 +113,22 @@ def _p50_us(ts: list[float]) -> float:
 def paired_p50(
     fa: Callable[[np.ndarray], Any], fb: Callable[[np.ndarray], Any], queries: np.ndarray, repeats: int, warmup: int
 ) -> tuple[list[float], list[float]]:
-    """Per repeat, the p50 (µs) of fa and of fb over single queries, the two interleaved (order alternating)."""
+    """Per repeat, the p50 (µs) of fa and of fb over single queries.
+
+    Timed in alternating blocks (every query through one, then through the other; which goes first alternates
+    per repeat), as ann-benchmarks runs one algorithm at a time: interleaving every query made the two index
+    copies (the store's and the raw one) compete for the CPU cache and inflated both, the layer more.
+    """
     for q in queries[:warmup]:
         fa(q[None, :])
         fb(q[None, :])
     a_p50, b_p50 = [], []
     for r in range(repeats):
-        ta, tb = [], []
-        for i, q in enumerate(queries):
-            q1 = q[None, :]
-            first, second = ((fa, ta), (fb, tb)) if (i + r) % 2 == 0 else ((fb, tb), (fa, ta))
-            for f, t in (first, second):
+        ta: list[float] = []
+        tb: list[float] = []
+        for f, t in ((fa, ta), (fb, tb)) if r % 2 == 0 else ((fb, tb), (fa, ta)):
+            for q in queries:
+                q1 = q[None, :]
                 t0 = time.perf_counter()
                 f(q1)
                 t.append(time.perf_counter() - t0)
@@ -252,7 +257,8 @@ class TargetRun:
                 "data": "benchmarks.datasets.clustered (seeded Gaussian clusters on the unit sphere, cosine)",
                 "payloads": "bucket = i % 100 (1% per value); m100 / m1000 = 't' for the first 100 / 1,000 points",
                 "timing": "single queries, time.perf_counter around each call; warm-up queries first; per repeat the "
-                "p50 over the queries; layer and raw (or the two settings compared) interleaved, order alternating; "
+                "p50 over the queries; layer and raw (or the two settings compared) timed in alternating blocks of "
+                "all the queries, which goes first alternating per repeat; "
                 "a row's measured value is the median over repeats (f: best of repeats)",
             },
             "measurements": {},
@@ -642,7 +648,7 @@ def run_targets(
     sizes: Sequence[int] = (100_000, 1_000_000),
     dim: int = DIM,
     nq: int = 300,
-    repeats: int = 3,
+    repeats: int = 5,
     warmup: int = 30,
     threads: int = 1,
     build_threads: int = 2,
