@@ -22,14 +22,14 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr)
 
 
-def parse_sizes(text: str) -> list[int]:
+def parse_sizes(text: str, flag: str = "--scale-curve") -> list[int]:
     """'10000,100000,1e6' → [10000, 100000, 1000000]; every size a positive integer."""
     try:
         sizes = [int(float(s)) for s in text.split(",") if s.strip()]
     except ValueError:
-        raise InvalidInputError(f"--scale-curve takes comma-separated vector counts, got {text!r}") from None
+        raise InvalidInputError(f"{flag} takes comma-separated vector counts, got {text!r}") from None
     if not sizes or any(s < 1000 for s in sizes):
-        raise InvalidInputError(f"--scale-curve sizes must each be at least 1000, got {text!r}")
+        raise InvalidInputError(f"{flag} sizes must each be at least 1000, got {text!r}")
     return sizes
 
 
@@ -52,6 +52,25 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> tuple[dict[str, A
         return {"plots": [str(p) for p in paths], "report": str(out / "report.md")}, "\n".join(str(p) for p in paths)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     work = Path(args.work_dir) if args.work_dir else None
+    if args.targets:
+        from benchmarks.store_targets import run_targets
+
+        out = Path(args.out) if args.out else Path("simlookup-bench") / f"{stamp}-targets"
+        res = run_targets(
+            out,
+            parse_sizes(args.targets, "--targets"),
+            nq=args.queries or 300,
+            threads=args.threads,
+            log=_log,
+            work_dir=work,
+        )
+        verdicts = "\n".join(
+            f"[{'ok' if t['met'] else 'NO'}] ({t['id']}) {t['label']}: {t['measured']:.2f} {t['unit']}"
+            for t in res["targets"]
+        )
+        return {"out": str(out), "results": str(out / "results.json"), "targets": res["targets"]}, (
+            f"report: {out / 'report.md'}\n{verdicts}"
+        )
     if args.scale_curve:
         from benchmarks.scale import run_scale_curve
 
@@ -108,6 +127,14 @@ def add_bench_arguments(sp: argparse.ArgumentParser) -> None:
         metavar="N1,N2,...",
         help="scale curve on seeded clustered 384-d vectors at these sizes (e.g. 10000,100000,1000000); "
         "results.json, report.md and plots are rewritten after each configuration",
+    )
+    sp.add_argument(
+        "--targets",
+        nargs="?",
+        const="100000,1000000",
+        metavar="N1,N2",
+        help="the FAISS collection store's targets (issue 13) on seeded clustered 384-d vectors at these sizes "
+        "(default 100000,1000000): results.json and report.md, rewritten after each target",
     )
     sp.add_argument(
         "--cache-dir",

@@ -96,7 +96,7 @@ class IngestSummary:
         return asdict(self)
 
 
-__all__ = ["IngestOptions", "IngestSummary", "load_encoder", "rejects_of", "run_ingest"]
+__all__ = ["IngestOptions", "IngestSummary", "load_encoder", "rejects_of", "run_ingest", "store_sizes"]
 
 
 class _Writer(threading.Thread):
@@ -218,11 +218,7 @@ def run_ingest(settings: Settings, opts: IngestOptions, encoders: dict[str, Any]
         summary.counts = {k: st.count() for k, st in first}
         summary.ingested = max(summary.counts.values(), default=0)
         summary.indexes = [k for k, _ in first]
-        for k, st in first:
-            info = st.info()
-            summary.sizes_bytes[k] = int(
-                info.get("index_bytes", 0) + info.get("sidecar_bytes", 0) or info.get("disk_bytes", 0) or 0
-            )
+        summary.sizes_bytes = store_sizes(first)
     finally:
         for lst in stores.values():
             for _, st in lst:
@@ -237,6 +233,23 @@ def run_ingest(settings: Settings, opts: IngestOptions, encoders: dict[str, Any]
     save_collection(settings.data_dir, manifest)
     summary.seconds["total"] = time.perf_counter() - t_start
     return summary
+
+
+def store_sizes(stores: list[tuple[str, VectorStore]]) -> dict[str, int]:
+    """Bytes on disk per index; the point store every FAISS kind shares is reported once, as ``points``.
+
+    A FAISS kind counts its own folder (index.faiss, manifest); Qdrant its whole store.
+    """
+    out: dict[str, int] = {}
+    for k, st in stores:
+        info = st.info()
+        if "points_bytes" in info:
+            out["points"] = int(info["points_bytes"])
+            folder = Path(info["path"])
+            out[k] = sum(p.stat().st_size for p in folder.iterdir() if p.is_file()) if folder.is_dir() else 0
+        else:
+            out[k] = int(info.get("disk_bytes", 0) or 0)
+    return out
 
 
 def _existing(settings: Settings, name: str) -> CollectionManifest | None:

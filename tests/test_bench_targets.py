@@ -1,0 +1,76 @@
+"""``benchmarks.store_targets`` on tiny sizes: the JSON's structure, and every verdict recomputable from its numbers."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks.store_targets import FIXED_MATCHES, run_targets, target_row
+from retrieval.stores import FAISS_KINDS
+
+
+def recompute(row: dict[str, Any]) -> float:
+    """The measured value from the row's own inputs, computed apart from the module."""
+    f, x = row["formula"], row["inputs"]
+    if f == "median":
+        return statistics.median(x["values"])
+    if f == "median_diff":
+        return statistics.median([a - b for a, b in zip(x["a"], x["b"], strict=True)])
+    if f == "ratio_of_medians":
+        return statistics.median(x["num"]) / statistics.median(x["den"])
+    if f == "ratio_of_mins":
+        return min(x["num"]) / min(x["den"])
+    if f == "ratio":
+        return x["num"] / x["den"]
+    raise AssertionError(f"unknown formula {f}")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
+    out = tmp_path_factory.mktemp("targets")
+    run_targets(out, sizes=(4000, 2000), dim=32, nq=12, repeats=2, warmup=2, baseline="faiss", log=lambda _: None)
+    return json.loads((out / "results.json").read_text()), out
+
+
+def test_structure(tiny: tuple[dict[str, Any], Path]) -> None:
+    res, out = tiny
+    assert res["mode"] == "targets" and res["complete"] is True
+    assert res["method"]["sizes"] == [2000, 4000] and res["method"]["search_threads"] == 1
+    assert len(res["run"]["load_average"]) == 3 and "faiss-cpu" in res["run"]["versions"]
+    rows = res["targets"]
+    by = {i: [r for r in rows if r["id"] == i] for i in "abcdef"}
+    assert {r["kind"] for r in by["d"]} == set(FAISS_KINDS)  # every FAISS kind
+    assert [r["kind"] for r in by["c"]] == ["ivfpq"] and len(by["e"]) == len(by["f"]) == 1
+    assert {r["kind"] for r in by["a"]} == {"flat", "ivf"} and all(r["size"] == 4000 for r in by["a"])
+    assert {(r["kind"], r["matches"]) for r in by["b"]} == {(k, m) for k in ("flat", "ivf") for m in FIXED_MATCHES}
+    assert by["f"][0]["baseline"].startswith("a bare faiss IndexFlatIP add")
+    # (e) counts the shared point store once: the folders add up to the measured bytes
+    e = by["e"][0]
+    assert set(e["bytes_by_folder"]) == {"points", *FAISS_KINDS}
+    assert sum(e["bytes_by_folder"].values()) == e["inputs"]["num"] and e["inputs"]["den"] == 2000 * 32 * 4
+    report = (out / "report.md").read_text()
+    assert report.count("| (") == len(rows)
+
+
+def test_every_verdict_is_recomputable(tiny: tuple[dict[str, Any], Path]) -> None:
+    rows = tiny[0]["targets"]
+    assert rows
+    for r in rows:
+        assert r["measured"] == pytest.approx(recompute(r), rel=1e-9, abs=1e-9), r["label"]
+        assert r["op"] == "<="
+        assert r["met"] == (recompute(r) <= r["threshold"] and all(r["conditions"].values())), r["label"]
+    for r in (r for r in rows if r["id"] in "ab"):
+        assert r["conditions"]["every query returned k hits"] is True  # every tiny filter matches ≥ k points
+
+
+def test_a_failing_number_or_condition_is_not_met() -> None:
+    slow = target_row("d", "x", "median_diff", {"a": [130.0, 90.0, 120.0], "b": [20.0, 30.0, 10.0]}, "µs")
+    assert slow["measured"] == 110.0 and slow["met"] is False
+    fast = target_row("d", "x", "median_diff", {"a": [60.0, 70.0], "b": [30.0, 30.0]}, "µs")
+    assert fast["measured"] == 35.0 and fast["met"] is True
+    short = target_row("a", "x", "median", {"values": [900.0]}, "µs", {"every query returned k hits": False})
+    assert short["met"] is False
