@@ -25,6 +25,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -194,13 +195,31 @@ def raw_index(store: VectorStore) -> Any:
     return faiss.read_index(str(folder / name)) if name else None
 
 
+def _first_search(st: Any, flt: dict[str, Any], params: Any, q: np.ndarray) -> Any:
+    return st.search(q, K, filter=flt, params=params)[0]
+
+
+def _layer_search(st: Any, k: int, params: Any, q: np.ndarray) -> Any:
+    return st.search(q, k, params=params)
+
+
+def _raw_search(raw: Any, k: int, params: Any, q: np.ndarray) -> Any:
+    return raw.search(q, k, params=params)
+
+
+def _knn(xb: np.ndarray, q: np.ndarray) -> Any:
+    import faiss
+
+    return faiss.knn(q, xb, K, faiss.METRIC_INNER_PRODUCT)
+
+
 def raw_params(kind: str, k: int) -> Any:
     import faiss
 
     if kind in ("ivf", "ivfpq"):
-        return faiss.SearchParametersIVF(nprobe=NPROBE)
+        return faiss.SearchParametersIVF(nprobe=NPROBE)  # type: ignore[call-arg]  # stubs list only __init__(self)
     if kind == "hnsw":
-        return faiss.SearchParametersHNSW(efSearch=max(HNSW_EF, k))
+        return faiss.SearchParametersHNSW(efSearch=max(HNSW_EF, k))  # type: ignore[attr-defined]  # missing in stubs
     return None
 
 
@@ -358,7 +377,7 @@ class TargetRun:
                     continue
                 field = f"m{m}"
                 p50s, res = single_p50(
-                    lambda q, st=st, field=field, params=params: st.search(q, K, filter={field: "t"}, params=params)[0],
+                    partial(_first_search, st, {field: "t"}, params),
                     xq,
                     self.repeats,
                     self.warmup,
@@ -431,20 +450,15 @@ class TargetRun:
         _, gt = faiss.knn(xq, xb, K, faiss.METRIC_INNER_PRODUCT)
         for kind, st in stores.items():
             raw = raw_index(st)
-            if raw is None:  # flat answers from the vector file: the raw call is faiss's brute force on the same rows
-
-                def rawf(q: np.ndarray) -> Any:
-                    return faiss.knn(q, xb, K, faiss.METRIC_INNER_PRODUCT)
-            else:
-                rp = raw_params(kind, K)
-
-                def rawf(q: np.ndarray, raw: Any = raw, rp: Any = rp) -> Any:
-                    return raw.search(q, K, params=rp)
+            # flat answers from the vector file: its raw call is faiss's brute force on the same rows
+            rawf: Callable[[np.ndarray], Any] = (
+                partial(_knn, xb) if raw is None else partial(_raw_search, raw, K, raw_params(kind, K))
+            )
 
             lp = layer_params(kind, 0 if kind == "ivfpq" else None)
             nq = self.nq if kind != "flat" else max(10, self.nq // 3)  # flat: ~10-50 ms a query at 100k
             layer, rawp = paired_p50(
-                lambda q, st=st, lp=lp: st.search(q, K, params=lp), rawf, xq[:nq], self.repeats, self.warmup
+                partial(_layer_search, st, K, lp), rawf, xq[:nq], self.repeats, self.warmup
             )
             found = [_ints(h) for h in st.search(xq[:nq], K, params=lp)]
             raw_found = rawf(xq[:nq])[1]
@@ -473,15 +487,15 @@ class TargetRun:
             )
             if kind == "ivfpq":
                 on, off = paired_p50(
-                    lambda q, st=st: st.search(q, K, params=layer_params("ivfpq", RERANK)),
-                    lambda q, st=st: st.search(q, K, params=layer_params("ivfpq", 0)),
+                    partial(_layer_search, st, K, layer_params("ivfpq", RERANK)),
+                    partial(_layer_search, st, K, layer_params("ivfpq", 0)),
                     xq,
                     self.repeats,
                     self.warmup,
                 )
                 r100, r10 = paired_p50(
-                    lambda q, raw=raw, rp=raw_params(kind, K): raw.search(q, K * RERANK, params=rp),
-                    lambda q, raw=raw, rp=raw_params(kind, K): raw.search(q, K, params=rp),
+                    partial(_raw_search, raw, K * RERANK, raw_params(kind, K)),
+                    partial(_raw_search, raw, K, raw_params(kind, K)),
                     xq,
                     self.repeats,
                     self.warmup,

@@ -491,10 +491,13 @@ def test_query_parameters_are_capped(pristine: Path) -> None:
     with Retriever(s, "syn") as r:
         with pytest.raises(InvalidInputError, match=r"k=2147483648 is above the limit of 10000"):
             r.search_vector(q, "flat", k=2**31)
-        for params, what in (
-            (SearchParams(hnsw_ef=10**9), "ef=1000000000"),
-            (SearchParams(nprobe=2**40), "nprobe="),
-            (SearchParams(rerank=10**6), "rerank factor="),
+        for huge in ({"hnsw_ef": 10**9}, {"nprobe": 2**40}, {"rerank": 10**6}):  # the store's hard caps
+            with pytest.raises(InvalidInputError, match="is above its limit"):
+                SearchParams(**huge)
+        for params, what in (  # under the hard caps, above the settings' limits
+            (SearchParams(hnsw_ef=5000), "ef=5000"),
+            (SearchParams(nprobe=100_000), "nprobe="),
+            (SearchParams(rerank=500), "rerank factor="),
         ):
             with pytest.raises(InvalidInputError, match=f"{what}.* above the limit"):
                 r.search_vector(q, "hnsw", k=10, params=params)

@@ -279,7 +279,8 @@ def test_cli_refuses_bad_vectors_and_ports(capsys: pytest.CaptureFixture[str], t
     assert "list of finite numbers" in capsys.readouterr().err
     assert main([*d, "search", "text", "--name", "c", "--vector", "[1]"]) == 2
     assert "exactly one of" in capsys.readouterr().err
-    assert main([*d, "serve", "--name", "c", "--port", "70000"]) == 2
-    assert "not a TCP port" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main([*d, "serve", "--name", "c", "--port", "70000"])
+    assert exit_.value.code == 2 and "70000 is out of range: use 0 to 65535" in capsys.readouterr().err
     assert main([*d, "verify", "--name", "c", "--url", f"http://127.0.0.1:{closed_port()}"]) == 2
     assert "cannot reach the service" in capsys.readouterr().err
