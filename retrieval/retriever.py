@@ -199,11 +199,14 @@ class Retriever:
     ) -> SearchResult:
         """Encode one query and search one index; ``timings`` holds encode_ms and search_ms.
 
-        The store opens (and the limits are checked) before the clock starts.
+        The store opens, the encoder loads and the limits are checked before the clock starts.
         """
         target = target or self.default_target(kind)
         check_query(k, params, self.settings.limits)
         store = self.store(index, target)
+        space = self.space(target)
+        if kind == "text" or space.encoder == "clip":  # a cold CLI's model load is not query time
+            self.matching_encoder(space)
         t0 = time.perf_counter()
         vec = self.encode_query(query, kind, target)
         t1 = time.perf_counter()
