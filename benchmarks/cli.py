@@ -52,6 +52,8 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> tuple[dict[str, A
         return {"plots": [str(p) for p in paths], "report": str(out / "report.md")}, "\n".join(str(p) for p in paths)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     work = Path(args.work_dir) if args.work_dir else None
+    if work is not None:
+        work.mkdir(parents=True, exist_ok=True)  # a --work-dir that does not exist yet is created, not a traceback
     if args.targets:
         from benchmarks.store_targets import run_targets
 
