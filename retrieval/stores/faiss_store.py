@@ -11,7 +11,6 @@ answered exactly, and a filtered search returns k hits whenever k points match.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import math
@@ -37,6 +36,7 @@ from retrieval.metric import Metric
 from retrieval.settings import FaissSettings
 from retrieval.stores import points as pts
 from retrieval.stores.base import Hit, Payload, SearchParams, VectorStore
+from retrieval.stores.locks import lock_exclusive, unlock
 from retrieval.stores.manifest import (
     FORMAT_VERSION,
     check_expected,
@@ -219,14 +219,11 @@ class FaissStore(VectorStore):
         try:
             if not read_only:
                 self.dir.mkdir(parents=True, exist_ok=True)
-                self._lockfile = open(self.dir / ".lock", "a+")  # noqa: SIM115 - held for the store's life
-                try:
-                    fcntl.flock(self._lockfile, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    raise StoreLockedError(
-                        f"FAISS store {self.dir} is already open for writing (in this or another process); "
-                        "open it read-only to search alongside"
-                    ) from None
+                self._lockfile = lock_exclusive(
+                    self.dir / ".lock",
+                    f"FAISS store {self.dir} is already open for writing (in this or another process); "
+                    "open it read-only to search alongside",
+                )
                 if manifest is None:
                     pts.PointStore.create(self.coll_dir / "points", self.dim, self.metric)
             try:
@@ -679,12 +676,8 @@ class FaissStore(VectorStore):
         if ps is not None:
             ps.unlisten(self)
             pts.release(ps)
-        if self._lockfile is not None:
-            try:
-                fcntl.flock(self._lockfile, fcntl.LOCK_UN)
-            finally:
-                self._lockfile.close()
-                self._lockfile = None
+        lockfile, self._lockfile = self._lockfile, None
+        unlock(lockfile)
 
     def _close(self) -> None:
         try:

@@ -15,7 +15,6 @@ snapshot (or share this process's writer).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import sqlite3
 import threading
@@ -29,6 +28,7 @@ from retrieval.errors import CorruptIndexError, ManifestMismatchError, StoreLock
 from retrieval.filters import Filter
 from retrieval.metric import Metric
 from retrieval.payload_index import PayloadIndex
+from retrieval.stores.locks import lock_exclusive, unlock
 from retrieval.stores.vector_file import VectorFile
 
 Payload = dict[str, Any]
@@ -68,15 +68,11 @@ class PointStore:
         if not self.sqlite_path.exists():
             raise StoreNotFoundError(f"point store {self.sqlite_path} is missing; {repair}")
         if not read_only:
-            self._lockfile = open(folder / ".lock", "a+")  # noqa: SIM115 - held while open
-            try:
-                fcntl.flock(self._lockfile, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                self._lockfile.close()
-                raise StoreLockedError(
-                    f"FAISS collection {folder.parent} is open for writing in another process "
-                    "(read-only opens are allowed alongside)"
-                ) from None
+            self._lockfile = lock_exclusive(
+                folder / ".lock",
+                f"FAISS collection {folder.parent} is open for writing in another process "
+                "(read-only opens are allowed alongside)",
+            )
         try:
             self._load()
         except BaseException:
@@ -320,12 +316,8 @@ class PointStore:
                 pass  # a reader elsewhere holds it: the WAL stays, which is fine
             self._db.close()
             self._db = None
-        if self._lockfile is not None:
-            try:
-                fcntl.flock(self._lockfile, fcntl.LOCK_UN)
-            finally:
-                self._lockfile.close()
-                self._lockfile = None
+        lockfile, self._lockfile = self._lockfile, None
+        unlock(lockfile)
 
 
 # ---- the in-process registry: one PointStore per folder (the writer's, when this process writes) ----
