@@ -324,6 +324,27 @@ def test_ivfpq_rerank_lifts_recall(tmp_path: Path) -> None:
     st.close()
 
 
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_ivfpq_rerank_one_query_equals_batch(tmp_path: Path, metric: str) -> None:
+    """The single-query re-rank path and the batched one give the same ids and scores (also with short lists)."""
+    ds = clustered(n=3000, d=32, nq=40, seed=9, normalize=metric == "cosine")
+    st = open_store(Settings(data_dir=tmp_path / "d"), "pq", "ivfpq", dim=ds.dim, metric=metric, pq_m=4)
+    st.upsert(ds.point_ids(), ds.xb)
+    st.build()
+    for p in (SearchParams(nprobe=1, rerank=100), SearchParams(nprobe=16, rerank=10)):
+        batch = st.search(ds.xq, k=10, params=p)
+        for q, want in zip(ds.xq, batch, strict=True):
+            got = st.search(q[None, :], k=10, params=p)[0]
+            assert [h.id for h in got] == [h.id for h in want]
+            assert np.allclose([h.score for h in got], [h.score for h in want], rtol=1e-5, atol=1e-5)
+        # exact rescoring: every returned score is the true similarity / distance of that point
+        hit = batch[0][0]
+        v = ds.xb[ds.point_ids().index(hit.id)]
+        want_score = float(v @ ds.xq[0]) if metric == "cosine" else float(np.linalg.norm(v - ds.xq[0]))
+        assert hit.score == pytest.approx(want_score, rel=1e-4, abs=1e-4)
+    st.close()
+
+
 def test_nprobe_changes_results(tmp_path: Path) -> None:
     ds = clustered(n=6000, d=32, nq=100, seed=5, spread=0.8)
     s = Settings(data_dir=tmp_path / "d")

@@ -473,7 +473,7 @@ class FaissStore(VectorStore):
                 fids, scores = self._rerank(queries, fids, k)
             # a search returns k hits whenever k points match: where the index found fewer (a selective
             # filter, low nprobe, k near the collection size), that query is answered exactly
-            if fids.shape[1] >= k and fids[:, k - 1].min() >= 0:
+            if fids.shape[1] >= k and (fids[0, k - 1] >= 0 if len(fids) == 1 else fids[:, k - 1].min() >= 0):
                 return self._hits(fids, scores)
             short = np.flatnonzero((fids[:, k - 1] < 0) if fids.shape[1] >= k else np.ones(len(fids), bool))
             if len(short):
@@ -576,6 +576,24 @@ class FaissStore(VectorStore):
 
     def _rerank(self, queries: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Rescore candidates exactly with their float vectors from the memory-mapped vector file."""
+        if len(cand) == 1:  # one query: a row gather and a mat-vec, no (nq, fetch, d) broadcasting
+            c = cand[0]
+            if c.min() < 0:
+                c = c[c >= 0]
+            vecs = self._ps.vectors.view()[c]
+            q = queries[0]
+            if self.metric is Metric.L2:
+                diff = vecs - q
+                sc = np.sqrt(np.einsum("cd,cd->c", diff, diff))
+                order = np.argsort(sc, kind="stable")[:k]
+            else:
+                sc = vecs @ q
+                order = np.argsort(-sc, kind="stable")[:k]
+            f1 = np.full((1, k), -1, dtype=np.int64)
+            s1 = np.zeros((1, k), dtype=np.float32)
+            f1[0, : len(order)] = c[order]
+            s1[0, : len(order)] = sc[order]
+            return f1, s1
         valid = cand >= 0
         vecs = self._ps.vectors.view()[np.where(valid, cand, 0)]  # (nq, fetch, d)
         if self.metric is Metric.L2:
@@ -592,14 +610,14 @@ class FaissStore(VectorStore):
         return fids, out
 
     def _hits(self, fids: np.ndarray, scores: np.ndarray) -> list[list[Hit]]:
-        rows = self._ps.rows
+        get = self._ps.rows.get
         out: list[list[Hit]] = []
         for fr, sr in zip(fids.tolist(), scores.tolist(), strict=True):
             hits = []
             for fid, sc in zip(fr, sr, strict=True):
-                row = rows.get(fid)
+                row = get(fid)
                 if row is not None:
-                    hits.append(Hit(row[0], sc, dict(row[1])))  # a copy: callers may mutate their payload
+                    hits.append(Hit(row[0], sc, row[1].copy()))  # a copy: callers may mutate their payload
             out.append(hits)
         return out
 
