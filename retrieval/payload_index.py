@@ -7,7 +7,9 @@ the filter, exactly as ``Filter.matches`` would (the tests check it against the 
 A match costs in proportion to what the filter touches, not to the collection: one roaring bitmap per
 (path, string) and (path, bool) posting, one per path for "has a value" and "holds null", and per path a sorted
 array of numbers (a range is two binary searches). Writes go to a small unsorted tail that is merged into the
-sorted arrays once it grows. Negation is "every live point minus the match". Not thread-safe: the store locks.
+sorted arrays once it grows. A bulk batch of payloads sharing their keys is indexed column by column, and its
+string columns get their per-value bitmaps on the first filter that reads that path. Negation is "every live
+point minus the match". Not thread-safe: the store locks.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import array
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from operator import itemgetter
 from typing import Any, Literal
 
 import numpy as np
@@ -41,6 +44,8 @@ from retrieval.filters import (
 
 MAX_FID = 2**32 - 1
 TAIL_MAX = 4096  # unsorted numbers kept aside before a merge into the sorted arrays
+COLUMN_MIN = 256  # batches at least this big whose payloads share their keys are indexed column by column
+_FLAT = frozenset({str, int, float, bool, type(None)})  # exact types indexed inline by PayloadIndex.add
 
 
 def bitmap(fids: np.ndarray) -> BitMap:
@@ -138,6 +143,13 @@ class _Numbers:
         if len(self.tail) > TAIL_MAX:
             self.merge()
 
+    def add_arrays(self, fids: np.ndarray, vals: np.ndarray) -> None:
+        """One number per fid (fids not present here): a big batch goes straight into the sorted arrays."""
+        if len(fids) <= TAIL_MAX:
+            self.add({f: [v] for f, v in zip(fids.tolist(), vals.tolist(), strict=True)})
+        else:
+            self.merge(vals, fids)
+
     def remove(self, fids: Iterable[int]) -> None:
         for fid in fids:
             self.tail.pop(fid, None)
@@ -147,13 +159,18 @@ class _Numbers:
         if len(self.dead) > max(TAIL_MAX, len(self.vals) // 4):
             self.merge()
 
-    def merge(self) -> None:
+    def merge(self, extra_vals: np.ndarray | None = None, extra_fids: np.ndarray | None = None) -> None:
+        """Fold the tail (and extra (value, fid) entries) into the sorted arrays; drop stale entries."""
         vals, fids = self.vals, self.fids
         if self.dead:
             keep = ~np.isin(fids, to_fids(self.dead).astype(np.uint32))
             vals, fids = vals[keep], fids[keep]
         tv, tf = self._tail()
-        vals, fids = np.concatenate([vals, tv]), np.concatenate([fids, tf])
+        parts_v, parts_f = [vals, tv], [fids, tf]
+        if extra_vals is not None and extra_fids is not None:
+            parts_v.append(extra_vals.astype(np.float64, copy=False))
+            parts_f.append(extra_fids.astype(np.uint32, copy=False))
+        vals, fids = np.concatenate(parts_v), np.concatenate(parts_f)
         order = np.argsort(vals, kind="stable")
         self.vals, self.fids = vals[order], fids[order]
         self.in_main = bitmap(self.fids)
@@ -196,6 +213,9 @@ class PayloadIndex:
         self._payloads: dict[int, Mapping[str, Any]] = {}
         self._live = BitMap()
         self._maps: dict[tuple[str, str, Any], BitMap] = {}  # (kind, path, value) → fids
+        # string columns of bulk batches whose per-value bitmaps are built on the first filter that reads the
+        # path (a unique text field would otherwise cost one bitmap per point at load time)
+        self._pending: dict[str, list[tuple[list[int], list[str]]]] = {}
         self._nums: dict[str, _Numbers] = defaultdict(_Numbers)
 
     def __len__(self) -> int:
@@ -213,29 +233,107 @@ class PayloadIndex:
         self.remove([f for f in ids if f in self._payloads])
         grouped: dict[tuple[str, str, Any], list[int]] = defaultdict(list)
         numbers: dict[str, dict[int, list[float]]] = defaultdict(dict)
-        for fid, pl in zip(ids, payloads, strict=True):
-            self._payloads[fid] = pl
-            for kind, path, value in postings(pl):
-                if kind == "num":
-                    numbers[path].setdefault(fid, []).append(value)
-                else:
-                    grouped[(kind, path, value)].append(fid)
-        for key, members in grouped.items():
-            bm = self._maps.get(key)
+        self._payloads.update(zip(ids, payloads, strict=True))
+        if len(ids) >= COLUMN_MIN and self._add_columns(ids, payloads, grouped):
+            payloads = ()  # done column by column
+        for fid, pl in zip(ids, payloads, strict=False):
+            for key, v in pl.items():
+                if type(v) not in _FLAT or "." in key:
+                    for kind, path, value in postings(pl):  # nested values, dotted keys: the general walk
+                        if kind == "num":
+                            numbers[path].setdefault(fid, []).append(value)
+                        else:
+                            grouped[(kind, path, value)].append(fid)
+                    break
+            else:  # a flat payload of scalars, inline (exactly what postings() yields for it)
+                for key, v in pl.items():
+                    t = type(v)
+                    if t is str:
+                        grouped[("present", key, None)].append(fid)
+                        grouped[("str", key, v)].append(fid)
+                    elif t is float or t is int:
+                        grouped[("present", key, None)].append(fid)
+                        numbers[key][fid] = [v if t is float else as_double(v)]
+                    elif t is bool:
+                        grouped[("present", key, None)].append(fid)
+                        grouped[("bool", key, v)].append(fid)
+                    else:
+                        grouped[("null", key, None)].append(fid)
+        for gkey, members in grouped.items():
+            bm = self._maps.get(gkey)
             if bm is None:
-                self._maps[key] = bitmap(np.array(members, dtype=np.uint32))
+                self._maps[gkey] = BitMap(members)
             else:
                 bm |= BitMap(members)
         for path, entries in numbers.items():
             self._nums[path].add(entries)
         self._live |= BitMap(ids)
 
+    def _add_columns(
+        self, ids: list[int], payloads: Sequence[Mapping[str, Any]], grouped: dict[tuple[str, str, Any], list[int]]
+    ) -> bool:
+        """A bulk batch whose payloads share one set of plain keys, indexed one column at a time (what
+        postings() gives per payload, in C-level passes). False, having changed nothing, for any other batch."""
+        keys = payloads[0].keys()
+        if any("." in k for k in keys) or not all(type(p) is dict and p.keys() == keys for p in payloads):
+            return False
+        cols = {key: list(map(itemgetter(key), payloads)) for key in keys}
+        if not all(set(map(type, col)) <= _FLAT for col in cols.values()):
+            return False  # nested values: the general walk
+        for key, col in cols.items():
+            types = set(map(type, col))
+            if types == {str}:
+                self._pending.setdefault(key, []).append((ids, col))
+                grouped[("present", key, None)].extend(ids)
+            elif types == {bool}:
+                for fid, v in zip(ids, col, strict=True):
+                    grouped[("bool", key, v)].append(fid)
+                grouped[("present", key, None)].extend(ids)
+            elif types <= {int, float}:
+                try:
+                    vals = np.array(list(map(float, col)), dtype=np.float64)
+                except OverflowError:
+                    vals = np.array([as_double(v) for v in col], dtype=np.float64)
+                self._nums[key].add_arrays(np.array(ids, dtype=np.uint32), vals)
+                grouped[("present", key, None)].extend(ids)
+            else:  # mixed scalar types and nulls: value by value
+                for fid, v in zip(ids, col, strict=True):
+                    t = type(v)
+                    if v is None:
+                        grouped[("null", key, None)].append(fid)
+                        continue
+                    grouped[("present", key, None)].append(fid)
+                    if t is str:
+                        grouped[("str", key, v)].append(fid)
+                    elif t is bool:
+                        grouped[("bool", key, v)].append(fid)
+                    else:
+                        self._nums[key].add({fid: [as_double(v)]})
+        return True
+
+    def _build_pending(self, path: str) -> None:
+        """The per-value bitmaps of a path's pending string columns."""
+        by_value: dict[str, list[int]] = defaultdict(list)
+        for fids, vals in self._pending.pop(path, ()):
+            for fid, v in zip(fids, vals, strict=True):
+                by_value[v].append(fid)
+        for v, members in by_value.items():
+            bm = self._maps.get(("str", path, v))
+            if bm is None:
+                self._maps[("str", path, v)] = BitMap(members)
+            else:
+                bm |= BitMap(members)
+
     def remove(self, fids: Iterable[int] | np.ndarray) -> None:
         """Forget these points; unknown fids are ignored."""
         grouped: dict[tuple[str, str, Any], list[int]] = defaultdict(list)
         numbers: dict[str, list[int]] = defaultdict(list)
         gone: list[int] = []
-        for fid in np.asarray(list(fids) if not isinstance(fids, np.ndarray) else fids, dtype=np.int64).tolist():
+        arr = np.asarray(list(fids) if not isinstance(fids, np.ndarray) else fids, dtype=np.int64).tolist()
+        if self._pending and any(int(f) in self._payloads for f in arr):
+            for path in list(self._pending):
+                self._build_pending(path)
+        for fid in arr:
             pl = self._payloads.pop(int(fid), None)
             if pl is None:
                 continue
@@ -299,6 +397,8 @@ class PayloadIndex:
         raise TypeError(f"not a filter node: {node!r}")
 
     def _get(self, kind: str, path: str, value: Any) -> AbstractBitMap:
+        if kind == "str" and path in self._pending:
+            self._build_pending(path)
         return self._maps.get((kind, path, value)) or _EMPTY
 
     def _eq(self, path: str, v: Any) -> AbstractBitMap:

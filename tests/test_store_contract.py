@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -206,7 +207,40 @@ def test_bad_input_leaves_store_unchanged(loaded: VectorStore, data: Dataset) ->
         loaded.upsert(["a", "a"], data.xb[:2])
     with pytest.raises(InvalidInputError):
         loaded.search(data.xq[0], k=0)
+    one = data.xq[:1].copy()  # the one-query fast path checks the same things
+    one[0, 5] = np.nan
+    with pytest.raises(InvalidInputError, match="NaN"):
+        loaded.search(one, k=3)
+    if loaded.metric.value == "cosine":
+        with pytest.raises(InvalidInputError, match="zero"):
+            loaded.search(np.zeros((1, data.dim), np.float32), k=3)
+    for pl, message in (
+        ({"v": math.nan}, "finite"),
+        ({"v": {"w": [1.0, math.inf]}}, "JSON"),
+        ({"v": {1, 2}}, "JSON"),
+        (["not", "a", "dict"], "dict"),
+    ):
+        with pytest.raises(InvalidInputError, match=message):
+            loaded.upsert(["x", "y"], data.xb[:2], [{"ok": 1}, pl])  # type: ignore[list-item]
     assert loaded.count() == n
+
+
+def test_query_scale_and_payload_copies(loaded: VectorStore, data: Dataset) -> None:
+    """A scaled single query answers like the unit one (cosine); stored payloads are the store's own copies."""
+    q = data.xq[:1]
+    base = loaded.search(q, k=5, params=SearchParams(exact=True))[0]
+    if loaded.metric.value == "cosine":
+        scaled = loaded.search(np.ascontiguousarray(q * 7.5, dtype=np.float32), k=5, params=SearchParams(exact=True))
+        assert [h.id for h in scaled[0]] == [h.id for h in base]
+        assert np.allclose([h.score for h in scaled[0]], [h.score for h in base], atol=1e-5)
+    mine = [{"tag": "orig", "n": 1}, {"tag": "orig", "n": 2}]
+    loaded.upsert(["copy-a", "copy-b"], data.xb[:2], mine)
+    mine[0]["tag"] = "mutated"
+    got = loaded.fetch(["copy-a"])["copy-a"][1]
+    assert got == {"tag": "orig", "n": 1}
+    hit = loaded.search(data.xb[:1], k=1, filter={"tag": "orig", "n": 1})[0][0]
+    hit.payload["tag"] = "changed by the caller"
+    assert loaded.fetch(["copy-a"])["copy-a"][1]["tag"] == "orig"
 
 
 def test_unknown_filter_field_matches_nothing(opener: Callable[..., VectorStore], data: Dataset) -> None:

@@ -27,6 +27,9 @@ MAX_K = 100_000
 MAX_PARAM = {"nprobe": 1_000_000, "hnsw_ef": 100_000, "rerank": 1_000}
 
 
+_STRICT_JSON = json.JSONEncoder(allow_nan=False)  # built once: json.dumps with options builds one per call
+
+
 @dataclass(frozen=True, slots=True)
 class Hit:
     """One search result."""
@@ -243,16 +246,22 @@ class VectorStore(ABC):
         pls = list(payloads)
         if len(pls) != n:
             raise InvalidInputError(f"{n} points but {len(pls)} payloads")
+        if all(type(p) is dict for p in pls):
+            try:  # one C-level pass over the batch; the per-payload loop below runs only to name the error
+                _STRICT_JSON.encode(pls)
+                return pls
+            except (TypeError, ValueError):
+                pass
         for p in pls:
             if not isinstance(p, dict):
                 raise InvalidInputError(f"a payload must be a dict, got {type(p).__name__}")
-            try:
-                json.dumps(p, allow_nan=False)
-            except (TypeError, ValueError) as exc:
-                raise InvalidInputError(f"payload is not JSON-serialisable: {exc}") from None
             for v in p.values():
                 if isinstance(v, float) and not math.isfinite(v):
                     raise InvalidInputError("payload values must be finite")
+            try:
+                _STRICT_JSON.encode(p)
+            except (TypeError, ValueError) as exc:
+                raise InvalidInputError(f"payload is not JSON-serialisable: {exc}") from None
         return pls
 
     def _check_open(self) -> None:

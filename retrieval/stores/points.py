@@ -46,9 +46,23 @@ class ChangeListener(Protocol):
     def on_change(self, added: np.ndarray, vectors: np.ndarray, removed: np.ndarray) -> None: ...
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), allow_nan=False)
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def canonical(payload: Payload) -> str:
     """The JSON text a payload is stored as (sorted keys: equal payloads give equal text)."""
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return _CANONICAL.encode(payload)
+
+
+def own_copy(payload: Payload, text: str) -> Payload:
+    """The store's own copy of a payload, equal to ``json.loads(text)``: a shallow copy when every key is a
+    string and every value a JSON scalar (exact types), the JSON round trip otherwise."""
+    for k, v in payload.items():
+        if type(k) is not str or type(v) not in _SCALARS:
+            copy: Payload = json.loads(text)
+            return copy
+    return dict(payload)
 
 
 class PointStore:
@@ -257,7 +271,7 @@ class PointStore:
                 grown[: len(self._live)] = self._live
                 self._live = grown
             self._live[start:end] = True
-            pls = [json.loads(texts[i]) for i in take]  # our own copies: callers may mutate theirs
+            pls = [own_copy(payloads[i], texts[i]) for i in take]  # our own copies: callers may mutate theirs
             for j, i in enumerate(take):
                 self.id_to_fid[ids[i]] = start + j
                 self.rows[start + j] = (ids[i], pls[j])
