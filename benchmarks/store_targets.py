@@ -419,7 +419,26 @@ class TargetRun:
         small = self.results["measurements"].get(f"filtered@{lo}", {})
         if lo == hi:
             return
+        paired = self.results["measurements"].get("filtered_paired", {}).get("by_kind", {})
+        for kind, prow in paired.items():
+            for r in prow.values():
+                self.add(
+                    target_row(
+                        "b",
+                        f"{kind}, {r['matches']:,} matches, N={lo:,} → {hi:,} (both open, alternating blocks)",
+                        "ratio_of_medians",
+                        {"num": r["p50_us"][str(hi)], "den": r["p50_us"][str(lo)]},
+                        "×",
+                        {"every query returned k hits": r["min_hits"] >= r["k"]},
+                        kind=kind,
+                        matches=r["matches"],
+                        p50_us={lo: float(np.median(r["p50_us"][str(lo)])), hi: float(np.median(r["p50_us"][str(hi)]))},
+                        how="paired",
+                    )
+                )
         for kind, rows in big.items():
+            if kind in paired:
+                continue  # the paired measurement is the verdict; the per-size numbers stay in measurements
             if kind not in small:
                 continue
             for m in FIXED_MATCHES:
@@ -620,13 +639,67 @@ class TargetRun:
         return bare, "a bare faiss IndexFlatIP add (langchain-community not used)"
 
     # ---- driver ----
+    def fixed_paired(self, roots: dict[int, Path], xq: np.ndarray) -> None:
+        """(b) with the smallest and the largest collection open at once, timed in alternating blocks (the
+        same machine state for both sizes; the per-size numbers were taken minutes apart)."""
+        lo, hi = min(roots), max(roots)
+        out: dict[str, Any] = {}
+        for kind in ("flat", "ivf"):
+            pair = {n: open_store(Settings(data_dir=roots[n]), "coll", kind, read_only=True) for n in (lo, hi)}
+            try:
+                params = layer_params(kind)
+                rows: dict[str, Any] = {}
+                for m in FIXED_MATCHES:
+                    if m > lo:
+                        continue
+                    flt = {f"m{m}": "t"}
+                    a, b = paired_p50(
+                        partial(_first_search, pair[lo], flt, params),
+                        partial(_first_search, pair[hi], flt, params),
+                        xq,
+                        self.repeats,
+                        self.warmup,
+                    )
+                    hits = min(len(_first_search(pair[n], flt, params, q[None, :])) for n in (lo, hi) for q in xq[:20])
+                    rows[f"m{m}"] = {"p50_us": {str(lo): a, str(hi): b}, "min_hits": hits, "k": K, "matches": m}
+                out[kind] = rows
+                self.log(
+                    f"  paired {lo}/{hi}: {kind} "
+                    + ", ".join(
+                        f"{f} {np.median(r['p50_us'][str(lo)]):.0f}/{np.median(r['p50_us'][str(hi)]):.0f} µs"
+                        for f, r in rows.items()
+                    )
+                )
+            finally:
+                for st in pair.values():
+                    st.close()
+        self.measure("filtered_paired", {"sizes": [lo, hi], "by_kind": out})
+
     def run(self) -> dict[str, Any]:
         first = self.sizes[0]
+        keep: dict[int, Path] = {}
+        try:
+            xq = self._run_sizes(first, keep)
+            if len(keep) == 2:
+                self.fixed_paired(keep, xq)
+        finally:
+            for root in keep.values():
+                shutil.rmtree(root, ignore_errors=True)
+        self.judge_filtered()
+        self.results["complete"] = True
+        self.save()
+        return self.results
+
+    def _run_sizes(self, first: int, keep: dict[int, Path]) -> np.ndarray:
+        """Build and measure each size; the first size's queries are returned (the paired measurement's)."""
+        first_xq = np.empty((0, self.dim), dtype=np.float32)
         for n in self.sizes:
             t_size = time.perf_counter()
             ds = clustered(n=n, d=self.dim, nq=self.nq, seed=self.seed)
             xb, xq = ds.xb, ds.xq
             payloads = payloads_for(n)
+            if n == first:
+                first_xq = xq.copy()
             self.log(f"targets {n}: {n:,} × {self.dim}, {len(xq)} queries (load {os.getloadavg()[0]:.2f})")
             kinds = list(FAISS_KINDS) if n == first else ["flat", "ivf"]
             root = Path(tempfile.mkdtemp(prefix=f"targets-{n}-", dir=self.work))
@@ -647,14 +720,14 @@ class TargetRun:
                 if n == first:
                     self.disk(n, root / "faiss" / "coll", kinds)
             finally:
-                shutil.rmtree(root, ignore_errors=True)
+                if n in (self.sizes[0], self.sizes[-1]) and len(self.sizes) > 1:
+                    keep[n] = root  # for the paired (b) measurement, removed by run()
+                else:
+                    shutil.rmtree(root, ignore_errors=True)
             del ds, xb, xq, payloads
             self.results["measurements"].setdefault("wall_s_by_size", {})[str(n)] = time.perf_counter() - t_size
             self.save()
-        self.judge_filtered()
-        self.results["complete"] = True
-        self.save()
-        return self.results
+        return first_xq
 
 
 def run_targets(

@@ -47,6 +47,11 @@ def test_structure(tiny: tuple[dict[str, Any], Path]) -> None:
     assert [r["kind"] for r in by["c"]] == ["ivfpq"] and len(by["e"]) == len(by["f"]) == 1
     assert {r["kind"] for r in by["a"]} == {"flat", "ivf"} and all(r["size"] == 4000 for r in by["a"])
     assert {(r["kind"], r["matches"]) for r in by["b"]} == {(k, m) for k in ("flat", "ivf") for m in FIXED_MATCHES}
+    # (b) from both sizes open at once; the per-size numbers are kept apart in measurements
+    assert all(r["how"] == "paired" and set(r["p50_us"]) == {"2000", "4000"} for r in by["b"])
+    paired = res["measurements"]["filtered_paired"]
+    assert paired["sizes"] == [2000, 4000] and set(paired["by_kind"]) == {"flat", "ivf"}
+    assert "filtered@2000" in res["measurements"] and "filtered@4000" in res["measurements"]
     assert by["f"][0]["baseline"].startswith("a bare faiss IndexFlatIP add")
     # (e) counts the shared point store once: the folders add up to the measured bytes
     e = by["e"][0]

@@ -123,6 +123,9 @@ def default_nlist(n: int) -> int:
     return max(1, min(int(round(4 * math.sqrt(max(n, 1)))), n // MIN_POINTS_PER_LIST))
 
 
+_GATHER_ROWS = 2048  # filtered brute force: rows gathered and scored per block (3 MB at 384-d)
+
+
 def _faiss() -> Any:
     import faiss
 
@@ -555,6 +558,8 @@ class FaissStore(VectorStore):
         dist = np.empty((nq, k), dtype=np.float32)
         labels = np.empty((nq, k), dtype=np.int64)
         q = np.ascontiguousarray(queries, dtype=np.float32)
+        if allowed is not None and len(allowed) > _GATHER_ROWS:
+            return self._exact_chunked(q, k, allowed)
         if allowed is not None:
             base = np.ascontiguousarray(ps.vectors_of(allowed))
             sel = None
@@ -573,6 +578,22 @@ class FaissStore(VectorStore):
         if allowed is not None:
             labels = np.where(labels >= 0, allowed[np.maximum(labels, 0)], -1)
         return labels, dist
+
+    def _exact_chunked(self, q: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Brute force over many matches: gather them a cache-sized block at a time into faiss's result heap
+        (one 15 MB gather of 10k rows is memory-bound; blocks stay in cache while they are scored)."""
+        f = _faiss()
+        l2 = self.metric is Metric.L2
+        heap = f.ResultHeap(len(q), k, keep_max=not l2)
+        view = self._ps.vectors.view()
+        for s in range(0, len(allowed), _GATHER_ROWS):
+            part = allowed[s : s + _GATHER_ROWS]
+            kk = min(k, len(part))
+            dist, labels = f.knn(q, view[part], kk, f.METRIC_L2 if l2 else f.METRIC_INNER_PRODUCT)
+            heap.add_result(dist, part[labels])
+        heap.finalize()
+        dist = np.sqrt(np.maximum(heap.D, 0)) if l2 else heap.D
+        return heap.I, dist
 
     def _rerank(self, queries: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Rescore candidates exactly with their float vectors from the memory-mapped vector file."""
