@@ -9,13 +9,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks.data import DATASETS
 from retrieval.errors import InvalidInputError
 from retrieval.settings import Settings
+
+if TYPE_CHECKING:
+    from benchmarks.engines import BuildConfig
 
 
 def _log(msg: str) -> None:
@@ -77,6 +81,7 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> tuple[dict[str, A
         from benchmarks.scale import run_scale_curve
 
         out = Path(args.out) if args.out else Path("simlookup-bench") / f"{stamp}-scale"
+        picked = scale_filter(args.scale_configs) if args.scale_configs else None
         res = run_scale_curve(
             settings,
             parse_sizes(args.scale_curve),
@@ -85,6 +90,7 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> tuple[dict[str, A
             threads=args.threads,
             log=_log,
             work_dir=work,
+            config_filter=picked,
         )
         return {"out": str(out), "results": str(out / "results.json"), "wall_s": res.get("wall_s")}, (
             f"report: {out / 'report.md'}"
@@ -113,6 +119,19 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> tuple[dict[str, A
     )
 
 
+def scale_filter(spec: str) -> Callable[[BuildConfig], bool]:
+    """--scale-configs: a predicate over the scale curve's configurations; unknown names are an error."""
+    from benchmarks.scale import scale_configs
+
+    wanted = [w.strip() for w in spec.split(",") if w.strip()]
+    labels = [c.label for c in scale_configs()]
+    names = {*labels, *(lb.split("(")[0] for lb in labels)}
+    unknown = [w for w in wanted if w not in names]
+    if unknown or not wanted:
+        raise InvalidInputError(f"--scale-configs: unknown {unknown or spec!r}; known: {', '.join(labels)}")
+    return lambda c: c.label in wanted or c.label.split("(")[0] in wanted
+
+
 def add_bench_arguments(sp: argparse.ArgumentParser) -> None:
     """The flags of ``simlookup bench``."""
     sp.add_argument("--dataset", choices=DATASETS, default="stsb")
@@ -129,6 +148,12 @@ def add_bench_arguments(sp: argparse.ArgumentParser) -> None:
         metavar="N1,N2,...",
         help="scale curve on seeded clustered 384-d vectors at these sizes (e.g. 10000,100000,1000000); "
         "results.json, report.md and plots are rewritten after each configuration",
+    )
+    sp.add_argument(
+        "--scale-configs",
+        metavar="NAME1,NAME2",
+        help="with --scale-curve: only these configurations, by label or by the name before '(' "
+        "(e.g. faiss-ivf,faiss-ivfpq or 'qdrant-edge-hnsw(m=16,efc=100)'); default: all",
     )
     sp.add_argument(
         "--targets",

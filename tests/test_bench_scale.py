@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.cli import parse_sizes
+from benchmarks.cli import parse_sizes, scale_filter
 from benchmarks.scale import at_target, run_scale_curve, scale_configs
 from retrieval.errors import InvalidInputError
 from retrieval.settings import Settings
@@ -41,6 +41,17 @@ def test_parse_sizes() -> None:
         parse_sizes("ten")
     with pytest.raises(InvalidInputError):
         parse_sizes("10")
+
+
+def test_scale_configs_flag_picks_by_label_or_name() -> None:
+    pick = scale_filter("faiss-ivfpq,qdrant-edge-hnsw(m=16,efc=100)")
+    assert [c.label for c in scale_configs() if pick(c)] == [
+        "qdrant-edge-hnsw(m=16,efc=100)",
+        "faiss-ivfpq(m=48)+rerank10",
+    ]
+    assert [c.label for c in scale_configs() if scale_filter("faiss-ivf")(c)] == ["faiss-ivf"]
+    with pytest.raises(InvalidInputError, match="faiss-nope.*known: faiss-flat"):
+        scale_filter("faiss-ivf,faiss-nope")
 
 
 def test_scale_curve_writes_after_each_configuration(tmp_path: Path) -> None:
