@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -123,7 +124,7 @@ def scale_filter(spec: str) -> Callable[[BuildConfig], bool]:
     """--scale-configs: a predicate over the scale curve's configurations; unknown names are an error."""
     from benchmarks.scale import scale_configs
 
-    wanted = [w.strip() for w in spec.split(",") if w.strip()]
+    wanted = [w.strip() for w in re.split(r",(?![^()]*\))", spec) if w.strip()]  # labels hold commas in (...)
     labels = [c.label for c in scale_configs()]
     names = {*labels, *(lb.split("(")[0] for lb in labels)}
     unknown = [w for w in wanted if w not in names]
