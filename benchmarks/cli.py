@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from benchmarks.data import DATASETS
+from benchmarks.names import DATASETS
 from retrieval.errors import InvalidInputError
 from retrieval.settings import Settings
 

@@ -7,10 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.datasets import Dataset, clustered
+from benchmarks.names import DATASETS
 from retrieval.errors import InvalidInputError
 from retrieval.settings import Settings
-
-DATASETS = ("stsb", "fashion-mnist", "synthetic")
 
 
 def stsb_vectors(

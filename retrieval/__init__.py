@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 from retrieval.errors import SimlookupError
 from retrieval.filters import Filter
-from retrieval.metric import Metric
 from retrieval.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    from retrieval.metric import Metric
     from retrieval.retriever import Retriever, SearchResult
     from retrieval.stores import Hit, SearchParams, VectorStore, open_store
 
@@ -30,7 +30,8 @@ __all__ = [
     "open_store",
 ]
 
-_LAZY = {
+_LAZY = {  # numpy and the engines load on first use: `simlookup verify` through a service imports neither
+    "Metric": "retrieval.metric",
     "Retriever": "retrieval.retriever",
     "SearchResult": "retrieval.retriever",
     "Hit": "retrieval.stores",

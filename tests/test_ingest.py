@@ -186,6 +186,16 @@ def test_verify_catches_drift(tmp_path: Path, minilm) -> None:  # type: ignore[n
     assert not rep.ok
     assert any("hnsw" in d and "missing 1 id" in d and victim in d for d in rep.differences)
     assert any("hnsw: holds 299 points, expected 300" in d for d in rep.differences)
+    # a changed vector and a changed payload in the FAISS point store: Qdrant now disagrees on exactly those
+    st = open_store(s, "v", "flat", create=False)
+    a, b = sorted(st.ids())[1:3]
+    got = st.fetch([a, b])
+    st.upsert([a], (got[a][0] + 0.01)[None, :], [got[a][1]])
+    st.upsert([b], got[b][0][None, :], [got[b][1] | {"genre": "changed"}])
+    st.close()
+    diffs = verify(s, "v").differences
+    assert [d for d in diffs if "vector of" in d] == [f"text/qdrant: vector of {a!r} differs from flat"]
+    assert [d for d in diffs if "payload of" in d] == [f"text/qdrant: payload of {b!r} differs from flat"]
 
 
 def test_names_cannot_escape(tmp_path: Path) -> None:

@@ -185,8 +185,10 @@ def test_vector_search_and_verify_through_the_service_import_no_torch(
     assert json.loads(out[-1]) == {"rc": 0, "torch": False, "st": False}, r.stderr
     doc = json.loads("\n".join(out[:-1]))
     assert [h["id"] for h in doc["hits"]] == [h["id"] for h in expected["flat"]["hits"]]
-    r = cli(s.data_dir, "verify", "--name", "s", code=code)
-    assert json.loads(r.stdout.strip().splitlines()[-1]) == {"rc": 0, "torch": False, "st": False}, r.stderr
+    r = cli(s.data_dir, "verify", "--name", "s", code=code.replace("'st':", "'numpy': 'numpy' in sys.modules, 'st':"))
+    assert json.loads(r.stdout.strip().splitlines()[-1]) == {"rc": 0, "torch": False, "numpy": False, "st": False}, (
+        r.stderr
+    )
 
 
 def raw_http(port: int, data: bytes, read: bool = True) -> bytes:
