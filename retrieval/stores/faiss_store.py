@@ -11,6 +11,7 @@ answered exactly, and a filtered search returns k hits whenever k points match.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -126,7 +127,9 @@ def default_nlist(n: int) -> int:
 _GATHER_ROWS = 2048  # filtered brute force: rows gathered and scored per block (3 MB at 384-d)
 
 
+@functools.cache
 def _faiss() -> Any:
+    """faiss, imported on first use (a cached lookup afterwards: this sits on every query's path)."""
     import faiss
 
     return faiss
