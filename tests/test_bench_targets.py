@@ -53,6 +53,7 @@ def test_structure(tiny: tuple[dict[str, Any], Path]) -> None:
     assert paired["sizes"] == [2000, 4000] and set(paired["by_kind"]) == {"flat", "ivf"}
     assert "filtered@2000" in res["measurements"] and "filtered@4000" in res["measurements"]
     assert by["f"][0]["baseline"].startswith("a bare faiss IndexFlatIP add")
+    assert len(by["f"][0]["ours_first_string_filter_s"]) == len(by["f"][0]["ours_s"]) == 2
     # (e) counts the shared point store once: the folders add up to the measured bytes
     e = by["e"][0]
     assert set(e["bytes_by_folder"]) == {"points", *FAISS_KINDS}
