@@ -97,6 +97,21 @@ class Range(Condition):
         """The bounds that are set, e.g. ``{"gte": 2014.0}``."""
         return {k: v for k in RANGE_KEYS if (v := getattr(self, k)) is not None}
 
+    def tight_bounds(self) -> dict[str, float]:
+        """The same range with at most one bound per side, the tighter one (``gt`` 1 with ``gte`` 3 is ``gte``
+        3): engines such as Qdrant's numeric payload index honour only one bound per side."""
+        out: dict[str, float] = {}
+        gt, gte, lt, lte = self.gt, self.gte, self.lt, self.lte
+        if gt is not None and (gte is None or gt >= gte):
+            out["gt"] = gt
+        elif gte is not None:
+            out["gte"] = gte
+        if lt is not None and (lte is None or lt <= lte):
+            out["lt"] = lt
+        elif lte is not None:
+            out["lte"] = lte
+        return out
+
     def holds(self, x: float) -> bool:
         """Whether the number x is within every bound."""
         return (

@@ -14,7 +14,7 @@ from benchmarks.datasets import Dataset
 from retrieval.errors import DimensionMismatchError, InvalidInputError, StoreClosedError
 from retrieval.metric import Metric, exact_scores, top_k
 from retrieval.settings import QdrantSettings, Settings
-from retrieval.stores import SearchParams, VectorStore, open_store
+from retrieval.stores import Hit, SearchParams, VectorStore, open_store
 from retrieval.stores.base import MAX_K
 from tests.conftest import recall_at_k
 
@@ -219,6 +219,8 @@ def test_bad_input_leaves_store_unchanged(loaded: VectorStore, data: Dataset) ->
         ({"v": {"w": [1.0, math.inf]}}, "JSON"),
         ({"v": {1, 2}}, "JSON"),
         (["not", "a", "dict"], "dict"),
+        ({1: "a"}, "keys are strings"),
+        ({"v": {1: "a", "b": 2}}, "JSON"),
     ):
         with pytest.raises(InvalidInputError, match=message):
             loaded.upsert(["x", "y"], data.xb[:2], [{"ok": 1}, pl])  # type: ignore[list-item]
@@ -241,6 +243,16 @@ def test_query_scale_and_payload_copies(loaded: VectorStore, data: Dataset) -> N
     hit = loaded.search(data.xb[:1], k=1, filter={"tag": "orig", "n": 1})[0][0]
     hit.payload["tag"] = "changed by the caller"
     assert loaded.fetch(["copy-a"])["copy-a"][1]["tag"] == "orig"
+    # nested values too: a caller editing a hit's list or object changes nothing stored, and delete still works
+    loaded.upsert(["nest"], data.xb[5:6], [{"tags": ["a"], "meta": {"k": 1}}])
+    for found in (loaded.search(data.xb[5:6], k=1, filter={"tags": "a"})[0][0], loaded.fetch(["nest"])["nest"]):
+        pl = found.payload if isinstance(found, Hit) else found[1]
+        pl["tags"].append("b")
+        pl["meta"]["k"] = 2
+    assert loaded.fetch(["nest"])["nest"][1] == {"tags": ["a"], "meta": {"k": 1}}
+    assert [h.id for h in loaded.search(data.xb[5:6], k=3, filter={"tags": "b"})[0]] == []
+    assert loaded.search(data.xb[5:6], k=1, filter={"meta.k": 1})[0][0].payload == {"tags": ["a"], "meta": {"k": 1}}
+    assert loaded.delete(["nest"]) == 1 and "nest" not in loaded.ids()
 
 
 def test_unknown_filter_field_matches_nothing(opener: Callable[..., VectorStore], data: Dataset) -> None:

@@ -27,7 +27,8 @@ MAX_K = 100_000
 MAX_PARAM = {"nprobe": 1_000_000, "hnsw_ef": 100_000, "rerank": 1_000}
 
 
-_STRICT_JSON = json.JSONEncoder(allow_nan=False)  # built once: json.dumps with options builds one per call
+# built once (json.dumps with options builds one per call); sort_keys as the stores write: mixed key types fail here
+_STRICT_JSON = json.JSONEncoder(allow_nan=False, sort_keys=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,7 +247,7 @@ class VectorStore(ABC):
         pls = list(payloads)
         if len(pls) != n:
             raise InvalidInputError(f"{n} points but {len(pls)} payloads")
-        if all(type(p) is dict for p in pls):
+        if all(type(p) is dict and all(type(k) is str for k in p) for p in pls):
             try:  # one C-level pass over the batch; the per-payload loop below runs only to name the error
                 _STRICT_JSON.encode(pls)
                 return pls
@@ -255,6 +256,9 @@ class VectorStore(ABC):
         for p in pls:
             if not isinstance(p, dict):
                 raise InvalidInputError(f"a payload must be a dict, got {type(p).__name__}")
+            bad = [k for k in p if not isinstance(k, str)]
+            if bad:
+                raise InvalidInputError(f"payload keys are strings (JSON object keys), got {bad[0]!r}")
             for v in p.values():
                 if isinstance(v, float) and not math.isfinite(v):
                     raise InvalidInputError("payload values must be finite")

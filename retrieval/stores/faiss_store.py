@@ -641,7 +641,7 @@ class FaissStore(VectorStore):
             for fid, sc in zip(fr, sr, strict=True):
                 row = get(fid)
                 if row is not None:
-                    hits.append(Hit(row[0], sc, row[1].copy()))  # a copy: callers may mutate their payload
+                    hits.append(Hit(row[0], sc, pts.payload_copy(row[1])))  # callers may mutate theirs
             out.append(hits)
         return out
 

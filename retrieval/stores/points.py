@@ -55,6 +55,16 @@ def canonical(payload: Payload) -> str:
     return _CANONICAL.encode(payload)
 
 
+def payload_copy(payload: Payload) -> Payload:
+    """A copy no caller can reach the store's payload through: shallow for scalar values, a JSON round trip
+    when a value is a list or an object (nested values would otherwise be shared)."""
+    for v in payload.values():
+        if type(v) not in _SCALARS:
+            copy: Payload = json.loads(_CANONICAL.encode(payload))
+            return copy
+    return dict(payload)
+
+
 def own_copy(payload: Payload, text: str) -> Payload:
     """The store's own copy of a payload, equal to ``json.loads(text)``: a shallow copy when every key is a
     string and every value a JSON scalar (exact types), the JSON round trip otherwise."""

@@ -174,7 +174,7 @@ class QdrantFilterBuilder:
         if isinstance(cond, Exists):
             return self.any([self.not_(self.is_empty(k)) for k in keys])
         if isinstance(cond, Range):
-            return self.any([self.range(k, cond.bounds()) for k in keys])
+            return self.any([self.range(k, cond.tight_bounds()) for k in keys])
         values = [cond.value] if isinstance(cond, Eq) else list(cond.values)
         out: list[Any] = []
         strings = [v for v in values if isinstance(v, str)]
