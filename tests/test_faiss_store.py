@@ -367,6 +367,20 @@ def test_filtered_exact_in_blocks_equals_one_gather(
     st.close()
 
 
+@pytest.mark.parametrize("metric", ["dot", "l2"])
+def test_vectors_whose_scores_would_overflow_are_refused(tmp_path: Path, metric: str) -> None:
+    st = open_store(Settings(data_dir=tmp_path / "d"), "o", "flat", dim=4, metric=metric)
+    st.upsert(["a", "b"], np.eye(4, dtype=np.float32)[:2])
+    for q in (np.array([[1e20, 0, 0, 0]], np.float32), np.array([1e16, 0, 0, 0], np.float64)):
+        with pytest.raises(InvalidInputError, match="overflow"):
+            st.search(q, k=2)
+    with pytest.raises(InvalidInputError, match="overflow"):
+        st.upsert(["c"], np.array([[0, 0, 1e18, 0]], np.float32))
+    assert st.count() == 2
+    assert [h.id for h in st.search(np.array([[1e14, 1.0, 0, 0]], np.float32), k=1)[0]] == ["a"]
+    st.close()
+
+
 def test_nprobe_changes_results(tmp_path: Path) -> None:
     ds = clustered(n=6000, d=32, nq=100, seed=5, spread=0.8)
     s = Settings(data_dir=tmp_path / "d")

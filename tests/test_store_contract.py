@@ -232,9 +232,12 @@ def test_query_scale_and_payload_copies(loaded: VectorStore, data: Dataset) -> N
     q = data.xq[:1]
     base = loaded.search(q, k=5, params=SearchParams(exact=True))[0]
     if loaded.metric.value == "cosine":
-        scaled = loaded.search(np.ascontiguousarray(q * 7.5, dtype=np.float32), k=5, params=SearchParams(exact=True))
-        assert [h.id for h in scaled[0]] == [h.id for h in base]
-        assert np.allclose([h.score for h in scaled[0]], [h.score for h in base], atol=1e-5)
+        for factor in (7.5, 1e20, 1e-30):  # squares of 1e20 overflow float32, of 1e-30 underflow it
+            scaled = loaded.search(
+                np.ascontiguousarray(q * factor, dtype=np.float32), k=5, params=SearchParams(exact=True)
+            )
+            assert [h.id for h in scaled[0]] == [h.id for h in base], factor
+            assert np.allclose([h.score for h in scaled[0]], [h.score for h in base], atol=1e-5), factor
     mine = [{"tag": "orig", "n": 1}, {"tag": "orig", "n": 2}]
     loaded.upsert(["copy-a", "copy-b"], data.xb[:2], mine)
     mine[0]["tag"] = "mutated"

@@ -28,6 +28,7 @@ MAX_PARAM = {"nprobe": 1_000_000, "hnsw_ef": 100_000, "rerank": 1_000}
 
 
 # built once (json.dumps with options builds one per call); sort_keys as the stores write: mixed key types fail here
+MAX_SQ_NORM = 1e30  # dot / l2 scores of vectors with norms up to 1e15 stay far inside float32
 _STRICT_JSON = json.JSONEncoder(allow_nan=False, sort_keys=True)
 
 
@@ -197,9 +198,9 @@ class VectorStore(ABC):
             and vectors.shape == (1, self.dim)
             and vectors.flags.c_contiguous
         ):  # the common single query, checked with scalar arithmetic (numpy reductions cost µs each)
-            row = vectors[0]
+            row = vectors[0].astype(np.float64)
             sq = float(row @ row)  # NaN and inf propagate (squares cannot cancel)
-            if math.isfinite(sq) and sq > 0:
+            if 0 < sq <= MAX_SQ_NORM:
                 if self.metric is not Metric.COSINE or abs(math.sqrt(sq) - 1.0) <= 1e-5:
                     return vectors
                 return (vectors / np.float32(math.sqrt(sq))).astype(np.float32, copy=False)
@@ -215,15 +216,22 @@ class VectorStore(ABC):
             raise DimensionMismatchError(
                 f"{what} dimension {arr.shape[1]} does not match store {self.name!r} dimension {self.dim}"
             )
-        norms = np.sqrt(np.einsum("ij,ij->i", arr, arr))  # NaN and inf propagate into the norms
-        if not np.isfinite(norms).all():
-            bad = np.where(~np.isfinite(arr).all(axis=1) | ~np.isfinite(norms))[0][:10].tolist()
+        # in float64: a finite float32 vector's squared norm may overflow float32 (1e20 components) or underflow it
+        sq = np.einsum("ij,ij->i", arr, arr, dtype=np.float64)  # NaN and inf propagate
+        if not np.isfinite(sq).all():
+            bad = np.flatnonzero(~np.isfinite(sq))[:10].tolist()
             raise InvalidInputError(f"{what} rows {bad} contain NaN or inf")
+        if self.metric is not Metric.COSINE and (sq > MAX_SQ_NORM).any():
+            bad = np.flatnonzero(sq > MAX_SQ_NORM)[:10].tolist()
+            raise InvalidInputError(
+                f"{what} rows {bad} have a norm above 1e15: their {self.metric.value} scores would overflow float32"
+            )
+        norms = np.sqrt(sq)
         if self.metric is Metric.COSINE and arr.shape[0]:
             if (norms == 0).any():
                 raise InvalidInputError(f"a zero {what} has no cosine similarity")
             if np.abs(norms - 1.0).max() > 1e-5:
-                arr = (arr / norms[:, None]).astype(np.float32, copy=False)
+                arr = (arr.astype(np.float64) / norms[:, None]).astype(np.float32)
         return np.ascontiguousarray(arr)
 
     @staticmethod
