@@ -67,6 +67,9 @@ class SearchParams:
                 raise InvalidInputError(f"search parameter {name}={v} is above its limit {MAX_PARAM[name]}")
 
 
+_DEFAULT_PARAMS = SearchParams()  # frozen: one shared instance for calls that pass none
+
+
 class VectorStore(ABC):
     """A named set of points (string id, float32 vector, JSON payload) searchable by vector."""
 
@@ -133,8 +136,10 @@ class VectorStore(ABC):
         if k > MAX_K:
             raise InvalidInputError(f"k={k} is above the limit {MAX_K}")
         q = self.check_vectors(queries, what="query")
+        if filter is None:
+            return self._search(q, k, None, params or _DEFAULT_PARAMS)
         flt = filter if isinstance(filter, Filter) else Filter.from_dict(filter)
-        return self._search(q, k, flt if flt else None, params or SearchParams())
+        return self._search(q, k, flt if flt else None, params or _DEFAULT_PARAMS)
 
     def count(self) -> int:
         """Number of live points."""
