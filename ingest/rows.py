@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
 import numpy as np
 
+from ingest.corpora.files import ORIGINAL_ID, SOURCE_PAYLOAD
 from retrieval.collection import VectorSpace
 from retrieval.errors import InvalidInputError
 
@@ -23,9 +25,16 @@ def text_of(value: Any) -> str | None:
 
 
 def clean_payload(row: dict[str, Any], drop: set[str]) -> dict[str, Any]:
-    """Row → JSON payload: drops the id and raw image, turns NaN floats into None."""
+    """Row → JSON payload: drops the id and raw image, turns NaN floats into None. A file row's own payload
+    fields (``SOURCE_PAYLOAD``, as the file holds them) replace their table-typed columns."""
     out: dict[str, Any] = {}
+    src = row.get(SOURCE_PAYLOAD)
+    if src is not None:
+        kept = {k: row[k] for k in ("text", ORIGINAL_ID) if k in row}
+        row = {**kept, **json.loads(src)}
     for k, v in row.items():
+        if k == SOURCE_PAYLOAD:
+            continue
         if k in drop:
             continue
         if isinstance(v, float) and not math.isfinite(v):

@@ -18,7 +18,7 @@ from ingest.job import IngestOptions, rejects_of, run_ingest
 from ingest.verify import verify
 from retrieval.errors import BackendUnavailableError, InvalidInputError
 from retrieval.settings import QdrantSettings, Settings
-from retrieval.stores import open_store
+from retrieval.stores import VectorStore, open_store
 
 KINDS = ["flat", "ivf", "ivfpq", "hnsw"]
 ALL = [*KINDS, "qdrant"]
@@ -359,6 +359,58 @@ def test_numeric_text_is_embedded_as_its_string(tmp_path: Path, minilm) -> None:
         np.testing.assert_allclose(vec, minilm.encode_text(["1003"])[0], atol=1e-5)
     finally:
         st.close()
+
+
+def test_file_payloads_arrive_as_written(tmp_path: Path, minilm) -> None:  # type: ignore[no-untyped-def]
+    """JSONL rows keep their own types and keys, CSV cells their text unless the whole column is plain numbers:
+    a typed table had made "1" a number beside 2, given every row every key (as null), and "007" 7; filters then
+    answered on data the file does not hold."""
+    s = mk(tmp_path, "d")
+    jl = tmp_path / "m.jsonl"
+    jl.write_text(
+        "\n".join(
+            json.dumps(r)
+            for r in (
+                {"id": "1", "text": "red apple", "code": "007", "x": "1"},
+                {"id": "2", "text": "green pear", "code": "12", "x": 2, "meta": {"k": "v"}},
+                {"id": "3", "text": "blue sky", "code": "abc", "x": "abc", "a": {"b": "nest"}},
+            )
+        )
+        + "\n"
+    )
+    cs = write_csv(tmp_path / "m.csv", "id,text,zip,score,n", [(1, "red apple", "01234", "1.0", 5),
+                                                              (2, "green pear", "00001", "2.5", 6),
+                                                              (3, "blue sky", "12345", "abc", "")])
+    want = {
+        "mj": {
+            "1": {"text": "red apple", "code": "007", "x": "1"},
+            "2": {"text": "green pear", "code": "12", "x": 2, "meta": {"k": "v"}},
+            "3": {"text": "blue sky", "code": "abc", "x": "abc", "a": {"b": "nest"}},
+        },
+        "mc": {
+            "1": {"text": "red apple", "zip": "01234", "score": "1.0", "n": 5},
+            "2": {"text": "green pear", "zip": "00001", "score": "2.5", "n": 6},
+            "3": {"text": "blue sky", "zip": "12345", "score": "abc", "n": None},
+        },
+    }
+    for name, path in (("mj", jl), ("mc", cs)):
+        run_ingest(s, IngestOptions(str(path), name, indexes=["flat"], progress=False), encoders={"text": minilm})
+        for index in ("flat", "qdrant"):
+            st = open_store(s, name, index, create=False)
+            try:
+                got = {pid: pl for pid, (_, pl) in st.fetch(["1", "2", "3"]).items()}
+                assert got == want[name], (name, index)
+                q = minilm.encode_text(["fruit"])
+                def hits(f: dict, st: VectorStore = st, q: np.ndarray = q) -> set[str]:
+                    return {h.id for h in st.search(q, k=3, filter=f)[0]}
+
+                if name == "mj":
+                    assert hits({"x": "1"}) == {"1"} and hits({"x": 1}) == set() and hits({"x": 2}) == {"2"}
+                    assert hits({"a.b": "nest"}) == {"3"} and hits({"meta": None}) == {"1", "3"}
+                else:
+                    assert hits({"zip": "01234"}) == {"1"} and hits({"n": {"$gte": 6}}) == {"2"}
+            finally:
+                st.close()
 
 
 def test_empty_ids_are_reported_as_empty(tmp_path: Path) -> None:

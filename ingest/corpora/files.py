@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -36,28 +38,89 @@ class FileCorpus:
         except Exception as exc:  # noqa: BLE001 - datasets raises many kinds
             raise CorpusError(f"cannot read {self.path}: {exc}") from None
         if self.fmt == "csv":
-            ds = self._verbatim_columns(ds, kwargs.get("delimiter", ","))
+            rows = self._csv_rows(kwargs.get("delimiter", ","))
+            if len(rows) != len(ds):
+                raise CorpusError(
+                    f"{self.path}: read {len(rows)} rows as text but {len(ds)} as a table; check the quoting"
+                )
+            ds = self._verbatim_columns(ds, rows)
+            ds = self._source_payloads(ds, csv_payloads(rows))
+        elif self.fmt == "json":
+            ds = self._source_payloads(ds, self._json_rows(len(ds)))
         return normalise_columns(ds, self.spec.text_column or "text", self.id_column, limit, str(self.path))
 
-    def _verbatim_columns(self, ds: Any, delimiter: str) -> Any:
-        """CSV ids and texts exactly as written: pandas would turn ``007`` into 7 and ``1.0`` into 1."""
+    def _csv_rows(self, delimiter: str) -> list[dict[str, Any]]:
         import csv
 
-        keep = [c for c in (self.id_column, self.spec.text_column or "text") if c in ds.column_names]
         with self.path.open(newline="", encoding="utf-8") as f:
-            rows = [r for r in csv.DictReader(f, delimiter=delimiter) if any(v not in (None, "") for v in r.values())]
-        if len(rows) != len(ds):
-            raise CorpusError(f"{self.path}: read {len(rows)} rows as text but {len(ds)} as a table; check the quoting")
+            return [r for r in csv.DictReader(f, delimiter=delimiter) if any(v not in (None, "") for v in r.values())]
+
+    def _json_rows(self, expected: int) -> list[dict[str, Any]]:
+        """The file's rows as Python's json reads them (a JSON array of objects, or one object per line)."""
+        text = self.path.read_text(encoding="utf-8")
+        rows: Any = None
+        if self.path.suffix.lower() == ".json":
+            try:
+                rows = json.loads(text)
+            except ValueError:
+                rows = None
+        if not isinstance(rows, list):
+            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+        if len(rows) != expected or not all(isinstance(r, dict) for r in rows):
+            raise CorpusError(f"{self.path}: read {len(rows)} JSON rows but {expected} as a table")
+        return rows
+
+    def _verbatim_columns(self, ds: Any, rows: list[dict[str, Any]]) -> Any:
+        """CSV ids and texts exactly as written: pandas would turn ``007`` into 7 and ``1.0`` into 1."""
+        keep = [c for c in (self.id_column, self.spec.text_column or "text") if c in ds.column_names]
         for col in dict.fromkeys(keep):
             raw = [r.get(col) for r in rows]
             ds = ds.remove_columns(col).add_column(col, [None if v in (None, "") else v for v in raw])
         return ds
 
+    def _source_payloads(self, ds: Any, rows: list[dict[str, Any]]) -> Any:
+        """Each row's payload fields as the file holds them, beside the table: a typed table makes a column one
+        type (``"1"`` beside ``2`` becomes a number) and gives every row every key (missing ones as null)."""
+        skip = {self.id_column, self.spec.text_column or "text", "text", "id", ORIGINAL_ID, "image"}
+        if SOURCE_PAYLOAD in ds.column_names:
+            ds = ds.remove_columns(SOURCE_PAYLOAD)
+        col = [json.dumps({k: v for k, v in r.items() if k not in skip}) for r in rows]
+        return ds.add_column(SOURCE_PAYLOAD, col)
+
     def fingerprint(self) -> str:
         """The file's content hash and the columns read from it (both decide the rows)."""
         cols = f"text={self.spec.text_column},id={self.id_column}"
-        verbatim = ",verbatim-csv" if self.fmt == "csv" else ""  # ids and texts read as written (cache key changed)
+        # csv ids and texts read as written; csv/json payloads as the file holds them (each changed the cache key)
+        verbatim = {"csv": ",verbatim-csv,source-payload", "json": ",source-payload"}.get(self.fmt, "")
         return f"file:{self.path.name}@{file_digest([self.path])}:{cols}{verbatim}"
+
+
+_CSV_INT = re.compile(r"-?(0|[1-9][0-9]*)")
+_CSV_FLOAT = re.compile(r"-?(0|[1-9][0-9]*)\.[0-9]*[1-9]|-?(0|[1-9][0-9]*)\.0")
+
+
+def csv_payloads(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """CSV cells as payload values: a column whose every non-empty cell is a number written plainly (no leading
+    zero, sign or exponent: ``12``, ``-3``, ``2.5``) holds numbers; any other column keeps its text as written
+    (``007`` stays "007"); an empty cell is null."""
+    cols = list(dict.fromkeys(k for r in rows for k in r if k is not None))
+    numeric = {
+        c
+        for c in cols
+        if any(r.get(c) not in (None, "") for r in rows)
+        and all(
+            r.get(c) in (None, "") or _CSV_INT.fullmatch(r[c]) or _CSV_FLOAT.fullmatch(r[c]) for r in rows
+        )
+    }
+
+    def cell(c: str, v: Any) -> Any:
+        if v in (None, ""):
+            return None
+        if c in numeric:
+            return int(v) if _CSV_INT.fullmatch(v) else float(v)
+        return v
+
+    return [{c: cell(c, r.get(c)) for c in cols} for r in rows]
 
 
 def normalise_columns(ds: Any, text_column: str, id_column: str, limit: int | None, where: str) -> Any:
@@ -74,6 +137,7 @@ def normalise_columns(ds: Any, text_column: str, id_column: str, limit: int | No
 
 
 ORIGINAL_ID = "orig_id"  # where a file's own ``id`` column goes when --id-column names another column
+SOURCE_PAYLOAD = "__simlookup_source_payload__"  # JSON of a file row's payload fields as written (not a payload key)
 
 
 def _blank(x: Any) -> bool:
