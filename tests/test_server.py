@@ -72,6 +72,8 @@ def test_auth(client: TestClient) -> None:
         ({"text": "x", "filter": {"$or": [{"a": 1}, {"b": 2}, {"c": 3}]}}, 413, "3 conditions"),  # leaves, not keys
         ({"text": "x", "filter": {"a": list(range(2000))}}, 413, "max_filter_values"),
         ({"text": "x", "k": 21}, 422, "max_k"),
+        ({"text": "x", "hnsw_ef": 5000}, 422, "SIMLOOKUP_LIMITS__MAX_EF"),  # the same caps as in-process
+        ({"text": "x", "index": "hnsw", "hnsw_ef": 4096, "k": 3}, 200, "hits"),  # at the cap: answered
         ({"text": "x", "vector": [0.1]}, 422, "exactly one"),
         ({"vector": [0.1, 0.2]}, 422, "dimensions"),
         ({"text": "x", "filter": {"colour": {"$bogus": 1}}}, 422, "unknown operator"),
@@ -85,6 +87,26 @@ def test_limits_and_errors(client: TestClient, body: dict, status: int, words: s
     r = client.post("/search", json=body, headers=AUTH)
     assert r.status_code == status, r.text
     assert words in r.text
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"text": "x", "k": 1e400}',
+        b'{"text": "x", "k": NaN}',
+        b'{"text": "x", "k": -1e400}',
+        b'{"text": NaN}',
+        b'{"text": "x", "rerank": NaN}',
+        b'{"text": "x", "vector": [Infinity, 0.1]}',
+    ],
+)
+def test_non_finite_json_numbers_are_422_not_500(client: TestClient, raw: bytes) -> None:
+    """Python's JSON reader accepts NaN and 1e400 (inf); FastAPI's own 422 handler could not echo them back."""
+    r = client.post("/search", content=raw, headers={**AUTH, "Content-Type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"]
+    r = client.post("/verify", content=b'{"sample": NaN}', headers={**AUTH, "Content-Type": "application/json"})
+    assert r.status_code == 422, r.text
 
 
 def test_image_upload_limits(client: TestClient) -> None:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
 import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, Response, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
@@ -27,7 +29,7 @@ from retrieval.errors import (
     StoreNotFoundError,
 )
 from retrieval.filters import Filter
-from retrieval.retriever import Retriever, SearchResult
+from retrieval.retriever import Retriever, SearchResult, check_query
 from retrieval.settings import Settings
 from retrieval.stores import INDEX_NAMES, SearchParams
 from simlookup.server.batching import MicroBatcher, QueueFullError
@@ -108,6 +110,12 @@ def create_app(settings: Settings, name: str) -> FastAPI:
     async def simlookup_error(request: Request, exc: SimlookupError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=_status(exc))
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """422 with FastAPI's error list, the offending inputs made JSON-safe (NaN or 1e400 made the default
+        handler fail with a 500)."""
+        return JSONResponse({"detail": _json_safe(exc.errors())}, status_code=422)
+
     @app.exception_handler(QueueFullError)
     async def queue_full(request: Request, exc: QueueFullError) -> JSONResponse:
         return JSONResponse({"detail": f"service busy: {exc}"}, status_code=503, headers={"Retry-After": "1"})
@@ -159,6 +167,10 @@ def create_app(settings: Settings, name: str) -> FastAPI:
             raise HTTPException(422, "give exactly one of 'text' and 'vector'")
         t0 = time.perf_counter()
         params = req.search_params()
+        try:  # the settings' caps (SIMLOOKUP_LIMITS__*), as in-process: the text path does not pass the Retriever's
+            check_query(req.k, params, settings.limits)
+        except InvalidInputError as exc:
+            raise HTTPException(422, str(exc)) from None
         if req.text is not None:
             if len(req.text) > api.max_text_chars:
                 raise HTTPException(
@@ -317,3 +329,16 @@ def _json_filter(text: str | None) -> dict[str, Any] | None:
     if not isinstance(spec, dict):
         raise HTTPException(422, 'filter must be a JSON object, e.g. {"label": 3}')
     return spec
+
+
+def _json_safe(value: Any) -> Any:
+    """value with non-finite floats as strings and anything else JSON cannot hold as its repr."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return repr(value)
