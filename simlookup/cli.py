@@ -230,7 +230,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     text = ("OK: " if doc["ok"] else "DIFFERENCES:\n  " + "\n  ".join(doc["differences"]) + "\ncounts: ") + json.dumps(
         doc["counts"]
     )
-    _emit(args, doc, text)
+    _emit(args, doc, text + (f" · via {url}" if url else ""))
     return 0 if doc["ok"] else 1
 
 
@@ -356,8 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--filter", action="append", help="field=value, field=a,b, field>=n (repeatable)")
     sp.add_argument("--rerank", action="store_true", help="exact re-rank of k×factor candidates")
     sp.add_argument("--rerank-factor", type=int, help="candidates = k × factor (default 10; 0 turns it off, ivfpq too)")
-    sp.add_argument("--nprobe", type=int)
-    sp.add_argument("--ef", type=int, help="HNSW ef at query time")
+    sp.add_argument("--nprobe", type=_bounded(1, 2**62), help="IVF lists to visit")
+    sp.add_argument("--ef", type=_bounded(1, 2**62), help="HNSW ef at query time")
     sp.add_argument("--exact", action="store_true", help="brute force")
     sp.add_argument("--target", choices=["text", "image", "caption"], help="vector space to search")
     sp.add_argument("--vector", help="search by a vector: a JSON list of numbers, or @FILE (.json, .npy)")

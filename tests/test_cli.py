@@ -166,7 +166,12 @@ def test_counts_out_of_range_are_usage_errors(capsys: pytest.CaptureFixture[str]
     from retrieval.errors import InvalidInputError
     from retrieval.settings import load_settings
 
-    for argv in (["verify", "--name", "syn", "--sample", "-1"], ["ingest", "x.csv", "--name", "n", "--limit", "0"]):
+    for argv in (
+        ["verify", "--name", "syn", "--sample", "-1"],
+        ["ingest", "x.csv", "--name", "n", "--limit", "0"],
+        ["search", "--name", "syn", "--vector", "[1]", "--ef", "0"],  # 0 silently meant the default before
+        ["search", "--name", "syn", "--vector", "[1]", "--nprobe", "0"],
+    ):
         with pytest.raises(SystemExit) as exc:
             main(argv)
         assert exc.value.code == 2 and "out of range" in capsys.readouterr().err

@@ -163,6 +163,8 @@ def test_search_and_verify_go_through_the_running_service(
         )
     r = cli(s.data_dir, "search", QUERY, "--name", "s", "--filter", "genre=main-captions", "-k", "3")
     assert r.returncode == 0 and f"via {url}" in r.stdout, r.stderr
+    r = cli(s.data_dir, "verify", "--name", "s")
+    assert r.returncode == 0 and r.stdout.startswith("OK: ") and f"via {url}" in r.stdout, r.stderr
     r = cli(s.data_dir, "verify", "--name", "s", "--json")
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
