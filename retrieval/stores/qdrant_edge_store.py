@@ -105,7 +105,10 @@ def _map_edge_error(exc: Exception, path: Path) -> StoreError:
     if "already contains segment data" in msg:
         return StoreExistsError(f"Qdrant Edge path {path} already holds a shard")
     if "WouldBlock" in msg or "lock" in msg.lower():
-        return StoreLockedError(f"Qdrant Edge shard {path} is already open (in this or another process)")
+        return StoreLockedError(
+            f"Qdrant Edge shard {path} is already open (in this or another process, e.g. a running `simlookup serve`: "
+            "stop it first, or search through it)"
+        )
     if "not initialized" in msg:
         return StoreClosedError(f"Qdrant Edge shard {path} is closed")
     return StoreError(f"Qdrant Edge at {path}: {msg}")
