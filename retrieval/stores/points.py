@@ -58,11 +58,10 @@ def canonical(payload: Payload) -> str:
 def payload_copy(payload: Payload) -> Payload:
     """A copy no caller can reach the store's payload through: shallow for scalar values, a JSON round trip
     when a value is a list or an object (nested values would otherwise be shared)."""
-    for v in payload.values():
-        if type(v) not in _SCALARS:
-            copy: Payload = json.loads(_CANONICAL.encode(payload))
-            return copy
-    return dict(payload)
+    if _SCALARS.issuperset(map(type, payload.values())):  # the common flat payload, without a Python loop
+        return dict(payload)
+    copy: Payload = json.loads(_CANONICAL.encode(payload))
+    return copy
 
 
 def own_copy(payload: Payload, text: str) -> Payload:
