@@ -203,7 +203,12 @@ def _vector_arg(text: str) -> list[float]:
             if path.suffix == ".npy":
                 import numpy as np
 
-                return [float(x) for x in np.load(path, allow_pickle=False).reshape(-1)]
+                arr = np.load(path, allow_pickle=False)
+                if arr.ndim == 2 and arr.shape[0] == 1:
+                    arr = arr[0]
+                if arr.ndim != 1:
+                    raise SimlookupError(f"--vector {path}: one vector expected, the array has shape {arr.shape}")
+                return [float(x) for x in arr]
             text = path.read_text()
         vec = json.loads(text)
     except (OSError, ValueError) as exc:

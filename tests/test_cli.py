@@ -114,6 +114,25 @@ def test_search_caps_are_clear_errors(
     assert code == 2 and message in err and "Traceback" not in err
 
 
+def test_vector_file_must_hold_one_vector(capsys: pytest.CaptureFixture[str], syn_dir: Path, tmp_path: Path) -> None:
+    import numpy as np
+
+    from retrieval.settings import load_settings
+    from retrieval.stores import open_store
+
+    st = open_store(load_settings(), "syn", "flat", create=False, read_only=True)
+    some = sorted(st.ids())[0]
+    vec = st.fetch([some])[some][0]
+    st.close()
+    assert vec is not None
+    np.save(tmp_path / "two.npy", np.stack([vec, vec]))  # was flattened into one vector of twice the dimension
+    code, _, err = run(capsys, "search", "--name", "syn", "--vector", f"@{tmp_path / 'two.npy'}")
+    assert code != 0 and "one vector expected" in err and "(2, " in err
+    np.save(tmp_path / "one.npy", vec[None, :])  # a (1, d) array is one vector
+    code, doc, _ = run(capsys, "search", "--name", "syn", "--vector", f"@{tmp_path / 'one.npy'}", "-k", "1", "--json")
+    assert code == 0 and doc["hits"][0]["id"] == some
+
+
 def test_corrupt_manifest_in_search_and_info(capsys: pytest.CaptureFixture[str], syn_dir: Path) -> None:
     import shutil
 
