@@ -81,6 +81,8 @@ def test_auth(client: TestClient) -> None:
         ({"text": "x", "index": "annoy"}, 404, "unknown index"),
         ({"text": "x", "target": "image"}, 404, "unknown target"),
         ({"text": "x", "surprise": 1}, 422, "surprise"),
+        ({"text": "x", "k": True}, 422, "int"),  # not k=1
+        ({"text": "x", "k": "5"}, 422, "int"),
     ],
 )
 def test_limits_and_errors(client: TestClient, body: dict, status: int, words: str) -> None:

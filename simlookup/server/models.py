@@ -16,7 +16,7 @@ class SearchRequest(BaseModel):
 
     text: str | None = Field(default=None, description="query text (capped by SIMLOOKUP_API__MAX_TEXT_CHARS)")
     vector: list[float] | None = Field(default=None, description="a query vector of the index's dimension")
-    k: int = Field(default=10, ge=1, description="hits to return (capped by SIMLOOKUP_API__MAX_K)")
+    k: int = Field(default=10, ge=1, strict=True, description="hits to return (capped by SIMLOOKUP_API__MAX_K)")
     index: str = Field(default="flat", description="flat | ivf | ivfpq | hnsw | qdrant")
     filter: dict[str, Any] | None = Field(default=None, description='{"field": value | [values] | {"gte": n}}')
     rerank: bool = Field(default=False, description="exact re-rank of k×10 candidates")
