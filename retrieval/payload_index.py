@@ -45,7 +45,8 @@ from retrieval.filters import (
 MAX_FID = 2**32 - 1
 TAIL_MAX = 4096  # unsorted numbers kept aside before a merge into the sorted arrays
 COLUMN_MIN = 256  # batches at least this big whose payloads share their keys are indexed column by column
-_FLAT = frozenset({str, int, float, bool, type(None)})  # exact types indexed inline by PayloadIndex.add
+# the exact types of JSON scalars: a payload of these alone is flat (no nested value to walk or to share)
+JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 def bitmap(fids: np.ndarray) -> BitMap:
@@ -237,34 +238,12 @@ class PayloadIndex:
         if len(ids) >= COLUMN_MIN and self._add_columns(ids, payloads, grouped):
             payloads = ()  # done column by column
         for fid, pl in zip(ids, payloads, strict=False):
-            for key, v in pl.items():
-                if type(v) not in _FLAT or "." in key:
-                    for kind, path, value in postings(pl):  # nested values, dotted keys: the general walk
-                        if kind == "num":
-                            numbers[path].setdefault(fid, []).append(value)
-                        else:
-                            grouped[(kind, path, value)].append(fid)
-                    break
-            else:  # a flat payload of scalars, inline (exactly what postings() yields for it)
-                for key, v in pl.items():
-                    t = type(v)
-                    if t is str:
-                        grouped[("present", key, None)].append(fid)
-                        grouped[("str", key, v)].append(fid)
-                    elif t is float or t is int:
-                        grouped[("present", key, None)].append(fid)
-                        numbers[key][fid] = [v if t is float else as_double(v)]
-                    elif t is bool:
-                        grouped[("present", key, None)].append(fid)
-                        grouped[("bool", key, v)].append(fid)
-                    else:
-                        grouped[("null", key, None)].append(fid)
-        for gkey, members in grouped.items():
-            bm = self._maps.get(gkey)
-            if bm is None:
-                self._maps[gkey] = BitMap(members)
-            else:
-                bm |= BitMap(members)
+            for kind, path, value in postings(pl):
+                if kind == "num":
+                    numbers[path].setdefault(fid, []).append(value)
+                else:
+                    grouped[(kind, path, value)].append(fid)
+        self._merge(grouped)
         for path, entries in numbers.items():
             self._nums[path].add(entries)
         self._live |= BitMap(ids)
@@ -278,7 +257,7 @@ class PayloadIndex:
         if any("." in k for k in keys) or not all(type(p) is dict and p.keys() == keys for p in payloads):
             return False
         cols = {key: list(map(itemgetter(key), payloads)) for key in keys}
-        if not all(set(map(type, col)) <= _FLAT for col in cols.values()):
+        if not all(set(map(type, col)) <= JSON_SCALARS for col in cols.values()):
             return False  # nested values: the general walk
         for key, col in cols.items():
             types = set(map(type, col))
@@ -297,6 +276,7 @@ class PayloadIndex:
                 self._nums[key].add_arrays(np.array(ids, dtype=np.uint32), vals)
                 grouped[("present", key, None)].extend(ids)
             else:  # mixed scalar types and nulls: value by value
+                nums: dict[int, list[float]] = {}
                 for fid, v in zip(ids, col, strict=True):
                     t = type(v)
                     if v is None:
@@ -308,8 +288,19 @@ class PayloadIndex:
                     elif t is bool:
                         grouped[("bool", key, v)].append(fid)
                     else:
-                        self._nums[key].add({fid: [as_double(v)]})
+                        nums[fid] = [as_double(v)]
+                if nums:
+                    self._nums[key].add(nums)
         return True
+
+    def _merge(self, grouped: Mapping[tuple[str, str, Any], list[int]]) -> None:
+        """Add each (kind, path, value) posting's fids to its bitmap."""
+        for gkey, members in grouped.items():
+            bm = self._maps.get(gkey)
+            if bm is None:
+                self._maps[gkey] = BitMap(members)
+            else:
+                bm |= BitMap(members)
 
     def _build_pending(self, path: str) -> None:
         """The per-value bitmaps of a path's pending string columns."""
@@ -317,12 +308,7 @@ class PayloadIndex:
         for fids, vals in self._pending.pop(path, ()):
             for fid, v in zip(fids, vals, strict=True):
                 by_value[v].append(fid)
-        for v, members in by_value.items():
-            bm = self._maps.get(("str", path, v))
-            if bm is None:
-                self._maps[("str", path, v)] = BitMap(members)
-            else:
-                bm |= BitMap(members)
+        self._merge({("str", path, v): members for v, members in by_value.items()})
 
     def remove(self, fids: Iterable[int] | np.ndarray) -> None:
         """Forget these points; unknown fids are ignored."""

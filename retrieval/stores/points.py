@@ -27,7 +27,7 @@ import numpy as np
 from retrieval.errors import CorruptIndexError, ManifestMismatchError, StoreLockedError, StoreNotFoundError
 from retrieval.filters import Filter
 from retrieval.metric import Metric
-from retrieval.payload_index import PayloadIndex
+from retrieval.payload_index import JSON_SCALARS, PayloadIndex
 from retrieval.stores.locks import lock_exclusive, unlock
 from retrieval.stores.vector_file import VectorFile
 
@@ -47,7 +47,6 @@ class ChangeListener(Protocol):
 
 
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), allow_nan=False)
-_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 def canonical(payload: Payload) -> str:
@@ -55,10 +54,15 @@ def canonical(payload: Payload) -> str:
     return _CANONICAL.encode(payload)
 
 
+def _is_flat(payload: Payload) -> bool:
+    """Every value a JSON scalar (exact types, no Python loop): a shallow copy shares nothing mutable."""
+    return JSON_SCALARS.issuperset(map(type, payload.values()))
+
+
 def payload_copy(payload: Payload) -> Payload:
     """A copy no caller can reach the store's payload through: shallow for scalar values, a JSON round trip
     when a value is a list or an object (nested values would otherwise be shared)."""
-    if _SCALARS.issuperset(map(type, payload.values())):  # the common flat payload, without a Python loop
+    if _is_flat(payload):
         return dict(payload)
     copy: Payload = json.loads(_CANONICAL.encode(payload))
     return copy
@@ -67,11 +71,10 @@ def payload_copy(payload: Payload) -> Payload:
 def own_copy(payload: Payload, text: str) -> Payload:
     """The store's own copy of a payload, equal to ``json.loads(text)``: a shallow copy when every key is a
     string and every value a JSON scalar (exact types), the JSON round trip otherwise."""
-    for k, v in payload.items():
-        if type(k) is not str or type(v) not in _SCALARS:
-            copy: Payload = json.loads(text)
-            return copy
-    return dict(payload)
+    if _is_flat(payload) and all(type(k) is str for k in payload):
+        return dict(payload)
+    copy: Payload = json.loads(text)
+    return copy
 
 
 class PointStore:
