@@ -27,8 +27,8 @@ MAX_K = 100_000
 MAX_PARAM = {"nprobe": 1_000_000, "hnsw_ef": 100_000, "rerank": 1_000}
 
 
-# built once (json.dumps with options builds one per call); sort_keys as the stores write: mixed key types fail here
 MAX_SQ_NORM = 1e30  # dot / l2 scores of vectors with norms up to 1e15 stay far inside float32
+# built once (json.dumps with options builds one per call); sort_keys as the stores write: mixed key types fail here
 _STRICT_JSON = json.JSONEncoder(allow_nan=False, sort_keys=True)
 
 
@@ -136,9 +136,7 @@ class VectorStore(ABC):
         if k > MAX_K:
             raise InvalidInputError(f"k={k} is above the limit {MAX_K}")
         q = self.check_vectors(queries, what="query")
-        if filter is None:
-            return self._search(q, k, None, params or _DEFAULT_PARAMS)
-        flt = filter if isinstance(filter, Filter) else Filter.from_dict(filter)
+        flt = None if filter is None else filter if isinstance(filter, Filter) else Filter.from_dict(filter)
         return self._search(q, k, flt if flt else None, params or _DEFAULT_PARAMS)
 
     def count(self) -> int:

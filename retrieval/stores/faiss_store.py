@@ -12,7 +12,6 @@ answered exactly, and a filtered search returns k hits whenever k points match.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import math
 import os
@@ -558,11 +557,11 @@ class FaissStore(VectorStore):
         f = _faiss()
         ps = self._ps
         nq = len(queries)
-        dist = np.empty((nq, k), dtype=np.float32)
-        labels = np.empty((nq, k), dtype=np.int64)
         q = np.ascontiguousarray(queries, dtype=np.float32)
         if allowed is not None and len(allowed) > _GATHER_ROWS:
             return self._exact_chunked(q, k, allowed)
+        dist = np.empty((nq, k), dtype=np.float32)
+        labels = np.empty((nq, k), dtype=np.int64)
         if allowed is not None:
             base = np.ascontiguousarray(ps.vectors_of(allowed))
             sel = None
@@ -660,7 +659,7 @@ class FaissStore(VectorStore):
             for pid in ids:
                 fid = ps.id_to_fid.get(pid)
                 if fid is not None:
-                    out[pid] = (np.array(view[fid]), json.loads(pts.canonical(ps.rows[fid][1])))
+                    out[pid] = (np.array(view[fid]), pts.payload_copy(ps.rows[fid][1]))
             return out
 
     def _flush(self) -> None:
