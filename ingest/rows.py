@@ -33,8 +33,6 @@ def clean_payload(row: dict[str, Any], drop: set[str]) -> dict[str, Any]:
         kept = {k: row[k] for k in ("text", ORIGINAL_ID) if k in row}
         row = {**kept, **json.loads(src)}
     for k, v in row.items():
-        if k == SOURCE_PAYLOAD:
-            continue
         if k in drop:
             continue
         if isinstance(v, float) and not math.isfinite(v):

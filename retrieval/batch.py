@@ -18,7 +18,7 @@ import numpy as np
 
 from retrieval.errors import InvalidInputError, SimlookupError
 from retrieval.filters import Filter
-from retrieval.retriever import Retriever, SearchResult
+from retrieval.retriever import Retriever, SearchResult, check_query
 from retrieval.stores import SearchParams
 
 QueryKind = Literal["text", "image"]
@@ -55,6 +55,11 @@ def search_batch(retriever: Retriever, queries: Sequence[Query]) -> list[SearchR
     encode_ms: dict[int, float] = {}
     by_space: dict[tuple[QueryKind, str], list[int]] = defaultdict(list)
     for i, q in enumerate(queries):
+        try:  # the settings' caps on k, ef, nprobe and re-rank, as Retriever.search applies them
+            check_query(q.k, q.params, retriever.settings.limits)
+        except InvalidInputError as exc:
+            out[i] = exc
+            continue
         by_space[(q.kind, q.target or default_target(retriever, q.kind))].append(i)
     for (kind, target), idx in by_space.items():
         t0 = time.perf_counter()

@@ -222,14 +222,17 @@ def test_a_bad_query_in_a_batch_fails_alone(collection: Any, minilm: Any) -> Non
             good = [c.post("/search", json={"text": f"a dog number {i}", "k": 3}) for i in range(4)]
             # an unknown field now matches nothing (the filter language); a malformed filter is still refused
             bad = c.post("/search", json={"text": "a dog", "k": 3, "filter": {"colour": {"$bogus": "red"}}})
-            return await asyncio.gather(*good, bad)
+            # over the settings' ef cap: refused inside the batch, as in-process, while the batch answers
+            capped = c.post("/search", json={"text": "a cat", "k": 3, "index": "hnsw", "hnsw_ef": 5000})
+            return await asyncio.gather(*good, bad, capped)
 
     try:
-        *good, bad = asyncio.run(main())
+        *good, bad, capped = asyncio.run(main())
     finally:
         app.state.retriever.close()
     assert [r.status_code for r in good] == [200] * 4 and all(len(r.json()["hits"]) == 3 for r in good)
     assert bad.status_code == 422 and "$bogus" in bad.json()["detail"]
+    assert capped.status_code == 422 and "SIMLOOKUP_LIMITS__MAX_EF" in capped.json()["detail"]
 
 
 def test_int8_queries_in_a_batch_get_the_vector_they_get_alone() -> None:

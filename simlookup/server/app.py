@@ -29,7 +29,7 @@ from retrieval.errors import (
     StoreNotFoundError,
 )
 from retrieval.filters import Filter
-from retrieval.retriever import Retriever, SearchResult, check_query
+from retrieval.retriever import Retriever, SearchResult
 from retrieval.settings import Settings
 from retrieval.stores import INDEX_NAMES, SearchParams
 from simlookup.server.batching import MicroBatcher, QueueFullError
@@ -167,10 +167,6 @@ def create_app(settings: Settings, name: str) -> FastAPI:
             raise HTTPException(422, "give exactly one of 'text' and 'vector'")
         t0 = time.perf_counter()
         params = req.search_params()
-        try:  # the settings' caps (SIMLOOKUP_LIMITS__*), as in-process: the text path does not pass the Retriever's
-            check_query(req.k, params, settings.limits)
-        except InvalidInputError as exc:
-            raise HTTPException(422, str(exc)) from None
         if req.text is not None:
             if len(req.text) > api.max_text_chars:
                 raise HTTPException(
