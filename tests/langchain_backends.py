@@ -6,12 +6,13 @@ qdrant-client's local mode runs the same adapter code (``QdrantClientStore``) a 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from retrieval.settings import QdrantSettings, Settings
+from tests.test_store_contract import _drop_collection
 
 BACKENDS = [
     "flat",
@@ -33,21 +34,7 @@ def backend_settings(tmp: Path, backend: str, request: pytest.FixtureRequest) ->
         q = QdrantSettings(mode="server", url=server.url, api_key=server.api_key, full_scan_threshold_kb=10)
         name = f"lc-{uuid.uuid4().hex[:8]}"
         s = Settings(data_dir=tmp / "data", qdrant=q)
-        request.addfinalizer(_dropper(s, name))
+        request.addfinalizer(partial(_drop_collection, s, name))
         return s, name
     mode = "local" if backend == "local" else "edge"
     return Settings(data_dir=tmp / "data", qdrant=QdrantSettings(mode=mode, full_scan_threshold_kb=10)), "lc"
-
-
-def _dropper(s: Settings, name: str) -> Callable[[], None]:
-    def drop() -> None:
-        from retrieval.stores.qdrant_client_store import make_client
-
-        client = make_client(s.qdrant, s.data_dir)
-        try:
-            if client.collection_exists(name):
-                client.delete_collection(name)
-        finally:
-            client.close()
-
-    return drop
