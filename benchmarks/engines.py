@@ -117,6 +117,12 @@ class Engine(ABC):
         """The threads the engine was really given (read back from the engine where it can tell)."""
         return {}
 
+    def exact_topups(self) -> int:
+        """Queries the layer has answered by exact search because the index returned fewer than k hits
+        (FAISS IVF at a small nprobe); 0 for engines that return what their index finds."""
+        stats = getattr(self.store, "stats", None)
+        return int(stats.get("topup", 0)) if stats is not None else 0
+
     def close(self) -> None:
         """Close the layer store and the raw engine (the store's files stay for disk and memory)."""
         if self.store is not None:

@@ -31,6 +31,27 @@ def _per_vec(b: Any) -> str:
     return "—" if b is None or b < 0 else f"{b:,.0f}"
 
 
+def topup_note(results: dict[str, Any]) -> str | None:
+    """The footnote for rows whose index returned fewer than k hits and were answered exactly (marked ‡)."""
+    nq = results["dataset"]["nq"]
+    parts = []
+    for c in results["configs"]:
+        for r in c["results"]:
+            at10 = r["batch"].get("exact_topup_queries") or 0
+            at100 = (r.get("batch_k100") or {}).get("exact_topup_queries") or 0
+            if at10 or at100:
+                params = ", ".join(f"{k}={v}" for k, v in r["params"].items())
+                parts.append(f"{c['label']} {params}: {at10} of {nq} queries at k=10, {at100} at k=100")
+    if not parts:
+        return None
+    return (
+        "‡ the index returned fewer than k hits for some queries (IVF scans only nprobe lists), and the layer "
+        "answered those queries by exact search, so their recall and time are the exact search's: "
+        + "; ".join(parts)
+        + ". The raw call does no such top-up."
+    )
+
+
 def markdown(results: dict[str, Any]) -> str:
     run, ds = results["run"], results["dataset"]
     threads = run.get("search_threads", {})
@@ -110,15 +131,20 @@ def markdown(results: dict[str, Any]) -> str:
             params = ", ".join(f"{k}={v}" for k, v in r["params"].items()) or "—"
             raw = s.get("raw") or {}
             over = s.get("overhead_us_p50", s.get("overhead_us_mean"))
+            topped = "‡" if b.get("exact_topup_queries") or s.get("exact_topup_queries") else ""
+            topped100 = "‡" if (r.get("batch_k100") or {}).get("exact_topup_queries") else ""
             lines.append(
-                f"| {c['label']} | {params} | {_f(r.get('recall@1'))} | {_f(r.get('recall@10'))} | "
-                f"{_f(s.get('recall@10'))} | {_f(r.get('recall@100'))} | {s['p50_ms']:.3f} | {s['p95_ms']:.3f} | "
-                f"{s['p99_ms']:.3f} | {_f(raw.get('p50_ms'))} | {_f(over, '.0f')} | "
+                f"| {c['label']} | {params} | {_f(r.get('recall@1'))} | {_f(r.get('recall@10'))}{topped} | "
+                f"{_f(s.get('recall@10'))} | {_f(r.get('recall@100'))}{topped100} | {s['p50_ms']:.3f} | "
+                f"{s['p95_ms']:.3f} | {s['p99_ms']:.3f} | {_f(raw.get('p50_ms'))} | {_f(over, '.0f')} | "
                 f"{b['qps']:.0f} | {_f(b.get('raw_qps'), '.0f')} | "
                 f"{_f(b.get('overhead_ratio'), '.2f')}{'*' if b.get('overhead_note') else ''} |"
             )
     lines.append("")
     lines.append("\\* raw call is the PQ search without the exact re-rank, so the ratio includes the re-rank itself.")
+    note = topup_note(results)
+    if note:
+        lines.append(note)
     e2e = results.get("e2e")
     if e2e:
         lines += [

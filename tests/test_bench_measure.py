@@ -115,3 +115,33 @@ def test_hnsw_recall_depends_on_ef_at_k(tmp_path: Path) -> None:
     found = np.array([[pos_of[h.id] for h in hits] for hits in direct])
     expect = recall_with_ties(distances(ds.xq, ds.xb, found, ds.metric), truth.dist, 10)
     assert low["recall@10"] == pytest.approx(expect)
+
+
+def test_exact_topups_are_counted_and_marked(tmp_path: Path) -> None:
+    """IVF with many small lists at nprobe=1 returns fewer than k hits: the layer answers those queries
+    exactly, and the result row says how many (the report marks the recall)."""
+    from benchmarks.report import topup_note
+
+    ds = clustered(n=600, d=16, nq=40, seed=5)
+    cfg = BuildConfig("ivf", "faiss", "ivf", {"nlist": 100})
+    eng = FaissEngine(cfg, tmp_path / "c", ds.dim, ds.metric)
+    eng.build(ds.point_ids(), ds.xb, None)
+    try:
+        assert eng.open_raw()
+        short = measure(eng, ds, Truth.of(ds, 10), {"nprobe": 1}, n_single=40)
+        wide = measure(eng, ds, Truth.of(ds, 10), {"nprobe": 100}, n_single=40)
+        raw = eng.raw_search(ds.xq, 10, {"nprobe": 1})
+    finally:
+        eng.close()
+    raw_short = int((raw[1][:, 9] < 0).sum())  # queries the bare index answers with under 10 hits
+    assert raw_short > 0
+    assert short["batch"]["exact_topup_queries"] == raw_short
+    assert short["single"]["exact_topup_queries"] == raw_short
+    assert wide["batch"]["exact_topup_queries"] == wide["single"]["exact_topup_queries"] == 0
+    results = {
+        "dataset": {"name": "t", "n": 600, "n_base": 600, "dim": 16, "nq": 40, "metric": ds.metric},
+        "configs": [{"label": "faiss-ivf", "results": [short, wide]}],
+    }
+    note = topup_note(results)
+    assert note is not None and f"faiss-ivf nprobe=1: {raw_short} of 40 queries at k=10" in note
+    assert "nprobe=100" not in note
