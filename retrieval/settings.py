@@ -157,6 +157,9 @@ class ApiSettings(BaseModel):
         default=3.0, ge=0, le=1000, description="micro-batching: wait this long after a query for others to join it"
     )
     max_batch: int = Field(default=32, ge=1, le=1024, description="queries encoded and searched together; 1 = off")
+    batch_concurrency: int = Field(
+        default=1, ge=1, le=64, description="micro-batches encoded and searched at once (each on its own worker)"
+    )
 
     @field_validator("key")
     @classmethod

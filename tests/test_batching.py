@@ -306,3 +306,52 @@ def test_image_queries_batched_equal_unbatched_and_a_broken_image_fails_alone(
         assert b.json()["hits"][0]["id"] == name  # every image finds itself
         assert [h["id"] for h in a.json()["hits"]] == [h["id"] for h in b.json()["hits"]]
         assert [h["score"] for h in a.json()["hits"]] == pytest.approx([h["score"] for h in b.json()["hits"]], abs=1e-5)
+
+
+class Overlap:
+    """A slow run function that records how many batches were running at once."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.now = 0
+        self.most = 0
+        self.sizes: list[int] = []
+
+    def __call__(self, queries: Sequence[Any]) -> list[Any]:
+        with self.lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+            self.sizes.append(len(queries))
+        threading.Event().wait(0.05)
+        with self.lock:
+            self.now -= 1
+        return [(q, len(queries)) for q in queries]
+
+
+@pytest.mark.parametrize("concurrency", [1, 2, 3])
+def test_batch_concurrency_bounds_the_batches_in_flight(concurrency: int) -> None:
+    run = Overlap()
+    b, sizes = make(run, window_s=0.005, max_batch=4, concurrency=concurrency)
+
+    async def main() -> list[Any]:
+        return await asyncio.gather(*(b.submit(i) for i in range(24)))
+
+    out = asyncio.run(main())
+    assert [q for q, _ in out] == list(range(24))
+    assert sum(sizes) == 24 and all(n <= 4 for n in sizes)
+    assert run.most == concurrency  # 24 queries in batches of at most 4 keep every slot busy, and no more
+
+
+def test_batches_fill_while_every_slot_is_busy() -> None:
+    """With one slot, queries that arrive while a batch runs wait for the slot and go together."""
+    run = Overlap()
+    b, sizes = make(run, window_s=0.0, max_batch=32, concurrency=1)
+
+    async def main() -> list[Any]:
+        first = asyncio.ensure_future(b.submit("first"))
+        await asyncio.sleep(0.01)  # the first batch (one query) is running now
+        rest = [asyncio.ensure_future(b.submit(i)) for i in range(10)]
+        return [await first, *[await r for r in rest]]
+
+    asyncio.run(main())
+    assert sizes == [1, 10]

@@ -83,6 +83,7 @@ def create_app(settings: Settings, name: str) -> FastAPI:
             max_pending=MAX_PENDING,
             to_thread=in_thread,
             observe=metrics.observer(kind),
+            concurrency=api.batch_concurrency,
         )
         for kind in ("text", "image")
     }

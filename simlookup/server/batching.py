@@ -42,8 +42,10 @@ class MicroBatcher(Generic[Q, R]):
         max_pending: int,
         to_thread: Callable[[Callable[[], Sequence[R | BaseException]]], Any],
         observe: Callable[[int, list[float]], None] = lambda size, waits: None,
+        concurrency: int = 1,
     ) -> None:
         self.run = run
+        self.concurrency = max(1, concurrency)
         self.window_s = window_s
         self.max_batch = max_batch
         self.max_pending = max_pending
@@ -85,25 +87,44 @@ class MicroBatcher(Generic[Q, R]):
 
     async def _consume(self) -> None:
         assert self._wake is not None
+        slots = asyncio.Semaphore(self.concurrency)
+        running: set[asyncio.Task[None]] = set()
         while True:
             if not self._queue:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            await self._fill()
-            batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
-            batch = [p for p in batch if not p.future.done()]  # the client went away while waiting
+            await slots.acquire()  # while every slot is busy, the queue keeps filling
+            try:
+                await self._fill()
+                batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
+                batch = [p for p in batch if not p.future.done()]  # the client went away while waiting
+            except BaseException:
+                slots.release()
+                raise
             if not batch:
+                slots.release()
                 continue
             start = time.perf_counter()
             self.observe(len(batch), [start - p.arrived for p in batch])
-            try:
-                results: list[Any] = await self.to_thread(lambda b=batch: self.run([p.query for p in b]))  # type: ignore[misc]
-            except Exception as exc:  # noqa: BLE001 - every query of the batch gets the error
-                results = [exc] * len(batch)
-            for p, r in zip(batch, results, strict=True):
-                if not p.future.done():
-                    p.future.set_result(r)
+            task = asyncio.get_running_loop().create_task(self._answer(batch))
+            running.add(task)  # a reference until it is done (the loop keeps only weak ones)
+
+            def done(t: asyncio.Task[None]) -> None:
+                running.discard(t)
+                slots.release()
+
+            task.add_done_callback(done)
+
+    async def _answer(self, batch: list[_Pending[Q]]) -> None:
+        """Run one batch off the event loop and hand each query its result."""
+        try:
+            results: list[Any] = await self.to_thread(lambda: self.run([p.query for p in batch]))
+        except Exception as exc:  # noqa: BLE001 - every query of the batch gets the error
+            results = [exc] * len(batch)
+        for p, r in zip(batch, results, strict=True):
+            if not p.future.done():
+                p.future.set_result(r)
 
     async def _fill(self) -> None:
         """Wait up to the window after the first query for more, unless it came alone after a quiet spell."""
