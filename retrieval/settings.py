@@ -154,7 +154,7 @@ class ApiSettings(BaseModel):
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
     workers: int = Field(default=4, ge=1, description="threads that encode and search off the event loop")
     batch_window_ms: float = Field(
-        default=3.0, ge=0, le=1000, description="micro-batching: wait this long after a query for others to join it"
+        default=6.0, ge=0, le=1000, description="micro-batching: wait this long after a query for others to join it"
     )
     max_batch: int = Field(default=32, ge=1, le=1024, description="queries encoded and searched together; 1 = off")
     batch_concurrency: int = Field(

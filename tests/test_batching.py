@@ -355,3 +355,49 @@ def test_batches_fill_while_every_slot_is_busy() -> None:
 
     asyncio.run(main())
     assert sizes == [1, 10]
+
+
+@pytest.mark.parametrize("regroup", [True, False])
+def test_after_an_answer_the_next_batch_waits_for_the_answered_clients(
+    regroup: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Closed-loop clients: 8 queries answered together come back together, even when they return a few ms
+    apart and the first one is alone in the queue; without that wait (REGROUP_MAX=1) they split."""
+    from simlookup.server import batching
+
+    if not regroup:
+        monkeypatch.setattr(batching, "REGROUP_MAX", 1)
+    run = Overlap()
+    b, sizes = make(run, window_s=0.06, max_batch=32)
+
+    async def client(i: int) -> None:
+        for _ in range(3):
+            await b.submit(i)
+            await asyncio.sleep(0.004 * i)  # each client takes a little longer to send its next query
+
+    async def main() -> None:
+        await asyncio.gather(*(client(i) for i in range(8)))
+
+    asyncio.run(main())
+    assert sum(sizes) == 24
+    if regroup:
+        assert sizes[-2:] == [8, 8], sizes  # after the first round (how they first arrived), whole rounds
+    else:
+        assert len(sizes) > 3 and 1 in sizes[1:], sizes  # a lone first comer goes alone, rounds split
+
+
+def test_a_lone_client_never_waits_for_the_window() -> None:
+    import time
+
+    run = Overlap()
+    b, sizes = make(run, window_s=0.5, max_batch=32)
+
+    async def main() -> float:
+        t0 = time.perf_counter()
+        for i in range(4):
+            await b.submit(i)
+        return time.perf_counter() - t0
+
+    took = asyncio.run(main())
+    assert sizes == [1, 1, 1, 1]
+    assert took < 4 * 0.05 + 0.4  # four 50 ms batches; one 0.5 s window would already exceed this

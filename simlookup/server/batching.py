@@ -2,8 +2,11 @@
 
 One consumer task per queue takes what has arrived (up to ``max_batch``), waits at most ``window_s`` after the
 first one for more, and runs the batch on the thread pool. While a batch runs the next one fills, so under load
-batches grow by themselves. A query that arrives alone, long after the previous one, goes at once: a single
-client never waits for the window. ``max_batch=1`` turns batching off (each query runs alone, no queue).
+batches grow by themselves. Right after a batch is answered, the next one also waits (up to the window from that
+answer) for the answered clients' next queries, up to as many as were waiting plus answered (at most
+``REGROUP_MAX``): closed-loop clients then stay in one batch instead of two halves taking turns. A query that
+arrives alone, long after the previous one, goes at once: a single client never waits for the window.
+``max_batch=1`` turns batching off (each query runs alone, no queue); ``concurrency`` batches may run at once.
 """
 
 from __future__ import annotations
@@ -14,6 +17,10 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
+
+# waiting for clients to come back stops at this batch size: MiniLM's cost per query at 2 threads falls from
+# ~10 ms alone to ~3.1 ms in batches of 8 and ~2.8 ms in 16, and larger batches only add padding and waiting
+REGROUP_MAX = 16
 
 Q = TypeVar("Q")
 R = TypeVar("R")
@@ -56,6 +63,7 @@ class MicroBatcher(Generic[Q, R]):
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._last_arrival = 0.0
+        self._answered: tuple[float, int] | None = None  # when the last batch was answered, and how many wait
 
     async def submit(self, query: Q) -> R:
         """The answer to one query (its result, or the exception ``run`` returned for it)."""
@@ -125,16 +133,23 @@ class MicroBatcher(Generic[Q, R]):
         for p, r in zip(batch, results, strict=True):
             if not p.future.done():
                 p.future.set_result(r)
+        self._answered = (time.perf_counter(), len(self._queue) + len(batch))
 
     async def _fill(self) -> None:
         """Wait up to the window after the first query for more, unless it came alone after a quiet spell."""
         assert self._wake is not None
         first = self._queue[0].arrived
         previous, self._last_arrival = self._last_arrival, self._queue[-1].arrived
-        if len(self._queue) == 1 and first - previous > self.window_s:
+        want, deadline = self.max_batch, first + self.window_s
+        answered, self._answered = self._answered, None
+        if answered is not None and time.perf_counter() - answered[0] < self.window_s:
+            # a batch was just answered: its clients are about to send their next queries; wait (up to the window
+            # from that answer) for them to join the ones already waiting, so that closed-loop clients keep
+            # coming in one batch instead of splitting into groups that take turns
+            want, deadline = min(self.max_batch, answered[1], REGROUP_MAX), answered[0] + self.window_s
+        elif len(self._queue) == 1 and first - previous > self.window_s:
             return
-        deadline = first + self.window_s
-        while len(self._queue) < self.max_batch:
+        while len(self._queue) < want:
             left = deadline - time.perf_counter()
             if left <= 0:
                 return
