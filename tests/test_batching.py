@@ -401,3 +401,86 @@ def test_a_lone_client_never_waits_for_the_window() -> None:
     took = asyncio.run(main())
     assert sizes == [1, 1, 1, 1]
     assert took < 4 * 0.05 + 0.4  # four 50 ms batches; one 0.5 s window would already exceed this
+
+
+class _Abort(BaseException):
+    """Not an Exception: a batcher that caught only Exception left every client of the batch hanging."""
+
+
+@pytest.mark.parametrize("bad", ["too_few", "too_many", "none", "base_exception"])
+def test_a_broken_batch_still_answers_every_query(bad: str) -> None:
+    def run(queries: Sequence[Any]) -> Any:
+        if bad == "too_few":
+            return list(queries)[:-1]
+        if bad == "too_many":
+            return [*queries, "extra"]
+        if bad == "none":
+            return None
+        raise _Abort("encoder aborted")
+
+    b, _ = make(run, window_s=0.01)
+
+    async def main() -> list[Any]:
+        return await asyncio.wait_for(asyncio.gather(*(b.submit(i) for i in range(3)), return_exceptions=True), 5)
+
+    out = asyncio.run(main())
+    assert len(out) == 3 and all(isinstance(r, Exception) for r in out), out
+
+
+def test_disconnected_clients_do_not_fill_the_queue() -> None:
+    gate = threading.Event()
+    b, _ = make(Recorder(gate=gate), window_s=0.0, max_batch=8, max_pending=3)
+
+    async def main() -> Any:
+        busy = asyncio.ensure_future(b.submit("busy"))  # holds the only slot
+        await asyncio.sleep(0.05)
+        gone = [asyncio.ensure_future(b.submit(i)) for i in range(3)]
+        await asyncio.sleep(0.02)
+        for t in gone:
+            t.cancel()  # those clients went away
+        await asyncio.sleep(0.02)
+        new = asyncio.ensure_future(b.submit("new"))  # accepted: nobody is really waiting
+        await asyncio.sleep(0.02)
+        gate.set()
+        return await busy, await new
+
+    (busy, new) = asyncio.run(main())
+    assert busy[0] == "busy" and new[0] == "new"
+
+
+def test_a_lone_query_does_not_wait_for_clients_another_batch_took() -> None:
+    """concurrency 2: L1 runs alone; g0..g3 queue meanwhile and leave in the second slot's batch. L1's answer must
+    not make L2 (alone, a window after the last arrival, a slot free) wait for those four as if they were
+    coming back."""
+    import time
+
+    gate_l, gate_g = threading.Event(), threading.Event()
+
+    def run(queries: Sequence[Any]) -> list[Any]:
+        (gate_l if queries[0] == "L1" else gate_g if str(queries[0]).startswith("g") else threading.Event()).wait(
+            1 if queries[0] != "L2" else 0
+        )
+        return [(q, len(queries)) for q in queries]
+
+    b, _ = make(run, window_s=0.2, max_batch=32, concurrency=2)
+    took: dict[str, float] = {}
+
+    async def lone() -> None:
+        t0 = time.perf_counter()
+        asyncio.get_running_loop().call_later(0.15, gate_l.set)
+        await b.submit("L1")
+        await asyncio.sleep(0.22 - (time.perf_counter() - t0))
+        t1 = time.perf_counter()
+        await b.submit("L2")
+        took["L2"] = time.perf_counter() - t1
+        gate_g.set()
+
+    async def group() -> None:
+        await asyncio.sleep(0.01)
+        await asyncio.gather(*(b.submit(f"g{i}") for i in range(4)))
+
+    async def main() -> None:
+        await asyncio.gather(lone(), group())
+
+    asyncio.run(main())
+    assert took["L2"] < 0.08, took  # it went at once (it waited ~130 ms when L1's answer counted the queue)

@@ -63,7 +63,10 @@ class MicroBatcher(Generic[Q, R]):
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._last_arrival = 0.0
-        self._answered: tuple[float, int] | None = None  # when the last batch was answered, and how many wait
+        # regrouping: when a batch was last answered, and how many clients (still connected) it answered since
+        # the last batch was formed
+        self._answered_at = 0.0
+        self._returning = 0
 
     async def submit(self, query: Q) -> R:
         """The answer to one query (its result, or the exception ``run`` returned for it)."""
@@ -71,6 +74,8 @@ class MicroBatcher(Generic[Q, R]):
         if self.max_batch <= 1:
             self.observe(1, [0.0])
             return self._unwrap((await self.to_thread(lambda: self.run([query])))[0])
+        if len(self._queue) >= self.max_pending:  # first drop the queries whose clients went away
+            self._queue = deque(p for p in self._queue if not p.future.done())
         if len(self._queue) >= self.max_pending:
             raise QueueFullError(f"{len(self._queue)} queries are waiting (limit {self.max_pending}); retry shortly")
         self._ensure_consumer()
@@ -89,6 +94,8 @@ class MicroBatcher(Generic[Q, R]):
     def _ensure_consumer(self) -> None:
         loop = asyncio.get_running_loop()
         if self._task is None or self._task.done() or self._loop is not loop:
+            # queries left from another (closed) event loop can never be answered there
+            self._queue = deque(p for p in self._queue if p.future.get_loop() is loop)
             self._loop = loop
             self._wake = asyncio.Event()
             self._task = loop.create_task(self._consume())
@@ -125,15 +132,27 @@ class MicroBatcher(Generic[Q, R]):
             task.add_done_callback(done)
 
     async def _answer(self, batch: list[_Pending[Q]]) -> None:
-        """Run one batch off the event loop and hand each query its result."""
+        """Run one batch off the event loop and hand each query its result; every query gets an answer or an
+        error, whatever ``run`` does (raises, returns too few or too many results, is cancelled)."""
+        results: list[Any] = []
         try:
-            results: list[Any] = await self.to_thread(lambda: self.run([p.query for p in batch]))
+            results = list(await self.to_thread(lambda: self.run([p.query for p in batch])))
+            if len(results) != len(batch):
+                results = [RuntimeError(f"the batch returned {len(results)} results for {len(batch)} queries")] * len(
+                    batch
+                )
         except Exception as exc:  # noqa: BLE001 - every query of the batch gets the error
             results = [exc] * len(batch)
-        for p, r in zip(batch, results, strict=True):
-            if not p.future.done():
+        finally:
+            answered = 0
+            for i, p in enumerate(batch):
+                if p.future.done():  # the client went away
+                    continue
+                r = results[i] if i < len(results) else RuntimeError("the batch was interrupted")
                 p.future.set_result(r)
-        self._answered = (time.perf_counter(), len(self._queue) + len(batch))
+                answered += 1
+            self._answered_at = time.perf_counter()
+            self._returning += answered
 
     async def _fill(self) -> None:
         """Wait up to the window after the first query for more, unless it came alone after a quiet spell."""
@@ -141,12 +160,13 @@ class MicroBatcher(Generic[Q, R]):
         first = self._queue[0].arrived
         previous, self._last_arrival = self._last_arrival, self._queue[-1].arrived
         want, deadline = self.max_batch, first + self.window_s
-        answered, self._answered = self._answered, None
-        if answered is not None and time.perf_counter() - answered[0] < self.window_s:
+        returning, self._returning = self._returning, 0
+        if returning and time.perf_counter() - self._answered_at < self.window_s:
             # a batch was just answered: its clients are about to send their next queries; wait (up to the window
-            # from that answer) for them to join the ones already waiting, so that closed-loop clients keep
-            # coming in one batch instead of splitting into groups that take turns
-            want, deadline = min(self.max_batch, answered[1], REGROUP_MAX), answered[0] + self.window_s
+            # from that answer) for them to join the ones that were already waiting, so that closed-loop clients
+            # keep coming in one batch instead of splitting into groups that take turns
+            waiting = sum(1 for p in self._queue if p.arrived <= self._answered_at and not p.future.done())
+            want, deadline = min(self.max_batch, waiting + returning, REGROUP_MAX), self._answered_at + self.window_s
         elif len(self._queue) == 1 and first - previous > self.window_s:
             return
         while len(self._queue) < want:
