@@ -483,4 +483,4 @@ def test_a_lone_query_does_not_wait_for_clients_another_batch_took() -> None:
         await asyncio.gather(lone(), group())
 
     asyncio.run(main())
-    assert took["L2"] < 0.08, took  # it went at once (it waited ~130 ms when L1's answer counted the queue)
+    assert took["L2"] < 0.1, took  # it went at once (it waited ~130 ms when L1's answer counted the queue)
