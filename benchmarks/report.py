@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from benchmarks.claims import topup_counts
 from benchmarks.metrics import pareto_front
 
 PLOTS = ("recall_vs_qps.png", "latency_percentiles.png", "memory_vs_recall.png")
@@ -31,17 +32,19 @@ def _per_vec(b: Any) -> str:
     return "—" if b is None or b < 0 else f"{b:,.0f}"
 
 
+def _params(r: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in r["params"].items())
+
+
 def topup_note(results: dict[str, Any]) -> str | None:
     """The footnote for rows whose index returned fewer than k hits and were answered exactly (marked ‡)."""
     nq = results["dataset"]["nq"]
     parts = []
     for c in results["configs"]:
         for r in c["results"]:
-            at10 = r["batch"].get("exact_topup_queries") or 0
-            at100 = (r.get("batch_k100") or {}).get("exact_topup_queries") or 0
+            at10, at100 = topup_counts(r)
             if at10 or at100:
-                params = ", ".join(f"{k}={v}" for k, v in r["params"].items())
-                parts.append(f"{c['label']} {params}: {at10} of {nq} queries at k=10, {at100} at k=100")
+                parts.append(f"{c['label']} {_params(r)}: {at10} of {nq} queries at k=10, {at100} at k=100")
     if not parts:
         return None
     return (
@@ -128,11 +131,11 @@ def markdown(results: dict[str, Any]) -> str:
     for c in results["configs"]:
         for r in c["results"]:
             s, b = r["single"], r["batch"]
-            params = ", ".join(f"{k}={v}" for k, v in r["params"].items()) or "—"
+            params = _params(r) or "—"
             raw = s.get("raw") or {}
             over = s.get("overhead_us_p50", s.get("overhead_us_mean"))
-            topped = "‡" if b.get("exact_topup_queries") or s.get("exact_topup_queries") else ""
-            topped100 = "‡" if (r.get("batch_k100") or {}).get("exact_topup_queries") else ""
+            at10, at100 = topup_counts(r)
+            topped, topped100 = ("‡" if at10 else ""), ("‡" if at100 else "")
             lines.append(
                 f"| {c['label']} | {params} | {_f(r.get('recall@1'))} | {_f(r.get('recall@10'))}{topped} | "
                 f"{_f(s.get('recall@10'))} | {_f(r.get('recall@100'))}{topped100} | {s['p50_ms']:.3f} | "
