@@ -103,7 +103,12 @@ class MicroBatcher(Generic[Q, R]):
     async def _consume(self) -> None:
         assert self._wake is not None
         slots = asyncio.Semaphore(self.concurrency)
-        running: set[asyncio.Task[None]] = set()
+        running: set[asyncio.Task[None]] = set()  # references until done (the loop keeps only weak ones)
+
+        def done(t: asyncio.Task[None]) -> None:
+            running.discard(t)
+            slots.release()
+
         while True:
             if not self._queue:
                 self._wake.clear()
@@ -123,12 +128,7 @@ class MicroBatcher(Generic[Q, R]):
             start = time.perf_counter()
             self.observe(len(batch), [start - p.arrived for p in batch])
             task = asyncio.get_running_loop().create_task(self._answer(batch))
-            running.add(task)  # a reference until it is done (the loop keeps only weak ones)
-
-            def done(t: asyncio.Task[None]) -> None:
-                running.discard(t)
-                slots.release()
-
+            running.add(task)
             task.add_done_callback(done)
 
     async def _answer(self, batch: list[_Pending[Q]]) -> None:
@@ -138,9 +138,8 @@ class MicroBatcher(Generic[Q, R]):
         try:
             results = list(await self.to_thread(lambda: self.run([p.query for p in batch])))
             if len(results) != len(batch):
-                results = [RuntimeError(f"the batch returned {len(results)} results for {len(batch)} queries")] * len(
-                    batch
-                )
+                wrong = RuntimeError(f"the batch returned {len(results)} results for {len(batch)} queries")
+                results = [wrong] * len(batch)
         except Exception as exc:  # noqa: BLE001 - every query of the batch gets the error
             results = [exc] * len(batch)
         finally:
@@ -155,7 +154,8 @@ class MicroBatcher(Generic[Q, R]):
             self._returning += answered
 
     async def _fill(self) -> None:
-        """Wait up to the window after the first query for more, unless it came alone after a quiet spell."""
+        """Wait up to the window after the first query for more, unless it came alone after a quiet spell; right
+        after an answer, wait up to the window from that answer for the answered clients to come back."""
         assert self._wake is not None
         first = self._queue[0].arrived
         previous, self._last_arrival = self._last_arrival, self._queue[-1].arrived
