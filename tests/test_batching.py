@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -315,13 +316,11 @@ class Overlap:
         self.lock = threading.Lock()
         self.now = 0
         self.most = 0
-        self.sizes: list[int] = []
 
     def __call__(self, queries: Sequence[Any]) -> list[Any]:
         with self.lock:
             self.now += 1
             self.most = max(self.most, self.now)
-            self.sizes.append(len(queries))
         threading.Event().wait(0.05)
         with self.lock:
             self.now -= 1
@@ -387,8 +386,6 @@ def test_after_an_answer_the_next_batch_waits_for_the_answered_clients(
 
 
 def test_a_lone_client_never_waits_for_the_window() -> None:
-    import time
-
     run = Overlap()
     b, sizes = make(run, window_s=0.5, max_batch=32)
 
@@ -452,8 +449,6 @@ def test_a_lone_query_does_not_wait_for_clients_another_batch_took() -> None:
     """concurrency 2: L1 runs alone; g0..g3 queue meanwhile and leave in the second slot's batch. L1's answer must
     not make L2 (alone, a window after the last arrival, a slot free) wait for those four as if they were
     coming back."""
-    import time
-
     gate_l, gate_g = threading.Event(), threading.Event()
 
     def run(queries: Sequence[Any]) -> list[Any]:
