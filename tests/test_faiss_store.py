@@ -436,3 +436,51 @@ def test_crash_between_manifest_and_index_rename(settings: Settings, data: Datas
     path.write_bytes(old[:100])  # anything else is still refused
     with pytest.raises(CorruptIndexError, match="checksum"):
         open_store(settings, "ren", "hnsw", create=False)
+
+
+def test_flat_scans_a_resident_copy_kept_in_step_with_writes(settings: Settings) -> None:
+    """flat holds the rows in anonymous memory (huge pages, not the file map); every write reaches that copy,
+    the copy goes with the last flat store that held it, and kinds that never scan hold none."""
+    ds = clustered(n=3000, d=32, nq=5, seed=4)
+    ids = ds.point_ids()
+    hnsw = open_store(settings, "res", "hnsw", dim=ds.dim)
+    vf = hnsw._ps.vectors  # type: ignore[attr-defined]  # the shared point store's vector file
+    hnsw.upsert(ids[:500], ds.xb[:500])
+    assert not vf.resident
+    flat = open_store(settings, "res", "flat", dim=ds.dim)
+    assert vf.resident
+    flat.upsert(ids[500:], ds.xb[500:])  # past the file's first capacity (1,024 rows): the copy grows too
+    fresh = clustered(n=3, d=32, nq=1, seed=9).xb
+    flat.upsert(ids[:3], fresh)  # replaced points: new rows, the old ones garbage
+    assert np.array_equal(vf.view(), np.asarray(vf._mm[: vf.rows]))  # the copy equals the file map, row by row
+    for i, q in zip((0, 1, 2, 1500), [*fresh, ds.xb[1500]], strict=True):
+        best = flat.search(q, k=2)[0]
+        assert best[0].id == ids[i] and best[0].score == pytest.approx(1.0, abs=1e-5)
+    assert flat.memory_bytes() == flat.count() * ds.dim * 4 + 3 * ds.dim * 4  # live rows and the 3 garbage rows
+    flat.close()
+    assert not vf.resident  # hnsw, still open, keeps no second copy
+    assert ids_of(hnsw.search(fresh[2], k=1, params=SearchParams(exact=True))) == [[ids[2]]]
+    hnsw.close()
+    ro = open_store(settings, "res", "flat", read_only=True)
+    assert ro._ps.vectors.resident  # type: ignore[attr-defined]
+    assert ids_of(ro.search(np.stack([ds.xb[10], fresh[1]]), k=1)) == [[ids[10]], [ids[1]]]
+    ro.close()
+
+
+def test_hits_copy_payloads_and_skip_missing_fids(settings: Settings, data: Dataset) -> None:
+    """Hit assembly: flat payloads are copied shallowly, nested ones deeply, fids the store lacks are skipped."""
+    st = open_store(settings, "hits", "flat", dim=data.dim)
+    ids = data.point_ids()[:4]
+    st.upsert(ids, data.xb[:4], [{"a": 1}, {"b": [1, 2]}, {"c": {"d": 1}}, {}])
+    fids = np.array([[0, 1, 2, 3], [3, 99, 0, -1]], dtype=np.int64)
+    scores = np.array([[0.9, 0.8, 0.7, 0.6], [0.5, 0.4, 0.3, -1.0]], dtype=np.float32)
+    hits = st._hits(fids, scores)  # type: ignore[attr-defined]
+    assert [[h.id for h in r] for r in hits] == [ids, [ids[3], ids[0]]]
+    assert [h.score for h in hits[1]] == pytest.approx([0.5, 0.3])
+    hits[0][0].payload["a"] = 2
+    hits[0][1].payload["b"].append(3)
+    hits[0][2].payload["c"]["d"] = 2
+    assert [p for _, p in (st.fetch(ids[:3])[i] for i in ids[:3])] == [{"a": 1}, {"b": [1, 2]}, {"c": {"d": 1}}]
+    st.delete([ids[1]])
+    assert [h.id for h in st._hits(fids[:1], scores[:1])[0]] == [ids[0], ids[2], ids[3]]  # type: ignore[attr-defined]
+    st.close()

@@ -172,12 +172,15 @@ class PointStore:
         self.vectors = VectorFile(self.vector_path, self.dim, self.next_fid, not self.read_only, self.repair)
         self.id_to_fid: dict[str, int] = {}
         self.rows: dict[int, tuple[str, Payload]] = {}
+        self.nested: set[int] = set()  # fids whose payload holds a list or an object (copied deeply)
         self._live = np.zeros(max(self.next_fid, 1024), dtype=bool)
         fids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         payloads = [json.loads(r[2]) for r in rows]
         for (fid, pid, _), pl in zip(rows, payloads, strict=True):
             self.id_to_fid[pid] = fid
             self.rows[fid] = (pid, pl)
+            if not _is_flat(pl):
+                self.nested.add(fid)
         self._live[fids] = True
         self.index = PayloadIndex()
         self.index.add(fids, payloads)
@@ -287,6 +290,8 @@ class PointStore:
             for j, i in enumerate(take):
                 self.id_to_fid[ids[i]] = start + j
                 self.rows[start + j] = (ids[i], pls[j])
+                if not _is_flat(pls[j]):
+                    self.nested.add(start + j)
             self.index.add(new_fids, pls)
             for who in self._listeners:
                 who.on_change(new_fids, vecs, rem)
@@ -311,6 +316,7 @@ class PointStore:
         for fid in fids.tolist():
             pid, _ = self.rows.pop(fid)
             del self.id_to_fid[pid]
+            self.nested.discard(fid)
         self._live[fids] = False
         self.index.remove(fids)
 
