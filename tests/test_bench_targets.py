@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,12 @@ def test_structure(tiny: tuple[dict[str, Any], Path]) -> None:
     rows = res["targets"]
     by = {i: [r for r in rows if r["id"] == i] for i in "abcdef"}
     assert {r["kind"] for r in by["d"]} == set(FAISS_KINDS)  # every FAISS kind
+    # (d)'s raw call is the store's own index (flat: its own rows); a second copy is timed beside, apart
+    for r in by["d"]:
+        assert ("own faiss index object" in r["raw_call"]) == (r["kind"] != "flat"), r["raw_call"]
+        copy = r["second_copy"]
+        assert copy["p50_us"] > 0 and math.isfinite(copy["minus_own_index_us"])
+        assert ("read_index" in copy["call"]) == (r["kind"] != "flat")
     assert [r["kind"] for r in by["c"]] == ["ivfpq"] and len(by["e"]) == len(by["f"]) == 1
     assert {r["kind"] for r in by["a"]} == {"flat", "ivf"} and all(r["size"] == 4000 for r in by["a"])
     assert {(r["kind"], r["matches"]) for r in by["b"]} == {(k, m) for k in ("flat", "ivf") for m in FIXED_MATCHES}

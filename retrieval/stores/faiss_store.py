@@ -547,6 +547,21 @@ class FaissStore(VectorStore):
             dist = np.sqrt(np.maximum(dist, 0))
         return fids, dist
 
+    @property
+    def faiss_index(self) -> Any:
+        """The faiss index this kind searches (None for flat, which scans the stored vectors, and before the
+        first build): for baselines and tooling. Search it; changing it bypasses the store."""
+        self._check_open()
+        return self._index
+
+    def stored_vectors(self) -> np.ndarray:
+        """The stored float32 rows, row fid per point (rows of replaced or deleted points included): what flat
+        scans. Read-only; it stays valid until the next write."""
+        self._check_open()
+        view = self._ps.vectors.view()
+        view.flags.writeable = False
+        return view
+
     def raw_search(self, queries: np.ndarray, k: int, params: SearchParams) -> tuple[np.ndarray, np.ndarray]:
         """The bare faiss call (no validation, filters, re-rank or payloads): the benchmarks' baseline."""
         if self.kind == "flat":
@@ -637,24 +652,25 @@ class FaissStore(VectorStore):
         return fids, out
 
     def _hits(self, fids: np.ndarray, scores: np.ndarray) -> list[list[Hit]]:
-        """Hits with the caller's own payload copies; fids < 0 (no result) and unknown fids are skipped.
+        """Hits with the caller's own payload copies; fids < 0 (no result) and dead fids are skipped.
 
-        The common row (k live fids, flat payloads) is built in one comprehension: after a scan evicted the
-        CPU caches every extra Python step costs microseconds."""
+        The common row (live fids, flat payloads) is built in one comprehension: after a scan evicted the CPU
+        caches every extra Python step costs microseconds."""
         ps = self._ps
         rows = ps.rows
         nested = ps.nested
         out: list[list[Hit]] = []
         for fr, sr in zip(fids.tolist(), scores.tolist(), strict=True):
-            if fr and fr[-1] >= 0 and (not nested or nested.isdisjoint(fr)):
+            if fr and min(fr) >= 0 and (not nested or nested.isdisjoint(fr)):
                 try:
-                    out.append([Hit(r[0], sc, r[1].copy()) for r, sc in zip(map(rows.__getitem__, fr), sr, strict=True)])
+                    got = map(rows.__getitem__, fr)
+                    out.append([Hit(r[0], s, r[1].copy()) for r, s in zip(got, sr, strict=True)])  # type: ignore[index]
                     continue
-                except KeyError:  # a fid the store no longer has: the careful path below
+                except (TypeError, IndexError):  # a dead fid (None) or one past the store: the careful path
                     pass
             hits = []
             for fid, sc in zip(fr, sr, strict=True):
-                row = rows.get(fid)
+                row = rows[fid] if 0 <= fid < len(rows) else None
                 if row is not None:
                     hits.append(Hit(row[0], sc, pts.payload_copy(row[1])))  # callers may mutate theirs
             out.append(hits)
@@ -675,7 +691,9 @@ class FaissStore(VectorStore):
             for pid in ids:
                 fid = ps.id_to_fid.get(pid)
                 if fid is not None:
-                    out[pid] = (np.array(view[fid]), pts.payload_copy(ps.rows[fid][1]))
+                    row = ps.rows[fid]
+                    assert row is not None  # id_to_fid lists live fids only
+                    out[pid] = (np.array(view[fid]), pts.payload_copy(row[1]))
             return out
 
     def _flush(self) -> None:

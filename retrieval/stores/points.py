@@ -171,7 +171,9 @@ class PointStore:
             raise CorruptIndexError(f"point store {self.sqlite_path}: fids beyond next_fid; {self.repair}")
         self.vectors = VectorFile(self.vector_path, self.dim, self.next_fid, not self.read_only, self.repair)
         self.id_to_fid: dict[str, int] = {}
-        self.rows: dict[int, tuple[str, Payload]] = {}
+        # row fid → (id, payload), None for a fid whose point was replaced or deleted: a list, as one lookup
+        # per hit touches one slot (a dict lookup touches its index and its entry: two cold cache lines)
+        self.rows: list[tuple[str, Payload] | None] = [None] * self.next_fid
         self.nested: set[int] = set()  # fids whose payload holds a list or an object (copied deeply)
         self._live = np.zeros(max(self.next_fid, 1024), dtype=bool)
         fids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
@@ -255,7 +257,9 @@ class PointStore:
             for i, pid in enumerate(ids):
                 old = self.id_to_fid.get(pid)
                 if old is not None:
-                    if np.array_equal(view[old], vectors[i]) and canonical(self.rows[old][1]) == texts[i]:
+                    row = self.rows[old]
+                    assert row is not None  # id_to_fid lists live fids only
+                    if np.array_equal(view[old], vectors[i]) and canonical(row[1]) == texts[i]:
                         continue
                     replaced.append(old)
                 take.append(i)
@@ -287,6 +291,7 @@ class PointStore:
                 self._live = grown
             self._live[start:end] = True
             pls = [own_copy(payloads[i], texts[i]) for i in take]  # our own copies: callers may mutate theirs
+            self.rows.extend([None] * (end - len(self.rows)))
             for j, i in enumerate(take):
                 self.id_to_fid[ids[i]] = start + j
                 self.rows[start + j] = (ids[i], pls[j])
@@ -314,8 +319,10 @@ class PointStore:
         if not len(fids):
             return
         for fid in fids.tolist():
-            pid, _ = self.rows.pop(fid)
-            del self.id_to_fid[pid]
+            row = self.rows[fid]
+            assert row is not None
+            self.rows[fid] = None
+            del self.id_to_fid[row[0]]
             self.nested.discard(fid)
         self._live[fids] = False
         self.index.remove(fids)
