@@ -452,7 +452,8 @@ def test_flat_scans_a_resident_copy_kept_in_step_with_writes(settings: Settings)
     flat.upsert(ids[500:], ds.xb[500:])  # past the file's first capacity (1,024 rows): the copy grows too
     fresh = clustered(n=3, d=32, nq=1, seed=9).xb
     flat.upsert(ids[:3], fresh)  # replaced points: new rows, the old ones garbage
-    assert np.array_equal(vf.view(), np.asarray(vf._mm[: vf.rows]))  # the copy equals the file map, row by row
+    assert np.array_equal(vf.scan_view(), vf.view())  # the copy equals the file map, row by row
+    assert vf.scan_view().base is not vf.view().base
     for i, q in zip((0, 1, 2, 1500), [*fresh, ds.xb[1500]], strict=True):
         best = flat.search(q, k=2)[0]
         assert best[0].id == ids[i] and best[0].score == pytest.approx(1.0, abs=1e-5)

@@ -558,14 +558,14 @@ class FaissStore(VectorStore):
         """The stored float32 rows, row fid per point (rows of replaced or deleted points included): what flat
         scans. Read-only; it stays valid until the next write."""
         self._check_open()
-        view = self._ps.vectors.view()
+        view = self._ps.vectors.scan_view()
         view.flags.writeable = False
         return view
 
     def raw_search(self, queries: np.ndarray, k: int, params: SearchParams) -> tuple[np.ndarray, np.ndarray]:
         """The bare faiss call (no validation, filters, re-rank or payloads): the benchmarks' baseline."""
         if self.kind == "flat":
-            view = self._ps.vectors.view()
+            view = self._ps.vectors.scan_view()
             return _faiss().knn(queries, view, min(k, len(view)), self._faiss_metric())[::-1]
         if self._index is None:
             self._train_ivf()
@@ -585,7 +585,7 @@ class FaissStore(VectorStore):
             base = np.ascontiguousarray(ps.vectors_of(allowed))
             sel = None
         else:
-            base = ps.vectors.view()
+            base = ps.vectors.scan_view()
             sel = None
             if len(ps) != len(base):  # garbage rows of replaced / deleted points: skip them
                 packed = np.packbits(ps.live, bitorder="little")
@@ -783,7 +783,7 @@ class FaissStore(VectorStore):
     def memory_bytes(self) -> int:
         """Bytes this kind keeps to answer queries (flat: the resident vectors; others: the serialized index)."""
         if self.kind == "flat":
-            return len(self._ps.vectors.view()) * self.dim * 4
+            return len(self._ps.vectors.scan_view()) * self.dim * 4
         if self._index is None:
             return 0
         return int(_faiss().serialize_index(self._index).nbytes)
