@@ -466,6 +466,34 @@ def test_flat_scans_a_resident_copy_kept_in_step_with_writes(settings: Settings)
     assert ro._ps.vectors.resident  # type: ignore[attr-defined]
     assert ids_of(ro.search(np.stack([ds.xb[10], fresh[1]]), k=1)) == [[ids[10]], [ids[1]]]
     ro.close()
+    # switched off (many reader processes, one-shot searches): flat scans the shared file map, same answers
+    off = settings.model_copy(update={"faiss": FaissSettings(flat_resident=False)})
+    ro = open_store(off, "res", "flat", read_only=True)
+    assert not ro._ps.vectors.resident  # type: ignore[attr-defined]
+    assert ids_of(ro.search(np.stack([ds.xb[10], fresh[1]]), k=1)) == [[ids[10]], [ids[1]]]
+    ro.close()
+
+
+def test_a_failed_resident_copy_holds_nothing(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Opening flat when the copy cannot be allocated fails cleanly and leaves no hold behind."""
+    ds = clustered(n=200, d=16, nq=1, seed=5)
+    hnsw = open_store(settings, "oom", "hnsw", dim=ds.dim)
+    hnsw.upsert(ds.point_ids(), ds.xb)
+    vf = hnsw._ps.vectors  # type: ignore[attr-defined]
+
+    def no_memory(*_: object, **__: object) -> np.ndarray:
+        raise MemoryError("test")
+
+    with monkeypatch.context() as m:
+        m.setattr("retrieval.stores.vector_file.np.empty", no_memory)
+        with pytest.raises(MemoryError):
+            open_store(settings, "oom", "flat", dim=ds.dim)
+    assert not vf.resident and vf._res_holders == 0
+    flat = open_store(settings, "oom", "flat", dim=ds.dim)
+    assert vf.resident
+    flat.close()
+    assert not vf.resident
+    hnsw.close()
 
 
 def test_hits_copy_payloads_and_skip_missing_fids(settings: Settings, data: Dataset) -> None:

@@ -109,12 +109,12 @@ class FaissQueryDefaults:
     rerank: int = 10  # ivfpq only
     exact_filter_limit: int = 4096  # a filter matching at most this many points is answered exactly
     hnsw_compact_fraction: float = 0.2  # rebuild the graph when this fraction of its nodes is deleted/replaced
+    flat_resident: bool = True  # flat scans a private anonymous copy of the vectors, not the file map
 
     @classmethod
     def from_settings(cls, s: FaissSettings) -> FaissQueryDefaults:
-        extra = {
-            k: getattr(s, k) for k in ("exact_filter_limit", "hnsw_compact_fraction") if getattr(s, k, None) is not None
-        }
+        keys = ("exact_filter_limit", "hnsw_compact_fraction", "flat_resident")
+        extra = {k: getattr(s, k) for k in keys if getattr(s, k, None) is not None}
         return cls(nprobe=s.ivf_nprobe, ef_search=s.hnsw_ef_search, rerank=s.rerank_factor, **extra)
 
 
@@ -238,9 +238,9 @@ class FaissStore(VectorStore):
                 raise CorruptIndexError(str(exc)) from None
             self._points.check(self.dim, self.metric, self.manifest_path if manifest else None)
             with self._points.lock:
-                if self.kind == "flat":  # flat scans every row: from anonymous huge pages, not the file map
+                if self.kind == "flat" and self.defaults.flat_resident:  # flat scans every row: from anonymous
+                    self._resident = True  # huge pages, not the file map (set first: _release drops the hold)
                     self._points.vectors.hold_resident()
-                    self._resident = True
                 if manifest is not None:
                     self._load(manifest)
                 else:

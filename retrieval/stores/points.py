@@ -167,8 +167,8 @@ class PointStore:
             raise CorruptIndexError(
                 f"point store {self.sqlite_path} has no valid meta ({exc}); {self.repair}"
             ) from None
-        if rows and rows[-1][0] >= self.next_fid:
-            raise CorruptIndexError(f"point store {self.sqlite_path}: fids beyond next_fid; {self.repair}")
+        if rows and (rows[-1][0] >= self.next_fid or rows[0][0] < 0):
+            raise CorruptIndexError(f"point store {self.sqlite_path}: fids outside 0..next_fid; {self.repair}")
         self.vectors = VectorFile(self.vector_path, self.dim, self.next_fid, not self.read_only, self.repair)
         self.id_to_fid: dict[str, int] = {}
         # row fid → (id, payload), None for a fid whose point was replaced or deleted: a list, as one lookup

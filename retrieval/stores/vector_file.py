@@ -76,11 +76,11 @@ class VectorFile:
 
     def hold_resident(self) -> None:
         """Keep the rows in anonymous memory from now on (refcounted: one per holder)."""
-        self._res_holders += 1
         if self._res is None:
             res = np.empty((max(self._capacity, 1), self.dim), dtype=np.float32)
             res[: self.rows] = self._mm[: self.rows]  # one sequential read of the mapping
             self._res = res
+        self._res_holders += 1  # counted once the copy exists: a failed allocation holds nothing
 
     def release_resident(self) -> None:
         """Drop one hold; the copy goes with the last."""
