@@ -9,8 +9,8 @@ anonymous memory, which numpy backs with transparent huge pages, and kept in ste
 scan over the file mapping pays a TLB miss every 4 KiB page (file pages are mapped small): it measured
 8.9 ms against 5.6 ms on the anonymous copy for 100k 384-d rows. Gathers (re-rank, filtered brute force)
 read the file map: scattered rows gain nothing from huge pages, and rows at a regular stride (every 100th
-of 1M) gathered 35% slower from them (cache sets alias when physical addresses follow virtual ones over
-2 MiB). Kinds that never scan keep no second copy in RAM.
+of 1M) gathered 35% slower from them (likely cache-set aliasing: within a 2 MiB page, physical addresses
+follow virtual ones). Kinds that never scan keep no second copy in RAM.
 """
 
 from __future__ import annotations
