@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -513,3 +515,27 @@ def test_hits_copy_payloads_and_skip_missing_fids(settings: Settings, data: Data
     st.delete([ids[1]])
     assert [h.id for h in st._hits(fids[:1], scores[:1])[0]] == [ids[0], ids[2], ids[3]]  # type: ignore[attr-defined]
     st.close()
+
+
+def test_resident_copy_leaves_the_file_map_untouched(settings: Settings) -> None:
+    """A fresh process that opens flat and searches holds the vectors once: the copy is read with read(2), so
+    no page of vectors.f32 is mapped into it (mapped pages would count in its RSS next to the copy)."""
+    ds = clustered(n=4000, d=64, nq=3, seed=6)
+    st = open_store(settings, "rss", "flat", dim=ds.dim)
+    st.upsert(ds.point_ids(), ds.xb)
+    st.close()
+    script = f"""
+import re, sys
+from pathlib import Path
+import numpy as np
+from retrieval.settings import Settings
+from retrieval.stores import open_store
+st = open_store(Settings(data_dir=Path({str(settings.data_dir)!r})), "rss", "flat", read_only=True)
+q = np.asarray({ds.xb[17].tolist()!r}, dtype=np.float32)
+assert st.search(q, k=1)[0][0].id == {ds.point_ids()[17]!r}
+smaps = open("/proc/self/smaps").read()
+rss = [int(m) for m in re.findall(r"vectors\\.f32\\n(?:.*\\n)*?Rss:\\s+(\\d+) kB", smaps)]
+print(sum(rss))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    assert int(out.stdout.strip()) == 0, out.stdout

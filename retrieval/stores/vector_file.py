@@ -32,6 +32,7 @@ class VectorFile:
     def __init__(self, path: Path, dim: int, rows: int, writable: bool, repair: str) -> None:
         self.path = path
         self.dim = dim
+        self.repair = repair
         self.writable = writable
         self._row_bytes = dim * 4
         if not path.exists():
@@ -78,9 +79,26 @@ class VectorFile:
         """Keep the rows in anonymous memory from now on (refcounted: one per holder)."""
         if self._res is None:
             res = np.empty((max(self._capacity, 1), self.dim), dtype=np.float32)
-            res[: self.rows] = self._mm[: self.rows]  # one sequential read of the mapping
+            self._read_into(res[: self.rows])
             self._res = res
         self._res_holders += 1  # counted once the copy exists: a failed allocation holds nothing
+
+    def _read_into(self, out: np.ndarray) -> None:
+        """Read the first len(out) rows with read(2), not through the mapping: pages read through a mapping
+        stay mapped and count in the process's resident memory next to the copy (twice the vectors)."""
+        if not len(out):
+            return
+        buf = out.data.cast("B")  # out is C-contiguous: whole rows of the copy
+        done = 0
+        with open(self.path, "rb", buffering=0) as f:
+            while done < len(buf):
+                got = f.readinto(buf[done : done + (1 << 30)])  # read(2) returns at most ~2 GiB per call
+                if not got:
+                    raise CorruptIndexError(
+                        f"vector file {self.path} ended after {done // self._row_bytes} of {len(out)} rows; "
+                        f"{self.repair}"
+                    )
+                done += got
 
     def release_resident(self) -> None:
         """Drop one hold; the copy goes with the last."""
