@@ -68,13 +68,14 @@ def payload_copy(payload: Payload) -> Payload:
     return copy
 
 
-def own_copy(payload: Payload, text: str) -> Payload:
-    """The store's own copy of a payload, equal to ``json.loads(text)``: a shallow copy when every key is a
-    string and every value a JSON scalar (exact types), the JSON round trip otherwise."""
+def own_copy(payload: Payload, text: str) -> tuple[Payload, bool]:
+    """The store's own copy of a payload, equal to ``json.loads(text)``, and whether it is flat (every value a
+    JSON scalar): a shallow copy when every key is a string and every value a JSON scalar (exact types), the
+    JSON round trip otherwise."""
     if _is_flat(payload) and all(type(k) is str for k in payload):
-        return dict(payload)
+        return dict(payload), True
     copy: Payload = json.loads(text)
-    return copy
+    return copy, _is_flat(copy)
 
 
 class PointStore:
@@ -290,13 +291,13 @@ class PointStore:
                 grown[: len(self._live)] = self._live
                 self._live = grown
             self._live[start:end] = True
-            pls = [own_copy(payloads[i], texts[i]) for i in take]  # our own copies: callers may mutate theirs
+            copies = [own_copy(payloads[i], texts[i]) for i in take]  # our own: callers may mutate theirs
+            pls = [pl for pl, _ in copies]
             self.rows.extend([None] * (end - len(self.rows)))
             for j, i in enumerate(take):
                 self.id_to_fid[ids[i]] = start + j
                 self.rows[start + j] = (ids[i], pls[j])
-                if not _is_flat(pls[j]):
-                    self.nested.add(start + j)
+            self.nested.update(start + j for j, (_, flat) in enumerate(copies) if not flat)
             self.index.add(new_fids, pls)
             for who in self._listeners:
                 who.on_change(new_fids, vecs, rem)
