@@ -7,12 +7,15 @@ A ``.env`` file in the working directory is read too.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from retrieval.errors import ConfigError
 
@@ -246,10 +249,69 @@ class Settings(BaseSettings):
         return out
 
 
+def _json_shape(path: list[str]) -> str | None:
+    """What the variable of the setting at this path (``["qdrant", "payload_indexes"]``) holds when it is read
+    as JSON ("a JSON object", "a JSON list"); None for a plain value."""
+    ann: Any = Settings
+    for part in path:
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)) or part not in ann.model_fields:
+            return None
+        ann = ann.model_fields[part].annotation
+    for a in [a for a in get_args(ann) if a is not type(None)] if get_origin(ann) in (Union, UnionType) else [ann]:
+        if (isinstance(a, type) and issubclass(a, BaseModel)) or dict in (a, get_origin(a)):
+            return "a JSON object"
+        if any(t in (a, get_origin(a)) for t in (list, set, tuple)):
+            return "a JSON list"
+    return None
+
+
+def _bad_json_variables(exc: SettingsError) -> list[str]:
+    """The JSON-valued SIMLOOKUP_ variables (environment, then .env) that do not parse, each with the JSON error.
+
+    The values are never shown: a JSON setting can hold a secret (``SIMLOOKUP_QDRANT='{"api_key": ...}'``).
+    """
+    field = re.search(r'field "([^"]+)"', str(exc))
+    dotenv = "DotEnv" in str(exc)
+    values: dict[str, str | None] = {}
+    if dotenv:
+        from dotenv import dotenv_values
+
+        env_file = Settings.model_config.get("env_file")
+        if isinstance(env_file, (str, Path)) and Path(env_file).is_file():
+            values = dict(dotenv_values(env_file))
+    else:
+        values = dict(os.environ)
+    where = f" (in {Settings.model_config.get('env_file')})" if dotenv else ""
+    out = []
+    for name, value in sorted(values.items()):
+        if value is None or not name.upper().startswith(ENV_PREFIX):
+            continue
+        path = name[len(ENV_PREFIX) :].lower().split("__")
+        if field is not None and path[0] != field.group(1).lower():
+            continue
+        shape = _json_shape(path)
+        if shape is None:
+            continue
+        try:
+            json.loads(value)
+        except ValueError as err:
+            fix = f"give {shape}" + (
+                f", or set its fields one by one ({name.upper()}__FIELD=value)" if len(path) == 1 else ""
+            )
+            out.append(f"{name.upper()}{where} is not valid JSON ({err}): {fix}")
+    return out
+
+
 def load_settings(**overrides: Any) -> Settings:
-    """Build the settings from the environment (and overrides), turning validation errors into ConfigError."""
+    """Build the settings from the environment (and overrides), turning every settings error into ConfigError.
+
+    A JSON-valued variable that does not parse (``SIMLOOKUP_QDRANT__PAYLOAD_INDEXES=nope``) is named too.
+    """
     try:
         return Settings(**overrides)
+    except SettingsError as exc:
+        lines = _bad_json_variables(exc) or [f"{exc}: check the SIMLOOKUP_ variables that hold JSON"]
+        raise ConfigError(redact_url("invalid settings:\n  " + "\n  ".join(lines))) from None
     except ValidationError as exc:
         lines = []
         for err in exc.errors():

@@ -198,3 +198,11 @@ def test_counts_out_of_range_are_usage_errors(capsys: pytest.CaptureFixture[str]
         verify(load_settings(), "syn", sample=-1)
     code, rep, _ = run(capsys, "verify", "--name", "syn", "--sample", "5", "--json")
     assert code == 0 and rep["ok"] is True
+
+
+def test_malformed_json_setting_exits_2_naming_it(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SIMLOOKUP_QDRANT__PAYLOAD_INDEXES", "nope")
+    code, _, err = run(capsys, "info")
+    assert code == 2 and "SIMLOOKUP_QDRANT__PAYLOAD_INDEXES is not valid JSON" in err and "Traceback" not in err

@@ -105,3 +105,27 @@ def test_with_qdrant_mode() -> None:
         s.with_qdrant_mode("server")
     srv = Settings(qdrant=QdrantSettings(mode="server", url="http://h:6333"))
     assert srv.with_qdrant_mode("edge").qdrant.url is None
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "fix"),
+    [
+        ("SIMLOOKUP_QDRANT__PAYLOAD_INDEXES", "nope", "give a JSON object"),
+        ("SIMLOOKUP_QDRANT", "{", "set its fields one by one"),
+    ],
+)
+def test_malformed_json_setting_is_a_config_error_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, var: str, value: str, fix: str
+) -> None:
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ConfigError, match=f"{var} is not valid JSON") as info:
+        load_settings()
+    assert fix in str(info.value)
+
+
+def test_malformed_json_setting_in_dotenv_names_the_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text('SIMLOOKUP_QDRANT={"api_key": "hush-42"\n')
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"SIMLOOKUP_QDRANT \(in .env\) is not valid JSON") as info:
+        load_settings()
+    assert "hush-42" not in str(info.value)  # the value is never shown: it can hold a secret
