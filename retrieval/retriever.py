@@ -18,10 +18,11 @@ import numpy as np
 
 from retrieval.collection import CollectionManifest, VectorSpace, load_collection, manifest_path
 from retrieval.encoders.loader import load_encoder
-from retrieval.errors import CorruptIndexError, InvalidInputError, SimlookupError
+from retrieval.errors import CorruptIndexError, InvalidInputError, SimlookupError, StoreNotFoundError
 from retrieval.filters import Filter
 from retrieval.settings import SearchLimits, Settings
 from retrieval.stores import INDEX_NAMES, QDRANT_INDEX, Hit, SearchParams, VectorStore, open_store
+from retrieval.stores.manifest import file_sig
 
 QueryKind = Literal["text", "image"]
 
@@ -36,34 +37,25 @@ class SearchResult:
     hits: list[Hit]
     target: str = "text"
     timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # e.g. the collection is incomplete
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON shape of ``simlookup search --json``."""
-        return {
+        """The JSON shape of ``simlookup search --json`` (``warnings`` only when there are some)."""
+        doc: dict[str, Any] = {
             "query": self.query,
             "index": self.index,
             "target": self.target,
             "took_ms": round(self.took_ms, 3),
             "hits": [h.to_dict() for h in self.hits],
         }
+        if self.warnings:
+            doc["warnings"] = list(self.warnings)
+        return doc
 
 
 def check_query(k: int, params: SearchParams | None, limits: SearchLimits) -> None:
     """Refuse k, ef, nprobe and re-rank factors above the configured caps (allocations scale with them)."""
-    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-        raise InvalidInputError(f"k must be a positive integer, got {k!r}")
-    if k > limits.max_k:
-        raise InvalidInputError(f"k={k} is above the limit of {limits.max_k} hits (SIMLOOKUP_LIMITS__MAX_K)")
-    if params is None:
-        return
-    caps = (
-        ("ef", params.hnsw_ef, limits.max_ef, "SIMLOOKUP_LIMITS__MAX_EF"),
-        ("nprobe", params.nprobe, limits.max_nprobe, "SIMLOOKUP_LIMITS__MAX_NPROBE"),
-        ("rerank factor", params.rerank, limits.max_rerank, "SIMLOOKUP_LIMITS__MAX_RERANK"),
-    )
-    for what, v, cap, var in caps:
-        if v is not None and v > cap:
-            raise InvalidInputError(f"{what}={v} is above the limit of {cap} ({var})")
+    limits.check(k, params)
 
 
 class Retriever:
@@ -72,15 +64,46 @@ class Retriever:
     def __init__(self, settings: Settings, name: str, read_only: bool = True) -> None:
         self.settings = settings
         self.name = name
+        self._manifest_path = manifest_path(settings.data_dir, name)
+        self._manifest_sig = file_sig(self._manifest_path)  # before the read: a write in between reloads later
         self.manifest: CollectionManifest = load_collection(settings.data_dir, name)
         self.read_only = read_only
         self._stores: dict[tuple[str, str], VectorStore] = {}
         self._encoders: dict[str, Any] = {}
         self._lock = threading.Lock()
 
+    # ---- following writers ----
+    def refresh(self) -> bool:
+        """Re-read the collection manifest when an ingest rewrote it since (one stat when nothing changed).
+
+        Read-only FAISS stores follow their own writer (``FaissStore.refresh``); this keeps the collection's
+        index list, counts and completeness current. True if the manifest was re-read."""
+        sig = file_sig(self._manifest_path)
+        if sig == self._manifest_sig:
+            return False
+        with self._lock:
+            if sig == self._manifest_sig:
+                return False
+            if sig is None:
+                raise StoreNotFoundError(f"collection {self.name!r} was removed from {self.settings.data_dir}")
+            manifest = load_collection(self.settings.data_dir, self.name)
+            self.manifest, self._manifest_sig = manifest, sig
+            return True
+
+    def warnings(self) -> list[str]:
+        """What a search of this collection should say beside its hits (an ingest running or killed midway)."""
+        m = self.manifest
+        if m.complete:
+            return []
+        return [
+            f"collection {self.name!r} is incomplete: an ingest is writing it or was interrupted, so searches "
+            f"see only the points written so far; finish it with `simlookup ingest {m.corpus} --name {self.name}`"
+        ]
+
     # ---- resources ----
     def store(self, index: str, target: str = "text") -> VectorStore:
         """The opened store of one index ('flat', 'ivf', 'ivfpq', 'hnsw', 'qdrant') and vector space."""
+        self.refresh()
         if index not in INDEX_NAMES:
             raise InvalidInputError(f"unknown index {index!r}: use one of {list(INDEX_NAMES)}")
         if index not in self.manifest.indexes:
@@ -214,7 +237,13 @@ class Retriever:
         t2 = time.perf_counter()
         label = query if kind == "text" else (str(query) if not hasattr(query, "size") else "<image>")
         return SearchResult(
-            label, index, (t2 - t0) * 1e3, hits, target, {"encode_ms": (t1 - t0) * 1e3, "search_ms": (t2 - t1) * 1e3}
+            label,
+            index,
+            (t2 - t0) * 1e3,
+            hits,
+            target,
+            {"encode_ms": (t1 - t0) * 1e3, "search_ms": (t2 - t1) * 1e3},
+            self.warnings(),
         )
 
     def search_vector(
@@ -232,7 +261,7 @@ class Retriever:
         t0 = time.perf_counter()
         hits = store.search(np.asarray(vector, dtype=np.float32), k, filter, params)[0]
         ms = (time.perf_counter() - t0) * 1e3
-        return SearchResult("<vector>", index, ms, hits, target, {"search_ms": ms})
+        return SearchResult("<vector>", index, ms, hits, target, {"search_ms": ms}, self.warnings())
 
     def search_text(
         self,

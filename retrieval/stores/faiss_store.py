@@ -39,10 +39,13 @@ from retrieval.stores.base import Hit, Payload, SearchParams, VectorStore
 from retrieval.stores.locks import lock_exclusive, unlock
 from retrieval.stores.manifest import (
     FORMAT_VERSION,
+    FileSig,
     check_expected,
+    file_sig,
     now_iso,
-    read_manifest,
+    read_manifest_sig,
     sha256_file,
+    sha256_fileobj,
     write_json,
 )
 
@@ -123,6 +126,7 @@ def default_nlist(n: int) -> int:
     return max(1, min(int(round(4 * math.sqrt(max(n, 1)))), n // MIN_POINTS_PER_LIST))
 
 
+_OPEN_TRIES = 50  # re-reads of a manifest that a writer keeps replacing while a reader opens the index
 _GATHER_ROWS = 2048  # filtered brute force: rows gathered and scored per block (3 MB at 384-d)
 
 
@@ -195,8 +199,9 @@ class FaissStore(VectorStore):
                 f"(`simlookup ingest CORPUS --name {name}`)"
             )
         manifest: dict[str, Any] | None = None
+        self._sig: FileSig | None = None  # the manifest file this store was loaded from (read-only: followed)
         if self.manifest_path.exists():
-            manifest = read_manifest(self.manifest_path)
+            manifest, self._sig = read_manifest_sig(self.manifest_path)
             check_expected(
                 manifest,
                 self.manifest_path,
@@ -360,39 +365,71 @@ class FaissStore(VectorStore):
             self._rebuild_hnsw()  # a graph full of deleted nodes loses recall: rebuild it from the live points
             self.stats["compactions"] += 1
 
-    def _load(self, manifest: dict[str, Any]) -> None:
-        self._created = manifest.get("created", now_iso())
-        self._nlist = manifest.get("nlist")
-        self._trained_on = int(manifest.get("trained_on") or 0)
-        previous = manifest.get("previous_checksum")
-        behind = False  # a crash between the manifest and the rename left the previous index
-        if manifest.get("has_index") and not self.index_path.exists() and previous is None:
-            manifest = {**manifest, "has_index": False}
-            behind = True
-        if manifest.get("has_index"):
-            if not self.index_path.exists():
-                raise CorruptIndexError(
-                    f"{self.index_path} is missing but its manifest says it exists; {repair_hint(self.name)}"
-                )
-            actual = sha256_file(self.index_path)
-            behind = actual != manifest.get("checksum") and actual == previous
-            if actual != manifest.get("checksum") and not behind:
+    def _open_index(self, manifest: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Read index.faiss as the manifest describes it: (the manifest it matched, whether the file is the
+        previous index, which a crash between the manifest and the rename leaves, or a writer mid-flush).
+
+        The file is checksummed and read through one handle, so a writer renaming a new index over it in
+        between cannot mix two files. A checksum that matches neither the manifest's current nor its previous
+        one is read again with the manifest as it is now: a writer that flushed (twice) since the manifest was
+        read wrote a newer pair. Only a file that disagrees with a manifest that stays the same is corrupt.
+        """
+        for _ in range(_OPEN_TRIES):
+            previous = manifest.get("previous_checksum")
+            if not manifest.get("has_index"):
+                self._new_index()
+                return manifest, False
+            try:
+                fh = open(self.index_path, "rb")  # noqa: SIM115 - closed below, after faiss read it
+            except FileNotFoundError:
+                if previous is None:  # a crash before the first index was renamed into place: none yet
+                    self._new_index()
+                    return {**manifest, "has_index": False}, True
+                actual = None
+            else:
+                with fh:
+                    actual = sha256_fileobj(fh)
+                    if actual in (manifest.get("checksum"), previous):
+                        self._index = self._read_index_from(fh)
+                        self._index_sum = actual
+                        return manifest, actual != manifest.get("checksum")
+            fresh, sig = read_manifest_sig(self.manifest_path)
+            if fresh == manifest:  # the manifest stayed: the file itself is wrong
+                if actual is None:
+                    raise CorruptIndexError(
+                        f"{self.index_path} is missing but its manifest says it exists; {repair_hint(self.name)}"
+                    )
                 raise CorruptIndexError(
                     f"{self.index_path} does not match its manifest checksum (truncated or modified); "
                     + repair_hint(self.name)
                 )
-            self._index_sum = actual
-            try:
-                self._index = _faiss().read_index(str(self.index_path))
-            except RuntimeError as exc:
-                raise CorruptIndexError(f"cannot read {self.index_path}: {exc}") from None
-            if self._index.d != self.dim:
-                raise CorruptIndexError(
-                    f"{self.manifest_path} says dim {self.dim} but {self.index_path} is {self._index.d}-d; "
-                    + repair_hint(self.name)
-                )
-        else:
-            self._new_index()
+            manifest, self._sig = fresh, sig
+        raise StoreLockedError(
+            f"{self.index_path} was rewritten {_OPEN_TRIES} times while it was being opened (a writer flushing "
+            "in a loop): try again"
+        )
+
+    def _read_index_from(self, fh: Any) -> Any:
+        """faiss.read_index of the file this handle holds (not whatever the path names by now)."""
+        proc = Path(f"/proc/self/fd/{fh.fileno()}")
+        try:
+            if proc.exists():
+                return _faiss().read_index(str(proc))
+            fh.seek(0)
+            return _faiss().deserialize_index(np.frombuffer(fh.read(), dtype=np.uint8))
+        except RuntimeError as exc:
+            raise CorruptIndexError(f"cannot read {self.index_path}: {exc}") from None
+
+    def _load(self, manifest: dict[str, Any]) -> None:
+        manifest, behind = self._open_index(manifest)
+        self._created = manifest.get("created", now_iso())
+        self._nlist = manifest.get("nlist")
+        self._trained_on = int(manifest.get("trained_on") or 0)
+        if self._index is not None and self._index.d != self.dim:
+            raise CorruptIndexError(
+                f"{self.manifest_path} says dim {self.dim} but {self.index_path} is {self._index.d}-d; "
+                + repair_hint(self.name)
+            )
         seq = manifest.get("seq")
         if behind:
             seq = None
@@ -402,6 +439,57 @@ class FaissStore(VectorStore):
             log.info("FAISS store %s: index at seq %s, points at %s; catching up", self.dir, seq, self._ps.seq)
         if seq != self._ps.seq or self.kind == "hnsw":  # hnsw: find the tombstones (nodes of dead points)
             self._catch_up()
+
+    # ---- following a writer (read-only snapshots) ----
+    @property
+    def follows_writer(self) -> bool:
+        """Whether this store is a read-only snapshot that reloads when a writer elsewhere flushes (a
+        read-only open that shares this process's writer sees every write already)."""
+        ps = self._points
+        return self.read_only and ps is not None and ps.read_only
+
+    def refresh(self) -> bool:
+        """Reload when the writer has flushed a newer state since this snapshot was read (one stat when
+        nothing changed). True if it reloaded. Every read of a read-only store calls it first."""
+        if not self.follows_writer or file_sig(self.manifest_path) == self._sig:
+            return False
+        old = self._ps
+        with old.lock:
+            if self._points is not old:
+                return False  # another thread reloaded meanwhile
+            if not self.manifest_path.exists():
+                raise StoreNotFoundError(
+                    f"FAISS {self.kind} index {self.dir} was removed by another process (the collection was "
+                    "re-ingested without it, or dropped)"
+                )
+            manifest, sig = read_manifest_sig(self.manifest_path)
+            kept = (self._index, self._index_sum, self._tomb, self._tomb_sel, self._nlist, self._trained_on,
+                    self._created, self._sig)
+            new = pts.acquire_latest(self.coll_dir / "points", repair_hint(self.name))
+            try:
+                new.check(self.dim, self.metric, self.manifest_path)
+                with new.lock:
+                    if self._resident:
+                        new.vectors.hold_resident()
+                    self._points, self._sig = new, sig
+                    self._sp_cache = {}
+                    self._load(manifest)
+            except BaseException:
+                if self._points is new and self._resident:
+                    new.vectors.release_resident()
+                self._points = old
+                (self._index, self._index_sum, self._tomb, self._tomb_sel, self._nlist, self._trained_on,
+                 self._created, self._sig) = kept
+                pts.release(new)
+                raise
+            if self._resident:
+                old.vectors.release_resident()
+            old.unlisten(self)
+            new.listen(self)
+        pts.release(old)
+        self.stats["reloads"] += 1
+        log.info("FAISS store %s: reloaded at point-store seq %s (a writer flushed)", self.dir, new.seq)
+        return True
 
     # ---- the point store's change feed ----
     def on_change(self, added: np.ndarray, vectors: np.ndarray, removed: np.ndarray) -> None:
@@ -455,40 +543,48 @@ class FaissStore(VectorStore):
             return False
 
     def _search(self, queries: np.ndarray, k: int, flt: Filter | None, params: SearchParams) -> list[list[Hit]]:
-        ps = self._ps
-        with ps.lock:
-            n = len(ps)
-            allowed: np.ndarray | None = None
-            if flt is not None and n:
-                allowed = ps.match(flt)
-                n = len(allowed)
-            k = min(k, n)
-            if k == 0:
-                return [[] for _ in range(len(queries))]
-            small = allowed is not None and len(allowed) <= self.defaults.exact_filter_limit
-            if self.kind == "flat" or params.exact or small:
-                self.stats["exact"] += 1
-                fids, scores = self._exact(queries, k, allowed)
-                return self._hits(fids, scores)
-            if self._index is None:
-                self._train_ivf()
-            self.stats["index"] += 1
-            rerank = params.rerank
-            if rerank is None:
-                rerank = self.defaults.rerank if self.kind == "ivfpq" else 0
-            fetch = min(k * rerank, n) if rerank > 1 else k
-            fids, scores = self._index_search(queries, fetch, allowed, params)
-            if rerank > 1:
-                fids, scores = self._rerank(queries, fids, k)
-            # a search returns k hits whenever k points match: where the index found fewer (a selective
-            # filter, low nprobe, k near the collection size), that query is answered exactly
-            if fids.shape[1] >= k and (fids[0, k - 1] >= 0 if len(fids) == 1 else fids[:, k - 1].min() >= 0):
-                return self._hits(fids, scores)
-            short = np.flatnonzero((fids[:, k - 1] < 0) if fids.shape[1] >= k else np.ones(len(fids), bool))
-            if len(short):
-                self.stats["topup"] += len(short)
-                fids[short], scores[short] = self._exact(queries[short], k, allowed)
+        while True:
+            self.refresh()
+            ps = self._ps
+            with ps.lock:
+                if ps is self._points:  # not swapped by a reload while this thread waited for the lock
+                    return self._search_locked(ps, queries, k, flt, params)
+
+    def _search_locked(
+        self, ps: pts.PointStore, queries: np.ndarray, k: int, flt: Filter | None, params: SearchParams
+    ) -> list[list[Hit]]:
+        n = len(ps)
+        allowed: np.ndarray | None = None
+        if flt is not None and n:
+            allowed = ps.match(flt)
+            n = len(allowed)
+        k = min(k, n)
+        if k == 0:
+            return [[] for _ in range(len(queries))]
+        small = allowed is not None and len(allowed) <= self.defaults.exact_filter_limit
+        if self.kind == "flat" or params.exact or small:
+            self.stats["exact"] += 1
+            fids, scores = self._exact(queries, k, allowed)
             return self._hits(fids, scores)
+        if self._index is None:
+            self._train_ivf()
+        self.stats["index"] += 1
+        rerank = params.rerank
+        if rerank is None:
+            rerank = self.defaults.rerank if self.kind == "ivfpq" else 0
+        fetch = min(k * rerank, n) if rerank > 1 else k
+        fids, scores = self._index_search(queries, fetch, allowed, params)
+        if rerank > 1:
+            fids, scores = self._rerank(queries, fids, k)
+        # a search returns k hits whenever k points match: where the index found fewer (a selective
+        # filter, low nprobe, k near the collection size), that query is answered exactly
+        if fids.shape[1] >= k and (fids[0, k - 1] >= 0 if len(fids) == 1 else fids[:, k - 1].min() >= 0):
+            return self._hits(fids, scores)
+        short = np.flatnonzero((fids[:, k - 1] < 0) if fids.shape[1] >= k else np.ones(len(fids), bool))
+        if len(short):
+            self.stats["topup"] += len(short)
+            fids[short], scores[short] = self._exact(queries[short], k, allowed)
+        return self._hits(fids, scores)
 
     def _selector(self, allowed: np.ndarray | None) -> tuple[Any, Any]:
         """(selector, buffer to keep alive) for a filter's matches, or the hnsw tombstones."""
@@ -677,13 +773,16 @@ class FaissStore(VectorStore):
         return out
 
     def _count(self) -> int:
+        self.refresh()
         return len(self._ps)
 
     def _ids(self) -> set[str]:
+        self.refresh()
         with self._ps.lock:
             return set(self._ps.id_to_fid)
 
     def _fetch(self, ids: list[str]) -> dict[str, tuple[np.ndarray | None, Payload]]:
+        self.refresh()
         ps = self._ps
         with ps.lock:
             view = ps.vectors.view()
@@ -744,6 +843,7 @@ class FaissStore(VectorStore):
             elif self.index_path.exists():
                 self.index_path.unlink()
             self._index_sum = new_sum
+            self._sig = file_sig(self.manifest_path)
 
     def _release(self) -> None:
         """Let go of the point store and the lock without flushing (what a killed process leaves)."""

@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from retrieval.errors import CorruptIndexError, ManifestMismatchError
 
@@ -21,11 +21,9 @@ def now_iso() -> str:
 
 
 def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
+    """sha256 of a file's content, as ``sha256:<hex>``."""
     with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return "sha256:" + h.hexdigest()
+        return sha256_fileobj(f)
 
 
 def atomic_write(path: Path, writer: Callable[[str], object]) -> None:
@@ -54,9 +52,39 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     atomic_write(path, _w)
 
 
-def read_manifest(path: Path) -> dict[str, Any]:
+FileSig = tuple[int, int, int]  # (inode, mtime in ns, size): a file replaced by rename or rewritten differs
+
+
+def file_sig(path: Path) -> FileSig | None:
+    """The signature of the file at ``path`` (None when there is none): one stat, for change checks."""
     try:
-        data = json.loads(path.read_text())
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def sha256_fileobj(fh: BinaryIO) -> str:
+    """sha256 of an open file from its start (the file the handle holds, even if the path was replaced since)."""
+    h = hashlib.sha256()
+    fh.seek(0)
+    while block := fh.read(1 << 20):
+        h.update(block)
+    return "sha256:" + h.hexdigest()
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """Read and check a FAISS kind's manifest."""
+    return read_manifest_sig(path)[0]
+
+
+def read_manifest_sig(path: Path) -> tuple[dict[str, Any], FileSig]:
+    """A FAISS kind's manifest and the signature of the very file it was read from (writers replace it by
+    rename, so the signature tells a later stat whether a newer one was written)."""
+    try:
+        with open(path, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            data = json.loads(fh.read().decode())
     except (OSError, ValueError) as exc:
         raise CorruptIndexError(
             f"manifest {path} is unreadable: {exc}; re-create it with `simlookup ingest CORPUS --name NAME`"
@@ -69,7 +97,7 @@ def read_manifest(path: Path) -> dict[str, Any]:
             f"this simlookup reads {FORMAT_VERSION}: "
             f"delete {path.parent.parent} and ingest again (`simlookup ingest CORPUS --name NAME`)"
         )
-    return data
+    return data, (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def check_expected(manifest: dict[str, Any], path: Path, **expected: Any) -> None:

@@ -129,7 +129,7 @@ def create_app(settings: Settings, name: str) -> FastAPI:
         if target is not None and target not in m.vectors:
             raise HTTPException(404, f"unknown target {target!r}: this collection has {sorted(m.vectors)}")
         if k > api.max_k:
-            raise HTTPException(422, f"k={k} is above the limit max_k={api.max_k}")
+            raise HTTPException(422, f"k={k} is above this service's limit of {api.max_k} hits (SIMLOOKUP_API__MAX_K)")
         parsed = Filter.from_dict(flt)
         if parsed.condition_count > api.max_filter_conditions:
             raise HTTPException(
@@ -158,6 +158,8 @@ def create_app(settings: Settings, name: str) -> FastAPI:
             "took_ms": (time.perf_counter() - t0) * 1e3,
             "hits": [{"id": h.id, "score": float(h.score), "payload": h.payload} for h in res.hits],
         }
+        if res.warnings:
+            doc["warnings"] = res.warnings
         return Response(json.dumps(doc, default=str), media_type="application/json")
 
     @app.post("/search", response_model=SearchResponse, responses=ERRORS, dependencies=[Depends(require_key)])

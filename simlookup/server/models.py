@@ -16,15 +16,27 @@ class SearchRequest(BaseModel):
 
     text: str | None = Field(default=None, description="query text (capped by SIMLOOKUP_API__MAX_TEXT_CHARS)")
     vector: list[float] | None = Field(default=None, description="a query vector of the index's dimension")
-    k: int = Field(default=10, ge=1, strict=True, description="hits to return (capped by SIMLOOKUP_API__MAX_K)")
+    k: int = Field(
+        default=10,
+        ge=1,
+        strict=True,
+        description="hits to return (capped by SIMLOOKUP_API__MAX_K and SIMLOOKUP_LIMITS__MAX_K)",
+    )
     index: str = Field(default="flat", description="flat | ivf | ivfpq | hnsw | qdrant")
     filter: dict[str, Any] | None = Field(default=None, description='{"field": value | [values] | {"gte": n}}')
     rerank: bool = Field(default=False, description="exact re-rank of k×10 candidates")
+    # the upper bounds are the settings' (SIMLOOKUP_LIMITS__*), applied by the retriever with the same message
+    # as the CLI and the Python API
     rerank_factor: int | None = Field(
-        default=None, ge=0, le=100, description="re-rank k×factor candidates (0 turns it off, ivfpq too)"
+        default=None, ge=0, description="re-rank k×factor candidates (0 turns it off, ivfpq too; capped by "
+        "SIMLOOKUP_LIMITS__MAX_RERANK)"
     )
-    nprobe: int | None = Field(default=None, ge=1, le=65536, description="IVF lists to visit")
-    hnsw_ef: int | None = Field(default=None, ge=1, le=10000, description="HNSW candidate list at query time")
+    nprobe: int | None = Field(
+        default=None, ge=1, description="IVF lists to visit (capped by SIMLOOKUP_LIMITS__MAX_NPROBE)"
+    )
+    hnsw_ef: int | None = Field(
+        default=None, ge=1, description="HNSW candidate list at query time (capped by SIMLOOKUP_LIMITS__MAX_EF)"
+    )
     exact: bool = Field(default=False, description="brute force")
     target: Literal["text", "image", "caption"] | None = Field(default=None, description="vector space")
 
@@ -48,6 +60,9 @@ class SearchResponse(BaseModel):
     target: str
     took_ms: float
     hits: list[HitModel]
+    warnings: list[str] | None = Field(
+        default=None, description="present when the answer needs a caveat (the collection is incomplete)"
+    )
 
 
 class IndexInfo(BaseModel):

@@ -1,0 +1,286 @@
+"""Readers follow writers: a read-only store, a Retriever and the service see what another process flushed,
+never a false corruption while it flushes, and say so when the collection is incomplete (issue 21, items 1, 4)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks.datasets import Dataset, clustered
+from retrieval.collection import CollectionManifest, VectorSpace, save_collection
+from retrieval.errors import StoreNotFoundError
+from retrieval.retriever import Retriever
+from retrieval.settings import QdrantSettings, Settings
+from retrieval.stores import FAISS_KINDS, open_store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def vecs() -> Dataset:
+    return clustered(n=600, d=16, nq=5, seed=3)
+
+
+def _settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", qdrant=QdrantSettings(mode="edge"))
+
+
+def _run_writer(data_dir: Path, body: str, wait: bool = True) -> subprocess.Popen[str]:
+    """Run ``body`` in another process with ``s`` (its settings), ``np`` and ``open_store`` at hand."""
+    code = textwrap.dedent(
+        f"""
+        import sys, numpy as np
+        sys.path.insert(0, {str(ROOT)!r})
+        from retrieval.settings import QdrantSettings, Settings
+        from retrieval.stores import open_store
+        s = Settings(data_dir={str(data_dir)!r}, qdrant=QdrantSettings(mode="edge"))
+        """
+    ) + textwrap.dedent(body)
+    proc = subprocess.Popen([sys.executable, "-c", code], text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if wait:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+    return proc
+
+
+def _write(settings: Settings, name: str, kind: str, data: Dataset, n: int) -> None:
+    st = open_store(settings, name, kind, dim=data.dim)
+    st.upsert(data.point_ids()[:n], data.xb[:n], [{"i": i} for i in range(n)])
+    st.build()
+    st.close()
+
+
+@pytest.mark.parametrize("kind", FAISS_KINDS)
+def test_read_only_store_follows_a_writer_in_another_process(tmp_path: Path, vecs: Dataset, kind: str) -> None:
+    s = _settings(tmp_path)
+    _write(s, "c", kind, vecs, 600)
+    ro = open_store(s, "c", kind, create=False, read_only=True)
+    gone = vecs.point_ids()[0]
+    assert ro.count() == 600
+    assert ro.search(vecs.xb[0], k=1)[0][0].id == gone
+    np.save(tmp_path / "x.npy", vecs.xb)
+    _run_writer(
+        s.data_dir,
+        f"""
+        st = open_store(s, "c", {kind!r}, create=False)
+        ids = ["p%d" % i for i in range(600)]
+        st.delete(ids[:300])                                   # a re-ingest that removed half the rows
+        x = np.load({str(tmp_path / "x.npy")!r})
+        st.upsert(["new"], x[:1] * -1, [{{"i": -1}}])
+        st.build()
+        st.close()
+        """,
+    )
+    assert ro.count() == 301  # before the fix: 600, and searches kept answering deleted rows
+    hits = ro.search(vecs.xb[0], k=5)[0]
+    assert gone not in {h.id for h in hits}
+    assert {h.id for h in hits} <= ro.ids()
+    assert ro.search(-vecs.xb[0], k=1)[0][0].id == "new"
+    assert ro.fetch([gone]) == {}
+    ro.close()
+
+
+def test_unchanged_store_does_not_reload(tmp_path: Path, vecs: Dataset) -> None:
+    s = _settings(tmp_path)
+    _write(s, "c", "hnsw", vecs, 600)
+    ro = open_store(s, "c", "hnsw", create=False, read_only=True)
+    for _ in range(5):
+        ro.search(vecs.xb[:3], k=3)
+    assert ro.info()["searches"].get("reloads", 0) == 0
+    ro.close()
+
+
+def test_removed_index_is_a_clear_error_for_a_reader(tmp_path: Path, vecs: Dataset) -> None:
+    s = _settings(tmp_path)
+    _write(s, "c", "flat", vecs, 100)
+    ro = open_store(s, "c", "flat", create=False, read_only=True)
+    (s.data_dir / "faiss" / "c" / "flat" / "manifest.json").unlink()
+    with pytest.raises(StoreNotFoundError, match="removed by another process"):
+        ro.search(vecs.xb[0], k=1)
+    ro.close()
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_read_only_opens_beside_a_flushing_writer_never_see_corruption(
+    tmp_path: Path, vecs: Dataset, kind: str
+) -> None:
+    """A writer upserting 50 points and flushing in a loop; read-only opens in this process meanwhile see the
+    last complete state (the old or the new index), never a false 'does not match its manifest checksum'."""
+    s = _settings(tmp_path)
+    _write(s, "w", kind, vecs, 300)
+    np.save(tmp_path / "x.npy", vecs.xb)
+    writer = _run_writer(
+        s.data_dir,
+        f"""
+        import time
+        x = np.load({str(tmp_path / "x.npy")!r})
+        st = open_store(s, "w", {kind!r}, create=False)
+        print("ready", flush=True)
+        for r in range(60):
+            st.upsert(["r%d-%d" % (r, j) for j in range(50)], x[300 + (r * 50 + np.arange(50)) % 300])
+            st.flush()
+        st.close()
+        """,
+        wait=False,
+    )
+    assert writer.stdout is not None and writer.stdout.readline().strip() == "ready"
+    opens, errors, counts = 0, [], set()
+    while writer.poll() is None:
+        try:
+            ro = open_store(s, "w", kind, create=False, read_only=True)
+            try:
+                counts.add(ro.count())
+                hits = ro.search(vecs.xb[:2], k=3)
+                assert all(len(h) == 3 for h in hits)
+            finally:
+                ro.close()
+            opens += 1
+        except Exception as exc:  # noqa: BLE001 - every failure is collected and reported below
+            errors.append(f"{type(exc).__name__}: {exc}")
+    _, err = writer.communicate()
+    assert writer.returncode == 0, err
+    assert opens >= 3
+    assert not errors, f"{len(errors)} of {opens + len(errors)} opens failed; first: {errors[0]}"
+    assert all((c - 300) % 50 == 0 for c in counts)  # whole upserts only
+
+
+def _collection(s: Settings, name: str, dim: int, complete: bool, count: int) -> None:
+    space = VectorSpace(name="text", encoder="text", model="m", fingerprint="fp", dim=dim)
+    save_collection(
+        s.data_dir,
+        CollectionManifest(
+            name=name, corpus="c.csv", corpus_fingerprint="x", modality="text", vectors={"text": space},
+            indexes=["flat"], count=count, complete=complete,
+        ),
+    )
+
+
+def test_retriever_follows_a_re_ingest_and_says_when_incomplete(tmp_path: Path, vecs: Dataset) -> None:
+    s = _settings(tmp_path)
+    st = open_store(s, "ca", "flat", dim=vecs.dim, fingerprint="fp")
+    st.upsert(vecs.point_ids()[:60], vecs.xb[:60])
+    st.close()
+    _collection(s, "ca", vecs.dim, True, 60)
+    with Retriever(s, "ca") as r:
+        res = r.search_vector(vecs.xb[0], index="flat", k=60)
+        assert len(res.hits) == 60 and res.warnings == []
+        # another process starts a re-ingest: the manifest says incomplete while it writes
+        _collection(s, "ca", vecs.dim, False, 0)
+        res = r.search_vector(vecs.xb[0], index="flat", k=60)
+        assert res.warnings and "incomplete" in res.warnings[0] and "simlookup ingest c.csv" in res.warnings[0]
+        assert res.to_dict()["warnings"] == res.warnings
+        _run_writer(
+            s.data_dir,
+            """
+            st = open_store(s, "ca", "flat", create=False)
+            st.delete(["p%d" % i for i in range(30, 60)])
+            st.close()
+            """,
+        )
+        _collection(s, "ca", vecs.dim, True, 30)
+        res = r.search_vector(vecs.xb[0], index="flat", k=60)
+        assert len(res.hits) == 30 and res.warnings == []  # before the fix: 60 hits, 30 of them deleted rows
+        assert "warnings" not in res.to_dict()
+
+
+def test_cli_search_of_an_incomplete_collection_warns_on_stderr(tmp_path: Path, vecs: Dataset) -> None:
+    s = _settings(tmp_path)
+    st = open_store(s, "inc", "flat", dim=vecs.dim, fingerprint="fp")
+    st.upsert(vecs.point_ids()[:10], vecs.xb[:10])
+    st.close()
+    _collection(s, "inc", vecs.dim, False, 0)
+    vec = json.dumps(vecs.xb[0].tolist())
+    env = {"SIMLOOKUP_DATA_DIR": str(s.data_dir), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run(
+        [sys.executable, "-m", "simlookup", "search", "--vector", vec, "--name", "inc", "--index", "flat", "-k", "3",
+         "--json"],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "incomplete" in out.stderr
+    assert len(json.loads(out.stdout)["hits"]) == 3
+    assert json.loads(out.stdout)["warnings"]
+
+
+def test_reloading_reader_keeps_answering_during_many_reloads(tmp_path: Path, vecs: Dataset) -> None:
+    """Searches from several threads while the reader reloads: each answer comes from one whole snapshot."""
+    import threading
+
+    s = _settings(tmp_path)
+    _write(s, "t", "hnsw", vecs, 300)
+    ro = open_store(s, "t", "hnsw", create=False, read_only=True)
+    np.save(tmp_path / "x.npy", vecs.xb)
+    writer = _run_writer(
+        s.data_dir,
+        f"""
+        x = np.load({str(tmp_path / "x.npy")!r})
+        st = open_store(s, "t", "hnsw", create=False)
+        for r in range(20):
+            st.upsert(["r%d-%d" % (r, j) for j in range(10)], x[300 + r * 10: 310 + r * 10])
+            st.flush()
+        st.close()
+        """,
+        wait=False,
+    )
+    bad: list[str] = []
+
+    def loop() -> None:
+        while writer.poll() is None:
+            try:
+                for hits in ro.search(vecs.xb[:4], k=5):
+                    if len(hits) != 5 or len({h.id for h in hits}) != 5:
+                        bad.append(f"hits {[h.id for h in hits]}")
+            except Exception as exc:  # noqa: BLE001
+                bad.append(f"{type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=loop) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    writer.communicate()
+    time.sleep(0.01)
+    assert not bad, bad[:3]
+    assert ro.count() == 500
+    ro.close()
+
+
+def test_service_follows_a_re_ingest(tmp_path: Path, vecs: Dataset) -> None:
+    """The issue's case: `serve` keeps running while another process removes 30 of 60 rows: /search and
+    /indexes answer from the new state, and an incomplete collection is flagged in the response."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from simlookup.server.app import create_app
+
+    s = _settings(tmp_path)
+    st = open_store(s, "srv", "flat", dim=vecs.dim, fingerprint="fp")
+    st.upsert(vecs.point_ids()[:60], vecs.xb[:60])
+    st.close()
+    _collection(s, "srv", vecs.dim, True, 60)
+    body = {"vector": vecs.xb[0].tolist(), "k": 60, "index": "flat"}
+    with TestClient(create_app(s, "srv")) as c:
+        assert len(c.post("/search", json=body).json()["hits"]) == 60
+        assert c.get("/indexes").json()["indexes"][0]["count"] == 60
+        _collection(s, "srv", vecs.dim, False, 0)
+        doc = c.post("/search", json=body).json()
+        assert "incomplete" in doc["warnings"][0]
+        _run_writer(
+            s.data_dir,
+            """
+            st = open_store(s, "srv", "flat", create=False)
+            st.delete(["p%d" % i for i in range(30, 60)])
+            st.close()
+            """,
+        )
+        _collection(s, "srv", vecs.dim, True, 30)
+        doc = c.post("/search", json=body).json()
+        assert len(doc["hits"]) == 30 and "warnings" not in doc
+        assert c.get("/indexes").json()["indexes"][0]["count"] == 30
