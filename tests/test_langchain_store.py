@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -345,3 +347,109 @@ def test_rag_over_an_ingested_collection(tmp_path: Path, minilm: object) -> None
     with Retriever(s, "ing") as r:
         for index in ("flat", "hnsw", "qdrant"):
             assert r.search_text("a puppy playing fetch", index=index, k=1).hits[0].id == "d", index
+
+
+@pytest.mark.parametrize(
+    ("indexes", "reached", "failing"),
+    [(["flat", "qdrant"], ["qdrant"], "flat"), (["flat", "hnsw", "qdrant"], ["qdrant", "flat"], "hnsw")],
+    ids=["qdrant-then-flat", "qdrant-flat-then-hnsw"],
+)
+@pytest.mark.parametrize("mode", ["edge", "local"])
+def test_a_disk_error_half_way_is_a_store_error_naming_the_indexes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, indexes: list[str], reached: list[str], failing: str
+) -> None:
+    """An OSError (a full disk) after some indexes were written is the documented StoreError, chained."""
+    import errno
+
+    from retrieval.errors import StoreError
+
+    s = Settings(data_dir=tmp_path / "d", qdrant=QdrantSettings(mode=mode))
+    store = SimlookupVectorStore("full", "qdrant", DeterministicFakeEmbedding(size=4), s, indexes=indexes)
+    store.add_texts(["a"], ids=["a"])
+    disk = OSError(errno.ENOSPC, "No space left on device")
+
+    def disk_full(*a: object, **k: object) -> int:  # one store's disk fills up
+        raise disk
+
+    monkeypatch.setattr(store.collection._open(failing), "upsert", disk_full)
+    with pytest.raises(StoreError) as info:
+        store.add_texts(["b"], ids=["b"])
+    msg = str(info.value)
+    assert f"reached {reached} but failed on {failing!r}" in msg and "No space left on device" in msg, msg
+    assert "OSError" in msg and "repeated" in msg, msg
+    assert info.value.__cause__ is disk
+    monkeypatch.undo()
+    store.add_texts(["b"], ids=["b"])  # repeating the write re-aligns the indexes
+    store.close()
+    for index in indexes:
+        st = open_store(s, "full", index, create=False)
+        assert st.ids() == {"a", "b"}, index
+        st.close()
+
+
+def test_a_disk_error_on_delete_is_a_store_error_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from retrieval.errors import StoreError
+
+    s = Settings(data_dir=tmp_path / "d", qdrant=QdrantSettings(mode="edge"))
+    store = SimlookupVectorStore("fulldel", "flat", DeterministicFakeEmbedding(size=4), s, indexes=["flat", "qdrant"])
+    store.add_texts(["a", "b"], ids=["a", "b"])
+
+    def disk_full(*a: object, **k: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store.collection._open("flat"), "delete", disk_full)
+    with pytest.raises(StoreError, match=r"delete on collection 'fulldel' reached \['qdrant'\] but failed on 'flat'"):
+        store.delete(["a"])
+    store.close()
+
+
+def test_an_interrupt_half_way_is_not_wrapped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    s = Settings(data_dir=tmp_path / "d", qdrant=QdrantSettings(mode="edge"))
+    store = SimlookupVectorStore("intr", "flat", DeterministicFakeEmbedding(size=4), s, indexes=["flat", "qdrant"])
+    store.add_texts(["a"], ids=["a"])
+
+    def interrupted(*a: object, **k: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(store.collection._open("flat"), "upsert", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        store.add_texts(["b"], ids=["b"])
+    store.close()
+
+
+def _store_message_for_an_empty_id(s: Settings) -> str:
+    """What the store itself says about an empty point id."""
+    st = open_store(s, "raw", "flat", dim=4)
+    with pytest.raises(InvalidInputError) as info:
+        st.upsert([""], np.ones((1, 4), dtype=np.float32), [{}])
+    st.close()
+    return str(info.value)
+
+
+@pytest.mark.parametrize("index", ["flat", "qdrant"])
+def test_an_empty_id_is_refused_not_replaced(tmp_path: Path, index: str) -> None:
+    s = Settings(data_dir=tmp_path / "d", qdrant=QdrantSettings(mode="edge"))
+    want = _store_message_for_an_empty_id(s)
+    store = SimlookupVectorStore("empty", index, DeterministicFakeEmbedding(size=4), s)
+    store.add_texts(["a"], ids=["a"])
+    for write in (
+        lambda: store.add_texts(["b"], ids=[""]),
+        lambda: store.add_texts(["b", "c"], ids=["b", ""]),
+        lambda: store.add_embeddings([("b", [1.0, 0.0, 0.0, 0.0])], ids=[""]),
+        lambda: store.add_documents([Document(page_content="b", id="")]),
+        lambda: store.add_documents([Document(page_content="b", id="b"), Document(page_content="c", id="")]),
+        lambda: asyncio.run(store.aadd_documents([Document(page_content="b", id="")])),
+        lambda: asyncio.run(store.aadd_texts(["b"], ids=[""])),
+    ):
+        with pytest.raises(InvalidInputError) as info:
+            write()
+        assert str(info.value) == want
+    assert store.collection.count() == 1  # nothing was written
+    # documents without an id still get fresh UUIDs (LangChain's convention), beside ones that have an id
+    got = store.add_documents([Document(page_content="d"), Document(page_content="e", id="e")])
+    assert got[1] == "e" and uuid.UUID(got[0])
+    assert uuid.UUID(store.add_texts(["f"])[0]) and uuid.UUID(store.add_texts(["g"], ids=[None])[0])  # type: ignore[list-item]
+    assert store.collection.count() == 5
+    store.close()

@@ -26,6 +26,7 @@ from retrieval.errors import InvalidInputError
 from retrieval.metric import Metric
 from retrieval.settings import Settings, load_settings
 from retrieval.stores import Hit, SearchParams
+from retrieval.stores.base import VectorStore as BaseStore
 from simlookup.integrations.embedder import Embedder, FunctionEmbedder, external_fingerprint
 from simlookup.integrations.text_collection import FilterSpec, TextCollection
 
@@ -58,8 +59,13 @@ def relevance_fn(metric: Metric) -> Callable[[float], float]:
 
 
 def _fill_ids(ids: Sequence[str | None] | None, n: int) -> list[str]:
-    """The given ids with a fresh UUID for each empty one; n fresh UUIDs when none are given."""
-    return [i if i else str(uuid.uuid4()) for i in (ids or [None] * n)]
+    """The given ids with a fresh UUID for each ``None``; n fresh UUIDs when none are given.
+
+    Any other id is checked as the store checks it, before anything is embedded: an empty string is refused
+    (with the store's own message), never silently replaced by a UUID.
+    """
+    filled = [str(uuid.uuid4()) if i is None else i for i in (ids if ids is not None else [None] * n)]
+    return BaseStore._check_ids(filled, unique=False)
 
 
 def _or_nones(metadatas: Sequence[Mapping[str, Any]] | None, n: int) -> Sequence[Mapping[str, Any] | None]:
@@ -145,6 +151,17 @@ class SimlookupVectorStore(VectorStore):
             raise InvalidInputError(f"{len(texts)} texts but {len(ids)} ids")
         id_list = _fill_ids(ids, len(texts))
         return self.collection.add_texts(id_list, texts, _or_nones(metadatas, len(texts)))
+
+    def add_documents(self, documents: list[Document], **kwargs: Any) -> list[str]:
+        """Upsert documents by their ``id`` (a fresh UUID where it is None; an empty id is refused). Returns the ids.
+
+        LangChain's default would drop every document's id, empty strings included, when none is set.
+        """
+        if "ids" not in kwargs:
+            ids = [doc.id for doc in documents]
+            if any(i is not None for i in ids):
+                kwargs["ids"] = ids
+        return self.add_texts([d.page_content for d in documents], [d.metadata for d in documents], **kwargs)
 
     def add_embeddings(
         self,

@@ -222,8 +222,9 @@ class TextCollection:
     def _each_index(self, op: str, fn: Callable[[VectorStore], Any]) -> dict[str, Any]:
         """Apply one write to every index, Qdrant first (the engine most likely to refuse), then the FAISS kinds.
 
-        A failure before any index was written is raised as it is; a failure after some were is a StoreError that
-        names which indexes hold the write, so the caller can repeat it (writes are idempotent) to re-align them.
+        A failure before any index was written is raised as it is; a failure after some were (any ``Exception``,
+        an ``OSError`` from a full disk included) is a StoreError chained to it that names which indexes hold the
+        write and which failed, so the caller can repeat it (writes are idempotent) to re-align them.
         """
         if self.read_only:
             raise InvalidInputError(f"collection {self.name!r} was opened read-only: it cannot {op}")
@@ -233,11 +234,12 @@ class TextCollection:
         for index in order:
             try:
                 out[index] = fn(self._open(index))
-            except SimlookupError as exc:
+            except Exception as exc:  # not BaseException: an interrupt stays an interrupt
                 if not done:
                     raise
+                why = str(exc) if isinstance(exc, SimlookupError) else f"{type(exc).__name__}: {exc}"
                 raise StoreError(
-                    f"{op} on collection {self.name!r} reached {done} but failed on {index!r} ({exc}): the indexes "
+                    f"{op} on collection {self.name!r} reached {done} but failed on {index!r} ({why}): the indexes "
                     f"are out of step until the same {op} is repeated (it is idempotent)"
                 ) from exc
             done.append(index)
@@ -292,7 +294,7 @@ class TextCollection:
             n = st.count()
             if n == 0:
                 return []
-            if n <= EXACT_LOOKUP_MAX:
+            if n <= min(EXACT_LOOKUP_MAX, st.limits.max_k):  # one search, within the settings' cap on k
                 probe = np.zeros(st.dim, dtype=np.float32)
                 probe[0] = 1.0
                 return [h.id for h in st.search(probe, n, filter, SearchParams(exact=True))[0]]
