@@ -43,13 +43,16 @@ def _node(nid: str, text: str, emb: list[float], doc: str, **metadata: object) -
 
 
 def nodes() -> list[TextNode]:
-    return [
+    out = [
         _node("n1", "lorem ipsum", [1.0, 0.0, 0.0], "doc1", weight=1.0, rank="a", quality=["medium", "high"], n=1),
         _node("n2", "dolor sit amet", [0.0, 1.0, 0.0], "doc1", weight=2.0, rank="c", quality=["medium"], n=2),
         _node("n3", "consectetur", [0.0, 0.0, 1.0], "doc2", weight=3.0, rank="c", quality=["low", "high"], n=3),
         _node("n4", "adipiscing", [1.0, 1.0, 0.0], "doc3", weight=4.0, rank="b", identifier="6FTR78Y", n=4),
         _node("n5", "elit", [0.0, 1.0, 1.0], "doc3", weight=5.5, rank="", identifier=None, n=5, quality=[]),
     ]
+    for node, flag in zip(out, (True, False, 1, 2), strict=False):  # a bool field, numbers beside it; n5 lacks it
+        node.metadata["flag"] = flag
+    return out
 
 
 ALL_IDS = {"n1", "n2", "n3", "n4", "n5"}
@@ -95,7 +98,7 @@ def test_add_query_round_trip(store: SimlookupVectorStore) -> None:
     assert res.similarities == pytest.approx([1.0, 2**-0.5], abs=1e-5)
     top = res.nodes[0]  # type: ignore[index]
     assert top.get_content() == "consectetur" and top.node_id == "n3" and top.ref_doc_id == "doc2"
-    assert top.metadata == {"weight": 3.0, "rank": "c", "quality": ["low", "high"], "n": 3}
+    assert top.metadata == {"weight": 3.0, "rank": "c", "quality": ["low", "high"], "n": 3, "flag": 1}
     assert store.stores_text and store.client.count() == 5
 
 
@@ -123,6 +126,18 @@ SINGLE = {
     "or": fs(f("rank", OP.EQ, "a"), f("weight", OP.GTE, 4.0), condition="or"),
     "not": fs(f("rank", OP.EQ, "c"), f("n", OP.EQ, 1), condition="not"),
     "unknown-field": fs(f("colour", OP.EQ, "red")),
+    # a bool field (flag: True, False, 1, 2, missing): LlamaIndex cannot pass a bool, so 0/1 stand for False/True
+    "bool-eq-1": fs(f("flag", OP.EQ, 1)),
+    "bool-eq-0": fs(f("flag", OP.EQ, 0)),
+    "bool-eq-1.0": fs(f("flag", OP.EQ, 1.0)),
+    "bool-eq-2": fs(f("flag", OP.EQ, 2)),
+    "bool-ne-1": fs(f("flag", OP.NE, 1)),
+    "bool-ne-0": fs(f("flag", OP.NE, 0)),
+    "bool-in": fs(f("flag", OP.IN, [0, 2])),
+    "bool-nin": fs(f("flag", OP.NIN, [1])),
+    "bool-nin-both": fs(f("flag", OP.NIN, [0, 1])),
+    "bool-not": fs(f("flag", OP.EQ, 1), condition="not"),
+    "bool-and": fs(f("flag", OP.EQ, 1), f("rank", OP.EQ, "c")),
 }
 
 
@@ -139,6 +154,27 @@ def test_filters_match_llama_index_reference(store: SimlookupVectorStore, name: 
     assert got == want
     if name not in ("unknown-field",):
         assert want, "a filter case that matches nothing tests little"
+
+
+def test_bool_fields_answer_0_and_1(store: SimlookupVectorStore) -> None:
+    """Spelled out, the 0/1 rule (the reference comparison above holds these too)."""
+    assert query_ids(store, fs(f("flag", OP.EQ, 1))) == {"n1", "n3"}  # True and the number 1
+    assert query_ids(store, fs(f("flag", OP.EQ, 0))) == {"n2"}
+    assert query_ids(store, fs(f("flag", OP.NE, 1))) == {"n2", "n4", "n5"}  # n5 lacks the field
+    assert query_ids(store, fs(f("flag", OP.IN, [1, 2]))) == {"n1", "n3", "n4"}
+    assert query_ids(store, fs(f("flag", OP.NIN, [0, 1]))) == {"n4", "n5"}
+    assert {n.node_id for n in store.get_nodes(filters=fs(f("flag", OP.EQ, 1)))} == {"n1", "n3"}
+
+
+def test_where_the_translation_differs_from_simple_vector_store(store: SimlookupVectorStore) -> None:
+    """The three documented differences, with both answers: ranges, list-valued fields, contains."""
+    gt0 = fs(f("flag", OP.GT, 0))  # ranges match numbers only; Python orders True > 0
+    assert query_ids(store, gt0) == {"n3", "n4"} and reference(gt0) == {"n1", "n3", "n4"}
+    high = fs(f("quality", OP.EQ, "high"))  # a list-valued field matches when any element does
+    assert query_ids(store, high) == {"n1", "n3"} and reference(high) == set()
+    sub = fs(f("identifier", OP.CONTAINS, "FTR"))  # contains is element equality, not a substring test
+    assert query_ids(store, sub) == set() and reference(sub) == {"n4"}
+    assert query_ids(store, fs(f("identifier", OP.CONTAINS, "6FTR78Y"))) == {"n4"}
 
 
 def test_nested_filters(store: SimlookupVectorStore) -> None:
@@ -254,6 +290,28 @@ def test_delete_by_ref_doc_id_beyond_one_search(tmp_path: Path, monkeypatch: pyt
     st.delete("doc3")
     assert {n.node_id for n in st.get_nodes(filters=fs(f("rank", OP.EQ, "c")))} == {"n2", "n3"}
     assert query_ids(st, None) == {"n1", "n2", "n3"}
+    st.close()
+
+
+def test_a_disk_error_half_way_is_a_store_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An OSError after some indexes were written is the StoreError naming them (the LangChain tests cover more)."""
+    import errno
+
+    from retrieval.errors import StoreError
+
+    s = Settings(data_dir=tmp_path / "d", qdrant=QdrantSettings(mode="edge"))
+    st = SimlookupVectorStore("full", "hnsw", s, indexes=["hnsw", "qdrant"])
+    st.add(nodes()[:1])
+
+    def disk_full(*a: object, **k: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(st.client._open("hnsw"), "upsert", disk_full)
+    with pytest.raises(StoreError, match=r"reached \['qdrant'\] but failed on 'hnsw' \(OSError: .*No space left"):
+        st.add(nodes()[1:])
+    monkeypatch.undo()
+    st.add(nodes()[1:])
+    assert query_ids(st, None) == ALL_IDS
     st.close()
 
 
