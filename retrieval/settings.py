@@ -12,12 +12,12 @@ import os
 import re
 from pathlib import Path
 from types import UnionType
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal, Protocol, Union, get_args, get_origin
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
-from retrieval.errors import ConfigError
+from retrieval.errors import ConfigError, InvalidInputError
 
 ENV_PREFIX = "SIMLOOKUP_"
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]*@")
@@ -140,13 +140,45 @@ class FaissSettings(BaseModel):
     )
 
 
-class SearchLimits(BaseModel):
-    """Upper bounds on query parameters, so that no request can make an allocation scale with a number it sends."""
+class QueryParams(Protocol):
+    """The query-time parameters a cap applies to (``retrieval.stores.SearchParams``)."""
 
-    max_k: int = Field(default=10_000, ge=1, description="hits per query (CLI and Python API)")
+    @property
+    def nprobe(self) -> int | None: ...
+    @property
+    def hnsw_ef(self) -> int | None: ...
+    @property
+    def rerank(self) -> int | None: ...
+
+
+class SearchLimits(BaseModel):
+    """Upper bounds on query parameters, so that no request can make an allocation scale with a number it sends.
+
+    The one table of query caps: the Retriever, every store opened by ``open_store(settings, ...)``, the CLI
+    and the REST service apply these numbers, and every refusal names the variable that sets the cap.
+    """
+
+    max_k: int = Field(default=10_000, ge=1, description="hits per query (CLI, Python API, REST)")
     max_ef: int = Field(default=4_096, ge=1, description="HNSW ef / Qdrant hnsw_ef at query time")
     max_nprobe: int = Field(default=65_536, ge=1, description="IVF lists visited per query")
     max_rerank: int = Field(default=100, ge=1, description="re-rank factor (candidates = k × factor)")
+
+    def check(self, k: int, params: QueryParams | None = None) -> None:
+        """Refuse a k, ef, nprobe or re-rank factor above its cap (InvalidInputError naming the variable)."""
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise InvalidInputError(f"k must be a positive integer, got {k!r}")
+        if k > self.max_k:
+            raise InvalidInputError(f"k={k} is above the limit of {self.max_k} hits ({ENV_PREFIX}LIMITS__MAX_K)")
+        if params is None:
+            return
+        caps = (
+            ("ef", params.hnsw_ef, self.max_ef, "MAX_EF"),
+            ("nprobe", params.nprobe, self.max_nprobe, "MAX_NPROBE"),
+            ("rerank factor", params.rerank, self.max_rerank, "MAX_RERANK"),
+        )
+        for what, v, cap, var in caps:
+            if v is not None and v > cap:
+                raise InvalidInputError(f"{what}={v} is above the limit of {cap} ({ENV_PREFIX}LIMITS__{var})")
 
 
 class ApiSettings(BaseModel):
@@ -155,7 +187,7 @@ class ApiSettings(BaseModel):
     key: SecretStr | None = Field(default=None, description="requests must send it as X-API-Key or Bearer token")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
-    max_k: int = Field(default=100, ge=1)
+    max_k: int = Field(default=100, ge=1, description="hits per request, on top of SIMLOOKUP_LIMITS__MAX_K")
     max_text_chars: int = Field(default=2000, ge=1)
     max_filter_conditions: int = Field(default=16, ge=0)
     max_filter_values: int = Field(default=1024, ge=1)  # values in all any-of ($in / $nin / list) conditions

@@ -284,16 +284,18 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
     return 0 if all(r["errors"] == 0 for r in res["runs"]) else 1
 
 
-def _bounded(lo: int, hi: int) -> Any:
-    """An argparse type: an integer in [lo, hi], else a usage error that names the range."""
+def _bounded(lo: int, hi: int | None) -> Any:
+    """An argparse type: an integer in [lo, hi] (hi None: no upper bound here, the settings cap it), else a usage
+    error that names the range."""
 
     def parse(text: str) -> int:
         try:
             v = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if not lo <= v <= hi:
-            raise argparse.ArgumentTypeError(f"{v} is out of range: use {lo} to {hi}")
+        if v < lo or (hi is not None and v > hi):
+            span = f"{lo} to {hi}" if hi is not None else f"{lo} or more"
+            raise argparse.ArgumentTypeError(f"{v} is out of range: use {span}")
         return v
 
     return parse
@@ -357,12 +359,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--image", help="query image file")
     sp.add_argument("--name", required=True)
     sp.add_argument("--index", default="flat", help="flat | ivf | ivfpq | hnsw | qdrant")
-    sp.add_argument("-k", type=int, default=10)
+    sp.add_argument("-k", type=int, default=10, help="hits (default 10; capped by SIMLOOKUP_LIMITS__MAX_K)")
     sp.add_argument("--filter", action="append", help="field=value, field=a,b, field>=n (repeatable)")
     sp.add_argument("--rerank", action="store_true", help="exact re-rank of k×factor candidates")
-    sp.add_argument("--rerank-factor", type=int, help="candidates = k × factor (default 10; 0 turns it off, ivfpq too)")
-    sp.add_argument("--nprobe", type=_bounded(1, 2**62), help="IVF lists to visit")
-    sp.add_argument("--ef", type=_bounded(1, 2**62), help="HNSW ef at query time")
+    sp.add_argument(
+        "--rerank-factor",
+        type=int,
+        help="candidates = k × factor (default 10; 0 turns it off, ivfpq too; capped by SIMLOOKUP_LIMITS__MAX_RERANK)",
+    )
+    # no upper bound of their own: the settings' caps (SIMLOOKUP_LIMITS__*) apply, in-process and in the service
+    sp.add_argument(
+        "--nprobe", type=_bounded(1, None), help="IVF lists to visit (capped by SIMLOOKUP_LIMITS__MAX_NPROBE)"
+    )
+    sp.add_argument("--ef", type=_bounded(1, None), help="HNSW ef at query time (capped by SIMLOOKUP_LIMITS__MAX_EF)")
     sp.add_argument("--exact", action="store_true", help="brute force")
     sp.add_argument("--target", choices=["text", "image", "caption"], help="vector space to search")
     sp.add_argument("--vector", help="search by a vector: a JSON list of numbers, or @FILE (.json, .npy)")

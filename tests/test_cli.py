@@ -99,11 +99,13 @@ def syn_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.mark.parametrize(
     ("flag", "value", "message"),
     [
-        ("-k", "2147483648", "k=2147483648 is above the limit of 10000 hits"),
-        ("--ef", "1000000000", "ef=1000000000 is above"),  # the store's hard cap answers first
-        ("--nprobe", "99999999999", "nprobe=99999999999 is above"),
-        ("--rerank-factor", "100000", "rerank=100000 is above"),
-        ("--ef", "5000", "ef=5000 is above the limit of 4096"),  # under the hard cap: the settings limit
+        ("-k", "2147483648", "k=2147483648 is above the limit of 10000 hits (SIMLOOKUP_LIMITS__MAX_K)"),
+        # one cap per parameter: the settings' (no hard cap of the store or the parser answers first)
+        ("--ef", "1000000000", "ef=1000000000 is above the limit of 4096 (SIMLOOKUP_LIMITS__MAX_EF)"),
+        ("--nprobe", "1000000000", "nprobe=1000000000 is above the limit of 65536 (SIMLOOKUP_LIMITS__MAX_NPROBE)"),
+        ("--nprobe", str(2**70), f"nprobe={2**70} is above the limit of 65536 (SIMLOOKUP_LIMITS__MAX_NPROBE)"),
+        ("--rerank-factor", "100000", "rerank factor=100000 is above the limit of 100 (SIMLOOKUP_LIMITS__MAX_RERANK)"),
+        ("--ef", "5000", "ef=5000 is above the limit of 4096 (SIMLOOKUP_LIMITS__MAX_EF)"),
         ("--rerank-factor", "500", "rerank factor=500 is above the limit of 100"),
     ],
 )
@@ -206,3 +208,17 @@ def test_malformed_json_setting_exits_2_naming_it(
     monkeypatch.setenv("SIMLOOKUP_QDRANT__PAYLOAD_INDEXES", "nope")
     code, _, err = run(capsys, "info")
     assert code == 2 and "SIMLOOKUP_QDRANT__PAYLOAD_INDEXES is not valid JSON" in err and "Traceback" not in err
+
+
+def test_search_caps_follow_the_settings(
+    capsys: pytest.CaptureFixture[str], syn_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A configured cap is the one that answers, above and below the defaults, and its message names it."""
+    monkeypatch.setenv("SIMLOOKUP_LIMITS__MAX_EF", "200000")
+    monkeypatch.setenv("SIMLOOKUP_LIMITS__MAX_NPROBE", "8")
+    vec = json.dumps([1.0] + [0.0] * 15)  # the synthetic collection has no text model: search by vector
+    argv = ["search", "--vector", vec, "--name", "syn", "--index", "hnsw"]
+    code, doc, err = run(capsys, *argv, "--ef", "150000", "--json")
+    assert code == 0 and len(doc["hits"]) == 10, err  # above the store's old hard cap (100000): allowed here
+    code, _, err = run(capsys, *argv, "--nprobe", "9")
+    assert code == 2 and "nprobe=9 is above the limit of 8 (SIMLOOKUP_LIMITS__MAX_NPROBE)" in err

@@ -71,8 +71,12 @@ def test_auth(client: TestClient) -> None:
         ({"text": "x", "filter": {"a": 1, "b": 2, "c": 3}}, 413, "max_filter_conditions"),
         ({"text": "x", "filter": {"$or": [{"a": 1}, {"b": 2}, {"c": 3}]}}, 413, "3 conditions"),  # leaves, not keys
         ({"text": "x", "filter": {"a": list(range(2000))}}, 413, "max_filter_values"),
-        ({"text": "x", "k": 21}, 422, "max_k"),
+        ({"text": "x", "k": 21}, 422, "above this service's limit of 20 hits (SIMLOOKUP_API__MAX_K)"),
         ({"text": "x", "hnsw_ef": 5000}, 422, "SIMLOOKUP_LIMITS__MAX_EF"),  # the same caps as in-process
+        # one cap per parameter, the settings' (no hard-coded bound of the REST model answers first)
+        ({"text": "x", "hnsw_ef": 10**9}, 422, "ef=1000000000 is above the limit of 4096 (SIMLOOKUP_LIMITS__MAX_EF)"),
+        ({"text": "x", "nprobe": 10**9}, 422, "above the limit of 65536 (SIMLOOKUP_LIMITS__MAX_NPROBE)"),
+        ({"text": "x", "rerank_factor": 500}, 422, "above the limit of 100 (SIMLOOKUP_LIMITS__MAX_RERANK)"),
         ({"text": "x", "index": "hnsw", "hnsw_ef": 4096, "k": 3}, 200, "hits"),  # at the cap: answered
         ({"text": "x", "vector": [0.1]}, 422, "exactly one"),
         ({"vector": [0.1, 0.2]}, 422, "dimensions"),

@@ -12,10 +12,10 @@ import pytest
 
 from benchmarks.datasets import Dataset
 from retrieval.errors import DimensionMismatchError, InvalidInputError, StoreClosedError
+from retrieval.filters import Filter
 from retrieval.metric import Metric, exact_scores, top_k
-from retrieval.settings import QdrantSettings, Settings
+from retrieval.settings import QdrantSettings, SearchLimits, Settings
 from retrieval.stores import Hit, SearchParams, VectorStore, open_store
-from retrieval.stores.base import MAX_K
 from tests.conftest import recall_at_k
 
 BACKENDS = [
@@ -269,6 +269,48 @@ def test_unknown_filter_field_matches_nothing(opener: Callable[..., VectorStore]
         st.close()
 
 
+ID_PAYLOADS: list[dict] = [
+    {"_id": "u0", "n": 0},
+    {"_id": {"x": 1}},
+    {"_id~": "t"},  # the stored form of a user's "_id" on Qdrant: must stay the user's own key
+    {"_id": ["u0", "u3"], "_id.x": 2},
+    {"n": 1, "meta": {"_id": "inner"}},
+]
+ID_FILTERS: list[tuple[dict, set[int]]] = [
+    ({"_id": "u0"}, {0, 3}),
+    ({"_id": ["u3", "zz"]}, {3}),
+    ({"_id.x": 1}, {1}),
+    ({"_id.x": 2}, {3}),  # the literal key "_id.x" wins
+    ({"_id": {"$exists": True}}, {0, 1, 3}),
+    ({"_id": None}, {2, 4}),
+    ({"_id~": "t"}, {2}),
+    ({"meta._id": "inner"}, {4}),
+    ({"$or": [{"_id": "u0"}, {"n": 1}]}, {0, 3, 4}),
+]
+
+
+def test_a_payload_key_named_id_is_stored_returned_and_filtered(loaded: VectorStore, data: Dataset) -> None:
+    """Issue 21 item 14: Qdrant refused a payload key "_id" (its own id key), FAISS took it; LangChain's Qdrant
+    store puts one in every Document. Every backend now stores, returns and filters it like any other key."""
+    all_ids = data.point_ids()
+    ids = all_ids[: len(ID_PAYLOADS)]
+    exact = SearchParams(exact=True)
+    assert loaded.upsert(ids, data.xb[: len(ids)], ID_PAYLOADS) == len(ids)
+    loaded.build()
+    assert {i: pl for i, (_, pl) in loaded.fetch(ids).items()} == dict(zip(ids, ID_PAYLOADS, strict=True))
+    hits = loaded.search(data.xb[0], k=len(all_ids), params=exact)[0]
+    assert {h.id: h.payload for h in hits if h.id in ids} == dict(zip(ids, ID_PAYLOADS, strict=True))
+    assert loaded.ids() == set(all_ids)
+    payloads = {pid: ID_PAYLOADS[i] if i < len(ids) else payload(i) for i, pid in enumerate(all_ids)}
+    for spec, expected in ID_FILTERS:
+        flt = Filter.from_dict(spec)
+        want = {pid for pid, pl in payloads.items() if flt.matches(pl)}
+        assert want & set(ids) == {ids[i] for i in expected}, spec  # the rule as documented
+        assert {h.id for h in loaded.search(data.xb[0], k=len(all_ids), filter=flt, params=exact)[0]} == want, spec
+    assert loaded.upsert(ids[:1], data.xb[:1], [{"_id": "again"}]) == 1  # re-added with its _id
+    assert loaded.fetch(ids[:1])[ids[0]][1] == {"_id": "again"} and loaded.count() == len(all_ids)
+
+
 def test_empty_upsert_returns_zero(opener: Callable[..., VectorStore], data: Dataset) -> None:
     st = opener()
     try:
@@ -294,17 +336,45 @@ def test_upsert_returns_number_of_points_given(opener: Callable[..., VectorStore
 
 def test_k_beyond_the_collection_and_caps(loaded: VectorStore, data: Dataset) -> None:
     n = len(data.xb)
-    assert len(loaded.search(data.xq[0], k=MAX_K)[0]) == n  # at most the collection, nothing sized from k
-    assert len(loaded.search(data.xq[0], k=MAX_K, filter={"group": "red"})[0]) == n // 3
-    with pytest.raises(InvalidInputError, match="limit"):
-        loaded.search(data.xq[0], k=MAX_K + 1)
-    with pytest.raises(InvalidInputError, match="limit"):
+    max_k = SearchLimits().max_k  # a store opened without settings has the settings' default caps
+    assert len(loaded.search(data.xq[0], k=max_k)[0]) == n  # at most the collection, nothing sized from k
+    assert len(loaded.search(data.xq[0], k=max_k, filter={"group": "red"})[0]) == n // 3
+    with pytest.raises(InvalidInputError, match=f"above the limit of {max_k} hits \\(SIMLOOKUP_LIMITS__MAX_K\\)"):
+        loaded.search(data.xq[0], k=max_k + 1)
+    with pytest.raises(InvalidInputError, match="SIMLOOKUP_LIMITS__MAX_K"):
         loaded.search(data.xq[0], k=2**31)
-    for name in ("hnsw_ef", "nprobe", "rerank"):
-        with pytest.raises(InvalidInputError, match=f"{name}.*limit"):
-            SearchParams(**{name: 10**9})
-    big = SearchParams(hnsw_ef=100_000, nprobe=1_000_000, rerank=1000)
+    for name, var in (("hnsw_ef", "MAX_EF"), ("nprobe", "MAX_NPROBE"), ("rerank", "MAX_RERANK")):
+        with pytest.raises(InvalidInputError, match=f"=1000000000 is above the limit of .*SIMLOOKUP_LIMITS__{var}"):
+            loaded.search(data.xq[0], k=1, params=SearchParams(**{name: 10**9}))
+    lim = SearchLimits()
+    big = SearchParams(hnsw_ef=lim.max_ef, nprobe=lim.max_nprobe, rerank=lim.max_rerank)  # at the caps: answered
     assert len(loaded.search(data.xq[0], k=5, params=big)[0]) == 5
+
+
+def test_open_store_applies_the_settings_caps(
+    tmp_path: Path, backend: str, data: Dataset, request: pytest.FixtureRequest
+) -> None:
+    """One table of caps: a store opened through open_store(settings) refuses what the settings refuse, and
+    allows what they allow (above the defaults too), each refusal naming its variable."""
+    server = request.getfixturevalue("qdrant_server") if backend == "server" else None
+    limits = SearchLimits(max_k=5, max_ef=200_000, max_nprobe=3, max_rerank=2)
+    settings = make_settings(tmp_path, backend, server).model_copy(update={"limits": limits})
+    name = f"caps-{uuid.uuid4().hex[:8]}"
+    if server is not None:
+        request.addfinalizer(lambda: _drop_collection(settings, name))
+    st = open_store(settings, name, index_of(backend), dim=data.dim, metric=Metric.COSINE)
+    try:
+        st.upsert(data.point_ids()[:300], data.xb[:300], [payload(i) for i in range(300)])
+        st.build()
+        assert len(st.search(data.xq[0], k=5, params=SearchParams(hnsw_ef=150_000))[0]) == 5
+        with pytest.raises(InvalidInputError, match=r"k=6 is above the limit of 5 hits \(SIMLOOKUP_LIMITS__MAX_K\)"):
+            st.search(data.xq[0], k=6)
+        with pytest.raises(InvalidInputError, match=r"nprobe=4 is above the limit of 3 \(SIMLOOKUP_LIMITS__MAX_NPROBE"):
+            st.search(data.xq[0], k=1, params=SearchParams(nprobe=4))
+        with pytest.raises(InvalidInputError, match=r"rerank factor=3 is above the limit of 2 \(SIMLOOKUP_LIMITS__"):
+            st.search(data.xq[0], k=1, params=SearchParams(rerank=3))
+    finally:
+        st.close()
 
 
 def test_second_read_only_open_alongside(

@@ -41,11 +41,13 @@ def open_store(
     vectors: Mapping[str, int] | None = None,
     **build_overrides: Any,
 ) -> VectorStore:
-    """Open (or create) the store ``name`` for one index: a FAISS kind or ``qdrant`` (mode from settings)."""
+    """Open (or create) the store ``name`` for one index: a FAISS kind or ``qdrant`` (mode from settings).
+
+    Its searches are capped by ``settings.limits`` (SIMLOOKUP_LIMITS__*), as the Retriever's are."""
     check_name(name, "store name")
     root = settings.data_dir
     if index in FAISS_KINDS:
-        return FaissStore(
+        return _capped(settings, FaissStore(
             root,
             name,
             FaissBuildParams.from_settings(index, settings.faiss, **build_overrides),
@@ -56,7 +58,7 @@ def open_store(
             create=create,
             read_only=read_only,
             payload_in_ram=settings.faiss.payload_in_ram,
-        )
+        ))
     if index == QDRANT_INDEX:
         q = settings.qdrant
         common: dict[str, Any] = {
@@ -71,8 +73,14 @@ def open_store(
         if q.mode == "edge":
             from retrieval.stores.qdrant_edge_store import QdrantEdgeStore
 
-            return QdrantEdgeStore(root, name, q, **common)
+            return _capped(settings, QdrantEdgeStore(root, name, q, **common))
         from retrieval.stores.qdrant_client_store import QdrantClientStore, make_client
 
-        return QdrantClientStore(make_client(q, root), name, q, **common)
+        return _capped(settings, QdrantClientStore(make_client(q, root), name, q, **common))
     raise UnknownKindError(f"unknown index {index!r}: use one of {list(INDEX_NAMES)}")
+
+
+def _capped(settings: Settings, store: VectorStore) -> VectorStore:
+    """The store with the settings' query caps."""
+    store.limits = settings.limits
+    return store

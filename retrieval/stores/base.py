@@ -18,13 +18,9 @@ import numpy as np
 from retrieval.errors import DimensionMismatchError, InvalidInputError, StoreClosedError
 from retrieval.filters import Filter
 from retrieval.metric import Metric
+from retrieval.settings import SearchLimits
 
 Payload = dict[str, Any]
-
-# Upper bounds on what one search may ask for: past them a request is a mistake (or an attack), and no
-# backend should size an allocation from it. k beyond the collection simply returns the whole collection.
-MAX_K = 100_000
-MAX_PARAM = {"nprobe": 1_000_000, "hnsw_ef": 100_000, "rerank": 1_000}
 
 
 MAX_SQ_NORM = 1e30  # dot / l2 scores of vectors with norms up to 1e15 stay far inside float32
@@ -63,8 +59,7 @@ class SearchParams:
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
                 raise InvalidInputError(f"search parameter {name} must be a non-negative integer, got {v!r}")
-            if v is not None and v > MAX_PARAM[name]:
-                raise InvalidInputError(f"search parameter {name}={v} is above its limit {MAX_PARAM[name]}")
+        # their upper bounds are the settings' (SearchLimits), applied by VectorStore.search
 
 
 _DEFAULT_PARAMS = SearchParams()  # frozen: one shared instance for calls that pass none
@@ -74,6 +69,8 @@ class VectorStore(ABC):
     """A named set of points (string id, float32 vector, JSON payload) searchable by vector."""
 
     backend: ClassVar[str] = "abstract"
+    # the caps on k and the query parameters: the defaults here, the settings' own through open_store
+    limits: SearchLimits = SearchLimits()
     upsert_whole: ClassVar[bool] = False  # True: one _upsert call (one transaction) per upsert, whatever batch_size
 
     def __init__(self, name: str, dim: int, metric: Metric, fingerprint: str | None = None) -> None:
@@ -127,14 +124,11 @@ class VectorStore(ABC):
     ) -> list[list[Hit]]:
         """Nearest neighbours of each query (a (d,) or (n, d) array), best first, with payloads.
 
-        At most min(k, matching points) hits per query; k is capped at MAX_K. A filter on a field that no
-        point has matches nothing.
+        At most min(k, matching points) hits per query; k and the parameters are capped by ``self.limits``
+        (SIMLOOKUP_LIMITS__*). A filter on a field that no point has matches nothing.
         """
         self._check_open()
-        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-            raise InvalidInputError(f"k must be a positive integer, got {k!r}")
-        if k > MAX_K:
-            raise InvalidInputError(f"k={k} is above the limit {MAX_K}")
+        self.limits.check(k, params)
         q = self.check_vectors(queries, what="query")
         flt = None if filter is None else filter if isinstance(filter, Filter) else Filter.from_dict(filter)
         return self._search(q, k, flt if flt else None, params or _DEFAULT_PARAMS)
