@@ -10,6 +10,12 @@ One ``PointStore`` object per folder and process (a refcounted registry): all ki
 share it, each write happens once and is handed to every open kind (``listen``). One writer process
 per collection (an exclusive lock on ``points/.lock``); read-only opens take no lock and read a
 snapshot (or share this process's writer).
+
+Integrity: every flush records the crc32 of each vector row written since the last one in the table
+``vector_crc`` (one blob of little-endian uint32 per ``CRC_CHUNK`` rows; only the chunks a flush touches are
+rewritten, in one transaction). Committed rows never change, so a recorded checksum stays valid and
+``check_vectors`` (``simlookup verify``) can compare every row, beside or after a writer. A store written
+before the table existed gets it, and its rows' checksums, at its next flush.
 """
 
 from __future__ import annotations
@@ -19,8 +25,9 @@ import json
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import numpy as np
 
@@ -29,7 +36,7 @@ from retrieval.filters import Filter
 from retrieval.metric import Metric
 from retrieval.payload_index import JSON_SCALARS, PayloadIndex
 from retrieval.stores.locks import lock_exclusive, unlock
-from retrieval.stores.vector_file import VectorFile
+from retrieval.stores.vector_file import VectorFile, crcs_of
 
 Payload = dict[str, Any]
 
@@ -37,7 +44,22 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS points (fid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, payload TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+CRC_SCHEMA = "CREATE TABLE IF NOT EXISTS vector_crc (chunk INTEGER PRIMARY KEY, crcs BLOB NOT NULL)"
+CRC_CHUNK = 4096  # rows per vector_crc blob (16 KiB)
 POINTS_FORMAT = "1"
+UNIT_TOLERANCE = 1e-3  # a stored cosine vector is unit length (normalised on upsert); farther off is damage
+
+
+@dataclass
+class VectorCheck:
+    """What ``PointStore.check_vectors`` found (fids of live points unless said otherwise)."""
+
+    rows: int  # committed rows in the vector file, live or not
+    checked: int  # rows compared with their recorded checksum (the rest are not checksummed yet)
+    damaged: list[int] = field(default_factory=list)  # live rows that differ from their checksum
+    damaged_dead: int = 0  # rows of replaced or deleted points that differ (searches never read them)
+    non_finite: list[int] = field(default_factory=list)  # live rows holding NaN or inf
+    not_unit: list[int] = field(default_factory=list)  # cosine: live rows of zero or non-unit length
 
 
 class ChangeListener(Protocol):
@@ -92,6 +114,7 @@ class PointStore:
         self._refs = 0
         self._lockfile: Any = None
         self._db: sqlite3.Connection | None = None
+        self._crc_rows = 0  # rows 0.. whose checksums are recorded (the writer's count)
         if not self.sqlite_path.exists():
             raise StoreNotFoundError(f"point store {self.sqlite_path} is missing; {repair}")
         if not read_only:
@@ -118,7 +141,7 @@ class PointStore:
         tmp.unlink(missing_ok=True)
         db = sqlite3.connect(tmp)
         try:
-            db.executescript(SCHEMA)
+            db.executescript(SCHEMA + CRC_SCHEMA + ";")
             db.executemany(
                 "INSERT INTO meta(key, value) VALUES(?, ?)",
                 [
@@ -170,6 +193,14 @@ class PointStore:
             ) from None
         if rows and (rows[-1][0] >= self.next_fid or rows[0][0] < 0):
             raise CorruptIndexError(f"point store {self.sqlite_path}: fids outside 0..next_fid; {self.repair}")
+        if self._db is not None:
+            try:
+                self._db.execute(CRC_SCHEMA)  # a store written before checksums: its next flush records them
+                self._crc_rows = min(len(_read_crcs(self._db)), self.next_fid)
+            except sqlite3.Error as exc:
+                raise CorruptIndexError(
+                    f"point store {self.sqlite_path}: its vector checksums are unreadable ({exc}); {self.repair}"
+                ) from None
         self.vectors = VectorFile(self.vector_path, self.dim, self.next_fid, not self.read_only, self.repair)
         self.id_to_fid: dict[str, int] = {}
         # row fid → (id, payload), None for a fid whose point was replaced or deleted: a list, as one lookup
@@ -178,15 +209,35 @@ class PointStore:
         self.nested: set[int] = set()  # fids whose payload holds a list or an object (copied deeply)
         self._live = np.zeros(max(self.next_fid, 1024), dtype=bool)
         fids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        payloads = [json.loads(r[2]) for r in rows]
-        for (fid, pid, _), pl in zip(rows, payloads, strict=True):
-            self.id_to_fid[pid] = fid
-            self.rows[fid] = (pid, pl)
-            if not _is_flat(pl):
-                self.nested.add(fid)
+        try:
+            payloads = [json.loads(r[2]) for r in rows]
+            for (fid, pid, _), pl in zip(rows, payloads, strict=True):
+                self.id_to_fid[pid] = fid
+                self.rows[fid] = (pid, pl)
+                if not _is_flat(pl):  # AttributeError: not a JSON object
+                    self.nested.add(fid)
+        except (ValueError, TypeError, AttributeError):
+            self._bad_payload(rows)
         self._live[fids] = True
         self.index = PayloadIndex()
         self.index.add(fids, payloads)
+
+    def _bad_payload(self, rows: list[Any]) -> NoReturn:
+        """Raise the error that names the first row whose payload is not a JSON object, and the repair."""
+        for fid, pid, text in rows:
+            try:
+                value = json.loads(text)
+                why = "" if isinstance(value, dict) else f"a JSON {type(value).__name__}"
+            except (ValueError, TypeError) as exc:
+                why = str(exc)
+            if why:
+                raise CorruptIndexError(
+                    f"point store {self.sqlite_path}: the payload of row fid {fid} (id {pid!r}) is not a JSON "
+                    f"object ({why}); repair: set it to {{}} (`sqlite3 {self.sqlite_path} \"UPDATE points SET "
+                    f"payload='{{}}' WHERE fid={fid}\"`), then re-run the ingest, which rewrites that point, or "
+                    f"delete {self.folder.parent} and ingest again"
+                )
+        raise CorruptIndexError(f"point store {self.sqlite_path} holds an unreadable payload; {self.repair}")
 
     def check(self, dim: int, metric: Metric, where: Path | None) -> None:
         """Refuse a kind whose manifest (``where``; None for a new kind) disagrees with the vectors stored here."""
@@ -329,12 +380,82 @@ class PointStore:
         self.index.remove(fids)
 
     def sync(self) -> None:
-        """Make every committed write durable (vectors fsynced, SQLite WAL checkpointed)."""
+        """Make every committed write durable (vectors fsynced, their checksums recorded, SQLite WAL
+        checkpointed)."""
         with self.lock:
             if self._db is None:
                 return
             self.vectors.sync()
+            self._record_crcs()
             self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def _record_crcs(self) -> None:
+        """Record the checksums of the rows committed since the last flush (rewrites the chunks they touch)."""
+        start, end = self._crc_rows, self.next_fid
+        if end <= start or self._db is None:
+            return
+        new = self.vectors.row_crcs(start, end).astype("<u4").tobytes()
+        first = start // CRC_CHUNK
+        cur = self._db.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            head = b""
+            if start % CRC_CHUNK:
+                row = cur.execute("SELECT crcs FROM vector_crc WHERE chunk=?", (first,)).fetchone()
+                head = bytes(row[0])[: (start % CRC_CHUNK) * 4]
+            data, width = head + new, CRC_CHUNK * 4
+            cur.executemany(
+                "INSERT OR REPLACE INTO vector_crc(chunk, crcs) VALUES(?, ?)",
+                [(first + i // width, data[i : i + width]) for i in range(0, len(data), width)],
+            )
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        self._crc_rows = end
+
+    def recorded_crcs(self) -> np.ndarray:
+        """The recorded checksums of rows 0.. (uint32; empty for a store written before checksums)."""
+        db = sqlite3.connect(f"file:{self.sqlite_path}?mode=ro", uri=True)
+        try:
+            return _read_crcs(db)
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return np.zeros(0, dtype=np.uint32)
+            raise CorruptIndexError(f"point store {self.sqlite_path} is unreadable ({exc}); {self.repair}") from None
+        except (sqlite3.Error, ValueError) as exc:
+            raise CorruptIndexError(
+                f"point store {self.sqlite_path}: its vector checksums are unreadable ({exc}); {self.repair}"
+            ) from None
+        finally:
+            db.close()
+
+    def check_vectors(self) -> VectorCheck:
+        """Compare every committed vector row with its recorded checksum, and find live rows that no upsert
+        could have stored: NaN or inf, and (cosine) zero or non-unit vectors. Reads the whole vector file."""
+        with self.lock:
+            n, live = self.next_fid, self.live.copy()
+        crcs = self.recorded_crcs()[:n]
+        rep = VectorCheck(rows=n, checked=len(crcs))
+        for lo, rows in self.vectors.iter_rows(0, n):  # one pass over the file
+            here = live[lo : lo + len(rows)]
+            known = crcs[lo : lo + len(rows)]
+            bad = np.zeros(len(rows), dtype=bool)
+            bad[: len(known)] = crcs_of(rows[: len(known)]) != known
+            rep.damaged += (lo + np.flatnonzero(bad & here)).tolist()
+            rep.damaged_dead += int((bad & ~here).sum())
+            sq = np.einsum("ij,ij->i", rows, rows, dtype=np.float64)
+            ok = np.isfinite(sq)
+            rep.non_finite += (lo + np.flatnonzero(~ok & here & ~bad)).tolist()
+            if self.metric is Metric.COSINE:
+                off = ok & (np.abs(np.sqrt(np.where(ok, sq, 1.0)) - 1.0) > UNIT_TOLERANCE)
+                rep.not_unit += (lo + np.flatnonzero(off & here & ~bad)).tolist()
+        return rep
+
+    def id_of(self, fid: int) -> str | None:
+        """The string id of a live fid (None for a replaced or deleted one)."""
+        row = self.rows[fid] if 0 <= fid < len(self.rows) else None
+        return None if row is None else row[0]
 
     def disk_bytes(self) -> int:
         size = 0
@@ -358,6 +479,21 @@ class PointStore:
             self._db = None
         lockfile, self._lockfile = self._lockfile, None
         unlock(lockfile)
+
+
+def _read_crcs(db: sqlite3.Connection) -> np.ndarray:
+    """The recorded checksums of rows 0.. that chunk after chunk cover without a gap (uint32)."""
+    parts: list[np.ndarray] = []
+    n = 0
+    for chunk, blob in db.execute("SELECT chunk, crcs FROM vector_crc ORDER BY chunk"):
+        if chunk * CRC_CHUNK != n or not isinstance(blob, bytes) or len(blob) % 4:
+            break
+        part = np.frombuffer(blob, dtype="<u4").astype(np.uint32)
+        parts.append(part)
+        n += len(part)
+        if len(part) != CRC_CHUNK:
+            break
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint32)
 
 
 # ---- the in-process registry: one PointStore per folder (the writer's, when this process writes) ----
