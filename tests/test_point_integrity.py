@@ -174,6 +174,23 @@ def test_flushes_record_each_new_row_once_in_chunks(tmp_path: Path) -> None:
         db.close()
 
 
+def test_a_flush_recomputes_a_partial_chunk_that_went_missing(tmp_path: Path) -> None:
+    s = _settings(tmp_path / "d")
+    _write(s, ["flat"], 0, 300)
+    writer = open_store(s, "syn", "flat", create=False)
+    try:
+        _sql(tmp_path / "d", "DELETE FROM vector_crc")  # the recorded start of the chunk the next flush extends
+        writer.upsert([f"p{i}" for i in range(300, 500)], _vectors()[300:500], [{} for _ in range(200)])
+        writer.flush()
+        ps = pts.PointStore(_points(tmp_path / "d"), "re-ingest", read_only=True)
+        try:
+            assert ps.recorded_crcs().tolist() == [zlib.crc32(r.tobytes()) for r in _vectors()[:500]]
+        finally:
+            ps._close_files()  # noqa: SLF001 - a snapshot outside the registry
+    finally:
+        writer.close()
+
+
 def test_rows_written_but_not_yet_flushed_are_no_false_alarm(tmp_path: Path) -> None:
     s = _settings(tmp_path / "d")
     _write(s, ["flat"], 0, 400)

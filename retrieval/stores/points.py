@@ -394,15 +394,17 @@ class PointStore:
         start, end = self._crc_rows, self.next_fid
         if end <= start or self._db is None:
             return
-        new = self.vectors.row_crcs(start, end).astype("<u4").tobytes()
         first = start // CRC_CHUNK
         cur = self._db.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
             head = b""
-            if start % CRC_CHUNK:
+            if start % CRC_CHUNK:  # the recorded start of the chunk (recomputed if it went missing meanwhile)
                 row = cur.execute("SELECT crcs FROM vector_crc WHERE chunk=?", (first,)).fetchone()
-                head = bytes(row[0])[: (start % CRC_CHUNK) * 4]
+                head = bytes(row[0])[: (start % CRC_CHUNK) * 4] if row and isinstance(row[0], bytes) else b""
+                if len(head) != (start % CRC_CHUNK) * 4:
+                    head, start = b"", first * CRC_CHUNK
+            new = self.vectors.row_crcs(start, end).astype("<u4").tobytes()
             data, width = head + new, CRC_CHUNK * 4
             cur.executemany(
                 "INSERT OR REPLACE INTO vector_crc(chunk, crcs) VALUES(?, ?)",
