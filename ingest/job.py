@@ -1,11 +1,11 @@
 """The ingestion job: read a corpus, embed each shard once (cached), write it to every store together.
 
-Order: read the source and check everything that could refuse the ingest (columns, ids, reserved payload
-keys, IVF/PQ trainability, the existing collection's model) before anything is written; then open the
-stores, and only then record the collection manifest. Pipeline: the main thread reads and encodes shard
-after shard (or loads them from the embedding cache) while a writer thread upserts finished shards into
-every FAISS index and the Qdrant collection, so writes overlap encoding. Points whose rows left the source
-are then deleted (unless ``append``), and IVF/PQ training and Qdrant Edge HNSW (optimize) run once at the end.
+Order: read the source and check everything that could refuse the ingest (columns, ids, IVF/PQ trainability,
+the existing collection's model) before anything is written; then open the stores, and only then record the
+collection manifest. Pipeline: the main thread reads and encodes shard after shard (or loads them from the
+embedding cache) while a writer thread upserts finished shards into every FAISS index and the Qdrant
+collection, so writes overlap encoding. Points whose rows left the source are then deleted (unless
+``append``), and IVF/PQ training and Qdrant Edge HNSW (optimize) run once at the end.
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ from retrieval.settings import Settings
 from retrieval.stores import FAISS_KINDS, QDRANT_INDEX, VectorStore, open_store
 from retrieval.stores.faiss_store import FaissBuildParams
 from retrieval.stores.manifest import now_iso
-from retrieval.stores.qdrant_common import ID_KEY
 
 log = logging.getLogger(__name__)
 QDRANT_CHOICES = ("edge", "server", "local", "none")
@@ -267,12 +266,6 @@ def _check_source(
     settings: Settings, opts: IngestOptions, ds: Any, first_space: str, old: CollectionManifest | None
 ) -> None:
     """Refuse, before anything is written, a source no store could take whole."""
-    reserved = sorted({ID_KEY} & set(ds.column_names))
-    if reserved:
-        raise InvalidInputError(
-            f"{opts.corpus}: column(s) {reserved} are reserved (Qdrant keeps each point's original id under "
-            f"{ID_KEY!r}): rename the column in the source"
-        )
     col = first_space if first_space in ds.column_names else None
     usable = len(ds) if col is None or first_space != "text" else sum(text_of(v) is not None for v in ds[col])
     if opts.append and old is not None:

@@ -23,16 +23,23 @@ Semantics (identical on every engine):
 - The values at a path are the resolved value, or the elements of a resolved array (one level). A condition
   on an array field matches when any element matches; an element that is itself an array or object never
   equals a scalar and is never in a range.
-- Types: a bool never equals a number; numbers compare as IEEE doubles (2 equals 2.0; integers beyond
-  ±2**53 compare as their nearest double); strings compare exactly. Ranges match numbers only (never bools
-  or strings); range bounds must be finite numbers. All bounds of one operator object hold for the same
-  element (``{"$gte": 1, "$lt": 5}`` on ``[0, 9]`` does not match).
+- Types: a bool never equals a number; numbers compare by value (2 equals 2.0); strings compare exactly. Ranges
+  match numbers only (never bools or strings). All bounds of one operator object hold for the same element
+  (``{"$gte": 1, "$lt": 5}`` on ``[0, 9]`` does not match).
+- Number limits. A number in a filter (a value or a range bound) must lie within ±``MAX_SAFE_INT`` (2**53 - 1),
+  else ``FilterError``: beyond it Qdrant (Edge, server) compares through doubles and qdrant-client local mode
+  exactly, so the engines would answer differently. Within it every engine gives the exact answer, also for
+  payload integers beyond 2**53 (up to ±2**63): a point holding 2**53 + 1 matches ``{"$gt": 2**53 - 1}`` and
+  never equals a filter value. Store larger identifiers as strings to select them exactly.
 - Null. ``{"f": null}`` (``$eq: null``) matches a point where f is missing, null, ``[]``, or an array holding
   null. ``{"$exists": true}`` matches where f has a value that is not null and not ``[]``; ``$exists: false``
   is its negation (missing, null or ``[]``).
 - Negation. ``$ne``, ``$nin``, ``$not``, ``$nor`` are the plain negation of the positive condition, so they
   also match points that lack the field (``{"f": {"$ne": 1}}`` on ``[1, 2]`` does not match: an element equals 1).
-- A field that no point has matches nothing (everything, under negation). ``{}`` matches everything.
+- A missing field. A point that lacks the field (or whose path leads to nothing) fails every condition on it
+  except ``{"f": null}`` and ``$exists: false``, which it satisfies; under negation the reverse. So a field that
+  no point has matches nothing, except through null, ``$exists: false`` or a negation, which match every point.
+  ``{}`` matches everything.
 - Malformed filters (unknown operator, wrong value type, NaN or infinite bounds, empty ``$in``/``$and``/``$or``,
   nesting deeper than ``MAX_DEPTH``) raise ``FilterError``.
 """
@@ -51,6 +58,7 @@ from retrieval.errors import FilterError
 Scalar: TypeAlias = str | int | float | bool
 Value: TypeAlias = Scalar | None
 MAX_DEPTH = 32
+MAX_SAFE_INT = 2**53 - 1  # the largest magnitude a filter number may have (see "Number limits" above)
 RANGE_KEYS = ("gt", "gte", "lt", "lte")
 _LEGACY_RANGE = {k: k for k in RANGE_KEYS}
 _FIELD_OPS = {"$eq", "$ne", "$in", "$nin", "$gt", "$gte", "$lt", "$lte", "$exists", "$not"}
@@ -58,6 +66,20 @@ _LOGIC_OPS = {"$and", "$or", "$not", "$nor"}
 
 
 # ---------------------------------------------------------------------------------------------- the tree
+def check_number(path: str, v: Any) -> None:
+    """Refuse a filter number that is not finite or lies beyond ±MAX_SAFE_INT (engines disagree there)."""
+    if not is_number(v):
+        return
+    if isinstance(v, float) and not math.isfinite(v):
+        raise FilterError(f"filter on {path!r}: value {v!r} is not a finite number")
+    if abs(v) > MAX_SAFE_INT:
+        shown = repr(v) if len(repr(v)) <= 40 else f"{repr(v)[:16]}... ({len(repr(v))} characters)"
+        raise FilterError(
+            f"filter on {path!r}: number {shown} is beyond ±{MAX_SAFE_INT} (2**53 - 1), the range in which every "
+            "engine compares numbers exactly; store such values as strings to select them exactly"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Condition:
     """A condition on one payload field (the leaves of a filter)."""
@@ -76,12 +98,19 @@ class Eq(Condition):
 
     value: Value
 
+    def __post_init__(self) -> None:
+        check_number(self.path, self.value)
+
 
 @dataclass(frozen=True, slots=True)
 class In(Condition):
     """Some value at ``path`` equals one of ``values`` (an OR of ``Eq``)."""
 
     values: tuple[Value, ...]
+
+    def __post_init__(self) -> None:
+        for v in self.values:
+            check_number(self.path, v)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +121,10 @@ class Range(Condition):
     gte: float | None = None
     lt: float | None = None
     lte: float | None = None
+
+    def __post_init__(self) -> None:
+        for v in (self.gt, self.gte, self.lt, self.lte):
+            check_number(self.path, v)
 
     def bounds(self) -> dict[str, float]:
         """The bounds that are set, e.g. ``{"gte": 2014.0}``."""
@@ -519,6 +552,8 @@ def _range(path: str, bounds: Mapping[str, Any]) -> Node:
             continue
         if not is_number(v):
             raise FilterError(f"filter on {path!r}: range bound {k!r} must be a number, got {v!r}")
+        if isinstance(v, int):
+            check_number(path, v)  # before the double conversion, so the message shows the number as written
         f = as_double(v)
         if not math.isfinite(f):
             raise FilterError(f"filter on {path!r}: range bound {k!r} must be a finite number, got {v!r}")

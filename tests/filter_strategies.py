@@ -1,9 +1,11 @@
 """Hypothesis strategies for payloads and filters, shared by the filter tests.
 
 Small pools of keys and values so that random filters hit random payloads often: keys with dots, spaces, a
-double quote, non-ASCII and the empty string; values of every JSON kind, nested objects and arrays of objects.
-Integers stay within ±2**53 (beyond, numbers compare as doubles on Edge and the server but exactly in
-qdrant-client local mode; see retrieval.filters).
+double quote, non-ASCII, the empty string and ``_id`` (the key Qdrant keeps its point id under); values of every
+JSON kind, nested objects and arrays of objects.
+Payloads also hold integers at and beyond ±2**53 (up to the int64 limits) and doubles of that size; filter numbers
+stay within ±MAX_SAFE_INT (2**53 - 1, the documented limit: larger ones are a FilterError) and include its edges,
+so every engine must order a stored 2**53 + 1 exactly against them.
 """
 
 from __future__ import annotations
@@ -12,9 +14,15 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-TOP_KEYS = ["a", "b", "a.b", "Header 1", "é", "", 'q"k', "n"]
-INNER_KEYS = ["b", "c", "d"]
-PATHS = [*TOP_KEYS, "a.c", "a.b.c", "b.c", "nope", "a.b.c.d"]
+TOP_KEYS = ["a", "b", "a.b", "Header 1", "é", "", 'q"k', "n", "_id", "_id~"]  # "_id": Qdrant's id key, escaped
+INNER_KEYS = ["b", "c", "d", "_id"]
+PATHS = [*TOP_KEYS, "a.c", "a.b.c", "b.c", "nope", "a.b.c.d", "_id.b", "a._id"]
+
+MAX_SAFE = 2**53 - 1
+# numbers a payload may hold beyond the filter limit: where doubles and exact integers part ways
+BIG_NUMBERS = [2**53, 2**53 + 1, -(2**53), -(2**53) - 1, 2**63 - 1, -(2**63), float(2**53), 2.0**63, -1e300]
+# the largest numbers a filter may hold
+EDGE_NUMBERS = [MAX_SAFE, -MAX_SAFE, MAX_SAFE - 1, float(MAX_SAFE)]
 
 scalars = st.one_of(
     st.none(),
@@ -22,9 +30,11 @@ scalars = st.one_of(
     st.integers(-3, 3),
     st.sampled_from([0.0, 1.0, 2.0, 1.5, -0.5]),
     st.sampled_from(["x", "y", "1", "", "Ä b"]),
+    st.sampled_from(EDGE_NUMBERS),
 )
+payload_scalars = st.one_of(scalars, st.sampled_from(BIG_NUMBERS))
 json_values = st.recursive(
-    scalars,
+    payload_scalars,
     lambda inner: st.one_of(
         st.lists(inner, max_size=3),
         st.dictionaries(st.sampled_from(INNER_KEYS), inner, max_size=3),
@@ -33,7 +43,7 @@ json_values = st.recursive(
 )
 payloads = st.dictionaries(st.sampled_from(TOP_KEYS), json_values, max_size=4)
 
-numbers = st.one_of(st.integers(-3, 3), st.sampled_from([0.0, 0.5, 1.0, 1.5, 2.0, -1.0]))
+numbers = st.one_of(st.integers(-3, 3), st.sampled_from([0.0, 0.5, 1.0, 1.5, 2.0, -1.0]), st.sampled_from(EDGE_NUMBERS))
 value_lists = st.lists(scalars, min_size=1, max_size=3)
 
 

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from retrieval.errors import FilterError
-from retrieval.filters import Filter, parse_filter_args
+from retrieval.filters import MAX_SAFE_INT, Filter, parse_filter_args
 from retrieval.settings import QdrantSettings, Settings
 from retrieval.stores import SearchParams, VectorStore, open_store
 from tests.filter_strategies import filters, payloads
@@ -126,8 +126,15 @@ RULES: list[tuple[dict[str, Any], set[int]]] = [
     ({"Header 1": "Intro"}, {3}),  # a key with a space
     ({'q"k': "v"}, {5}),  # a key Qdrant cannot name: evaluated in Python, still exact
     ({"nope": 1}, set()),  # a field no point has matches nothing ...
-    ({"nope": {"$ne": 1}}, set(range(N_RULES))),  # ... everything under negation
-    ({"_id": None}, set(range(N_RULES))),  # Qdrant's own id key is not a payload field
+    ({"nope": {"$gte": 0}}, set()),
+    ({"nope": ["x", 1]}, set()),
+    ({"nope": {"$exists": True}}, set()),
+    ({"nope": {"$ne": None}}, set()),
+    ({"nope": {"$ne": 1}}, set(range(N_RULES))),  # ... everything under negation ...
+    ({"nope": {"$nin": ["x", 1]}}, set(range(N_RULES))),
+    ({"nope": None}, set(range(N_RULES))),  # ... and through null and $exists: false (issue 21 item 13)
+    ({"nope": {"$exists": False}}, set(range(N_RULES))),
+    ({"_id": None}, set(range(N_RULES))),  # a user field like any other (Qdrant's own id key stays hidden)
     ({"_id": {"$exists": True}}, set()),
     ({"$or": [{"genre": "main-news"}, {"tags": {"$in": ["y"]}}, {"x": None}]}, {0, 3, 4, 5, 6}),
     ({"$nor": [{"flag": True}, {"flag": 1}]}, {2, 3, 4, 5, 6}),
@@ -146,6 +153,70 @@ def test_rule_on_every_engine(ruled: VectorStore, spec: dict[str, Any], expected
     want = {IDS[i] for i in expected}
     assert reference(RULE_PAYLOADS, Filter.from_dict(spec)) == want  # the rule as documented
     assert found(ruled, spec) == want
+
+
+# a literal dotted key wins over the nested path with any value but [] (null included): issue 21 item 13
+DOTTED_PAYLOADS: list[dict[str, Any]] = [
+    {"a.b": None, "a": {"b": 1}},  # q0: the literal null wins
+    {"a.b": [], "a": {"b": 1}},  # q1: a literal [] lets the nested path answer
+    {"a": {"b": 1}},  # q2: no literal key
+    {"a.b": [1], "a": {"b": 2}},  # q3: the literal array wins
+]
+DOTTED_RULES: list[tuple[dict[str, Any], set[int]]] = [
+    ({"a.b": 1}, {1, 2, 3}),
+    ({"a.b": 2}, set()),
+    ({"a.b": None}, {0}),
+    ({"a.b": {"$exists": True}}, {1, 2, 3}),
+    ({"a.b": {"$exists": False}}, {0}),
+    ({"a.b": {"$ne": 1}}, {0}),
+]
+
+
+def test_literal_dotted_key_rules_on_every_engine(engine: VectorStore) -> None:
+    engine.delete(IDS)
+    n = len(DOTTED_PAYLOADS)
+    engine.upsert(IDS[:n], VECS[:n], DOTTED_PAYLOADS)
+    for spec, expected in DOTTED_RULES:
+        want = {IDS[i] for i in expected}
+        assert reference(DOTTED_PAYLOADS, Filter.from_dict(spec)) == want, spec  # the rule as documented
+        assert found(engine, spec) == want, spec
+
+
+# numbers beyond ±(2**53 - 1) in a filter are refused; within, every engine is exact on big stored integers
+BIG_PAYLOADS: list[dict[str, Any]] = [
+    {"v": 2**63 - 1},  # b0
+    {"v": 2**53 + 1},  # b1
+    {"v": 2**53},  # b2
+    {"v": -(2**63)},  # b3
+    {"v": MAX_SAFE_INT},  # b4
+    {"v": [-(2**53) - 1, "x"]},  # b5
+    {"v": float(2**53)},  # b6
+]
+BIG_RULES: list[tuple[dict[str, Any], set[int]]] = [
+    ({"v": MAX_SAFE_INT}, {4}),
+    ({"v": {"$gt": MAX_SAFE_INT}}, {0, 1, 2, 6}),
+    ({"v": {"$gte": MAX_SAFE_INT}}, {0, 1, 2, 4, 6}),
+    ({"v": {"$lt": -MAX_SAFE_INT}}, {3, 5}),
+    ({"v": {"$ne": MAX_SAFE_INT}}, {0, 1, 2, 3, 5, 6}),
+    ({"v": {"$gt": 0, "$lt": MAX_SAFE_INT}}, set()),
+    ({"v": [MAX_SAFE_INT, -MAX_SAFE_INT]}, {4}),
+]
+
+
+def test_big_integers_on_every_engine(engine: VectorStore) -> None:
+    """Issue 21 item 2: local mode compared 2**53 + 1 exactly and Edge/FAISS as a double (three filters, three
+    disagreements); filter numbers beyond ±(2**53 - 1) are now refused everywhere, and within it all agree."""
+    engine.delete(IDS)
+    n = len(BIG_PAYLOADS)
+    engine.upsert(IDS[:n], VECS[:n], BIG_PAYLOADS)
+    assert {i: pl for i, (_, pl) in engine.fetch(IDS[:n]).items()} == dict(zip(IDS[:n], BIG_PAYLOADS, strict=True))
+    for spec, expected in BIG_RULES:
+        want = {IDS[i] for i in expected}
+        assert reference(BIG_PAYLOADS, Filter.from_dict(spec)) == want, spec
+        assert found(engine, spec) == want, spec
+    for spec in ({"v": 2**63 - 1}, {"v": 2**53}, {"v": {"$gt": 2**53}}, {"v": {"$in": [1, -(2**53)]}}, {"v": 1e300}):
+        with pytest.raises(FilterError, match=r"beyond ±9007199254740991 \(2\*\*53 - 1\)"):
+            engine.search(VECS[0], k=N, filter=spec, params=EXACT)
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from retrieval.errors import FilterError, InvalidInputError
-from retrieval.filters import And, Eq, Exists, Filter, In, Not, Or, Range, coerce, parse_filter_args
+from retrieval.filters import MAX_SAFE_INT, And, Eq, Exists, Filter, In, Not, Or, Range, coerce, parse_filter_args
 from retrieval.payload_index import PayloadIndex
 from tests.filter_strategies import TOP_KEYS, filters, json_values, payloads, scalars
 
@@ -94,11 +94,34 @@ def test_combinators() -> None:
         ({"$or": [1]}, "list of filter objects"),
         ({"$not": [{"a": 1}]}, "takes a filter object"),
         ({"a": {"$gte": 1, "gte": 2}}, "given twice"),
+        ({"a": 2**53}, r"beyond ±9007199254740991 \(2\*\*53 - 1\)"),  # issue 21 item 2: engines disagree there
+        ({"a": -(2**53)}, "beyond"),
+        ({"a": {"$gt": 2**53}}, "beyond"),
+        ({"a": {"$lte": -1e300}}, "beyond"),
+        ({"a": [1, 2**63 - 1]}, "beyond"),
+        ({"a": {"$nin": [2.0**60]}}, "beyond"),
+        ({"a": {"$ne": 10**400}}, r"number 1000000000000000\.\.\. \(401 characters\) is beyond"),
     ],
 )
 def test_malformed_filters_raise_a_clear_error(spec: dict[str, Any], message: str) -> None:
     with pytest.raises(FilterError, match=message):
         Filter.from_dict(spec)
+
+
+def test_numbers_beyond_the_limit_are_refused_however_built() -> None:
+    """Issue 21 item 2: the node classes and the CLI refuse them too; the limit itself is accepted."""
+    for build in (
+        lambda: Eq("v", 2**53),
+        lambda: In("v", ("x", -(2**53) - 1)),
+        lambda: Range("v", gt=2.0**53),
+        lambda: Filter.range("v", lt=2**63 - 1),
+        lambda: parse_filter_args(["v=9007199254740992"]),
+        lambda: parse_filter_args(["v>=1e16"]),
+    ):
+        with pytest.raises(FilterError, match="beyond"):
+            build()
+    assert Filter.eq("v", MAX_SAFE_INT).matches({"v": MAX_SAFE_INT})
+    assert Filter.range("v", gte=-MAX_SAFE_INT).matches({"v": -MAX_SAFE_INT})
 
 
 def test_not_a_mapping_and_too_deep() -> None:
@@ -188,7 +211,10 @@ def test_coerce_keeps_words_that_float_would_read() -> None:
         ({"x": 1}, {"x": [[1]]}, False),  # arrays are opened one level
         ({"Header 1": "Intro"}, {"Header 1": "Intro"}, True),  # any string is a field name
         ({"": 1}, {"": 1}, True),
-        ({"x": 9007199254740993}, {"x": 9007199254740992}, True),  # numbers compare as doubles
+        ({"x": 9007199254740991}, {"x": 9007199254740993}, False),  # exact within the limit, big payloads too
+        ({"x": {"$gt": 9007199254740991}}, {"x": 9007199254740993}, True),
+        ({"x": {"$lt": -9007199254740991}}, {"x": -(2**63)}, True),
+        ({"x": {"$gt": 9007199254740991}}, {"x": 2**63 - 1}, True),
     ],
 )
 def test_reference_semantics(spec: dict[str, Any], payload: dict[str, Any], expected: bool) -> None:

@@ -336,14 +336,21 @@ def test_ivf_trainability_is_checked_before_writing(tmp_path: Path, minilm) -> N
     assert summ.counts == {"flat": 10, "hnsw": 10, "qdrant": 10}
 
 
-def test_reserved_payload_key_is_refused_before_writing(tmp_path: Path, minilm) -> None:  # type: ignore[no-untyped-def]
+def test_a_column_named_id_is_kept_on_every_store(tmp_path: Path, minilm) -> None:  # type: ignore[no-untyped-def]
+    # issue 21 item 14: refused before (Qdrant keeps each point's id under "_id"); now stored and given back
     s = mk(tmp_path, "d")
     csv = write_csv(tmp_path / "res.csv", "id,text,_id", [(f"r{i}", f"Text {i}.", i) for i in range(20)])
-    for qdrant in ("edge", "none"):
-        with pytest.raises(InvalidInputError, match=r"\['_id'\] are reserved"):
-            run_ingest(s, IngestOptions(str(csv), "res", indexes=["flat"], qdrant=qdrant, progress=False),
-                       encoders={"text": minilm})
-    assert nothing_written(s)
+    summ = run_ingest(s, IngestOptions(str(csv), "res", indexes=["flat"], qdrant="edge", progress=False),
+                      encoders={"text": minilm})
+    assert summ.counts == {"flat": 20, "qdrant": 20}
+    for index in ("flat", "qdrant"):
+        st = open_store(s, "res", index, create=False)
+        try:
+            assert st.fetch(["r3"])["r3"][1] == {"text": "Text 3.", "_id": 3}, index
+            hits = st.search(minilm.encode_text(["Text 3."])[0], k=20, filter={"_id": {"$gte": 18}})[0]
+            assert sorted(h.id for h in hits) == ["r18", "r19"], index
+        finally:
+            st.close()
 
 
 def test_numeric_text_is_embedded_as_its_string(tmp_path: Path, minilm) -> None:  # type: ignore[no-untyped-def]

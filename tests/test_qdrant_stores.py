@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrieval.errors import CorruptIndexError, DimensionMismatchError
+from retrieval.errors import CorruptIndexError, DimensionMismatchError, InvalidInputError
 from retrieval.settings import QdrantSettings, Settings
 from retrieval.stores import SearchParams, VectorStore, open_store
 
@@ -164,5 +164,42 @@ def test_declared_payload_indexes_from_the_environment(tmp_path: Path, monkeypat
         # declared integer is indexed as float: a range served from the index keeps 2012.5
         hits = st.search(np.eye(1, DIM, dtype=np.float32), 5, filter={"year": {"$gte": 2012, "$lt": 2013}})[0]
         assert {h.id for h in hits} == {"a", "b"}
+    finally:
+        st.close()
+
+
+@pytest.mark.parametrize("mode", ["edge", "local"])
+@pytest.mark.parametrize(
+    ("indexes", "message"),
+    [
+        ({"f": "text"}, r"index type 'text' of field 'f' is not one of \['keyword', 'integer', 'float', 'bool'\]"),
+        ({"f": None}, r"index type None of field 'f'"),
+        ({"": "keyword"}, "field names are non-empty strings"),
+    ],
+)
+def test_unknown_payload_index_type_is_a_clear_error(tmp_path: Path, mode: str, indexes: dict, message: str) -> None:
+    """Issue 21 item 12: open_store(payload_indexes={"f": "text"}) raised a raw KeyError: 'text' (after Edge had
+    created its shard); now an InvalidInputError naming the types, and nothing created."""
+    s = Settings(data_dir=tmp_path, qdrant=QdrantSettings(mode=mode))
+    with pytest.raises(InvalidInputError, match=message):
+        open_store(s, "bad", "qdrant", dim=DIM, payload_indexes=indexes)
+    assert not (tmp_path / "qdrant-edge").exists()
+    st = open_store(s, "bad", "qdrant", dim=DIM, payload_indexes={"f": "keyword"})  # the name is free, no lock left
+    st.close()
+
+
+def test_declared_index_on_a_user_id_key_lands_on_its_stored_key(tmp_path: Path) -> None:
+    """Issue 21 item 14: a user's top-level "_id" is stored escaped; a declared index follows it (and nested
+    paths under it), so an indexed filter on "_id" still finds the points."""
+    st = open_store(
+        edge_settings(tmp_path), "idx", "qdrant", dim=DIM, payload_indexes={"_id": "keyword", "_id.n": "float"}
+    )
+    try:
+        assert set(st.info()["payload_schema"]) == {'"_id~"', '"_id~".n'}
+        st.upsert(["a", "b"], np.eye(2, DIM, dtype=np.float32), [{"_id": "x"}, {"_id": {"n": 3}}])
+        st.build()
+        q = np.eye(1, DIM, dtype=np.float32)
+        assert [h.id for h in st.search(q, 5, filter={"_id": "x"})[0]] == ["a"]
+        assert [h.id for h in st.search(q, 5, filter={"_id.n": {"$gte": 3}})[0]] == ["b"]
     finally:
         st.close()

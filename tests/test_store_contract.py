@@ -12,6 +12,7 @@ import pytest
 
 from benchmarks.datasets import Dataset
 from retrieval.errors import DimensionMismatchError, InvalidInputError, StoreClosedError
+from retrieval.filters import Filter
 from retrieval.metric import Metric, exact_scores, top_k
 from retrieval.settings import QdrantSettings, SearchLimits, Settings
 from retrieval.stores import Hit, SearchParams, VectorStore, open_store
@@ -266,6 +267,48 @@ def test_unknown_filter_field_matches_nothing(opener: Callable[..., VectorStore]
         assert len(st.search(data.xq[0], k=3, filter={"group": "red"})[0]) == 3
     finally:
         st.close()
+
+
+ID_PAYLOADS: list[dict] = [
+    {"_id": "u0", "n": 0},
+    {"_id": {"x": 1}},
+    {"_id~": "t"},  # the stored form of a user's "_id" on Qdrant: must stay the user's own key
+    {"_id": ["u0", "u3"], "_id.x": 2},
+    {"n": 1, "meta": {"_id": "inner"}},
+]
+ID_FILTERS: list[tuple[dict, set[int]]] = [
+    ({"_id": "u0"}, {0, 3}),
+    ({"_id": ["u3", "zz"]}, {3}),
+    ({"_id.x": 1}, {1}),
+    ({"_id.x": 2}, {3}),  # the literal key "_id.x" wins
+    ({"_id": {"$exists": True}}, {0, 1, 3}),
+    ({"_id": None}, {2, 4}),
+    ({"_id~": "t"}, {2}),
+    ({"meta._id": "inner"}, {4}),
+    ({"$or": [{"_id": "u0"}, {"n": 1}]}, {0, 3, 4}),
+]
+
+
+def test_a_payload_key_named_id_is_stored_returned_and_filtered(loaded: VectorStore, data: Dataset) -> None:
+    """Issue 21 item 14: Qdrant refused a payload key "_id" (its own id key), FAISS took it; LangChain's Qdrant
+    store puts one in every Document. Every backend now stores, returns and filters it like any other key."""
+    all_ids = data.point_ids()
+    ids = all_ids[: len(ID_PAYLOADS)]
+    exact = SearchParams(exact=True)
+    assert loaded.upsert(ids, data.xb[: len(ids)], ID_PAYLOADS) == len(ids)
+    loaded.build()
+    assert {i: pl for i, (_, pl) in loaded.fetch(ids).items()} == dict(zip(ids, ID_PAYLOADS, strict=True))
+    hits = loaded.search(data.xb[0], k=len(all_ids), params=exact)[0]
+    assert {h.id: h.payload for h in hits if h.id in ids} == dict(zip(ids, ID_PAYLOADS, strict=True))
+    assert loaded.ids() == set(all_ids)
+    payloads = {pid: ID_PAYLOADS[i] if i < len(ids) else payload(i) for i, pid in enumerate(all_ids)}
+    for spec, expected in ID_FILTERS:
+        flt = Filter.from_dict(spec)
+        want = {pid for pid, pl in payloads.items() if flt.matches(pl)}
+        assert want & set(ids) == {ids[i] for i in expected}, spec  # the rule as documented
+        assert {h.id for h in loaded.search(data.xb[0], k=len(all_ids), filter=flt, params=exact)[0]} == want, spec
+    assert loaded.upsert(ids[:1], data.xb[:1], [{"_id": "again"}]) == 1  # re-added with its _id
+    assert loaded.fetch(ids[:1])[ids[0]][1] == {"_id": "again"} and loaded.count() == len(all_ids)
 
 
 def test_empty_upsert_returns_zero(opener: Callable[..., VectorStore], data: Dataset) -> None:

@@ -34,6 +34,7 @@ from retrieval.stores.qdrant_common import (
     NamedVectorView,
     PayloadIndexType,
     PointRow,
+    check_payload_indexes,
     index_key,
     infer_payload_schema,
     point_id,
@@ -113,6 +114,12 @@ class QdrantClientStore(NamedVectorView, VectorStore):
         owns_client: bool = True,
         vectors: Mapping[str, int] | None = None,
     ) -> None:
+        try:
+            payload_indexes = check_payload_indexes(payload_indexes)  # before anything is created
+        except InvalidInputError:
+            if owns_client:
+                release_client(client)
+            raise
         from qdrant_client import models as m
 
         self.client = client

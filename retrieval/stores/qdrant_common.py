@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Literal
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -15,6 +15,10 @@ from retrieval.filters import And, Eq, Exists, Filter, Leaf, Node, Not, Or, Rang
 # Fixed namespace: the same corpus id maps to the same Qdrant point id everywhere.
 ID_NAMESPACE = uuid.UUID("6f1c2a8e-3b0d-5e7a-9c41-2d8f0b6a5e13")
 ID_KEY = "_id"  # the original string id, kept in the payload
+# A user's own top-level key "_id" (or "_id~", "_id~~", ...) is stored with one more "~": ID_KEY stays the point's
+# id, and every user key round-trips. Only top-level keys are escaped (nested objects are the user's alone).
+_USER_ID_KEY = re.compile(r"^_id~*$")
+_STORED_USER_ID_KEY = re.compile(r"^_id~+$")
 PayloadIndexType = Literal["keyword", "integer", "float", "bool"]
 
 
@@ -23,15 +27,29 @@ def point_id(sid: str) -> str:
     return str(uuid.uuid5(ID_NAMESPACE, sid))
 
 
+def stored_key(key: str) -> str:
+    """The Qdrant payload key of a user's top-level key (``_id`` is stored as ``_id~``, ``_id~`` as ``_id~~``)."""
+    return key + "~" if _USER_ID_KEY.match(key) else key
+
+
+def user_key(key: str) -> str:
+    """The user's key of a stored top-level payload key (the inverse of ``stored_key``)."""
+    return key[:-1] if _STORED_USER_ID_KEY.match(key) else key
+
+
 def with_id(sid: str, payload: dict[str, Any]) -> dict[str, Any]:
-    if ID_KEY in payload:
-        raise InvalidInputError(f"payload key {ID_KEY!r} is reserved for the point's original id")
+    """The payload as stored in Qdrant: the user's keys (escaped where needed) and the original id under ID_KEY."""
+    if any(k.startswith(ID_KEY) for k in payload):
+        payload = {stored_key(k): v for k, v in payload.items()}
     return {**payload, ID_KEY: sid}
 
 
 def split_id(payload: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:
+    """A stored payload → (original id, the user's payload as written)."""
     p = dict(payload or {})
     sid = p.pop(ID_KEY, "")
+    if any(k.startswith(ID_KEY) for k in p):
+        p = {user_key(k): v for k, v in p.items()}
     return str(sid), p
 
 
@@ -143,10 +161,9 @@ class QdrantFilterBuilder:
 
     def leaf(self, cond: Leaf) -> Any:
         path = cond.path
-        if path == ID_KEY:  # reserved for the point's own id: no user payload holds it
-            return self.true() if Filter(cond).matches({}) else self.false()
-        lit = json_path([path])
+        lit = json_path([stored_key(path)])
         segs = path.split(".")
+        segs[0] = stored_key(segs[0])
         nested: list[str] = []
         if len(segs) > 1:
             if len(segs) > MAX_NESTED_SEGMENTS:
@@ -225,8 +242,31 @@ INDEX_SCHEMA: dict[str, str] = {"keyword": "keyword", "integer": "float", "float
 
 
 def index_key(field: str) -> str | None:
-    """The Qdrant key of a declared index field: a plain or dotted path as written, any other name quoted."""
-    return field if _PATH_LIKE.match(field) else json_path([field])
+    """The Qdrant key of a declared index field: a plain or dotted path as written, any other name quoted (a
+    user's ``_id`` key names its stored key, see ``stored_key``)."""
+    if not _PATH_LIKE.match(field):
+        return json_path([stored_key(field)])
+    head, dot, rest = field.partition(".")
+    name = head.removesuffix("[]")
+    if stored_key(name) == name:
+        return field
+    return f"{json_path([stored_key(name)])}{head[len(name) :]}{dot}{rest}"
+
+
+def check_payload_indexes(indexes: Mapping[str, Any] | None) -> dict[str, PayloadIndexType]:
+    """The declared payload indexes (field → type), or InvalidInputError naming the bad entry and the types."""
+    allowed = get_args(PayloadIndexType)
+    out: dict[str, PayloadIndexType] = {}
+    for field, kind in (indexes or {}).items():
+        if not isinstance(field, str) or not field:
+            raise InvalidInputError(f"payload_indexes: field names are non-empty strings, got {field!r}")
+        if kind not in allowed:
+            raise InvalidInputError(
+                f"payload_indexes: index type {kind!r} of field {field!r} is not one of {list(allowed)} "
+                '(e.g. {"genre": "keyword", "year": "integer"})'
+            )
+        out[field] = kind
+    return out
 
 
 def infer_payload_schema(payloads: Iterable[dict[str, Any]]) -> dict[str, PayloadIndexType]:

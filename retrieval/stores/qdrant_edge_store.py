@@ -34,6 +34,7 @@ from retrieval.stores.qdrant_common import (
     NamedVectorView,
     PayloadIndexType,
     PointRow,
+    check_payload_indexes,
     index_key,
     infer_payload_schema,
     point_id,
@@ -132,6 +133,7 @@ class QdrantEdgeStore(NamedVectorView, VectorStore):
         create: bool = True,
         vectors: Mapping[str, int] | None = None,
     ) -> None:
+        payload_indexes = check_payload_indexes(payload_indexes)  # before anything is created
         self.dir = (settings.path or root / "qdrant-edge") / name
         self.shard_path = self.dir / "shard"
         self.meta_path = self.dir / "simlookup.json"
