@@ -40,8 +40,8 @@ Semantics (identical on every engine):
   except ``{"f": null}`` and ``$exists: false``, which it satisfies; under negation the reverse. So a field that
   no point has matches nothing, except through null, ``$exists: false`` or a negation, which match every point.
   ``{}`` matches everything.
-- Malformed filters (unknown operator, wrong value type, NaN or infinite bounds, empty ``$in``/``$and``/``$or``,
-  nesting deeper than ``MAX_DEPTH``) raise ``FilterError``.
+- Malformed filters (unknown operator, wrong value type, NaN or infinite bounds, numbers beyond ±``MAX_SAFE_INT``,
+  empty ``$in``/``$and``/``$or``, nesting deeper than ``MAX_DEPTH``) raise ``FilterError``.
 """
 
 from __future__ import annotations
