@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections import Counter
 from pathlib import Path
@@ -30,87 +31,153 @@ class FileCorpus:
         self.spec = CorpusSpec(name=path.stem, modality="text", text_column=text_column, description=f"file {path}")
 
     def load(self, limit: int | None = None) -> Any:
-        from datasets import load_dataset
+        """The rows as a table: ``text``, a string ``id``, the payload columns, and each row's payload as the file
+        holds it (``SOURCE_PAYLOAD``). CSV and JSON are read by Python's own readers, so that no cell is refused
+        or retyped by a table's type guessing (a 30-digit number, ``"1"`` beside ``2``)."""
+        if self.fmt == "parquet":
+            from datasets import load_dataset
 
-        kwargs: dict[str, Any] = {"delimiter": "\t"} if self.path.suffix.lower() == ".tsv" else {}
-        try:
-            ds = load_dataset(self.fmt, data_files=str(self.path), split="train", **kwargs)
-        except Exception as exc:  # noqa: BLE001 - datasets raises many kinds
-            raise CorpusError(f"cannot read {self.path}: {exc}") from None
-        if self.fmt == "csv":
-            rows = self._csv_rows(kwargs.get("delimiter", ","))
-            if len(rows) != len(ds):
-                raise CorpusError(
-                    f"{self.path}: read {len(rows)} rows as text but {len(ds)} as a table; check the quoting"
-                )
-            ds = self._verbatim_columns(ds, rows)
-            ds = self._source_payloads(ds, csv_payloads(rows))
-        elif self.fmt == "json":
-            ds = self._source_payloads(ds, self._json_rows(len(ds)))
+            try:
+                ds = load_dataset("parquet", data_files=str(self.path), split="train")
+            except Exception as exc:  # noqa: BLE001 - datasets raises many kinds
+                raise CorpusError(f"cannot read {self.path}: {exc}") from None
+        else:
+            if self.fmt == "csv":
+                read = self._csv_rows("\t" if self.path.suffix.lower() == ".tsv" else ",")
+                verbatim, payloads = read, csv_payloads([r for _, r in read])
+            else:
+                verbatim = self._json_rows()
+                payloads = [r for _, r in verbatim]
+            ds = self._table(verbatim, payloads)
         return normalise_columns(ds, self.spec.text_column or "text", self.id_column, limit, str(self.path))
 
-    def _csv_rows(self, delimiter: str) -> list[dict[str, Any]]:
+    def _csv_rows(self, delimiter: str) -> list[tuple[int, dict[str, Any]]]:
+        """(line, row) of every non-blank row, cells as written; a row with more cells than the header is an error."""
         import csv
 
-        with self.path.open(newline="", encoding="utf-8") as f:
-            return [r for r in csv.DictReader(f, delimiter=delimiter) if any(v not in (None, "") for v in r.values())]
+        out: list[tuple[int, dict[str, Any]]] = []
+        try:
+            with self.path.open(newline="", encoding="utf-8-sig") as f:
+                reader = csv.DictReader(f, delimiter=delimiter)
+                for r in reader:
+                    extra = r.get(None)  # DictReader's key for surplus cells
+                    if extra:
+                        width = len(reader.fieldnames or [])
+                        raise CorpusError(
+                            f"{self.path}: line {reader.line_num} has {width + len(extra)} cells but the header "
+                            f"names {width} columns; check the quoting"
+                        )
+                    if any(v not in (None, "") for v in r.values()):
+                        out.append((reader.line_num, r))
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            raise CorpusError(f"cannot read {self.path}: {exc}") from None
+        return out
 
-    def _json_rows(self, expected: int) -> list[dict[str, Any]]:
-        """The file's rows as Python's json reads them (a JSON array of objects, or one object per line)."""
-        text = self.path.read_text(encoding="utf-8")
-        rows: Any = None
+    def _json_rows(self) -> list[tuple[int, dict[str, Any]]]:
+        """(line, row) as Python's json reads them (a JSON array of objects, or one object per line), numbers
+        exact: an integer of any size stays that integer, and a float remembers how it was written."""
+        try:
+            text = self.path.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CorpusError(f"cannot read {self.path}: {exc}") from None
+        rows: list[tuple[int, Any]] | None = None
         if self.path.suffix.lower() == ".json":
             try:
-                rows = json.loads(text)
+                whole = json.loads(text, parse_float=_WrittenFloat)
             except ValueError:
-                rows = None
-        if not isinstance(rows, list):
-            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-        if len(rows) != expected or not all(isinstance(r, dict) for r in rows):
-            raise CorpusError(f"{self.path}: read {len(rows)} JSON rows but {expected} as a table")
+                whole = None
+            if isinstance(whole, list):
+                rows = [(i + 1, r) for i, r in enumerate(whole)]  # "line" = position in the array, from 1
+        if rows is None:
+            rows = []
+            for n, line in enumerate(text.splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    rows.append((n, json.loads(line, parse_float=_WrittenFloat)))
+                except ValueError as exc:
+                    raise CorpusError(f"{self.path}: line {n} is not valid JSON ({exc})") from None
+        for n, r in rows:
+            if not isinstance(r, dict):
+                raise CorpusError(f"{self.path}: line {n} holds a JSON {type(r).__name__}, not an object")
         return rows
 
-    def _verbatim_columns(self, ds: Any, rows: list[dict[str, Any]]) -> Any:
-        """CSV ids and texts exactly as written: pandas would turn ``007`` into 7 and ``1.0`` into 1."""
-        keep = [c for c in (self.id_column, self.spec.text_column or "text") if c in ds.column_names]
-        for col in dict.fromkeys(keep):
-            raw = [r.get(col) for r in rows]
-            ds = ds.remove_columns(col).add_column(col, [None if v in (None, "") else v for v in raw])
-        return ds
+    def _table(self, verbatim: list[tuple[int, dict[str, Any]]], payloads: list[dict[str, Any]]) -> Any:
+        """The table of the rows: the id and text columns as written (strings), the other columns as their
+        payload values (a column no table type holds, such as a 30-digit integer, as JSON text), and
+        ``SOURCE_PAYLOAD``, each row's payload as the file holds it, which the ingest uses."""
+        from datasets import Dataset
 
-    def _source_payloads(self, ds: Any, rows: list[dict[str, Any]]) -> Any:
-        """Each row's payload fields as the file holds them, beside the table: a typed table makes a column one
-        type (``"1"`` beside ``2`` becomes a number) and gives every row every key (missing ones as null)."""
-        skip = {self.id_column, self.spec.text_column or "text", "text", "id", ORIGINAL_ID, "image"}
-        if SOURCE_PAYLOAD in ds.column_names:
-            ds = ds.remove_columns(SOURCE_PAYLOAD)
-        col = [json.dumps({k: v for k, v in r.items() if k not in skip}) for r in rows]
-        return ds.add_column(SOURCE_PAYLOAD, col)
+        text_col = self.spec.text_column or "text"
+        cols = list(dict.fromkeys(k for _, r in verbatim for k in r if k is not None))
+        table: dict[str, list[Any]] = {}
+        for c in cols:
+            if c in (self.id_column, text_col):
+                table[c] = self._written_column(c, [(n, r.get(c)) for n, r in verbatim], text=c == text_col)
+            else:
+                table[c] = _typed_column([r.get(c) for r in payloads])
+        skip = {self.id_column, text_col, "text", "id", ORIGINAL_ID, "image"}
+        source = []
+        for r in payloads:
+            src = {k: v for k, v in r.items() if k not in skip}
+            if self.id_column != "id" and "id" in r:  # the file's own id column, kept as orig_id
+                src[ORIGINAL_ID] = r["id"]
+            elif ORIGINAL_ID in r and self.id_column != ORIGINAL_ID:
+                src[ORIGINAL_ID] = r[ORIGINAL_ID]
+            source.append(json.dumps(src))
+        table[SOURCE_PAYLOAD] = source
+        return Dataset.from_dict(table)
+
+    def _written_column(self, col: str, cells: list[tuple[int, Any]], text: bool) -> list[Any]:
+        """An id or text column as written: numbers and bools as their written form (``2.50`` stays "2.50",
+        10**30 stays "1000…0"); an id that is a list or object as its string form; a text that is one stays
+        a list or object (the row is rejected), unless the column also holds strings: that is an error."""
+        out = [_as_written(v) if not isinstance(v, (list, dict)) or not text else v for _, v in cells]
+        if self.fmt == "csv":
+            out = [None if v == "" else v for v in out]  # an empty cell is null, as in the payload
+        if text and any(isinstance(v, str) for v in out):
+            bad = next(((n, v) for (n, _), v in zip(cells, out, strict=True) if isinstance(v, (list, dict))), None)
+            if bad is not None:
+                raise CorpusError(
+                    f"{self.path}: line {bad[0]}: the text column {col!r} holds a JSON {type(bad[1]).__name__}; "
+                    "texts must be strings or numbers"
+                )
+        return out
 
     def fingerprint(self) -> str:
         """The file's content hash and the columns read from it (both decide the rows)."""
         cols = f"text={self.spec.text_column},id={self.id_column}"
-        # csv ids and texts read as written; csv/json payloads as the file holds them (each changed the cache key)
-        verbatim = {"csv": ",verbatim-csv,source-payload", "json": ",source-payload"}.get(self.fmt, "")
+        # csv ids and texts read as written; csv/json payloads as the file holds them; json ids and texts as
+        # written and csv numbers within 64 bits (each changed the rows, so the cache key)
+        verbatim = {"csv": ",verbatim-csv,source-payload,csv-int64", "json": ",source-payload,json-written"}.get(
+            self.fmt, ""
+        )
         return f"file:{self.path.name}@{file_digest([self.path])}:{cols}{verbatim}"
 
 
 _CSV_INT = re.compile(r"-?(0|[1-9][0-9]*)")
 _CSV_FLOAT = re.compile(r"-?(0|[1-9][0-9]*)\.[0-9]*[1-9]|-?(0|[1-9][0-9]*)\.0")
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def _plain_number(cell: str) -> bool:
+    """A cell written as a plain number that a payload holds exactly enough: an integer within 64 bits, or a
+    decimal whose value is finite (``1`` followed by 400 zeros ``.5`` would be inf)."""
+    if _CSV_INT.fullmatch(cell):
+        return INT64[0] <= int(cell) <= INT64[1]
+    return bool(_CSV_FLOAT.fullmatch(cell)) and math.isfinite(float(cell))
 
 
 def csv_payloads(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """CSV cells as payload values: a column whose every non-empty cell is a number written plainly (no leading
-    zero, sign or exponent: ``12``, ``-3``, ``2.5``) holds numbers; any other column keeps its text as written
-    (``007`` stays "007"); an empty cell is null."""
+    zero, sign or exponent: ``12``, ``-3``, ``2.5``; integers within 64 bits) holds numbers; any other column keeps
+    its text as written (``007`` stays "007", a 30-digit integer its digits); an empty cell is null."""
     cols = list(dict.fromkeys(k for r in rows for k in r if k is not None))
     numeric = {
         c
         for c in cols
         if any(r.get(c) not in (None, "") for r in rows)
-        and all(
-            r.get(c) in (None, "") or _CSV_INT.fullmatch(r[c]) or _CSV_FLOAT.fullmatch(r[c]) for r in rows
-        )
+        and all(r.get(c) in (None, "") or _plain_number(r[c]) for r in rows)
     }
 
     def cell(c: str, v: Any) -> Any:
@@ -121,6 +188,38 @@ def csv_payloads(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return v
 
     return [{c: cell(c, r.get(c)) for c in cols} for r in rows]
+
+
+class _WrittenFloat(float):
+    """A JSON float that remembers how the file wrote it (``2.50``, ``1e20``), for ids and texts."""
+
+    written: str
+
+    def __new__(cls, text: str) -> _WrittenFloat:
+        obj = super().__new__(cls, text)
+        obj.written = text
+        return obj
+
+
+def _as_written(v: Any) -> Any:
+    """An id or text cell as the file wrote it: numbers and bools as text, strings and null as they are."""
+    if isinstance(v, _WrittenFloat):
+        return v.written
+    if isinstance(v, (bool, int, float, list, dict)):
+        return str(v)  # an int's digits are exact at any size; bools as before (True)
+    return v
+
+
+def _typed_column(values: list[Any]) -> list[Any]:
+    """A payload column for the table: its values when one table type holds them all, else each value's JSON
+    text (a 30-digit integer, ``"1"`` beside ``2``). The payload itself comes from ``SOURCE_PAYLOAD``."""
+    import pyarrow as pa  # type: ignore[import-untyped]
+
+    try:
+        pa.array(values)
+    except (pa.ArrowException, OverflowError, TypeError, ValueError):
+        return [None if v is None else json.dumps(v) for v in values]
+    return values
 
 
 def normalise_columns(ds: Any, text_column: str, id_column: str, limit: int | None, where: str) -> Any:
