@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import socket
+import time
 from collections.abc import Generator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -25,7 +26,7 @@ from ingest.cache import EmbeddingCache, Shard
 from ingest.corpora.base import CorpusError
 from retrieval.collection import VectorSpace
 from retrieval.errors import BackendUnavailableError, ConfigError, SimlookupError
-from retrieval.settings import ApiSettings, QdrantSettings, Settings
+from retrieval.settings import ApiSettings, IngestSettings, QdrantSettings, Settings
 
 if TYPE_CHECKING:
     from ingest.job import IngestOptions
@@ -84,6 +85,54 @@ def connect(settings: Settings, quiet: bool = True) -> bool:
     except (ConnectionError, RuntimeError, TimeoutError) as exc:
         raise BackendUnavailableError(f"cannot join Ray at {cfg.ray_address}: {exc}") from None
     return True
+
+
+def actor_demand(gpus_per_worker: float) -> dict[str, float]:
+    """What one encoder actor asks Ray for: one CPU, and its GPUs."""
+    return {"CPU": 1.0} | ({"GPU": float(gpus_per_worker)} if gpus_per_worker > 0 else {})
+
+
+def actors_that_fit(nodes: list[dict[str, float]], demand: Mapping[str, float]) -> int:
+    """How many actors of this demand the nodes (each node's total resources) can hold at once."""
+    return sum(int(min(res.get(k, 0.0) / v for k, v in demand.items()) + 1e-9) for res in nodes)
+
+
+def _where(cfg: IngestSettings) -> str:
+    return f"the Ray cluster at {cfg.ray_address}" if cfg.ray_address else "the local Ray (this machine)"
+
+
+def check_resources(ray: Any, cfg: IngestSettings, actors: int) -> None:
+    """Refuse, within the connect timeout, a cluster on which no encoder actor can ever start (Ray Data would
+    wait forever, "The job may hang forever unless the cluster scales up"): the error names what is missing.
+    A cluster that holds fewer actors than asked for runs with those (the others wait for it to scale up)."""
+    demand = actor_demand(cfg.gpus_per_worker)
+    deadline = time.monotonic() + cfg.ray_connect_timeout_s
+    while True:  # a cluster that is still starting (or scaling up) may show its nodes late
+        nodes = [n.get("Resources") or {} for n in ray.nodes() if n.get("Alive")]
+        fit = actors_that_fit(nodes, demand)
+        if fit > 0 or time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)
+    if fit == 0:
+        total = {k: sum(res.get(k, 0.0) for res in nodes) for k in demand}
+        have = ", ".join(f"{total[k]:g} {k}" for k in demand)
+        need = " and ".join(f"{v:g} {k}" for k, v in demand.items())
+        if "GPU" in demand:
+            fix = (
+                "set --gpus-per-worker 0 (SIMLOOKUP_INGEST__GPUS_PER_WORKER) to encode on CPUs, or run on a Ray "
+                "cluster with GPU nodes (--ray-address)"
+            )
+        else:
+            fix = "add CPUs to the cluster (`ray start --num-cpus N`), or leave --ray-address out for a local Ray"
+        raise ConfigError(
+            f"--engine ray: no node of {_where(cfg)} has {need} for an encoder actor (it has {have} in all, "
+            f"waited {cfg.ray_connect_timeout_s:g} s): {fix}"
+        )
+    if fit < actors:
+        log.warning(
+            "%s holds %d of the %d encoder actors asked for (%s each); the others start if it scales up",
+            _where(cfg), fit, actors, ", ".join(f"{v:g} {k}" for k, v in demand.items()),
+        )
 
 
 class ShardEncoder:
@@ -174,6 +223,7 @@ def ray_shards(
     try:
         items = [{"start": s, "end": e, "spaces": ",".join(names)} for s, e, names in todo]
         cfg = settings.ingest
+        check_resources(ray, cfg, min(cfg.workers, len(items)))
         encoded = iter(
             ray.data.from_items(items, override_num_blocks=len(items))
             .map_batches(
