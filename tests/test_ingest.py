@@ -560,14 +560,13 @@ def test_query_parameters_are_capped(pristine: Path) -> None:
     with Retriever(s, "syn") as r:
         with pytest.raises(InvalidInputError, match=r"k=2147483648 is above the limit of 10000"):
             r.search_vector(q, "flat", k=2**31)
-        for huge in ({"hnsw_ef": 10**9}, {"nprobe": 2**40}, {"rerank": 10**6}):  # the store's hard caps
-            with pytest.raises(InvalidInputError, match="is above its limit"):
-                SearchParams(**huge)
-        for params, what in (  # under the hard caps, above the settings' limits
-            (SearchParams(hnsw_ef=5000), "ef=5000"),
-            (SearchParams(nprobe=100_000), "nprobe="),
-            (SearchParams(rerank=500), "rerank factor="),
+        for params, what in (  # one cap per parameter, the settings', named in the message
+            (SearchParams(hnsw_ef=5000), r"ef=5000 is above the limit of 4096 \(SIMLOOKUP_LIMITS__MAX_EF\)"),
+            (SearchParams(hnsw_ef=10**9), r"ef=1000000000 is above the limit of 4096 \(SIMLOOKUP_LIMITS__MAX_EF\)"),
+            (SearchParams(nprobe=100_000), r"nprobe=100000 is above the limit of 65536 \(SIMLOOKUP_LIMITS__MAX_NPROBE"),
+            (SearchParams(nprobe=2**40), r"nprobe=1099511627776 is above the limit of 65536"),
+            (SearchParams(rerank=500), r"rerank factor=500 is above the limit of 100 \(SIMLOOKUP_LIMITS__MAX_RERANK"),
         ):
-            with pytest.raises(InvalidInputError, match=f"{what}.* above the limit"):
+            with pytest.raises(InvalidInputError, match=what):
                 r.search_vector(q, "hnsw", k=10, params=params)
         assert len(r.search_vector(q, "flat", k=10_000).hits) == 6000  # k up to the cap; at most the collection
