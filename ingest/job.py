@@ -25,18 +25,17 @@ from ingest.corpora import get_corpus
 from ingest.rows import encode_rows, text_of
 from retrieval.collection import (
     ENCODER_OF,
+    Collection,
     CollectionManifest,
     VectorSpace,
     load_collection,
-    save_collection,
     space_names,
-    store_name,
 )
 from retrieval.encoders.loader import load_encoder
 from retrieval.errors import CorruptManifestError, InvalidInputError, SimlookupError, StoreNotFoundError
 from retrieval.names import check_name
 from retrieval.settings import Settings
-from retrieval.stores import FAISS_KINDS, QDRANT_INDEX, VectorStore, open_store
+from retrieval.stores import FAISS_KINDS, QDRANT_INDEX, VectorStore
 from retrieval.stores.faiss_store import FaissBuildParams
 from retrieval.stores.manifest import now_iso
 
@@ -101,14 +100,14 @@ __all__ = ["IngestOptions", "IngestSummary", "load_encoder", "rejects_of", "run_
 class _Writer(threading.Thread):
     """Consumes encoded shards and upserts them into every store of their space."""
 
-    def __init__(self, stores: dict[str, list[tuple[str, VectorStore]]], bar: Any) -> None:
+    def __init__(self, coll: Collection, bar: Any) -> None:
         super().__init__(daemon=True, name="simlookup-writer")
-        self.stores = stores
+        self.coll = coll
         self.q: queue.Queue[tuple[str, Shard] | None] = queue.Queue(maxsize=4)
         self.error: BaseException | None = None
         self.busy_s = 0.0
         self.bar = bar
-        self.written: dict[str, set[str]] = {space: set() for space in stores}  # ids per space, for the pruning
+        self.written: dict[str, set[str]] = {space: set() for space in coll.manifest.vectors}  # for the pruning
 
     def run(self) -> None:
         while True:
@@ -121,9 +120,8 @@ class _Writer(threading.Thread):
             self.written[space].update(shard.ids)
             t0 = time.perf_counter()
             try:
-                for _, st in self.stores[space]:
-                    if shard.ids:
-                        st.upsert(shard.ids, shard.vectors, shard.payloads)
+                if shard.ids:  # every index of the space, Qdrant first (Collection.each_index)
+                    self.coll.upsert(shard.ids, shard.vectors, shard.payloads, target=space)
             except BaseException as exc:  # noqa: BLE001 - re-raised by the main thread
                 self.error = exc
             self.busy_s += time.perf_counter() - t0
@@ -174,44 +172,22 @@ def run_ingest(settings: Settings, opts: IngestOptions, encoders: dict[str, Any]
     ]
     _check_compatible(opts.name, old, spec.modality, spaces)
 
-    stores: dict[str, list[tuple[str, VectorStore]]] = {}
+    # every check passed: the manifest to be is known, but written only once every store has opened
+    manifest = _new_manifest(opts, spec, corpus_fp, spaces, old, qs if use_qdrant else None)
+    coll = Collection(settings, opts.name, read_only=False, manifest=manifest)
     t0 = time.perf_counter()
     try:
-        for sp in spaces:
-            sname = store_name(opts.name, spec.modality, sp.name)
-            stores[sp.name] = [
-                (kind, open_store(settings, sname, kind, dim=sp.dim, fingerprint=sp.fingerprint))
-                for kind in opts.indexes
-            ]
-            if use_qdrant:  # image corpora: one collection, named vectors 'image' and 'caption'
-                named: dict[str, int] = {} if spec.modality == "text" else {x.name: x.dim for x in spaces}
-                stores[sp.name].append(
-                    (
-                        QDRANT_INDEX,
-                        open_store(
-                            qs,
-                            opts.name,
-                            QDRANT_INDEX,
-                            dim=sp.dim,
-                            fingerprint=sp.fingerprint,
-                            payload_indexes=dict(spec.payload_indexes),
-                            vector_name="" if spec.modality == "text" else sp.name,
-                            vectors=named or None,
-                        ),
-                    )
-                )
+        stores: dict[str, list[tuple[str, VectorStore]]] = {
+            sp.name: [(kind, coll.store(kind, sp.name, create=True)) for kind in manifest.indexes] for sp in spaces
+        }
         summary.seconds["open"] = time.perf_counter() - t0
-        # every check passed and every store opened: only now is the collection manifest (re)written
-        manifest = _start_manifest(settings, opts, spec, corpus_fp, spaces, old, qs if use_qdrant else None)
-        current = _pipeline(settings, opts, ds, corpus_fp, spaces, encoders, stores, summary)
+        coll.save()  # complete=False until the run ends
+        current = _pipeline(settings, opts, ds, corpus_fp, spaces, encoders, coll, summary)
         if not opts.append:
             summary.removed = _remove_stale(spaces, stores, current)
         t_build = time.perf_counter()
-        for sp in spaces:
-            for _, st in stores[sp.name]:
-                if st.count():
-                    st.build()
-                st.flush()
+        coll.build()
+        coll.flush()
         summary.seconds["build"] = time.perf_counter() - t_build
         first = stores[spaces[0].name]
         summary.counts = {k: st.count() for k, st in first}
@@ -219,17 +195,15 @@ def run_ingest(settings: Settings, opts: IngestOptions, encoders: dict[str, Any]
         summary.indexes = [k for k, _ in first]
         summary.sizes_bytes = store_sizes(first)
     finally:
-        for lst in stores.values():
-            for _, st in lst:
-                try:
-                    st.close()
-                except SimlookupError as exc:
-                    log.warning("closing %s: %s", st.name, exc)
+        try:
+            coll.close()
+        except SimlookupError as exc:
+            log.warning("%s", exc)
     manifest.count = summary.ingested
     manifest.rejected = summary.rejected
     manifest.complete = True
     manifest.updated = now_iso()
-    save_collection(settings.data_dir, manifest)
+    coll.save()
     summary.seconds["total"] = time.perf_counter() - t_start
     return summary
 
@@ -321,8 +295,7 @@ def _remove_stale(
     return removed
 
 
-def _start_manifest(
-    settings: Settings,
+def _new_manifest(
     opts: IngestOptions,
     spec: Any,
     corpus_fp: str,
@@ -330,7 +303,7 @@ def _start_manifest(
     old: CollectionManifest | None,
     qs: Settings | None,
 ) -> CollectionManifest:
-    """Record the collection as being written (complete=False until the run ends)."""
+    """The manifest of the collection being written (complete=False until the run ends)."""
     indexes = list(opts.indexes) + ([QDRANT_INDEX] if qs is not None else [])
     m = CollectionManifest(
         name=opts.name,
@@ -344,7 +317,6 @@ def _start_manifest(
         created=old.created if old is not None else now_iso(),
         updated=now_iso(),
     )
-    save_collection(settings.data_dir, m)
     return m
 
 
@@ -355,7 +327,7 @@ def _pipeline(
     corpus_fp: str,
     spaces: list[VectorSpace],
     encoders: dict[str, Any],
-    stores: dict[str, list[tuple[str, VectorStore]]],
+    coll: Collection,
     summary: IngestSummary,
 ) -> dict[str, set[str]]:
     """Encode (or load from the cache) and write every shard; returns the ids written per space."""
@@ -372,7 +344,7 @@ def _pipeline(
     total = n * len(spaces)
     enc_bar = tqdm(total=total, desc="encode", unit="row", disable=not opts.progress, dynamic_ncols=True)
     write_bar = tqdm(total=total, desc="write ", unit="row", disable=not opts.progress, dynamic_ncols=True)
-    writer = _Writer(stores, write_bar)
+    writer = _Writer(coll, write_bar)
     writer.start()
     encode_s = 0.0
     rejects: list[dict[str, str]] = []

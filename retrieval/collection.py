@@ -1,135 +1,345 @@
-"""The collection manifest: what an ingest wrote under a name, so searches pick the right encoder and stores.
-
-``<data_dir>/collections/<name>.json`` records the corpus, the modality, each vector space (its encoder,
-fingerprint, dim, metric) and the indexes built for it. A vector space is named after the dataset column
-it embeds: ``text`` (text model), ``image`` and ``caption`` (the CLIP towers).
-"""
+"""A collection: its manifest (``collection_manifest``) and, here, the facade that opens, checks, writes and
+searches its stores in one place."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, model_validator
+import numpy as np
 
-from retrieval.errors import CorruptManifestError, StoreNotFoundError
-from retrieval.names import check_name
-from retrieval.stores.manifest import write_json
+from retrieval.collection_manifest import (
+    ENCODER_OF,
+    CollectionManifest,
+    EncoderKind,
+    VectorKind,
+    VectorSpace,
+    list_collections,
+    load_collection,
+    load_collection_pinned,
+    manifest_path,
+    save_collection,
+    scan_collections,
+    space_names,
+    store_name,
+)
+from retrieval.errors import (
+    CorruptIndexError,
+    InvalidInputError,
+    SimlookupError,
+    StoreError,
+    StoreNotFoundError,
+)
+from retrieval.settings import Settings
+from retrieval.stores import INDEX_NAMES, QDRANT_INDEX, VectorStore, open_store
+from retrieval.stores.manifest import FileSig, Pin, file_sig
 
-VectorKind = Literal["text", "image", "caption"]
-EncoderKind = Literal["text", "clip"]
-ENCODER_OF: dict[str, EncoderKind] = {"text": "text", "image": "clip", "caption": "clip"}
+__all__ = [
+    "ENCODER_OF",
+    "CollectionManifest",
+    "EncoderKind",
+    "VectorKind",
+    "VectorSpace",
+    "list_collections",
+    "load_collection",
+    "manifest_path",
+    "save_collection",
+    "scan_collections",
+    "space_names",
+    "store_name",
+    "Collection",
+    "QueryKind",
+]
 
-
-class VectorSpace(BaseModel):
-    """One embedded space of a collection: the column it embeds (its name) and which encoder made it."""
-
-    name: VectorKind = "text"
-    encoder: EncoderKind
-    model: str
-    fingerprint: str
-    dim: int
-    metric: str = "cosine"
-
-    @property
-    def column(self) -> str:
-        """The dataset column this space embeds (corpora normalise it to the space's name)."""
-        return self.name
-
-
-def space_names(modality: str, has_captions: bool) -> list[VectorKind]:
-    """The vector spaces of a corpus: 'text' for text corpora; 'image' (+ 'caption') for image corpora."""
-    if modality == "text":
-        return ["text"]
-    return ["image", "caption"] if has_captions else ["image"]
-
-
-class CollectionManifest(BaseModel):
-    """What ``simlookup ingest`` wrote under one name."""
-
-    format_version: int = 1
-    name: str
-    corpus: str
-    corpus_fingerprint: str
-    modality: Literal["text", "image"]
-    vectors: dict[str, VectorSpace]
-    indexes: list[str] = Field(default_factory=list)
-    qdrant_mode: str | None = None
-    payload_indexes: dict[str, str] = Field(default_factory=dict)
-    count: int = 0
-    rejected: int = 0
-    complete: bool = False
-    created: str = ""
-    updated: str = ""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _space_names(cls, data: Any) -> Any:
-        # manifests written before spaces carried their name: the key is the name
-        if isinstance(data, dict) and isinstance(data.get("vectors"), dict):
-            data = {**data, "vectors": {k: ({"name": k, **v} if isinstance(v, dict) else v)
-                                        for k, v in data["vectors"].items()}}
-        return data
-
-    def store_name(self, vector: str) -> str:
-        """FAISS store name of one vector space (the plain name for text corpora)."""
-        return store_name(self.name, self.modality, vector)
+QueryKind = Literal["text", "image"]
 
 
-def store_name(name: str, modality: str, vector: str) -> str:
-    """FAISS store name of one vector space of a collection."""
-    return name if modality == "text" else f"{name}.{vector}"
+class Collection:
+    """One collection: its manifest and the store of every (index, vector space), opened once each.
 
+    The one place that opens a collection's stores (the Qdrant engine and vector name from the manifest),
+    checks them against the manifest, writes to every index in a fixed order (Qdrant first, the engine most
+    likely to refuse, then the FAISS kinds) with a report of partial failures, builds, flushes and closes them,
+    and follows another process's writes (``refresh``). Readers (``read_only=True``) take no write locks.
+    Thread-safe: stores open once under a lock.
+    """
 
-def manifest_path(data_dir: Path, name: str) -> Path:
-    """Where the manifest of a collection lives."""
-    return data_dir / "collections" / f"{check_name(name, 'collection name')}.json"
+    def __init__(
+        self,
+        settings: Settings,
+        name: str,
+        read_only: bool = True,
+        manifest: CollectionManifest | None = None,
+        check_counts: bool = True,
+    ) -> None:
+        """``manifest``: a writer's own, not yet saved (``save`` writes it). ``check_counts``: refuse a store
+        holding fewer points than a complete collection's manifest records (off for adapters that write and
+        record the count as they go)."""
+        self.settings = settings
+        self.name = name
+        self.read_only = read_only
+        self.check_counts = check_counts
+        self.path = manifest_path(settings.data_dir, name)
+        self._pin = Pin()  # a reader holds the manifest file it read (see Pin)
+        self._sig: FileSig | None
+        self.manifest: CollectionManifest
+        if manifest is None:
+            self.manifest, self._sig = load_collection_pinned(settings.data_dir, name, self._pin)
+        else:
+            self.manifest, self._sig = manifest, file_sig(self.path)
+        self._stores: dict[tuple[str, str], VectorStore] = {}
+        self._lock = threading.RLock()
+        self._closed = False
 
+    # ---- the manifest ----
+    def refresh(self) -> bool:
+        """Re-read the manifest when another process rewrote it (one stat when nothing changed). Readers only:
+        a writer's manifest is its own. True if it was re-read. Open FAISS stores follow their own writer."""
+        if not self.read_only:
+            return False
+        sig = file_sig(self.path)
+        if sig == self._sig:
+            return False
+        with self._lock:
+            if sig == self._sig:
+                return False
+            if sig is None:
+                raise StoreNotFoundError(f"collection {self.name!r} was removed from {self.settings.data_dir}")
+            self.manifest, self._sig = load_collection_pinned(self.settings.data_dir, self.name, self._pin)
+            return True
 
-def _read(p: Path, name: str) -> CollectionManifest:
-    try:
-        return CollectionManifest.model_validate(json.loads(p.read_text(encoding="utf-8")))
-    except (OSError, UnicodeDecodeError, ValueError, ValidationError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CorruptManifestError(
-            f"collection manifest {p} is unreadable ({type(exc).__name__}: {first}); repair it by re-running the "
-            f"ingest that created it (`simlookup ingest SOURCE --name {name}`), or delete the file"
-        ) from None
+    def save(self) -> None:
+        """Write the manifest (writers)."""
+        if self.read_only:
+            raise InvalidInputError(f"collection {self.name!r} was opened read-only: its manifest is not written")
+        save_collection(self.settings.data_dir, self.manifest)
+        self._sig = file_sig(self.path)
 
+    def warnings(self) -> list[str]:
+        """What an answer from this collection should say beside its hits (an ingest running or killed midway)."""
+        m = self.manifest
+        if m.complete:
+            return []
+        return [
+            f"collection {self.name!r} is incomplete: an ingest is writing it or was interrupted, so searches "
+            f"see only the points written so far; finish it with `simlookup ingest {m.corpus} --name {self.name}`"
+        ]
 
-def load_collection(data_dir: Path, name: str) -> CollectionManifest:
-    """Read a collection manifest, or say how to create it (or repair it, when it is corrupt)."""
-    p = manifest_path(data_dir, name)
-    if not p.exists():
-        raise StoreNotFoundError(
-            f"no collection named {name!r} in {data_dir}: run `simlookup ingest CORPUS --name {name}` first"
+    # ---- vector spaces ----
+    def space(self, target: str) -> VectorSpace:
+        """The vector space ``target`` ('text', 'image' or 'caption'), or a clear error."""
+        if target not in self.manifest.vectors:
+            raise InvalidInputError(
+                f"collection {self.name!r} has no {target!r} vectors (it has {sorted(self.manifest.vectors)})"
+            )
+        return self.manifest.vectors[target]
+
+    def default_target(self, kind: QueryKind = "text") -> str:
+        """The space a query searches when none is named: 'text' for text corpora, 'image' for image corpora."""
+        return "text" if self.manifest.modality == "text" and kind == "text" else "image"
+
+    def query_space(self, kind: QueryKind, target: str | None) -> VectorSpace:
+        """The space a query of this kind searches, refused when its encoder cannot make such a query."""
+        if kind not in ("text", "image"):
+            raise InvalidInputError(f"unknown query kind {kind!r}: use 'text' or 'image'")
+        space = self.space(target or self.default_target(kind))
+        if kind == "image" and space.encoder != "clip":
+            raise InvalidInputError(f"collection {self.name!r} is a text collection: image queries need CLIP vectors")
+        return space
+
+    # ---- stores ----
+    def open_index(self, index: str, target: str = "text", create: bool = False) -> VectorStore:
+        """Open the store of one (index, space) as the manifest describes it, unchecked and not kept: the one
+        place a collection's store is opened (``store`` keeps and checks it; ``verify`` reports what fails)."""
+        m = self.manifest
+        space = self.space(target)
+        if index == QDRANT_INDEX:
+            # the engine the collection was written to (edge, local or server), not only the settings' mode
+            qs = self.settings.with_qdrant_mode(m.qdrant_mode) if m.qdrant_mode else self.settings
+            named: dict[str, int] | None = (
+                {sp.name: sp.dim for sp in m.vectors.values()} if m.modality != "text" else None
+            )
+            vname = "" if m.modality == "text" else target
+            if not create:
+                return open_store(qs, self.name, index, create=False, vector_name=vname)
+            return open_store(
+                qs,
+                self.name,
+                index,
+                dim=space.dim,
+                metric=space.metric,
+                fingerprint=space.fingerprint,
+                payload_indexes=dict(m.payload_indexes),
+                vector_name=vname,
+                vectors=named,
+            )
+        if index not in INDEX_NAMES:
+            raise InvalidInputError(f"unknown index {index!r}: use one of {list(INDEX_NAMES)}")
+        if not create:
+            return open_store(self.settings, m.store_name(target), index, create=False, read_only=self.read_only)
+        return open_store(
+            self.settings,
+            m.store_name(target),
+            index,
+            dim=space.dim,
+            metric=space.metric,
+            fingerprint=space.fingerprint,
+            create=not self.read_only,
+            read_only=self.read_only,
         )
-    return _read(p, name)
 
+    def store(self, index: str, target: str = "text", create: bool = False) -> VectorStore:
+        """The open store of one index ('flat', 'ivf', 'ivfpq', 'hnsw', 'qdrant') and space, opened once and
+        checked against the manifest (model, dimension, and for a complete collection its count)."""
+        self._check_open()
+        self.refresh()
+        if index not in INDEX_NAMES:
+            raise InvalidInputError(f"unknown index {index!r}: use one of {list(INDEX_NAMES)}")
+        if index not in self.manifest.indexes:
+            raise InvalidInputError(
+                f"collection {self.name!r} has no {index!r} index (it has {self.manifest.indexes}); "
+                f"re-ingest with --index {index}"
+            )
+        space = self.space(target)
+        key = (index, target)
+        st = self._stores.get(key)
+        if st is not None:
+            return st
+        with self._lock:
+            if key not in self._stores:
+                self._stores[key] = self._open_checked(index, target, space, create)
+            return self._stores[key]
 
-def save_collection(data_dir: Path, manifest: CollectionManifest) -> None:
-    """Write a collection manifest atomically."""
-    p = manifest_path(data_dir, manifest.name)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    write_json(p, manifest.model_dump(mode="json"))
-
-
-def scan_collections(data_dir: Path) -> tuple[list[CollectionManifest], dict[str, str]]:
-    """Every readable collection manifest, and the unreadable ones (name → the error that names the fix)."""
-    d = data_dir / "collections"
-    good: list[CollectionManifest] = []
-    broken: dict[str, str] = {}
-    if not d.exists():
-        return good, broken
-    for p in sorted(d.glob("*.json")):
+    def _open_checked(self, index: str, target: str, space: VectorSpace, create: bool) -> VectorStore:
+        """Open one store; a damaged one is an error that names this collection's own repair command."""
         try:
-            good.append(_read(p, p.stem))
-        except CorruptManifestError as exc:
-            broken[p.stem] = str(exc)
-    return good, broken
+            st = self.open_index(index, target, create)
+        except CorruptIndexError as exc:
+            raise CorruptIndexError(f"{exc} [collection {self.name!r}: {self.repair_hint()}]") from None
+        try:
+            self.check_store(index, target, st, space)
+        except SimlookupError:
+            st.close()
+            raise
+        return st
 
+    def repair_hint(self) -> str:
+        """What a user runs to check and repair this collection."""
+        m = self.manifest
+        return (
+            f"run `simlookup verify --name {self.name}`; repair with `simlookup ingest {m.corpus} --name {self.name}`"
+        )
 
-def list_collections(data_dir: Path) -> list[CollectionManifest]:
-    """Every readable collection manifest (see ``scan_collections`` for the unreadable ones)."""
-    return scan_collections(data_dir)[0]
+    def check_store(self, index: str, target: str, st: VectorStore, space: VectorSpace) -> None:
+        """Refuse a store of another model or dimension, or one that lost points: never answer from a fraction."""
+        if st.fingerprint and st.fingerprint != space.fingerprint:
+            raise InvalidInputError(
+                f"index {index} of {self.name!r} was built by {st.fingerprint}, the collection says {space.fingerprint}"
+            )
+        where = self.path
+        if st.dim != space.dim:
+            raise CorruptIndexError(
+                f"index {index} of {self.name!r} is {st.dim}-d but {where} says {space.dim}-d: {self.repair_hint()}"
+            )
+        # m.count counts the points; caption vectors exist for captioned images only
+        m = self.manifest
+        if self.check_counts and m.complete and target != "caption" and (n := st.count()) < m.count:
+            raise CorruptIndexError(
+                f"index {index} of {self.name!r} holds {n} points but {where} records {m.count}: its files are "
+                f"missing or damaged; {self.repair_hint()}"
+            )
+
+    def stores(self, target: str = "text", create: bool = False) -> Iterator[tuple[str, VectorStore]]:
+        """(index, store) of every index of one space, in write order: Qdrant first, then the FAISS kinds."""
+        for index in sorted(self.manifest.indexes, key=lambda i: i != QDRANT_INDEX):
+            yield index, self.store(index, target, create)
+
+    # ---- writes ----
+    def each_index(self, op: str, fn: Callable[[VectorStore], Any], target: str = "text") -> dict[str, Any]:
+        """Apply one write to every index of a space, in write order.
+
+        A failure before any index was written is raised as it is; a failure after some were (any
+        ``Exception``, an ``OSError`` from a full disk included) is a StoreError chained to it that names which
+        indexes hold the write and which failed, so the caller can repeat it (writes are idempotent).
+        """
+        if self.read_only:
+            raise InvalidInputError(f"collection {self.name!r} was opened read-only: it cannot {op}")
+        done: list[str] = []
+        out: dict[str, Any] = {}
+        for index in sorted(self.manifest.indexes, key=lambda i: i != QDRANT_INDEX):
+            try:
+                out[index] = fn(self.store(index, target, create=True))
+            except Exception as exc:  # not BaseException: an interrupt stays an interrupt
+                if not done:
+                    raise
+                why = str(exc) if isinstance(exc, SimlookupError) else f"{type(exc).__name__}: {exc}"
+                raise StoreError(
+                    f"{op} on collection {self.name!r} reached {done} but failed on {index!r} ({why}): the indexes "
+                    f"are out of step until the same {op} is repeated (it is idempotent)"
+                ) from exc
+            done.append(index)
+        return out
+
+    def upsert(
+        self, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict[str, Any]], target: str = "text"
+    ) -> None:
+        """Write points to every index of a space (see ``each_index``)."""
+        self.each_index("upsert", lambda st: st.upsert(ids, vectors, payloads), target)
+
+    def delete(self, ids: Sequence[str], target: str = "text") -> dict[str, int]:
+        """Delete ids from every index of a space; how many each held."""
+        return self.each_index("delete", lambda st: st.delete(ids), target)
+
+    def build(self) -> list[str]:
+        """Finish indexing every open store that holds points (train IVF/PQ, build Qdrant Edge HNSW); the
+        ``index/space`` names of those that did work."""
+        self._check_open()
+        if self.read_only:
+            raise InvalidInputError(f"collection {self.name!r} was opened read-only: it cannot build")
+        done = []
+        for (index, target), st in list(self._stores.items()):
+            if st.count() and st.build():
+                done.append(f"{index}/{target}")
+        return done
+
+    def flush(self) -> None:
+        """Make every write durable in every open store."""
+        self._check_open()
+        if self.read_only:
+            return
+        for st in list(self._stores.values()):
+            st.flush()
+
+    def opened(self) -> list[tuple[str, str, VectorStore]]:
+        """(index, space, store) of every store opened so far."""
+        return [(i, t, st) for (i, t), st in self._stores.items()]
+
+    def close(self) -> None:
+        """Flush (writers) and close every open store. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            errors = []
+            for st in self._stores.values():
+                try:
+                    st.close()
+                except SimlookupError as exc:
+                    errors.append(f"{st.name}: {exc}")
+            self._stores.clear()
+            self._pin.close()
+            if errors:
+                raise StoreError(f"closing collection {self.name!r}: " + "; ".join(errors))
+
+    def _check_open(self) -> None:
+        if self._closed:
+            from retrieval.errors import StoreClosedError
+
+            raise StoreClosedError(f"collection {self.name!r} was closed")
+
+    def __enter__(self) -> Collection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

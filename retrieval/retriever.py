@@ -11,20 +11,20 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from retrieval.collection import CollectionManifest, VectorSpace, load_collection, manifest_path
+from retrieval.collection import Collection, CollectionManifest, QueryKind, VectorSpace
 from retrieval.encoders.loader import load_encoder
-from retrieval.errors import CorruptIndexError, InvalidInputError, SimlookupError, StoreNotFoundError
+from retrieval.errors import InvalidInputError
 from retrieval.filters import Filter
 from retrieval.settings import SearchLimits, Settings
-from retrieval.stores import INDEX_NAMES, QDRANT_INDEX, Hit, SearchParams, VectorStore, open_store
-from retrieval.stores.manifest import file_sig
+from retrieval.stores import Hit, SearchParams, VectorStore
 
-QueryKind = Literal["text", "image"]
+__all__ = ["QueryKind", "Retriever", "SearchResult", "check_query"]
 
 
 @dataclass
@@ -59,118 +59,45 @@ def check_query(k: int, params: SearchParams | None, limits: SearchLimits) -> No
 
 
 class Retriever:
-    """Search one ingested collection through any of its indexes. Stores and encoders open lazily, once."""
+    """Search one ingested collection through any of its indexes: the collection facade (stores, checks,
+    limits, following writers) plus the encoders that turn queries into vectors. Both open lazily, once."""
 
-    def __init__(self, settings: Settings, name: str, read_only: bool = True) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        name: str,
+        read_only: bool = True,
+        encoders: Mapping[str, Any] | None = None,
+    ) -> None:
+        """``encoders``: already loaded encoders by kind ('text', 'clip'), used instead of loading the
+        collection's own (tests, or a process that holds the model already); fingerprints are still checked."""
         self.settings = settings
         self.name = name
-        self._manifest_path = manifest_path(settings.data_dir, name)
-        self._manifest_sig = file_sig(self._manifest_path)  # before the read: a write in between reloads later
-        self.manifest: CollectionManifest = load_collection(settings.data_dir, name)
         self.read_only = read_only
-        self._stores: dict[tuple[str, str], VectorStore] = {}
-        self._encoders: dict[str, Any] = {}
+        self.collection = Collection(settings, name, read_only=read_only)
+        self._encoders: dict[str, Any] = dict(encoders or {})
         self._lock = threading.Lock()
 
-    # ---- following writers ----
-    def refresh(self) -> bool:
-        """Re-read the collection manifest when an ingest rewrote it since (one stat when nothing changed).
+    @property
+    def manifest(self) -> CollectionManifest:
+        """The collection manifest, as of the last search (``refresh`` re-reads it after an ingest)."""
+        return self.collection.manifest
 
-        Read-only FAISS stores follow their own writer (``FaissStore.refresh``); this keeps the collection's
-        index list, counts and completeness current. True if the manifest was re-read."""
-        sig = file_sig(self._manifest_path)
-        if sig == self._manifest_sig:
-            return False
-        with self._lock:
-            if sig == self._manifest_sig:
-                return False
-            if sig is None:
-                raise StoreNotFoundError(f"collection {self.name!r} was removed from {self.settings.data_dir}")
-            manifest = load_collection(self.settings.data_dir, self.name)
-            self.manifest, self._manifest_sig = manifest, sig
-            return True
+    def refresh(self) -> bool:
+        """Re-read the collection manifest when an ingest rewrote it since (see ``Collection.refresh``)."""
+        return self.collection.refresh()
 
     def warnings(self) -> list[str]:
         """What a search of this collection should say beside its hits (an ingest running or killed midway)."""
-        m = self.manifest
-        if m.complete:
-            return []
-        return [
-            f"collection {self.name!r} is incomplete: an ingest is writing it or was interrupted, so searches "
-            f"see only the points written so far; finish it with `simlookup ingest {m.corpus} --name {self.name}`"
-        ]
+        return self.collection.warnings()
 
-    # ---- resources ----
     def store(self, index: str, target: str = "text") -> VectorStore:
         """The opened store of one index ('flat', 'ivf', 'ivfpq', 'hnsw', 'qdrant') and vector space."""
-        self.refresh()
-        if index not in INDEX_NAMES:
-            raise InvalidInputError(f"unknown index {index!r}: use one of {list(INDEX_NAMES)}")
-        if index not in self.manifest.indexes:
-            raise InvalidInputError(
-                f"collection {self.name!r} has no {index!r} index (it has {self.manifest.indexes}); "
-                f"re-ingest with --index {index}"
-            )
-        space = self.space(target)
-        key = (index, target)
-        with self._lock:
-            if key not in self._stores:
-                self._stores[key] = self._open_checked(index, target, space)
-            return self._stores[key]
-
-    def _open_checked(self, index: str, target: str, space: VectorSpace) -> VectorStore:
-        """Open one store; a damaged one is an error that names this collection's own repair command."""
-        try:
-            st = self._open(index, target)
-        except CorruptIndexError as exc:
-            raise CorruptIndexError(
-                f"{exc} [collection {self.name!r}: run `simlookup verify --name {self.name}`; repair with "
-                f"`simlookup ingest {self.manifest.corpus} --name {self.name}`]"
-            ) from None
-        try:
-            self._check_store(index, target, st, space)
-        except SimlookupError:
-            st.close()
-            raise
-        return st
-
-    def _open(self, index: str, target: str) -> VectorStore:
-        if index == QDRANT_INDEX:
-            # the engine the collection was written to (edge, local or server), not only the settings' mode
-            qs = self.settings.with_qdrant_mode(self.manifest.qdrant_mode)
-            vname = "" if self.manifest.modality == "text" else target
-            return open_store(qs, self.name, index, create=False, vector_name=vname)
-        return open_store(
-            self.settings, self.manifest.store_name(target), index, create=False, read_only=self.read_only
-        )
-
-    def _check_store(self, index: str, target: str, st: VectorStore, space: VectorSpace) -> None:
-        """Refuse a store of another model or dimension, or one that lost points: never answer from a fraction."""
-        if st.fingerprint and st.fingerprint != space.fingerprint:
-            raise InvalidInputError(
-                f"index {index} of {self.name!r} was built by {st.fingerprint}, the collection says {space.fingerprint}"
-            )
-        m = self.manifest
-        where = manifest_path(self.settings.data_dir, self.name)
-        fix = f"run `simlookup verify --name {self.name}`; repair with `simlookup ingest {m.corpus} --name {self.name}`"
-        if st.dim != space.dim:
-            raise CorruptIndexError(
-                f"index {index} of {self.name!r} is {st.dim}-d but {where} says {space.dim}-d: {fix}"
-            )
-        # m.count counts the points; caption vectors exist for captioned images only
-        if m.complete and target != "caption" and (n := st.count()) < m.count:
-            raise CorruptIndexError(
-                f"index {index} of {self.name!r} holds {n} points but {where} records {m.count}: its files are "
-                f"missing or damaged; {fix}"
-            )
+        return self.collection.store(index, target)
 
     def space(self, target: str) -> VectorSpace:
         """The collection's vector space ``target`` ('text', 'image' or 'caption'), or a clear error."""
-        if target not in self.manifest.vectors:
-            raise InvalidInputError(
-                f"collection {self.name!r} has no {target!r} vectors (it has {sorted(self.manifest.vectors)})"
-            )
-        return self.manifest.vectors[target]
+        return self.collection.space(target)
 
     def encoder(self, kind: str) -> Any:
         """The text or CLIP encoder the collection was built with (loaded once)."""
@@ -193,7 +120,7 @@ class Retriever:
 
     def default_target(self, kind: QueryKind = "text") -> str:
         """The space a query searches when none is named: 'text' for text corpora, 'image' for image corpora."""
-        return "text" if self.manifest.modality == "text" and kind == "text" else "image"
+        return self.collection.default_target(kind)
 
     # ---- search ----
     def encode_query(self, query: Any, kind: QueryKind = "text", target: str | None = None) -> np.ndarray:
@@ -289,10 +216,7 @@ class Retriever:
 
     def close(self) -> None:
         """Close every opened store."""
-        with self._lock:
-            for st in self._stores.values():
-                st.close()
-            self._stores.clear()
+        self.collection.close()
 
     def __enter__(self) -> Retriever:
         return self

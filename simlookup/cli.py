@@ -133,6 +133,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         p = h["payload"]
         label = p.get("text") or p.get("caption") or p.get("file") or ""
         lines.append(f"{i:>3}. {h['score']:.4f}  {h['id']}  {label}")
+    for w in doc.get("warnings") or []:
+        print(f"simlookup: warning: {w}", file=sys.stderr)
     _emit(args, doc, "\n".join(lines))
     return 0
 
@@ -229,12 +231,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
         body = {"sample": args.sample} if args.sample else {}
         doc = ServiceClient(url, key, timeout_s=600).post("/verify", body)
     else:
-        from ingest.verify import verify
+        from retrieval.verify import verify
 
         doc = verify(s, args.name, sample=args.sample).to_dict()
     text = ("OK: " if doc["ok"] else "DIFFERENCES:\n  " + "\n  ".join(doc["differences"]) + "\ncounts: ") + json.dumps(
         doc["counts"]
     )
+    text += "".join(f"\nnote: {n}" for n in doc.get("notes") or [])
     _emit(args, doc, text + (f" · via {url}" if url else ""))
     return 0 if doc["ok"] else 1
 

@@ -183,9 +183,9 @@ def test_qdrant_url_password_is_redacted(
 
 
 def test_counts_out_of_range_are_usage_errors(capsys: pytest.CaptureFixture[str], syn_dir: Path) -> None:
-    from ingest.verify import verify
     from retrieval.errors import InvalidInputError
     from retrieval.settings import load_settings
+    from retrieval.verify import verify
 
     for argv in (
         ["verify", "--name", "syn", "--sample", "-1"],

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from ingest.job import IngestOptions, rejects_of, run_ingest
-from ingest.verify import verify
 from retrieval.errors import BackendUnavailableError, InvalidInputError
 from retrieval.settings import QdrantSettings, Settings
 from retrieval.stores import VectorStore, open_store
+from retrieval.verify import verify
 
 KINDS = ["flat", "ivf", "ivfpq", "hnsw"]
 ALL = [*KINDS, "qdrant"]

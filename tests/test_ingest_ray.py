@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from ingest.job import IngestOptions, rejects_of, run_ingest
-from ingest.verify import verify
 from retrieval.errors import BackendUnavailableError, ConfigError, SimlookupError
 from retrieval.settings import IngestSettings, Settings
+from retrieval.verify import verify
 from tests.test_ingest import ALL, ROOT, assert_same, mk, snapshot
 
 

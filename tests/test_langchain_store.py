@@ -254,13 +254,20 @@ def test_own_encoder_when_no_embedding(tmp_path: Path, minilm: object) -> None:
     again.close()
 
 
-def test_a_write_refused_by_qdrant_reaches_no_index(tmp_path: Path) -> None:
+def test_a_write_refused_by_qdrant_reaches_no_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from retrieval.stores.qdrant_edge_store import QdrantEdgeStore
+
     s = Settings(data_dir=tmp_path / "d", qdrant=QdrantSettings(mode="edge"))
     store = SimlookupVectorStore("order", "flat", DeterministicFakeEmbedding(size=4), s, indexes=["flat", "qdrant"])
     store.add_texts(["a"], ids=["a"])
-    with pytest.raises(InvalidInputError, match="_id"):
-        store.add_texts(["b"], [{"_id": "spoof"}], ids=["b"])  # Qdrant reserves _id: refused before FAISS is written
-    assert [d.id for d in store.get_by_ids(["a", "b"])] == ["a"]
+
+    def refuse(*a: object, **k: object) -> int:  # Qdrant, written first, refuses the write
+        raise InvalidInputError("refused by Qdrant")
+
+    monkeypatch.setattr(QdrantEdgeStore, "upsert", refuse)
+    with pytest.raises(InvalidInputError, match="refused by Qdrant"):  # raised as it is: no index was reached
+        store.add_texts(["b"], ids=["b"])
+    assert [d.id for d in store.get_by_ids(["a", "b"])] == ["a"]  # the FAISS kind was never written
     store.close()
 
 

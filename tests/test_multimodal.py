@@ -11,10 +11,10 @@ import pytest
 from PIL import Image
 
 from ingest.job import IngestOptions, rejects_of, run_ingest
-from ingest.verify import verify
 from retrieval.collection import load_collection
 from retrieval.retriever import Retriever
 from retrieval.settings import ClipSettings, QdrantSettings, Settings
+from retrieval.verify import verify
 from simlookup.cli import main
 from tests.test_images import text_bomb_png
 

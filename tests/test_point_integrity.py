@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 
 from ingest.job import IngestOptions, run_ingest
-from ingest.verify import verify
 from retrieval.collection import CollectionManifest, VectorSpace, save_collection
 from retrieval.errors import CorruptIndexError
 from retrieval.retriever import Retriever
 from retrieval.settings import QdrantSettings, Settings
 from retrieval.stores import FAISS_KINDS, open_store
 from retrieval.stores import points as pts
+from retrieval.verify import verify
 
 N, DIM = 1000, 16
 KINDS = list(FAISS_KINDS)

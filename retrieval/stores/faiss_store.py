@@ -40,6 +40,7 @@ from retrieval.stores.locks import lock_exclusive, unlock
 from retrieval.stores.manifest import (
     FORMAT_VERSION,
     FileSig,
+    Pin,
     check_expected,
     file_sig,
     now_iso,
@@ -200,8 +201,9 @@ class FaissStore(VectorStore):
             )
         manifest: dict[str, Any] | None = None
         self._sig: FileSig | None = None  # the manifest file this store was loaded from (read-only: followed)
+        self._pin = Pin()  # holds that file, so no replacement can carry its signature
         if self.manifest_path.exists():
-            manifest, self._sig = read_manifest_sig(self.manifest_path)
+            manifest, self._sig = read_manifest_sig(self.manifest_path, self._pin)
             check_expected(
                 manifest,
                 self.manifest_path,
@@ -393,7 +395,7 @@ class FaissStore(VectorStore):
                         self._index = self._read_index_from(fh)
                         self._index_sum = actual
                         return manifest, actual != manifest.get("checksum")
-            fresh, sig = read_manifest_sig(self.manifest_path)
+            fresh, sig = read_manifest_sig(self.manifest_path, self._pin)
             if fresh == manifest:  # the manifest stayed: the file itself is wrong
                 if actual is None:
                     raise CorruptIndexError(
@@ -462,7 +464,9 @@ class FaissStore(VectorStore):
                     f"FAISS {self.kind} index {self.dir} was removed by another process (the collection was "
                     "re-ingested without it, or dropped)"
                 )
-            manifest, sig = read_manifest_sig(self.manifest_path)
+            pin = Pin()
+            manifest, sig = read_manifest_sig(self.manifest_path, pin)
+            self._pin.swap(pin)
             kept = (self._index, self._index_sum, self._tomb, self._tomb_sel, self._nlist, self._trained_on,
                     self._created, self._sig)
             new = pts.acquire_latest(self.coll_dir / "points", repair_hint(self.name))
@@ -857,6 +861,7 @@ class FaissStore(VectorStore):
             pts.release(ps)
         lockfile, self._lockfile = self._lockfile, None
         unlock(lockfile)
+        self._pin.close()
 
     def _close(self) -> None:
         try:

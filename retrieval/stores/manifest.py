@@ -78,13 +78,52 @@ def read_manifest(path: Path) -> dict[str, Any]:
     return read_manifest_sig(path)[0]
 
 
-def read_manifest_sig(path: Path) -> tuple[dict[str, Any], FileSig]:
-    """A FAISS kind's manifest and the signature of the very file it was read from (writers replace it by
-    rename, so the signature tells a later stat whether a newer one was written)."""
+class Pin:
+    """The file a reader read, held open: its inode cannot be handed to a replacement while it is held.
+
+    Writers replace manifests by rename. Inode numbers are recycled and mtimes are as coarse as the kernel's
+    clock tick, so without the pin a replacement written within one tick could carry the very signature of
+    the file read (same inode, mtime and size) and a reader would miss it."""
+
+    def __init__(self, fh: BinaryIO | None = None) -> None:
+        self._fh = fh
+
+    def swap(self, other: Pin) -> None:
+        """Hold ``other``'s file instead of this one's."""
+        old, self._fh, other._fh = self._fh, other._fh, None
+        if old is not None:
+            old.close()
+
+    def close(self) -> None:
+        """Let the file go."""
+        fh, self._fh = self._fh, None
+        if fh is not None:
+            fh.close()
+
+
+def read_pinned(path: Path) -> tuple[bytes, FileSig, Pin]:
+    """A file's bytes, the signature of the very file they came from, and a pin that keeps it (see ``Pin``)."""
+    fh = open(path, "rb")  # noqa: SIM115 - handed to the Pin, which closes it
     try:
-        with open(path, "rb") as fh:
-            st = os.fstat(fh.fileno())
-            data = json.loads(fh.read().decode())
+        st = os.fstat(fh.fileno())
+        data = fh.read()
+    except BaseException:
+        fh.close()
+        raise
+    return data, (st.st_ino, st.st_mtime_ns, st.st_size), Pin(fh)
+
+
+def read_manifest_sig(path: Path, pin: Pin | None = None) -> tuple[dict[str, Any], FileSig]:
+    """A FAISS kind's manifest and the signature of the very file it was read from (writers replace it by
+    rename, so the signature tells a later stat whether a newer one was written). With ``pin``, that pin then
+    holds the file read (see ``Pin``)."""
+    try:
+        raw, st, got = read_pinned(path)
+        if pin is not None:
+            pin.swap(got)
+        else:
+            got.close()
+        data = json.loads(raw.decode())
     except (OSError, ValueError) as exc:
         raise CorruptIndexError(
             f"manifest {path} is unreadable: {exc}; re-create it with `simlookup ingest CORPUS --name NAME`"
@@ -97,7 +136,7 @@ def read_manifest_sig(path: Path) -> tuple[dict[str, Any], FileSig]:
             f"this simlookup reads {FORMAT_VERSION}: "
             f"delete {path.parent.parent} and ingest again (`simlookup ingest CORPUS --name NAME`)"
         )
-    return data, (st.st_ino, st.st_mtime_ns, st.st_size)
+    return data, st
 
 
 def check_expected(manifest: dict[str, Any], path: Path, **expected: Any) -> None:

@@ -517,6 +517,35 @@ def acquire(folder: Path, repair: str, read_only: bool) -> PointStore:
         return ps
 
 
+def stored_seq(folder: Path) -> int | None:
+    """The sequence number the point store's last committed write left on disk (None: unreadable)."""
+    try:
+        db = sqlite3.connect(f"file:{folder / 'points.sqlite'}?mode=ro", uri=True)
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key='seq'").fetchone()
+        finally:
+            db.close()
+        return int(row[0]) if row else None
+    except (sqlite3.Error, ValueError):
+        return None
+
+
+def acquire_latest(folder: Path, repair: str) -> PointStore:
+    """A read-only PointStore of this folder at its latest committed state: this process's writer, the
+    registered snapshot if no write was committed since it was read, else a fresh snapshot that replaces it
+    in the registry (stores still holding the old one keep it until they release it)."""
+    key = str(folder.resolve())
+    with _REGISTRY_LOCK:
+        ps = _REGISTRY.get((key, False))
+        if ps is None:
+            ps = _REGISTRY.get((key, True))
+            if ps is None or ps.seq != stored_seq(folder):
+                ps = PointStore(folder, repair, True)
+                _REGISTRY[(key, True)] = ps
+        ps._refs += 1  # noqa: SLF001 - the registry owns the count
+        return ps
+
+
 def release(ps: PointStore) -> None:
     """Drop one reference; the last one closes the files and the lock."""
     key = (str(ps.folder.resolve()), ps.read_only)

@@ -9,18 +9,19 @@ the first write, when the embedding dimension is known. Document text lives in t
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from retrieval.collection import CollectionManifest, VectorSpace, load_collection, save_collection
-from retrieval.errors import InvalidInputError, SimlookupError, StoreError, StoreNotFoundError
+from retrieval.collection import Collection, CollectionManifest, VectorSpace
+from retrieval.errors import InvalidInputError, StoreNotFoundError
 from retrieval.filters import Filter
 from retrieval.metric import Metric
 from retrieval.settings import Settings
-from retrieval.stores import INDEX_NAMES, QDRANT_INDEX, Hit, SearchParams, VectorStore, open_store
+from retrieval.stores import INDEX_NAMES, QDRANT_INDEX, Hit, SearchParams, VectorStore
 from retrieval.stores.manifest import now_iso
 from simlookup.integrations.embedder import Embedder, EncoderEmbedder
 
@@ -54,12 +55,11 @@ class TextCollection:
         self.origin = origin
         self.read_only = read_only
         self._lock = threading.RLock()
-        self._stores: dict[str, VectorStore] = {}
         self._closed = False
-        try:
-            self.manifest: CollectionManifest | None = load_collection(settings.data_dir, name)
-        except StoreNotFoundError:
-            self.manifest = None
+        self.coll: Collection | None = None  # the facade, once the collection exists
+        with contextlib.suppress(StoreNotFoundError):  # a new collection: created on the first write
+            self.coll = Collection(settings, name, read_only=read_only, check_counts=False)
+        self.manifest: CollectionManifest | None = self.coll.manifest if self.coll is not None else None
         if self.manifest is None:
             wanted = list(dict.fromkeys(indexes or [index]))
             bad = [i for i in wanted if i not in INDEX_NAMES]
@@ -141,23 +141,9 @@ class TextCollection:
         return self.manifest is not None
 
     def _open(self, index: str) -> VectorStore:
-        assert self.manifest is not None
-        st = self._stores.get(index)
-        if st is None:
-            space = self.manifest.vectors["text"]
-            st = open_store(
-                self.settings,
-                self.name,
-                index,
-                dim=space.dim,
-                metric=space.metric,
-                fingerprint=space.fingerprint,
-                payload_indexes=dict(self.manifest.payload_indexes) if index == QDRANT_INDEX else None,
-                create=not self.read_only,
-                read_only=self.read_only,
-            )
-            self._stores[index] = st
-        return st
+        """The open store of one index (created with the collection's model and dimension by a writer)."""
+        assert self.coll is not None
+        return self.coll.store(index, "text", create=not self.read_only)
 
     def _create(self, dim: int, fingerprint: str) -> None:
         model = self.settings.text_model if isinstance(self._embedder, EncoderEmbedder) else fingerprint
@@ -176,7 +162,8 @@ class TextCollection:
             created=now,
             updated=now,
         )
-        save_collection(self.settings.data_dir, self.manifest)
+        self.coll = Collection(self.settings, self.name, read_only=False, manifest=self.manifest, check_counts=False)
+        self.coll.save()
 
     def search_store(self) -> VectorStore | None:
         """The store searches go through (None while a new collection has no points yet)."""
@@ -220,30 +207,12 @@ class TextCollection:
         return ids
 
     def _each_index(self, op: str, fn: Callable[[VectorStore], Any]) -> dict[str, Any]:
-        """Apply one write to every index, Qdrant first (the engine most likely to refuse), then the FAISS kinds.
-
-        A failure before any index was written is raised as it is; a failure after some were (any ``Exception``,
-        an ``OSError`` from a full disk included) is a StoreError chained to it that names which indexes hold the
-        write and which failed, so the caller can repeat it (writes are idempotent) to re-align them.
-        """
+        """Apply one write to every index, Qdrant first, then the FAISS kinds (``Collection.each_index``: a
+        failure after some indexes were written is a StoreError naming them)."""
         if self.read_only:
             raise InvalidInputError(f"collection {self.name!r} was opened read-only: it cannot {op}")
-        order = sorted(self.indexes, key=lambda i: i != QDRANT_INDEX)
-        done: list[str] = []
-        out: dict[str, Any] = {}
-        for index in order:
-            try:
-                out[index] = fn(self._open(index))
-            except Exception as exc:  # not BaseException: an interrupt stays an interrupt
-                if not done:
-                    raise
-                why = str(exc) if isinstance(exc, SimlookupError) else f"{type(exc).__name__}: {exc}"
-                raise StoreError(
-                    f"{op} on collection {self.name!r} reached {done} but failed on {index!r} ({why}): the indexes "
-                    f"are out of step until the same {op} is repeated (it is idempotent)"
-                ) from exc
-            done.append(index)
-        return out
+        assert self.coll is not None
+        return self.coll.each_index(op, fn, "text")
 
     def add_texts(
         self, ids: Sequence[str], texts: Sequence[str], metadatas: Sequence[Mapping[str, Any] | None]
@@ -330,14 +299,14 @@ class TextCollection:
             self._flush()
 
     def _flush(self) -> None:
-        if self.manifest is None or self.read_only:
+        if self.coll is None or self.manifest is None or self.read_only:
             return
-        for st in self._stores.values():
-            st.flush()
-        if self.index in self._stores:
-            self.manifest.count = self._stores[self.index].count()
+        self.coll.flush()
+        opened = {i: st for i, _, st in self.coll.opened()}
+        if self.index in opened:
+            self.manifest.count = opened[self.index].count()
             self.manifest.updated = now_iso()
-            save_collection(self.settings.data_dir, self.manifest)
+            self.coll.save()
 
     def close(self) -> None:
         """Flush and close every opened index. Idempotent."""
@@ -347,10 +316,9 @@ class TextCollection:
             try:
                 self._flush()
             finally:
-                for st in self._stores.values():
-                    st.close()
-                self._stores.clear()
                 self._closed = True
+                if self.coll is not None:
+                    self.coll.close()
 
     def _check_open(self) -> None:
         if self._closed:

@@ -212,9 +212,9 @@ def create_app(settings: Settings, name: str) -> FastAPI:
     @app.post("/verify", response_model=VerifyResponse, responses=ERRORS, dependencies=[Depends(require_key)])
     async def verify_route(req: VerifyRequest) -> VerifyResponse:
         """`simlookup verify` in this process, on the stores it already has open."""
-        from ingest.verify import verify
+        from retrieval.verify import verify
 
-        rep = await in_thread(lambda: verify(settings, name, sample=req.sample, opened=retriever.store))
+        rep = await in_thread(lambda: verify(settings, name, sample=req.sample, collection=retriever.collection))
         return VerifyResponse(**rep.to_dict())
 
     @app.get(

@@ -105,3 +105,4 @@ class VerifyResponse(BaseModel):
     counts: dict[str, dict[str, int]]
     expected: int
     differences: list[str]
+    notes: list[str] = Field(default_factory=list, description="worth knowing, not a difference (ok stays true)")

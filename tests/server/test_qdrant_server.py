@@ -12,11 +12,11 @@ import pytest
 
 from benchmarks.datasets import Dataset
 from ingest.job import IngestOptions, run_ingest
-from ingest.verify import verify
 from retrieval.errors import SimlookupError
 from retrieval.settings import QdrantSettings, Settings
 from retrieval.stores import open_store
 from retrieval.stores.qdrant_client_store import QdrantClientStore, make_client
+from retrieval.verify import verify
 from tests.qdrant_server import QdrantServer
 
 pytestmark = pytest.mark.qdrant_server

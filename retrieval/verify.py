@@ -1,0 +1,230 @@
+"""``simlookup verify``: every index of a collection holds the same ids and vectors, and the expected count.
+
+Also reported: an unreadable collection manifest, a store that cannot be opened (a missing or garbage file,
+a payload that is not JSON), a store whose dimension or model differs from the collection's, stored vectors of
+the wrong size, and FAISS vector rows that differ from the checksums recorded when they were flushed (a vector
+file overwritten or damaged on disk) or that no upsert could have stored (NaN, inf; zero or non-unit vectors of
+a cosine collection).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from retrieval.collection import Collection, CollectionManifest, VectorSpace
+from retrieval.errors import CorruptManifestError, InvalidInputError, SimlookupError
+from retrieval.settings import Settings
+from retrieval.stores import FAISS_KINDS, VectorStore
+from retrieval.stores import points as pts
+
+TOLERANCE = 1e-4
+
+
+@dataclass
+class VerifyReport:
+    """Differences found between the stores of one collection (empty when they agree)."""
+
+    name: str
+    ok: bool = True
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    expected: int = 0
+    differences: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # worth knowing, not a difference (ok stays True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def verify(
+    settings: Settings,
+    name: str,
+    sample: int | None = None,
+    opened: Callable[[str, str], VectorStore] | None = None,
+    collection: Collection | None = None,
+) -> VerifyReport:
+    """Compare id sets, counts, dimensions and stored vectors across every index of the collection.
+
+    ``collection``: an open collection (the service's): its stores are used (checked as they open) and left
+    open. ``opened(index, space)``: the same for a caller holding stores some other way.
+    """
+    if sample is not None and (not isinstance(sample, int) or sample < 1):
+        raise InvalidInputError(f"sample must be a positive number of ids, got {sample!r}")
+    if collection is not None:
+        collection.refresh()  # verify what is on disk now
+        opened = opened or collection.store
+    try:
+        coll = collection if collection is not None else Collection(settings, name, read_only=True)
+    except CorruptManifestError as exc:
+        return VerifyReport(name=name, ok=False, differences=[str(exc)])
+    try:
+        return _verify(settings, coll, sample, opened)
+    finally:
+        if collection is None:
+            coll.close()
+
+
+def _verify(
+    settings: Settings, coll: Collection, sample: int | None, opened: Callable[[str, str], VectorStore] | None
+) -> VerifyReport:
+    m, name = coll.manifest, coll.name
+    rep = VerifyReport(name=name, expected=m.count)
+    repair = f"repair: `simlookup ingest {m.corpus} --name {name}`"
+    if not m.complete:
+        rep.differences.append("the last ingest did not finish: re-run it to complete the collection")
+    for space_name, space in m.vectors.items():
+        stores: dict[str, VectorStore] = {}
+        try:
+            for index in m.indexes:
+                try:
+                    st = opened(index, space_name) if opened is not None else coll.open_index(index, space_name)
+                except Exception as exc:  # noqa: BLE001 - every failure is a difference to report
+                    rep.differences.append(f"{space_name}/{index}: cannot open ({type(exc).__name__}: {exc}); {repair}")
+                    continue
+                stores[index] = st
+                _check_space(space_name, index, st, space, rep, repair)
+            _compare(space_name, space, stores, m.count if space_name != "caption" else None, rep, sample)
+            _check_points(settings, m, space_name, rep, repair)
+        finally:
+            for st in stores.values() if opened is None else ():
+                st.close()
+    rep.ok = not rep.differences
+    return rep
+
+
+def _check_space(
+    space_name: str, index: str, st: VectorStore, space: VectorSpace, rep: VerifyReport, repair: str
+) -> None:
+    """A store must have the dimension and the model the collection manifest records."""
+    if st.dim != space.dim:
+        rep.differences.append(
+            f"{space_name}/{index}: store dimension {st.dim}, the collection manifest says {space.dim}; {repair}"
+        )
+    if st.fingerprint and st.fingerprint != space.fingerprint:
+        rep.differences.append(
+            f"{space_name}/{index}: built by {st.fingerprint}, the collection manifest says {space.fingerprint}"
+        )
+
+
+def _check_points(
+    settings: Settings, m: CollectionManifest, space_name: str, rep: VerifyReport, repair: str
+) -> None:
+    """Every row of the FAISS point store's vector file against its recorded checksum, and no NaN / zero rows."""
+    folder = settings.data_dir / "faiss" / m.store_name(space_name) / "points"
+    if not any(i in FAISS_KINDS for i in m.indexes) or not (folder / "points.sqlite").exists():
+        return  # no FAISS kind, or a missing point store: the kinds' own opens report it
+    try:
+        ps = pts.acquire(folder, repair, read_only=True)
+    except SimlookupError:
+        return  # a point store that cannot be opened: reported by every kind that opens it
+    where = f"{space_name}/points"
+    try:
+        chk = ps.check_vectors()
+
+        def some(fids: list[int]) -> str:
+            return ", ".join(f"fid {f} (id {ps.id_of(f)!r})" for f in fids[:5]) + (", ..." if len(fids) > 5 else "")
+
+        fix = f"{repair} (re-ingesting rewrites the damaged points)"
+        if chk.damaged:
+            rep.differences.append(
+                f"{where}: {len(chk.damaged)} vector(s) in {ps.vector_path} differ from the checksum recorded when "
+                f"they were written (the file was overwritten or damaged on disk; every FAISS index of the "
+                f"collection reads these rows): {some(chk.damaged)}; {fix}"
+            )
+        if chk.non_finite:
+            rep.differences.append(
+                f"{where}: {len(chk.non_finite)} vector(s) in {ps.vector_path} hold NaN or inf (no upsert stores "
+                f"such a vector): {some(chk.non_finite)}; {fix}"
+            )
+        if chk.not_unit:
+            rep.differences.append(
+                f"{where}: {len(chk.not_unit)} vector(s) in {ps.vector_path} are zero or not unit length, in a "
+                f"cosine collection (no upsert stores such a vector): {some(chk.not_unit)}; {fix}"
+            )
+        if chk.damaged_dead:
+            rep.notes.append(
+                f"{where}: {chk.damaged_dead} row(s) of replaced or deleted points differ from their checksum "
+                "(no search reads them)"
+            )
+        if chk.checked < chk.rows:
+            rep.notes.append(
+                f"{where}: {chk.rows - chk.checked} of {chk.rows} vector rows are not checksummed yet (written "
+                "before checksums existed, or since the writer's last flush): the next flush records them; "
+                "they were checked for NaN and, in a cosine collection, for zero or non-unit vectors only"
+            )
+    except SimlookupError as exc:
+        rep.differences.append(f"{where}: {exc}")
+    finally:
+        pts.release(ps)
+
+
+def _compare(
+    space: str,
+    vspace: VectorSpace,
+    stores: dict[str, VectorStore],
+    expected: int | None,
+    rep: VerifyReport,
+    sample: int | None,
+) -> None:
+    id_sets = {k: st.ids() for k, st in stores.items()}
+    rep.counts[space] = {k: st.count() for k, st in stores.items()}
+    for k, n in rep.counts[space].items():
+        if expected is not None and n != expected:
+            rep.differences.append(f"{space}/{k}: holds {n} points, expected {expected} (corpus minus rejects)")
+    if not id_sets:
+        return
+    union = set().union(*id_sets.values())
+    for k, ids in id_sets.items():
+        missing = sorted(union - ids)
+        if missing:
+            rep.differences.append(f"{space}/{k}: missing {len(missing)} id(s), e.g. {missing[:5]}")
+    common = sorted(set.intersection(*id_sets.values()))
+    if sample is not None and len(common) > sample:
+        common = [common[i] for i in np.random.default_rng(0).choice(len(common), sample, replace=False)]
+    ref_name = next(iter(stores))
+    for i in range(0, len(common), 1000):
+        chunk = common[i : i + 1000]
+        fetched = {k: st.fetch(chunk) for k, st in stores.items()}
+        for k, got in fetched.items():
+            bad = [pid for pid in chunk if (v := got[pid][0]) is not None and v.shape != (vspace.dim,)]
+            if bad:
+                rep.differences.append(
+                    f"{space}/{k}: {len(bad)} stored vector(s) are not {vspace.dim}-d, e.g. {bad[0]!r}"
+                )
+        refs = [fetched[ref_name][pid][0] for pid in chunk]
+        for k, got in fetched.items():
+            for i in _differing([got[pid][0] for pid in chunk], refs):
+                rep.differences.append(f"{space}/{k}: vector of {chunk[i]!r} differs from {ref_name}")
+        for pid in chunk:
+            for k, got in fetched.items():
+                if got[pid][0] is None or fetched[ref_name][pid][0] is None:
+                    continue
+                mine, ref_pl = got[pid][1], fetched[ref_name][pid][1]
+                # a multi-vector Qdrant point merges the payloads of its spaces: compare the keys both hold
+                if any(mine[key] != ref_pl[key] for key in mine.keys() & ref_pl.keys()) or not (
+                    mine.keys() <= ref_pl.keys() or ref_pl.keys() <= mine.keys()
+                ):
+                    rep.differences.append(f"{space}/{k}: payload of {pid!r} differs from {ref_name}")
+
+
+def _differing(vs: list[np.ndarray | None], refs: list[np.ndarray | None]) -> list[int]:
+    """Positions where both vectors exist and differ (another shape, or not np.allclose at TOLERANCE), found
+    with one comparison per shape instead of one call per vector."""
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    out: list[int] = []
+    for i, (v, r) in enumerate(zip(vs, refs, strict=True)):
+        if v is None or r is None:
+            continue
+        if v.shape != r.shape:
+            out.append(i)
+        else:
+            by_shape.setdefault(v.shape, []).append(i)
+    for rows in by_shape.values():
+        a = np.stack([vs[i] for i in rows])  # type: ignore[misc]
+        b = np.stack([refs[i] for i in rows])  # type: ignore[misc]
+        close = np.isclose(a, b, atol=TOLERANCE).reshape(len(rows), -1).all(axis=1)
+        out.extend(rows[j] for j in np.flatnonzero(~close).tolist())
+    return sorted(out)
