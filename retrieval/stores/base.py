@@ -121,8 +121,10 @@ class VectorStore(ABC):
         k: int = 10,
         filter: Filter | Mapping[str, Any] | None = None,
         params: SearchParams | None = None,
+        with_payload: bool = True,
     ) -> list[list[Hit]]:
-        """Nearest neighbours of each query (a (d,) or (n, d) array), best first, with payloads.
+        """Nearest neighbours of each query (a (d,) or (n, d) array), best first, with payloads (with
+        ``with_payload=False``: ids and scores only, each hit's payload an empty dict, as Qdrant's option).
 
         At most min(k, matching points) hits per query; k and the parameters are capped by ``self.limits``
         (SIMLOOKUP_LIMITS__*). A filter on a field that no point has matches nothing.
@@ -131,7 +133,7 @@ class VectorStore(ABC):
         self.limits.check(k, params)
         q = self.check_vectors(queries, what="query")
         flt = None if filter is None else filter if isinstance(filter, Filter) else Filter.from_dict(filter)
-        return self._search(q, k, flt if flt else None, params or _DEFAULT_PARAMS)
+        return self._search(q, k, flt if flt else None, params or _DEFAULT_PARAMS, with_payload)
 
     def count(self) -> int:
         """Number of live points."""
@@ -287,7 +289,9 @@ class VectorStore(ABC):
     def _delete(self, ids: list[str]) -> int: ...
 
     @abstractmethod
-    def _search(self, queries: np.ndarray, k: int, flt: Filter | None, params: SearchParams) -> list[list[Hit]]: ...
+    def _search(
+        self, queries: np.ndarray, k: int, flt: Filter | None, params: SearchParams, with_payload: bool = True
+    ) -> list[list[Hit]]: ...
 
     @abstractmethod
     def _count(self) -> int: ...

@@ -546,17 +546,21 @@ class FaissStore(VectorStore):
                 return True
             return False
 
-    def _search(self, queries: np.ndarray, k: int, flt: Filter | None, params: SearchParams) -> list[list[Hit]]:
+    def _search(
+        self, queries: np.ndarray, k: int, flt: Filter | None, params: SearchParams, with_payload: bool = True
+    ) -> list[list[Hit]]:
         while True:
             self.refresh()
             ps = self._ps
             with ps.lock:
                 if ps is self._points:  # not swapped by a reload while this thread waited for the lock
-                    return self._search_locked(ps, queries, k, flt, params)
+                    fids, scores = self._search_locked(ps, queries, k, flt, params)
+                    return self._hits(fids, scores) if with_payload else self._bare_hits(fids, scores)
 
     def _search_locked(
         self, ps: pts.PointStore, queries: np.ndarray, k: int, flt: Filter | None, params: SearchParams
-    ) -> list[list[Hit]]:
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(fids, scores) per query, -1 where fewer than k points match."""
         n = len(ps)
         allowed: np.ndarray | None = None
         if flt is not None and n:
@@ -564,12 +568,13 @@ class FaissStore(VectorStore):
             n = len(allowed)
         k = min(k, n)
         if k == 0:
-            return [[] for _ in range(len(queries))]
+            empty = np.zeros((len(queries), 0))
+            return empty.astype(np.int64), empty.astype(np.float32)
         small = allowed is not None and len(allowed) <= self.defaults.exact_filter_limit
         if self.kind == "flat" or params.exact or small:
             self.stats["exact"] += 1
             fids, scores = self._exact(queries, k, allowed)
-            return self._hits(fids, scores)
+            return fids, scores
         if self._index is None:
             self._train_ivf()
         self.stats["index"] += 1
@@ -583,12 +588,12 @@ class FaissStore(VectorStore):
         # a search returns k hits whenever k points match: where the index found fewer (a selective
         # filter, low nprobe, k near the collection size), that query is answered exactly
         if fids.shape[1] >= k and (fids[0, k - 1] >= 0 if len(fids) == 1 else fids[:, k - 1].min() >= 0):
-            return self._hits(fids, scores)
+            return fids, scores
         short = np.flatnonzero((fids[:, k - 1] < 0) if fids.shape[1] >= k else np.ones(len(fids), bool))
         if len(short):
             self.stats["topup"] += len(short)
             fids[short], scores[short] = self._exact(queries[short], k, allowed)
-        return self._hits(fids, scores)
+        return fids, scores
 
     def _selector(self, allowed: np.ndarray | None) -> tuple[Any, Any]:
         """(selector, buffer to keep alive) for a filter's matches, or the hnsw tombstones."""
@@ -750,6 +755,19 @@ class FaissStore(VectorStore):
         out = np.take_along_axis(scores, order, 1).astype(np.float32)
         fids = np.where(np.take_along_axis(valid, order, 1), fids, -1)
         return fids, out
+
+    def _bare_hits(self, fids: np.ndarray, scores: np.ndarray) -> list[list[Hit]]:
+        """Hits with ids and scores only (``with_payload=False``): no payload copies."""
+        rows = self._ps.rows
+        out: list[list[Hit]] = []
+        for fr, sr in zip(fids.tolist(), scores.tolist(), strict=True):
+            hits = []
+            for fid, sc in zip(fr, sr, strict=True):
+                row = rows[fid] if 0 <= fid < len(rows) else None
+                if row is not None:
+                    hits.append(Hit(row[0], sc, {}))
+            out.append(hits)
+        return out
 
     def _hits(self, fids: np.ndarray, scores: np.ndarray) -> list[list[Hit]]:
         """Hits with the caller's own payload copies; fids < 0 (no result) and dead fids are skipped.

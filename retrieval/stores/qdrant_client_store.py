@@ -290,7 +290,9 @@ class QdrantClientStore(NamedVectorView, VectorStore):
 
         return self.delete_view(ids, retrieve, delete_points, delete_vectors)
 
-    def _search(self, queries: np.ndarray, k: int, flt: Filter | None, params: SearchParams) -> list[list[Hit]]:
+    def _search(
+        self, queries: np.ndarray, k: int, flt: Filter | None, params: SearchParams, with_payload: bool = True
+    ) -> list[list[Hit]]:
         from qdrant_client import models as m
 
         qf = to_qdrant_filter(flt, m, fallback=python_fallback(self._scroll))

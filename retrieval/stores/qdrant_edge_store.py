@@ -285,7 +285,9 @@ class QdrantEdgeStore(NamedVectorView, VectorStore):
         with self._lock:
             return self.delete_view(ids, retrieve, delete_points, delete_vectors)
 
-    def _search(self, queries: np.ndarray, k: int, flt: Filter | None, params: SearchParams) -> list[list[Hit]]:
+    def _search(
+        self, queries: np.ndarray, k: int, flt: Filter | None, params: SearchParams, with_payload: bool = True
+    ) -> list[list[Hit]]:
         e = _edge()
         qf = to_qdrant_filter(flt, e, edge=True, fallback=python_fallback(self._scroll))
 
