@@ -22,7 +22,8 @@ from typing import Any
 
 from ingest.cache import EmbeddingCache, Shard
 from ingest.corpora import get_corpus
-from ingest.rows import encode_rows, text_of
+from ingest.options import IngestOptions
+from ingest.rows import encode_shard, text_of
 from retrieval.collection import (
     ENCODER_OF,
     Collection,
@@ -35,43 +36,11 @@ from retrieval.encoders.loader import load_encoder
 from retrieval.errors import CorruptManifestError, InvalidInputError, SimlookupError, StoreNotFoundError
 from retrieval.names import check_name
 from retrieval.settings import Settings
-from retrieval.stores import FAISS_KINDS, QDRANT_INDEX, VectorStore
+from retrieval.stores import QDRANT_INDEX, VectorStore
 from retrieval.stores.faiss_store import FaissBuildParams
 from retrieval.stores.manifest import now_iso
 
 log = logging.getLogger(__name__)
-QDRANT_CHOICES = ("edge", "server", "local", "none")
-
-
-@dataclass
-class IngestOptions:
-    """What to ingest and where (the flags of ``simlookup ingest``)."""
-
-    corpus: str
-    name: str
-    indexes: list[str] = field(default_factory=lambda: list(FAISS_KINDS))
-    qdrant: str | None = None  # None: the mode from settings; "none": no Qdrant
-    limit: int | None = None
-    text_column: str = "text"
-    id_column: str = "id"
-    image_column: str | None = None
-    shard_size: int = 1024
-    progress: bool = True
-    append: bool = False  # False: the collection becomes equal to the source (rows gone from it are deleted)
-
-    def __post_init__(self) -> None:
-        check_name(self.name, "collection name")
-        unknown = [i for i in self.indexes if i not in FAISS_KINDS]
-        if unknown:
-            raise InvalidInputError(f"unknown FAISS index kind(s) {unknown}: use {list(FAISS_KINDS)}")
-        if self.qdrant is not None and self.qdrant not in QDRANT_CHOICES:
-            raise InvalidInputError(f"--qdrant {self.qdrant!r}: use one of {list(QDRANT_CHOICES)}")
-        if self.limit is not None and self.limit < 1:
-            raise InvalidInputError("--limit must be ≥ 1")
-        if self.shard_size < 1:
-            raise InvalidInputError("shard size must be ≥ 1")
-
-
 @dataclass
 class IngestSummary:
     """The final report of one ingest run (``--json`` prints it)."""
@@ -386,12 +355,6 @@ def _pipeline(
     summary.seconds["encode"] = encode_s
     summary.seconds["write"] = writer.busy_s
     return writer.written
-
-
-def encode_shard(settings: Settings, space: VectorSpace, encoder: Any, rows: list[dict[str, Any]], start: int) -> Shard:
-    """Encode rows [start, start + len(rows)) of one space into a shard (both engines call this)."""
-    ids, vecs, pls, rej = encode_rows(space, encoder, rows, settings.batch_size, settings.clip.max_image_pixels)
-    return Shard(start, start + len(rows), ids, vecs, pls, rej)
 
 
 def _local_shards(

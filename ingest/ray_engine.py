@@ -29,7 +29,7 @@ from retrieval.errors import BackendUnavailableError, ConfigError, SimlookupErro
 from retrieval.settings import ApiSettings, IngestSettings, QdrantSettings, Settings
 
 if TYPE_CHECKING:
-    from ingest.job import IngestOptions
+    from ingest.options import IngestOptions
 
 log = logging.getLogger(__name__)
 LOCAL_RAY_CPUS = 2
@@ -156,7 +156,7 @@ class ShardEncoder:
         self.encoders = {sp.encoder: load_encoder(settings, sp.encoder) for sp in spaces}
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from ingest.job import encode_shard
+        from ingest.rows import encode_shard
 
         out: dict[str, list[Any]] = {k: [] for k in ("start", "end", "space", "n", "dim", "vectors", "meta")}
         for start, end, names in zip(batch["start"], batch["end"], batch["spaces"], strict=True):

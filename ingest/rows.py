@@ -8,9 +8,11 @@ from typing import Any
 
 import numpy as np
 
+from ingest.cache import Shard
 from ingest.corpora.files import ORIGINAL_ID, SOURCE_PAYLOAD
 from retrieval.collection import VectorSpace
 from retrieval.errors import InvalidInputError
+from retrieval.settings import Settings
 
 
 def text_of(value: Any) -> str | None:
@@ -97,3 +99,9 @@ def encode_rows(
         payloads = [payloads[i] for i in keep]
         vecs = vecs[keep]
     return ids, vecs.astype(np.float32), payloads, rejects
+
+
+def encode_shard(settings: Settings, space: VectorSpace, encoder: Any, rows: list[dict[str, Any]], start: int) -> Shard:
+    """Encode rows [start, start + len(rows)) of one space into a shard (both engines call this)."""
+    ids, vecs, pls, rej = encode_rows(space, encoder, rows, settings.batch_size, settings.clip.max_image_pixels)
+    return Shard(start, start + len(rows), ids, vecs, pls, rej)

@@ -1,7 +1,7 @@
 """Payload filters: one Mongo-style filter language, parsed once into a typed tree that every engine translates.
 
-Build a filter with ``Filter.from_dict(spec)`` (the JSON/Python form), ``parse_filter_args(args)`` (the CLI
-form) or from the node classes (``Filter(And((Eq("genre", "news"), Range("year", gte=2014))))``, or
+Build a filter with ``Filter.from_dict(spec)`` (the JSON/Python form; the CLI's short forms parse into it in
+``simlookup.filter_args``) or from the node classes (``Filter(And((Eq("genre", "news"), Range("year", gte=2014))))``, or
 ``Filter.eq(...) & Filter.range(...)``). ``Filter.matches(payload)`` is the plain-Python reference that
 FAISS (``retrieval.payload_index``) and Qdrant (``retrieval.stores.qdrant_common``) must equal exactly.
 
@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
@@ -577,61 +576,3 @@ def _to_doc(node: Node) -> dict[str, Any]:
     if isinstance(node, Range):
         return {node.path: {f"${k}": v for k, v in node.bounds().items()}}
     return {node.path: {"$exists": True}}
-
-
-# ------------------------------------------------------------------------------------------------ CLI
-_INT_RE = re.compile(r"^[+-]?\d+$")
-_FLOAT_RE = re.compile(r"^[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?$")
-_CLI_RE = re.compile(r"^([^=<>!]+)(>=|<=|!=|=|>|<)(.*)$", re.S)
-_CLI_RANGE = {">=": "gte", "<=": "lte", ">": "gt", "<": "lt"}
-
-
-def coerce(text: str) -> Value:
-    """A command-line value: integer, then finite decimal number, then true/false/null, else the string itself."""
-    if _INT_RE.match(text):
-        return int(text)
-    if _FLOAT_RE.match(text):
-        return float(text)
-    low = text.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low == "null":
-        return None
-    return text
-
-
-def parse_filter_args(args: Sequence[str] | None) -> Filter:
-    """CLI filters, ANDed: ``field=value``, ``field=a,b`` (any of), ``field!=value``, ``field>=3``, ``field<10``,
-    or a JSON object (``'{"$or": [{"a": 1}, {"b": 2}]}'``)."""
-    parts: list[Node] = []
-    for arg in args or ():
-        if arg.lstrip().startswith("{"):
-            try:
-                spec = json.loads(arg)
-            except json.JSONDecodeError as exc:
-                raise FilterError(f"filter {arg!r} is not valid JSON: {exc.msg} at column {exc.colno}") from None
-            parts.append(Filter.from_dict(spec).root or TRUE)
-            continue
-        m = _CLI_RE.match(arg)
-        if not m or not m.group(3) or not m.group(1).strip():
-            raise FilterError(
-                f"cannot parse filter {arg!r}: use field=value, field=a,b, field!=value, field>=n, field<n "
-                "or a JSON object"
-            )
-        key, op, raw = m.group(1).strip(), m.group(2), m.group(3)
-        if op in ("=", "!=") and raw[:1] in ("=", "<", ">"):
-            raise FilterError(
-                f"cannot parse filter {arg!r}: {op}{raw[0]} is not an operator (use =, !=, >=, <=, > or <; "
-                "a value that starts with one of =<> goes in the JSON form)"
-            )
-        if op in ("=", "!="):
-            vals = [coerce(p) for p in raw.split(",") if p != ""]
-            if not vals:
-                raise FilterError(f"cannot parse filter {arg!r}: no value after {op!r}")
-            node = _in(key, vals)
-            parts.append(negate(node) if op == "!=" else node)
-        else:
-            if not _FLOAT_RE.match(raw.strip()):
-                raise FilterError(f"filter {arg!r}: a range bound must be a finite number, got {raw!r}")
-            parts.append(_range(key, {_CLI_RANGE[op]: float(raw)}))
-    return Filter(all_of(*parts)) if parts else Filter()

@@ -119,7 +119,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from retrieval.filters import parse_filter_args
+    from simlookup.filter_args import parse_filter_args
 
     s = _settings(args)
     flt = parse_filter_args(args.filter)

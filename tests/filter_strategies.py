@@ -21,8 +21,9 @@ PATHS = [*TOP_KEYS, "a.c", "a.b.c", "b.c", "nope", "a.b.c.d", "_id.b", "a._id"]
 MAX_SAFE = 2**53 - 1
 # numbers a payload may hold beyond the filter limit: where doubles and exact integers part ways
 BIG_NUMBERS = [2**53, 2**53 + 1, -(2**53), -(2**53) - 1, 2**63 - 1, -(2**63), float(2**53), 2.0**63, -1e300]
-# the largest numbers a filter may hold
-EDGE_NUMBERS = [MAX_SAFE, -MAX_SAFE, MAX_SAFE - 1, float(MAX_SAFE)]
+# the largest numbers a filter may hold (as a float only in filters: Qdrant Edge 0.9.0 stores a double of 16 or
+# more significant digits up to 2 ulp off, so such doubles are outside what engines agree on; see README)
+EDGE_NUMBERS = [MAX_SAFE, -MAX_SAFE, MAX_SAFE - 1]
 
 scalars = st.one_of(
     st.none(),
@@ -43,7 +44,9 @@ json_values = st.recursive(
 )
 payloads = st.dictionaries(st.sampled_from(TOP_KEYS), json_values, max_size=4)
 
-numbers = st.one_of(st.integers(-3, 3), st.sampled_from([0.0, 0.5, 1.0, 1.5, 2.0, -1.0]), st.sampled_from(EDGE_NUMBERS))
+numbers = st.one_of(
+    st.integers(-3, 3), st.sampled_from([0.0, 0.5, 1.0, 1.5, 2.0, -1.0]), st.sampled_from([*EDGE_NUMBERS, float(MAX_SAFE)])
+)
 value_lists = st.lists(scalars, min_size=1, max_size=3)
 
 

@@ -12,8 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from retrieval.errors import FilterError, InvalidInputError
-from retrieval.filters import MAX_SAFE_INT, And, Eq, Exists, Filter, In, Not, Or, Range, coerce, parse_filter_args
+from retrieval.filters import MAX_SAFE_INT, And, Eq, Exists, Filter, In, Not, Or, Range
 from retrieval.payload_index import PayloadIndex
+from simlookup.filter_args import coerce, parse_filter_args
 from tests.filter_strategies import TOP_KEYS, filters, json_values, payloads, scalars
 
 
