@@ -3,15 +3,92 @@
 Every claim carries an explicit accuracy condition: "minimal accuracy loss" means recall@10 within
 MAX_LOSS of Flat's in the same run, and no speed-up counts at recall@10 below MIN_RECALL. Recall is the
 timed k=10 figure (see runner.measure).
+
+The FAISS collection store's targets (``benchmarks.store_targets``) are judged here too, each row from the
+numbers it carries (``formula`` over ``inputs``), so that a verdict can be recomputed from the JSON alone.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 MAX_LOSS = 0.05  # "minimal accuracy loss": recall@10 within this of Flat's
 MIN_RECALL = 0.9  # no speed-up is credited below this recall@10
 TARGET_RECALL = 0.95
+
+# ---- the store targets: threshold per judged target, title per target ----
+FLAT_RATIO = 1.5  # (b): "flat" = the largest size's p50 at most this many times the smallest size's
+TARGET_THRESHOLDS = {"a": 5000.0, "b": FLAT_RATIO, "c": 100.0, "e": 5.0, "f": 1.0}
+TARGET_TITLES = {
+    "a": "1%-selective filtered search returns k hits at p50 ≤ 5 ms",
+    "b": f"filtered search at a fixed number of matches is flat in N (p50 ratio ≤ {FLAT_RATIO})",
+    "c": "IVF-PQ exact re-rank ×10 adds ≤ 100 µs per query",
+    "d": "the layer's cost per single query over the raw faiss call, with and without payloads (reported)",
+    "e": "the four FAISS kinds of a collection take ≤ 5× the raw float32 vectors on disk",
+    "f": "bulk upsert + build into FAISS flat no slower than the baseline",
+}
+NOT_JUDGED = {
+    "d": "the former target (the layer adds ≤ 50 µs p50 per single query over the raw faiss call) is no longer "
+    "judged: on this 2-core shared machine two runs showed the difference bound by noise (the same index kinds "
+    "read 15 to 91 µs from run to run, flat 39 to 160 µs, following the load, not the code). The numbers are "
+    "reported, with the payload-free search (with_payload=False: ids and scores, no payload copies) beside "
+    "the full one, so the share of the layer's cost that is payload copying is visible (issue 22)",
+}
+
+
+def compute(formula: str, inputs: dict[str, Any]) -> float:
+    """The measured value of a target row from its inputs."""
+    if formula == "median":  # of per-repeat p50s
+        return float(np.median(inputs["values"]))
+    if formula == "median_diff":  # median over repeats of (a p50 − b p50), the two timed alike
+        return float(np.median(np.subtract(inputs["a"], inputs["b"])))
+    if formula == "ratio_of_medians":
+        return float(np.median(inputs["num"]) / np.median(inputs["den"]))
+    if formula == "ratio_of_mins":  # best of several runs each
+        return float(min(inputs["num"]) / min(inputs["den"]))
+    if formula == "ratio":
+        return float(inputs["num"] / inputs["den"])
+    raise ValueError(f"unknown formula {formula!r}")
+
+
+def verdict(measured: float, threshold: float, conditions: dict[str, bool] | None = None) -> bool:
+    """Met: the measured value at most the threshold and every side condition true."""
+    return bool(measured <= threshold and all((conditions or {}).values()))
+
+
+def target_row(
+    tid: str,
+    label: str,
+    formula: str,
+    inputs: dict[str, Any],
+    unit: str,
+    conditions: dict[str, bool] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """One target row: measured from inputs; judged against its threshold (met / not met), or, for a target in
+    NOT_JUDGED, reported only (threshold, op and met null, ``judged`` false, ``not_judged`` the reason)."""
+    conds = conditions or {}
+    measured = compute(formula, inputs)
+    judged = tid not in NOT_JUDGED
+    threshold = TARGET_THRESHOLDS[tid] if judged else None
+    return {
+        "id": tid,
+        "title": TARGET_TITLES[tid],
+        "label": label,
+        "formula": formula,
+        "inputs": inputs,
+        "measured": measured,
+        "unit": unit,
+        "threshold": threshold,
+        "op": "<=" if judged else None,
+        "conditions": conds,
+        "met": verdict(measured, threshold, conds) if threshold is not None else None,
+        "judged": judged,
+        **({} if judged else {"not_judged": NOT_JUDGED[tid]}),
+        **extra,
+    }
 
 
 def _find(results: dict[str, Any], label_prefix: str) -> dict[str, Any] | None:
@@ -114,19 +191,25 @@ def _overhead_claims(results: dict[str, Any]) -> list[dict[str, Any]]:
         "same index, same k and query parameters; rows where the raw call does the same work (no re-rank, no "
         "exact top-up ‡)"
     )
+    bare_s = worst_s[1]["single"].get("no_payload_overhead_us_p50")
+    bare_b = worst_b[1]["batch"].get("no_payload_overhead_ratio")
     return [
         _claim(
             "target: layer adds ≤ 5% over the raw engine call in batch",
             cond,
-            f"worst ratio {worst_b[1]['batch']['overhead_ratio']:.3f} ({worst_b[0]} {worst_b[1]['params']})",
-            worst_b[1]["batch"]["overhead_ratio"] <= 1.05,
+            f"worst ratio {worst_b[1]['batch']['overhead_ratio']:.3f} ({worst_b[0]} {worst_b[1]['params']}"
+            + (f"; without payloads {bare_b:.3f}" if bare_b is not None else "")
+            + ")",
+            verdict(worst_b[1]["batch"]["overhead_ratio"], 1.05),
         ),
         _claim(
             "target: layer adds ≤ 50 µs per single query (median layer − median raw)",
             cond,
             f"worst {_p50_over(worst_s[1]):.1f} µs ({worst_s[0]} {worst_s[1]['params']}; mean difference "
-            f"{worst_s[1]['single']['overhead_us_mean']:.1f} µs)",
-            _p50_over(worst_s[1]) <= 50,
+            f"{worst_s[1]['single']['overhead_us_mean']:.1f} µs"
+            + (f"; without payloads {bare_s:.1f} µs" if bare_s is not None else "")
+            + ")",
+            verdict(_p50_over(worst_s[1]), 50),
         ),
     ]
 

@@ -41,12 +41,16 @@ def parse_sizes(text: str, flag: str = "--scale-curve") -> list[int]:
 def run_bench(settings: Settings, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     """Do what the bench arguments ask; returns (JSON document, text for the terminal)."""
     if args.plot:
-        from benchmarks.report import markdown, plot
+        from benchmarks.report import markdown, plot, targets_markdown
 
         src = Path(args.plot)
         results = json.loads(src.read_text())
         out = Path(args.out) if args.out else src.parent
-        if results.get("mode") == "scale-curve":
+        out.mkdir(parents=True, exist_ok=True)
+        if results.get("mode") == "targets":  # a targets run has a report and no plots
+            paths = []
+            (out / "report.md").write_text(targets_markdown(results))
+        elif results.get("mode") == "scale-curve":
             from benchmarks.scale import plot_scale, scale_markdown
 
             paths = plot_scale(results, out)
@@ -72,7 +76,8 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> tuple[dict[str, A
             work_dir=work,
         )
         verdicts = "\n".join(
-            f"[{'ok' if t['met'] else 'NO'}] ({t['id']}) {t['label']}: {t['measured']:.2f} {t['unit']}"
+            f"[{'--' if t['met'] is None else 'ok' if t['met'] else 'NO'}] ({t['id']}) {t['label']}: "
+            f"{t['measured']:.2f} {t['unit']}"
             for t in res["targets"]
         )
         return {"out": str(out), "results": str(out / "results.json"), "targets": res["targets"]}, (

@@ -34,13 +34,6 @@ class BuildConfig:
     sweep: tuple[dict[str, Any], ...] = ({},)  # query parameter sets, cheapest first
 
 
-def tree_files(root: Path) -> dict[str, int]:
-    """Every file under root (relative path → bytes it occupies on disk, sparse files counted as used)."""
-    if not root.exists():
-        return {}
-    return {str(f.relative_to(root)): f.stat().st_blocks * 512 for f in sorted(root.rglob("*")) if f.is_file()}
-
-
 class Engine(ABC):
     """One index under test, built in its own folder ``root`` (so every file in it belongs to it)."""
 
@@ -100,6 +93,15 @@ class Engine(ABC):
         """The layer: simlookup's public search (validation, payloads, string ids)."""
         assert self.store is not None
         return self.store.search(q, k, params=SearchParams(**qp))
+
+    def open_no_payload(self) -> bool:
+        """Whether the layer's payload-free path can be timed (a store is open)."""
+        return self.store is not None
+
+    def no_payload_search(self, q: np.ndarray, k: int, qp: dict[str, Any]) -> list[list[Hit]]:
+        """The layer without payloads (``with_payload=False``): ids and scores, as Qdrant's option."""
+        assert self.store is not None
+        return self.store.search(q, k, params=SearchParams(**qp), with_payload=False)
 
     def open_raw(self) -> bool:
         """Open the bare engine on the built index; False when there is none to compare with."""

@@ -74,6 +74,30 @@ def recall_with_ties(found_dist: np.ndarray, true_dist: np.ndarray, k: int, epsi
     return float((found_dist <= threshold).sum() / (k * len(true_dist)))
 
 
+def knn_recalls(
+    found: np.ndarray,
+    truth_idx: np.ndarray,
+    xq: np.ndarray,
+    xb: np.ndarray,
+    metric: str,
+    ks: Sequence[int] = (10,),
+    true_dist: np.ndarray | None = None,
+) -> dict[str, float]:
+    """recall@k (ties within 1e-3 of the k-th true distance count as found) and id_recall@k (the plain id
+    overlap), for each k both arrays are wide enough for. found / truth_idx: (n, ≥k) base positions, -1 = none;
+    true_dist: the truth's distances when the caller has them already (else computed here)."""
+    found = np.asarray(found)
+    truth_idx = np.asarray(truth_idx)
+    fd = distances(xq, xb, found, metric)
+    td = distances(xq, xb, truth_idx, metric) if true_dist is None else np.asarray(true_dist)
+    out: dict[str, float] = {}
+    for k in ks:
+        if found.shape[1] >= k and td.shape[1] >= k:
+            out[f"recall@{k}"] = recall_with_ties(fd, td, k)
+            out[f"id_recall@{k}"] = knn_intersection_measure(found[:, :k], truth_idx[:, :k])
+    return out
+
+
 def percentiles(samples_s: Sequence[float], ps: Sequence[float] = (50, 95, 99)) -> dict[str, float]:
     """Latency percentiles in milliseconds from samples in seconds (linear interpolation)."""
     arr = np.asarray(samples_s, dtype=np.float64)

@@ -1,12 +1,12 @@
 """One benchmark run: build every configuration on the same vectors, sweep its query parameters, measure.
 
 Rules (after ann-benchmarks): build parameters apart from query parameters; warm-up queries before any
-timing; batch runs best of five; the layer call and the raw engine call alternate (ABAB, and which goes first
-alternates); recall comes from the very result lists that were timed, at k=10, with ann-benchmarks' distance
-tolerance for ties; the harness's own bookkeeping (id → position mapping, distances) runs outside the timed
-region. recall@100, where shown, comes from its own timed k=100 series. Per configuration: build time where
-the work happens, every file it needs on disk, and the resident memory of a fresh process that opens it and
-answers the query set.
+timing; batch runs best of five; the layer call, the layer's payload-free call (``with_payload=False``) and
+the raw engine call alternate (which goes first rotates); recall comes from the very result lists that were
+timed, at k=10, with ann-benchmarks' distance tolerance for ties; the harness's own bookkeeping (id → position
+mapping, distances) runs outside the timed region. recall@100, where shown, comes from its own timed k=100
+series. Per configuration: build time where the work happens, every file it needs on disk, and the resident
+memory of a fresh process that opens it and answers the query set.
 """
 
 from __future__ import annotations
@@ -27,8 +27,10 @@ import numpy as np
 
 from benchmarks.data import ground_truth, load
 from benchmarks.datasets import Dataset
-from benchmarks.engines import BuildConfig, Engine, FaissEngine, QdrantEdgeEngine, QdrantServerEngine, tree_files
-from benchmarks.metrics import distances, knn_intersection_measure, percentiles, recall_with_ties
+from benchmarks.engines import BuildConfig, Engine, FaissEngine, QdrantEdgeEngine, QdrantServerEngine
+from benchmarks.metrics import distances, knn_recalls, percentiles
+from benchmarks.timing import rotated, timed
+from retrieval.disk import tree_bytes
 from retrieval.settings import Settings
 
 K = 10  # the k every latency and recall@1/@10 figure is measured at
@@ -154,19 +156,7 @@ def recalls(found: np.ndarray, ds: Dataset, truth: Truth, rows: np.ndarray | Non
     xq = ds.xq if rows is None else ds.xq[rows]
     tdist = truth.dist if rows is None else truth.dist[rows]
     tidx = truth.idx if rows is None else truth.idx[rows]
-    fd = distances(xq, ds.xb, found, ds.metric)
-    out: dict[str, Any] = {}
-    for k in ks:
-        if found.shape[1] >= k and tdist.shape[1] >= k:
-            out[f"recall@{k}"] = recall_with_ties(fd, tdist, k)
-            out[f"id_recall@{k}"] = knn_intersection_measure(found[:, :k], tidx[:, :k])
-    return out
-
-
-def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    t0 = time.perf_counter()
-    res = fn()
-    return time.perf_counter() - t0, res
+    return dict(knn_recalls(found, tidx, xq, ds.xb, ds.metric, ks, tdist))
 
 
 def measure(
@@ -179,101 +169,106 @@ def measure(
     wide: bool = False,
     repeats: int = REPEATS,
     pos_of: dict[str, int] | None = None,
+    no_payload: bool = True,
 ) -> dict[str, Any]:
-    """Recall, batch QPS and single-query latency at one query setting; layer and raw alternate.
+    """Recall, batch QPS and single-query latency at one query setting; the paths timed alternate.
 
-    Every recall figure comes from result lists returned by timed calls: recall@1/@10 from the fastest
-    timed batch run at k=10 (all queries), single.recall@10 from the timed one-query calls, recall@100
-    from its own timed k=100 batch series (when wide).
+    The paths: the layer (the full search, payloads included), the layer without payloads (``with_payload=False``,
+    where the engine has it: ``no_payload``) and the raw engine call; which goes first rotates. Every recall figure
+    comes from result lists returned by timed layer calls: recall@1/@10 from the fastest timed batch run at k=10
+    (all queries), single.recall@10 from the timed one-query calls, recall@100 from its own timed k=100 batch
+    series (when wide).
     """
     xq = ds.xq
     nq = len(xq)
     k = min(K, len(ds.xb))
     pos_of = pos_of or {pid: i for i, pid in enumerate(ds.point_ids())}
-
-    def layer(q: np.ndarray, kk: int = k) -> Any:
-        return engine.search(q, kk, qp)
-
-    def rawf(q: np.ndarray, kk: int = k) -> Any:
-        return engine.raw_search(q, kk, qp)
+    paths: dict[str, Callable[..., Any]] = {"layer": lambda q, kk=k: engine.search(q, kk, qp)}
+    if no_payload and engine.open_no_payload():
+        paths["no_payload"] = lambda q, kk=k: engine.no_payload_search(q, kk, qp)
+    if raw:
+        paths["raw"] = lambda q, kk=k: engine.raw_search(q, kk, qp)
+    layer = paths["layer"]
 
     # warm-up: one batch and a few single queries through each path, untimed
-    layer(xq)
-    if raw:
-        rawf(xq)
+    for f in paths.values():
+        f(xq)
     for i in range(min(WARMUP_SINGLE, nq)):
-        layer(xq[i : i + 1])
-        if raw:
-            rawf(xq[i : i + 1])
-    # batch: best of `repeats`, the two paths alternating, which goes first alternating too
-    t_layer: list[float] = []
-    t_raw: list[float] = []
+        for f in paths.values():
+            f(xq[i : i + 1])
+    # batch: best of `repeats`, the paths alternating, which goes first rotating too
+    times: dict[str, list[float]] = {p: [] for p in paths}
     runs: list[tuple[float, Any]] = []
-    topups = engine.exact_topups()
+    topups = 0  # queries the layer answered by exact top-up (the payload-free path's are not counted)
     for rep in range(repeats):
-        order = ("layer", "raw") if rep % 2 == 0 else ("raw", "layer")
-        for who in order:
+        for who in rotated(list(paths), rep):
+            before = engine.exact_topups()
+            t, res = timed(partial(paths[who], xq))
+            times[who].append(t)
             if who == "layer":
-                t, res = _timed(lambda: layer(xq))
-                t_layer.append(t)
                 runs.append((t, res))
-            elif raw:
-                t, _ = _timed(lambda: rawf(xq))
-                t_raw.append(t)
+                topups += engine.exact_topups() - before
     best_res = min(runs, key=lambda r: r[0])[1]
     found = positions(best_res, pos_of, k)
     out: dict[str, Any] = {"params": qp, "k": k, **recalls(found, ds, truth, None, (1, 10))}
     run_recalls = {round(recalls(positions(r, pos_of, k), ds, truth, None, (10,))["recall@10"], 6) for _, r in runs}
     out["batch"] = {
-        "qps": nq / min(t_layer),
+        "qps": nq / min(times["layer"]),
         "runs": repeats,
         "recall@10_all_runs": sorted(run_recalls),
         # queries of one run that the index answered short and the layer answered exactly (counted, not timed)
-        "exact_topup_queries": (engine.exact_topups() - topups) // repeats,
+        "exact_topup_queries": topups // repeats,
     }
+    if "no_payload" in paths:
+        out["batch"]["no_payload_qps"] = nq / min(times["no_payload"])
     if raw:
-        out["batch"]["raw_qps"] = nq / min(t_raw)
-        out["batch"]["overhead_ratio"] = min(t_layer) / min(t_raw)
-    # single queries: one per call, the two paths alternating, which goes first alternating too
+        out["batch"]["raw_qps"] = nq / min(times["raw"])
+        out["batch"]["overhead_ratio"] = min(times["layer"]) / min(times["raw"])
+        if "no_payload" in paths:
+            out["batch"]["no_payload_overhead_ratio"] = min(times["no_payload"]) / min(times["raw"])
+    # single queries: one per call, the paths alternating, which goes first rotating too
     n = min(n_single, nq)
-    lat, lat_raw, single_res = [], [], []
-    topups = engine.exact_topups()
+    lat: dict[str, list[float]] = {p: [] for p in paths}
+    single_res = []
+    topups = 0
     for i in range(n):
         q = xq[i : i + 1]
-        order = ("layer", "raw") if i % 2 == 0 else ("raw", "layer")
-        for who in order:
+        for who in rotated(list(paths), i):
+            before = engine.exact_topups()
+            t, res = timed(partial(paths[who], q))
+            lat[who].append(t)
             if who == "layer":
-                t, res = _timed(partial(layer, q))
-                lat.append(t)
                 single_res.append(res[0])
-            elif raw:
-                t, _ = _timed(partial(rawf, q))
-                lat_raw.append(t)
+                topups += engine.exact_topups() - before
     sfound = positions(single_res, pos_of, k)
     out["single"] = {
-        **percentiles(lat),
-        "qps": 1.0 / float(np.mean(lat)),
+        **percentiles(lat["layer"]),
+        "qps": 1.0 / float(np.mean(lat["layer"])),
         "queries": n,
         "recall@10": recalls(sfound, ds, truth, np.arange(n), (10,)).get("recall@10"),
-        "exact_topup_queries": engine.exact_topups() - topups,
+        "exact_topup_queries": topups,
     }
+    if "no_payload" in paths:
+        out["single"]["no_payload"] = percentiles(lat["no_payload"])
     if raw:
-        out["single"]["raw"] = percentiles(lat_raw)
-        out["single"]["overhead_us_mean"] = float((np.mean(lat) - np.mean(lat_raw)) * 1e6)
-        out["single"]["overhead_us_p50"] = float((np.median(lat) - np.median(lat_raw)) * 1e6)
+        out["single"]["raw"] = percentiles(lat["raw"])
+        for name, key in (("layer", "overhead"), ("no_payload", "no_payload_overhead")):
+            if name in lat:
+                out["single"][f"{key}_us_mean"] = float((np.mean(lat[name]) - np.mean(lat["raw"])) * 1e6)
+                out["single"][f"{key}_us_p50"] = float((np.median(lat[name]) - np.median(lat["raw"])) * 1e6)
     note = engine.raw_note(qp)
     if raw and note:
         out["batch"]["overhead_note"] = note
     if wide and len(ds.xb) >= K_WIDE and truth.idx.shape[1] >= K_WIDE:
         layer(xq, K_WIDE)
-        topups = engine.exact_topups()
-        wide_runs = [_timed(lambda: layer(xq, K_WIDE)) for _ in range(repeats)]
+        before = engine.exact_topups()
+        wide_runs = [timed(partial(layer, xq, K_WIDE)) for _ in range(repeats)]
         t, res = min(wide_runs, key=lambda r: r[0])
         out["recall@100"] = recalls(positions(res, pos_of, K_WIDE), ds, truth, None, (K_WIDE,))["recall@100"]
         out["batch_k100"] = {
             "qps": nq / t,
             "runs": repeats,
-            "exact_topup_queries": (engine.exact_topups() - topups) // repeats,
+            "exact_topup_queries": (engine.exact_topups() - before) // repeats,
         }
     return out
 
@@ -384,7 +379,7 @@ def run_config(
     if cfg.engine == "qdrant-server":
         entry.update({"disk_bytes": -1, "ram_bytes": -1, "note": "disk and RAM are on the server"})
         return entry
-    entry.update(summarize_disk(tree_files(root), len(ds.xb)))
+    entry.update(summarize_disk(tree_bytes(root), len(ds.xb)))
     spec = {
         "settings": eng.settings().model_dump(mode="json"),
         "name": "bench",

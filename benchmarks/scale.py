@@ -16,6 +16,7 @@ from typing import Any
 
 from benchmarks.datasets import clustered
 from benchmarks.engines import BuildConfig
+from benchmarks.report import md_table
 from benchmarks.runner import K, Truth, dataset_info, environment, hnsw_configs, pick_pq_m, run_config, set_threads
 from retrieval.settings import Settings
 
@@ -162,23 +163,47 @@ def scale_markdown(results: dict[str, Any]) -> str:
         "",
         "## Time per size",
         "",
-        "| N (dataset.n_base) | queries | configurations done | complete | wall s |",
-        "| ---: | ---: | ---: | --- | ---: |",
-    ]
-    for b in results["sizes"]:
-        d = b["dataset"]
-        lines.append(
-            f"| {d['n_base']:,} | {d['nq']} | {len(b['configs'])} | {'yes' if b['complete'] else '**no (partial)**'} "
-            f"| {b.get('wall_s', 0):.0f} |"
-        )
-    lines += [
+        *md_table(
+            ("N (dataset.n_base)", "queries", "configurations done", "complete", "wall s"),
+            (
+                (
+                    f"{b['dataset']['n_base']:,}",
+                    b["dataset"]["nq"],
+                    len(b["configs"]),
+                    "yes" if b["complete"] else "**no (partial)**",
+                    f"{b.get('wall_s', 0):.0f}",
+                )
+                for b in results["sizes"]
+            ),
+            "rrrlr",
+        ),
         "",
         "## Per configuration",
         "",
-        "| configuration | N | build s | disk MB | disk B/vector | RAM MB | RAM B/vector | setting at target "
-        "| recall@10 | p50 ms |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |",
+        *md_table(
+            (
+                "configuration",
+                "N",
+                "build s",
+                "disk MB",
+                "disk B/vector",
+                "RAM MB",
+                "RAM B/vector",
+                "setting at target",
+                "recall@10",
+                "p50 ms",
+            ),
+            _config_rows(results),
+            "lrrrrrrlrr",
+        ),
     ]
+    lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in PLOTS] + [""]
+    return "\n".join(lines)
+
+
+def _config_rows(results: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """One row per configuration and size: build, disk, RAM, and the cheapest setting at the target recall."""
+    rows: list[tuple[Any, ...]] = []
     for label in _labels(results):
         for b in results["sizes"]:
             n = b["dataset"]["n_base"]
@@ -194,12 +219,21 @@ def scale_markdown(results: dict[str, Any]) -> str:
                 setting = ", ".join(f"{k}={v}" for k, v in t["params"].items()) or "exact"
                 rec, p50 = f"{t['recall@10']:.3f}", f"{t['p50_ms']:.3f}"
             ram_pv = "—" if ram < 0 else f"{ram / n:,.0f}"
-            lines.append(
-                f"| {label} | {n:,} | {c['build']['total_s']:.1f} | {_mb(c['disk_bytes'])} | "
-                f"{c['disk_bytes'] / n:,.0f} | {_mb(ram)} | {ram_pv} | {setting} | {rec} | {p50} |"
+            rows.append(
+                (
+                    label,
+                    f"{n:,}",
+                    f"{c['build']['total_s']:.1f}",
+                    _mb(c["disk_bytes"]),
+                    f"{c['disk_bytes'] / n:,.0f}",
+                    _mb(ram),
+                    ram_pv,
+                    setting,
+                    rec,
+                    p50,
+                )
             )
-    lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in PLOTS] + [""]
-    return "\n".join(lines)
+    return rows
 
 
 def plot_scale(results: dict[str, Any], out: Path) -> list[Path]:

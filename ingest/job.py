@@ -32,6 +32,7 @@ from retrieval.collection import (
     load_collection,
     space_names,
 )
+from retrieval.disk import folder_bytes
 from retrieval.encoders.loader import load_encoder
 from retrieval.errors import CorruptManifestError, InvalidInputError, SimlookupError, StoreNotFoundError
 from retrieval.names import check_name
@@ -188,7 +189,7 @@ def store_sizes(stores: list[tuple[str, VectorStore]]) -> dict[str, int]:
         if "points_bytes" in info:
             out["points"] = int(info["points_bytes"])
             folder = Path(info["path"])
-            out[k] = sum(p.stat().st_size for p in folder.iterdir() if p.is_file()) if folder.is_dir() else 0
+            out[k] = folder_bytes(folder, apparent=True)
         else:
             out[k] = int(info.get("disk_bytes", 0) or 0)
     return out

@@ -145,3 +145,56 @@ def test_exact_topups_are_counted_and_marked(tmp_path: Path) -> None:
     note = topup_note(results)
     assert note is not None and f"faiss-ivf nprobe=1: {raw_short} of 40 queries at k=10" in note
     assert "nprobe=100" not in note
+
+
+class PayloadFreeEngine(FakeEngine):
+    """FakeEngine with the layer's payload-free path: logged B, its lists worse than the layer's (1 of 10)."""
+
+    def open_no_payload(self) -> bool:
+        return True
+
+    def no_payload_search(self, q: np.ndarray, k: int, qp: dict[str, Any]) -> list[list[Hit]]:
+        self.log.append("B")
+        return self._lists(range(len(q)), k, 1)
+
+
+def test_payload_free_path_is_timed_in_turn(small: Dataset) -> None:
+    """with_payload=False is a third path beside layer and raw: which goes first rotates; recall stays the layer's."""
+    eng = PayloadFreeEngine(small)
+    n_single = 6
+    r = measure(eng, small, Truth.of(small, 10), {}, n_single=n_single)
+    turns = ("LBR", "BRL", "RLB")
+    warm = "LBR" + "LBR" * WARMUP_SINGLE
+    batch = "".join(turns[i % 3] for i in range(REPEATS))
+    single = "".join(turns[i % 3] for i in range(n_single))
+    assert "".join(eng.log) == warm + batch + single
+    assert r["recall@10"] == pytest.approx(0.7) and r["single"]["recall@10"] == pytest.approx(0.5)
+    assert r["batch"]["no_payload_qps"] > 0 and r["batch"]["no_payload_overhead_ratio"] > 0
+    assert r["single"]["no_payload"]["p50_ms"] > 0
+    assert {"no_payload_overhead_us_p50", "no_payload_overhead_us_mean"} <= set(r["single"])
+
+
+def test_faiss_engine_times_the_payload_free_search(tmp_path: Path) -> None:
+    """A real store: the payload-free row sits beside the layer and raw rows, and the report shows it."""
+    from benchmarks.report import markdown
+
+    ds = clustered(n=500, d=16, nq=20, seed=2)
+    eng = FaissEngine(BuildConfig("faiss-flat", "faiss", "flat"), tmp_path / "c", ds.dim, ds.metric)
+    eng.build(ds.point_ids(), ds.xb, [{"t": str(i)} for i in range(len(ds.xb))])
+    try:
+        assert eng.open_raw()
+        r = measure(eng, ds, Truth.of(ds, 10), {}, n_single=10)
+        bare = eng.no_payload_search(ds.xq[:2], 10, {})
+    finally:
+        eng.close()
+    assert all(h.payload == {} for hits in bare for h in hits)
+    over = r["single"]["no_payload_overhead_us_p50"]
+    assert r["single"]["no_payload"]["p50_ms"] > 0 and np.isfinite(over)
+    results = {
+        "run": {"date": "d", "cpu": "c", "cores": 2, "threads": 1, "load_average": [0.0], "versions": {}},
+        "dataset": {"name": "t", "n": 500, "dim": 16, "nq": 20, "metric": ds.metric, "ground_truth_s": 0.0},
+        "configs": [{"label": "faiss-flat", "build": eng.timings, "results": [r]}],
+    }
+    line = next(ln for ln in markdown(results).splitlines() if ln.startswith("| faiss-flat | — |"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[11] == f"{r['single']['no_payload']['p50_ms']:.3f}" and cells[12] == f"{over:.0f}"

@@ -48,6 +48,9 @@ def test_quick_run_outputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
             assert r["batch"]["recall@10_all_runs"] == [pytest.approx(r["recall@10"], abs=1e-6)]
             assert r["single"]["queries"] == min(100, nq)
             assert r["batch"]["runs"] == 5
+            # the payload-free search timed beside the full one and the raw call
+            assert r["single"]["no_payload"]["p50_ms"] > 0 and "no_payload_overhead_us_p50" in r["single"]
+            assert r["batch"]["no_payload_qps"] > 0 and "no_payload_overhead_ratio" in r["batch"]
         # disk: every file of the configuration; RAM: a fresh process answered every query with k hits
         assert c["disk_bytes"] == sum(c["disk_files"].values()) + c["disk_other_files_bytes"] > 0
         ram = c["ram"]

@@ -288,11 +288,13 @@ def test_filtered_search_through_the_index_selector(tmp_path: Path, kind: str) -
     ids = ds.point_ids()
     st.upsert(ids, ds.xb, [{"g": i % 4, "rare": i % 200 == 0} for i in range(len(ids))])
     st.build()
-    res = st.search(ds.xq, k=10, filter={"g": 1}, params=SearchParams(nprobe=16))  # 25%: a bitmap selector
+    mid = SearchParams(hnsw_ef=64) if kind == "hnsw" else SearchParams(nprobe=16)
+    res = st.search(ds.xq, k=10, filter={"g": 1}, params=mid)  # 25%: a bitmap selector
     assert all(len(r) == 10 and all(h.payload["g"] == 1 for h in r) for r in res)
     mask = np.arange(len(ids)) % 4 == 1
     assert recall_at_k(ids_of(res), exact_ids(ds, ds.xq, 10, mask), 10) >= 0.8
-    rare = st.search(ds.xq, k=10, filter={"rare": True}, params=SearchParams(nprobe=1, hnsw_ef=10))  # 20 match
+    low = SearchParams(hnsw_ef=10) if kind == "hnsw" else SearchParams(nprobe=1)
+    rare = st.search(ds.xq, k=10, filter={"rare": True}, params=low)  # 20 match
     assert all(len(r) == 10 and all(h.payload["rare"] for h in r) for r in rare)
     stats = st.info()["searches"]
     assert stats["index"] == 2 and "exact" not in stats

@@ -347,8 +347,26 @@ def test_k_beyond_the_collection_and_caps(loaded: VectorStore, data: Dataset) ->
         with pytest.raises(InvalidInputError, match=f"=1000000000 is above the limit of .*SIMLOOKUP_LIMITS__{var}"):
             loaded.search(data.xq[0], k=1, params=SearchParams(**{name: 10**9}))
     lim = SearchLimits()
-    big = SearchParams(hnsw_ef=lim.max_ef, nprobe=lim.max_nprobe, rerank=lim.max_rerank)  # at the caps: answered
+    big = usable(loaded, hnsw_ef=lim.max_ef, nprobe=lim.max_nprobe, rerank=lim.max_rerank)  # at the caps: answered
     assert len(loaded.search(data.xq[0], k=5, params=big)[0]) == 5
+
+
+def usable(store: VectorStore, **params: Any) -> SearchParams:
+    """The parameters among these that the store declares it uses (all of them where it declares none)."""
+    accepts = store.query_params()
+    return SearchParams(**{k: v for k, v in params.items() if accepts is None or k in accepts})
+
+
+def test_a_query_parameter_the_index_does_not_use_is_refused(loaded: VectorStore, data: Dataset) -> None:
+    """Every engine declares its query parameters; one it would silently ignore is an error naming them."""
+    accepts = loaded.query_params()
+    assert accepts is not None and "exact" in accepts
+    for name in sorted({"nprobe", "hnsw_ef", "rerank"} - accepts):
+        with pytest.raises(InvalidInputError, match=f"does not use {name}: the query parameters it accepts are"):
+            loaded.search(data.xq[0], k=3, params=SearchParams(**{name: 5}))
+    for name in sorted({"nprobe", "hnsw_ef", "rerank"} & accepts):
+        assert len(loaded.search(data.xq[0], k=3, params=SearchParams(**{name: 5}))[0]) == 3
+    assert len(loaded.search(data.xq[0], k=3, params=SearchParams(exact=True, rerank=1))[0]) == 3  # 1: off
 
 
 def test_open_store_applies_the_settings_caps(
@@ -366,7 +384,7 @@ def test_open_store_applies_the_settings_caps(
     try:
         st.upsert(data.point_ids()[:300], data.xb[:300], [payload(i) for i in range(300)])
         st.build()
-        assert len(st.search(data.xq[0], k=5, params=SearchParams(hnsw_ef=150_000))[0]) == 5
+        assert len(st.search(data.xq[0], k=5, params=usable(st, hnsw_ef=150_000))[0]) == 5
         with pytest.raises(InvalidInputError, match=r"k=6 is above the limit of 5 hits \(SIMLOOKUP_LIMITS__MAX_K\)"):
             st.search(data.xq[0], k=6)
         with pytest.raises(InvalidInputError, match=r"nprobe=4 is above the limit of 3 \(SIMLOOKUP_LIMITS__MAX_NPROBE"):

@@ -63,6 +63,17 @@ class SearchParams:
 
 
 _DEFAULT_PARAMS = SearchParams()  # frozen: one shared instance for calls that pass none
+PARAM_OPTIONS = {"nprobe": "--nprobe", "hnsw_ef": "--ef", "rerank": "--rerank-factor", "exact": "--exact"}
+
+
+def used_params(params: SearchParams) -> list[str]:
+    """The query parameters a SearchParams sets (a re-rank factor of 0 or 1 means off: not set)."""
+    used = [n for n in ("nprobe", "hnsw_ef") if getattr(params, n) is not None]
+    if params.rerank is not None and params.rerank > 1:
+        used.append("rerank")
+    if params.exact:
+        used.append("exact")
+    return used
 
 
 class VectorStore(ABC):
@@ -72,6 +83,8 @@ class VectorStore(ABC):
     # the caps on k and the query parameters: the defaults here, the settings' own through open_store
     limits: SearchLimits = SearchLimits()
     upsert_whole: ClassVar[bool] = False  # True: one _upsert call (one transaction) per upsert, whatever batch_size
+    # opened read-only: upsert, delete and build raise StoreLockedError, and searching changes no file's content
+    read_only: bool = False
 
     def __init__(self, name: str, dim: int, metric: Metric, fingerprint: str | None = None) -> None:
         if not isinstance(dim, int) or dim <= 0:
@@ -131,9 +144,28 @@ class VectorStore(ABC):
         """
         self._check_open()
         self.limits.check(k, params)
+        if params is not None:
+            self.check_params(params)
         q = self.check_vectors(queries, what="query")
         flt = None if filter is None else filter if isinstance(filter, Filter) else Filter.from_dict(filter)
         return self._search(q, k, flt if flt else None, params or _DEFAULT_PARAMS, with_payload)
+
+    def query_params(self) -> frozenset[str] | None:
+        """The query parameters this index uses, as ann-benchmarks' query arguments (None: not declared)."""
+        return None
+
+    def check_params(self, params: SearchParams) -> None:
+        """Refuse a query parameter this index does not use (it would be silently ignored)."""
+        accepts = self.query_params()
+        if accepts is None:
+            return
+        bad = [n for n in used_params(params) if n not in accepts]
+        if bad:
+            what = getattr(self, "kind", self.backend)
+            ok = ", ".join(f"{n} ({PARAM_OPTIONS[n]})" for n in sorted(accepts)) or "none"
+            raise InvalidInputError(
+                f"the {what} index does not use {', '.join(bad)}: the query parameters it accepts are {ok}"
+            )
 
     def count(self) -> int:
         """Number of live points."""

@@ -127,6 +127,12 @@ def default_nlist(n: int) -> int:
     return max(1, min(int(round(4 * math.sqrt(max(n, 1)))), n // MIN_POINTS_PER_LIST))
 
 
+QUERY_PARAMS: dict[str, frozenset[str]] = {  # what each kind's search uses (re-rank: exact rescoring of k×factor)
+    "flat": frozenset({"exact"}),
+    "ivf": frozenset({"nprobe", "rerank", "exact"}),
+    "ivfpq": frozenset({"nprobe", "rerank", "exact"}),
+    "hnsw": frozenset({"hnsw_ef", "rerank", "exact"}),
+}
 _OPEN_TRIES = 50  # re-reads of a manifest that a writer keeps replacing while a reader opens the index
 _GATHER_ROWS = 2048  # filtered brute force: rows gathered and scored per block (3 MB at 384-d)
 
@@ -441,6 +447,10 @@ class FaissStore(VectorStore):
             log.info("FAISS store %s: index at seq %s, points at %s; catching up", self.dir, seq, self._ps.seq)
         if seq != self._ps.seq or self.kind == "hnsw":  # hnsw: find the tombstones (nodes of dead points)
             self._catch_up()
+
+    def query_params(self) -> frozenset[str]:
+        """The query parameters this kind uses (``QUERY_PARAMS``)."""
+        return QUERY_PARAMS[self.kind]
 
     # ---- following a writer (read-only snapshots) ----
     @property

@@ -20,7 +20,6 @@ before the table existed gets it, and its rows' checksums, at its next flush.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sqlite3
 import threading
@@ -31,6 +30,7 @@ from typing import Any, NoReturn, Protocol
 
 import numpy as np
 
+from retrieval.disk import file_bytes
 from retrieval.errors import CorruptIndexError, ManifestMismatchError, StoreLockedError, StoreNotFoundError
 from retrieval.filters import Filter
 from retrieval.metric import Metric
@@ -460,11 +460,9 @@ class PointStore:
         return None if row is None else row[0]
 
     def disk_bytes(self) -> int:
-        size = 0
-        for p in (self.sqlite_path, Path(f"{self.sqlite_path}-wal")):
-            with contextlib.suppress(OSError):
-                size += p.stat().st_size
-        return size + self.vectors.disk_bytes()
+        """Bytes of the point store: the SQLite file and its WAL (their lengths) and the vector file (its blocks)."""
+        sqlite = sum(file_bytes(p, apparent=True) for p in (self.sqlite_path, Path(f"{self.sqlite_path}-wal")))
+        return sqlite + self.vectors.disk_bytes()
 
     def _close_files(self) -> None:
         vf = getattr(self, "vectors", None)

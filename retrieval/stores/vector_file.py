@@ -27,6 +27,7 @@ from typing import Literal
 
 import numpy as np
 
+from retrieval.disk import file_bytes
 from retrieval.errors import CorruptIndexError
 
 _MIN_CAPACITY = 1024
@@ -180,10 +181,7 @@ class VectorFile:
 
     def disk_bytes(self) -> int:
         """Bytes the file takes on disk (allocated blocks: the sparse tail counts nothing)."""
-        try:
-            return int(self.path.stat().st_blocks) * 512
-        except OSError:
-            return 0
+        return file_bytes(self.path)
 
     def close(self) -> None:
         """Sync and trim the file to the committed rows (writer), then unmap."""
