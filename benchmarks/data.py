@@ -18,7 +18,8 @@ def stsb_vectors(
     """(ids, vectors, texts) of STS-B, encoded once into an embedding cache under cache_dir (never the data dir)."""
     from ingest.cache import EmbeddingCache
     from ingest.corpora import get_corpus
-    from ingest.job import IngestOptions, load_encoder, run_ingest
+    from ingest.job import IngestOptions, run_ingest
+    from retrieval.encoders import load_encoder
 
     scratch = settings.model_copy(update={"data_dir": Path(cache_dir)})
     enc = load_encoder(settings, "text")

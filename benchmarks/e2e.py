@@ -12,21 +12,21 @@ import numpy as np
 
 from benchmarks.datasets import Dataset
 from benchmarks.metrics import percentiles
+from retrieval.encoders import Encoder, load_encoder
 from retrieval.settings import QdrantSettings, Settings
 from retrieval.stores import open_store
 
 E2E_STORES = ("flat", "ivf", "ivfpq", "hnsw", "qdrant")
 
 
-def _encoder(settings: Settings, quantize: str | None = None) -> Any:
-    from ingest.job import load_encoder
-
+def _encoder(settings: Settings, quantize: str | None = None) -> Encoder:
+    """The text encoder of ``settings`` (or of its ``quantize`` tier), through the one loader."""
     if quantize is not None:
         settings = settings.model_copy(update={"text_quantize": quantize})
     return load_encoder(settings, "text")
 
 
-def stsb_spearman(enc: Any) -> float:
+def stsb_spearman(enc: Encoder) -> float:
     """STS-B test Spearman of an encoder (cosine of each pair against the gold score)."""
     from scipy.stats import spearmanr
 
@@ -38,7 +38,7 @@ def stsb_spearman(enc: Any) -> float:
     return float(spearmanr((a * b).sum(1), [p.score for p in pairs]).statistic)
 
 
-def encoder_variants(enc: Any, texts: list[str]) -> dict[str, Any]:
+def encoder_variants(enc: Encoder, texts: list[str]) -> dict[str, Any]:
     """One-query encode latency under the settings that matter on a CPU: threads, and the query cache."""
     import torch
 

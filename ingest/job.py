@@ -33,7 +33,7 @@ from retrieval.collection import (
     space_names,
 )
 from retrieval.disk import folder_bytes
-from retrieval.encoders.loader import load_encoder
+from retrieval.encoders import load_encoder  # also a re-export: `from ingest.job import load_encoder` works
 from retrieval.errors import CorruptManifestError, InvalidInputError, SimlookupError, StoreNotFoundError
 from retrieval.names import check_name
 from retrieval.settings import Settings

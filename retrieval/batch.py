@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
+from retrieval.collection import VectorSpace
 from retrieval.errors import InvalidInputError, SimlookupError
 from retrieval.filters import Filter
 from retrieval.retriever import Retriever, SearchResult, check_query
@@ -102,11 +103,7 @@ def _encode(
             raise InvalidInputError(
                 f"collection {retriever.name!r} has no {target!r} vectors (it has {sorted(retriever.manifest.vectors)})"
             )
-        if kind == "image" and space.encoder != "clip":
-            raise InvalidInputError(
-                f"collection {retriever.name!r} is a text collection: image queries need CLIP vectors"
-            )
-        enc = retriever.matching_encoder(space)
+        fn = _encode_fn(retriever, space, kind)
     except SimlookupError as exc:
         return dict.fromkeys(idx, exc)
     items = [q.item for q in queries]
@@ -117,15 +114,25 @@ def _encode(
             empty = InvalidInputError("the query text is empty")
             res: dict[int, np.ndarray | SimlookupError] = dict.fromkeys(bad, empty)
             if good:
-                res.update(_encode_items(enc, kind, [i for i, _ in good], [t for _, t in good]))
+                res.update(_encode_items(fn, kind, [i for i, _ in good], [t for _, t in good]))
             return res
-    return _encode_items(enc, kind, idx, items)
+    return _encode_items(fn, kind, idx, items)
+
+
+EncodeFn = Callable[[list[Any]], np.ndarray]
+
+
+def _encode_fn(retriever: Retriever, space: VectorSpace, kind: QueryKind) -> EncodeFn:
+    """The space's encoder, checked: ``encode_images`` for image queries, else ``encode_queries`` (each row as
+    if encoded alone, so a batched answer equals the unbatched one)."""
+    if kind == "image":
+        return retriever.image_encoder(space).encode_images
+    return retriever.matching_encoder(space).encode_queries
 
 
 def _encode_items(
-    enc: Any, kind: QueryKind, idx: list[int], items: list[Any]
+    fn: EncodeFn, kind: QueryKind, idx: list[int], items: list[Any]
 ) -> dict[int, np.ndarray | SimlookupError]:
-    fn = _encode_fn(enc, kind)
     try:
         return dict(zip(idx, fn(items), strict=True))
     except Exception as exc:  # noqa: BLE001 - attributed to the query that caused it below
@@ -146,14 +153,3 @@ def _as_error(kind: QueryKind, exc: Exception) -> SimlookupError:
         return exc
     cls = InvalidInputError if kind == "image" else SimlookupError
     return cls(f"cannot encode the {kind} query ({type(exc).__name__}: {exc})")
-
-
-def _encode_fn(enc: Any, kind: QueryKind) -> Any:
-    if kind == "image":
-        return enc.encode_image
-    fn = getattr(enc, "encode_queries", None) or enc.encode_text
-    if getattr(enc, "quantize", "none") == "int8":
-        # dynamic int8 scales activations over the whole input tensor: a query's vector would depend on the
-        # other queries of its batch. Encode each alone so a batched answer equals the unbatched one.
-        return lambda items: np.stack([fn([x])[0] for x in items])
-    return fn

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from retrieval.collection import Collection, CollectionManifest, QueryKind, VectorSpace
-from retrieval.encoders.loader import load_encoder
+from retrieval.encoders import Encoder, ImageEncoder, load_encoder
 from retrieval.errors import InvalidInputError
 from retrieval.filters import Filter
 from retrieval.settings import SearchLimits, Settings
@@ -67,7 +67,7 @@ class Retriever:
         settings: Settings,
         name: str,
         read_only: bool = True,
-        encoders: Mapping[str, Any] | None = None,
+        encoders: Mapping[str, Encoder] | None = None,
     ) -> None:
         """``encoders``: already loaded encoders by kind ('text', 'clip'), used instead of loading the
         collection's own (tests, or a process that holds the model already); fingerprints are still checked."""
@@ -75,7 +75,7 @@ class Retriever:
         self.name = name
         self.read_only = read_only
         self.collection = Collection(settings, name, read_only=read_only)
-        self._encoders: dict[str, Any] = dict(encoders or {})
+        self._encoders: dict[str, Encoder] = dict(encoders or {})
         self._lock = threading.Lock()
 
     @property
@@ -99,15 +99,15 @@ class Retriever:
         """The collection's vector space ``target`` ('text', 'image' or 'caption'), or a clear error."""
         return self.collection.space(target)
 
-    def encoder(self, kind: str) -> Any:
-        """The text or CLIP encoder the collection was built with (loaded once)."""
+    def encoder(self, kind: str) -> Encoder:
+        """The text or CLIP encoder the collection was built with (loaded once, unless one was injected)."""
         with self._lock:
             if kind not in self._encoders:
                 models: dict[str, str] = {sp.encoder: sp.model for sp in self.manifest.vectors.values()}
                 self._encoders[kind] = load_encoder(self.settings, kind, models.get(kind))
             return self._encoders[kind]
 
-    def matching_encoder(self, space: VectorSpace) -> Any:
+    def matching_encoder(self, space: VectorSpace) -> Encoder:
         """The encoder of a vector space, refused when it is not the one the collection was embedded with."""
         enc = self.encoder(space.encoder)
         if enc.fingerprint != space.fingerprint:
@@ -115,6 +115,19 @@ class Retriever:
                 f"collection {self.name!r} was embedded by {space.fingerprint}, but the query encoder is "
                 f"{enc.fingerprint} (SIMLOOKUP_TEXT_MODEL / SIMLOOKUP_TEXT_QUANTIZE / CLIP settings differ): "
                 "use the same settings, or re-ingest"
+            )
+        return enc
+
+    def image_encoder(self, space: VectorSpace) -> ImageEncoder:
+        """The CLIP encoder of a vector space, for image queries: refused for a text space, or for an injected
+        encoder that does not encode images."""
+        if space.encoder != "clip":
+            raise InvalidInputError(f"collection {self.name!r} is a text collection: image queries need CLIP vectors")
+        enc = self.matching_encoder(space)
+        if not isinstance(enc, ImageEncoder):
+            raise InvalidInputError(
+                f"the {space.encoder!r} encoder given to the Retriever ({type(enc).__name__}) does not encode images: "
+                "pass an ImageEncoder (encode_images), such as load_encoder(settings, 'clip')"
             )
         return enc
 
@@ -129,13 +142,10 @@ class Retriever:
         if kind == "text":
             if not isinstance(query, str) or not query.strip():
                 raise InvalidInputError("the query text is empty")
-            enc = self.matching_encoder(space)
-            return enc.encode_query(query) if hasattr(enc, "encode_query") else enc.encode_text([query])[0]
+            return self.matching_encoder(space).encode_query(query)
         if kind != "image":
             raise InvalidInputError(f"unknown query kind {kind!r}: use 'text' or 'image'")
-        if space.encoder != "clip":
-            raise InvalidInputError(f"collection {self.name!r} is a text collection: image queries need CLIP vectors")
-        return self.matching_encoder(space).encode_image([query])[0]
+        return self.image_encoder(space).encode_images([query])[0]
 
     def search(
         self,

@@ -165,8 +165,7 @@ def run_queries(settings: Any, minilm: Any, window_ms: float, max_batch: int) ->
     from simlookup.server.app import create_app
 
     s = settings.model_copy(update={"api": ApiSettings(batch_window_ms=window_ms, max_batch=max_batch)})
-    app = create_app(s, "b")
-    app.state.retriever._encoders["text"] = minilm  # noqa: SLF001 - reuse the session's loaded model
+    app = create_app(s, "b", encoders={"text": minilm})  # reuse the session's loaded model
 
     async def main() -> tuple[list[Any], str]:
         transport = httpx.ASGITransport(app=app)
@@ -215,8 +214,7 @@ def test_a_bad_query_in_a_batch_fails_alone(collection: Any, minilm: Any) -> Non
     from simlookup.server.app import create_app
 
     s = collection.model_copy(update={"api": ApiSettings(batch_window_ms=50.0, max_batch=32)})
-    app = create_app(s, "b")
-    app.state.retriever._encoders["text"] = minilm  # noqa: SLF001
+    app = create_app(s, "b", encoders={"text": minilm})
 
     async def main() -> list[httpx.Response]:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
@@ -239,7 +237,6 @@ def test_a_bad_query_in_a_batch_fails_alone(collection: Any, minilm: Any) -> Non
 def test_int8_queries_in_a_batch_get_the_vector_they_get_alone() -> None:
     import numpy as np
 
-    from retrieval.batch import _encode_fn
     from retrieval.encoders.text import TextEncoder
 
     enc = TextEncoder("all-MiniLM-L6-v2", quantize="int8")
@@ -247,7 +244,7 @@ def test_int8_queries_in_a_batch_get_the_vector_they_get_alone() -> None:
     alone = enc.encode_text([a])[0]
     # the reason: dynamic int8 scales activations over the whole batch, so a neighbour changes the vector
     assert not np.array_equal(enc.encode_text([a, b])[0], alone)
-    batched = _encode_fn(enc, "text")([a, b])
+    batched = enc.encode_queries([a, b])  # what the batch path calls; the query cache holds each alone too
     assert np.array_equal(batched[0], alone) and np.array_equal(batched[1], enc.encode_text([b])[0])
 
 

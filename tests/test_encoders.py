@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -67,10 +68,27 @@ def test_clip_from_local_checkpoint(tiny_clip_checkpoint: tuple[str, Path]) -> N
     assert enc.fingerprint.startswith(f"{arch}@")
     t = enc.encode_text(["a snowy day", "a cat"])
     imgs = [Image.new("RGB", (40, 30), (200, 10, 10)), Image.new("L", (64, 64), 128)]
-    i = enc.encode_image(imgs)
+    i = enc.encode_images(imgs)
     assert t.shape == (2, 32) and i.shape == (2, 32)
     np.testing.assert_allclose(np.linalg.norm(np.vstack([t, i]), axis=1), 1.0, atol=1e-5)
-    np.testing.assert_allclose(enc.encode_image(imgs[:1])[0], i[0], atol=1e-5)
+    np.testing.assert_allclose(enc.encode_images(imgs[:1])[0], i[0], atol=1e-5)
+    np.testing.assert_allclose(enc.encode_image(imgs[:1])[0], i[0], atol=1e-5)  # the former name still works
+
+
+def test_encoders_keep_the_contract(tiny_clip_checkpoint: tuple[str, Path], minilm: TextEncoder) -> None:
+    """Both encoders are ``Encoder``s (texts and queries); CLIP is also an ``ImageEncoder``; MiniLM is not."""
+    from retrieval.encoders import Encoder, ImageEncoder
+    from retrieval.encoders.clip import ClipEncoder
+
+    clip = ClipEncoder(*map(str, tiny_clip_checkpoint))
+    assert isinstance(minilm, Encoder) and not isinstance(minilm, ImageEncoder)
+    assert isinstance(clip, Encoder) and isinstance(clip, ImageEncoder)
+    texts = ["a snowy day", "a cat"]
+    for enc in (minilm, clip):
+        q = enc.encode_queries(texts)
+        assert q.shape == (2, enc.dim) and q.dtype == np.float32
+        np.testing.assert_allclose(q, enc.encode_text(texts), atol=1e-5)
+        np.testing.assert_allclose(enc.encode_query("a cat"), q[1], atol=1e-5)
 
 
 def test_clip_without_weights_explains(tmp_path: Path) -> None:
@@ -111,11 +129,26 @@ def test_mpnet_from_part_wheels(tmp_path: Path) -> None:
 
 
 def test_encoders_load_in_one_place() -> None:
-    """Ingest, the retriever, the CLI and the service build encoders only through retrieval.encoders.loader."""
+    """Ingest, the retriever, the CLI, the service and the benchmarks build encoders only through
+    retrieval.encoders' load_encoder, import it from there, and never guess an encoder's abilities."""
     root = Path(__file__).resolve().parents[1]
-    for rel in ("ingest/job.py", "retrieval/retriever.py", "simlookup/cli.py", "simlookup/server/app.py"):
+    for rel in (
+        "ingest/job.py",
+        "retrieval/retriever.py",
+        "simlookup/cli.py",
+        "simlookup/server/app.py",
+        "benchmarks/load.py",
+        "benchmarks/e2e.py",
+        "benchmarks/data.py",
+    ):
         src = (root / rel).read_text()
         assert "TextEncoder(" not in src and "ClipEncoder(" not in src, rel
+    for path in [*root.glob("retrieval/**/*.py"), *root.glob("simlookup/**/*.py"), *root.glob("benchmarks/*.py")]:
+        src = path.read_text()
+        rel = path.relative_to(root)
+        assert not re.search(r"from ingest\.job import [^\n]*load_encoder", src), rel  # a re-export for users only
+        for guess in ("hasattr(enc", "getattr(enc", '"encode_quer', '"encode_image'):
+            assert guess not in src, (rel, guess)
 
 
 def test_load_encoder_follows_settings_and_model(tmp_path: Path, minilm) -> None:  # type: ignore[no-untyped-def]

@@ -279,10 +279,12 @@ def test_refused_ingest_changes_nothing(tmp_path: Path, minilm) -> None:  # type
     with pytest.raises(InvalidInputError, match=r"was embedded by all-MiniLM-L6-v2@\w+ .* nothing was changed"):
         run_ingest(s, opts, encoders={"text": OtherModel()})
     assert (s.data_dir / "collections" / "keep.json").read_bytes() == manifest
-    with Retriever(s, "keep") as r:
-        r._encoders["text"] = minilm
+    with Retriever(s, "keep", encoders={"text": minilm}) as r:
         for index in ("flat", "hnsw", "qdrant"):
             assert r.search_text("rivers", index=index, k=3).hits, index
+    other = Retriever(s, "keep", encoders={"text": OtherModel()})  # type: ignore[dict-item]
+    with other, pytest.raises(InvalidInputError, match=r"but the query encoder is all-MiniLM-L6-v2@0+\+int8"):
+        other.search_text("rivers", k=3)
 
 
 def test_reingest_makes_the_collection_equal_to_the_source(tmp_path: Path, minilm) -> None:  # type: ignore[no-untyped-def]
@@ -316,8 +318,7 @@ def test_retriever_uses_the_collections_qdrant_mode(tmp_path: Path, minilm) -> N
     csv = write_csv(tmp_path / "docs.csv", "id,text", [(f"r{i}", f"A note about birds number {i}.") for i in range(30)])
     run_ingest(s, IngestOptions(str(csv), "loc", indexes=["flat"], qdrant="local", progress=False),
                encoders={"text": minilm})
-    with Retriever(s, "loc") as r:
-        r._encoders["text"] = minilm
+    with Retriever(s, "loc", encoders={"text": minilm}) as r:
         res = r.search_text("birds", index="qdrant", k=5)
         assert len(res.hits) == 5 and res.hits[0].id.startswith("r")
         assert r.store("qdrant").backend != "qdrant-edge"
@@ -546,8 +547,7 @@ def test_corrupt_collection_manifest_is_a_clear_error(tmp_path: Path, minilm) ->
     with pytest.raises(CorruptManifestError, match=r"cm.json is unreadable .*`simlookup ingest SOURCE --name cm`"):
         Retriever(s, "cm")
     run_ingest(s, opts, encoders={"text": minilm})  # a re-ingest repairs it
-    with Retriever(s, "cm") as r:
-        r._encoders["text"] = minilm
+    with Retriever(s, "cm", encoders={"text": minilm}) as r:
         assert r.search_text("trains", k=2).hits
 
 

@@ -12,6 +12,8 @@ from PIL import Image
 
 from ingest.job import IngestOptions, rejects_of, run_ingest
 from retrieval.collection import load_collection
+from retrieval.encoders import Encoder, load_encoder
+from retrieval.errors import InvalidInputError
 from retrieval.retriever import Retriever
 from retrieval.settings import ClipSettings, QdrantSettings, Settings
 from retrieval.verify import verify
@@ -118,6 +120,36 @@ def test_caption_targets(ingested: Settings, gallery: tuple[Path, list[str]]) ->
             assert all(h.payload["caption"] for h in i2c.hits)
             t2i = r.search_text("a snowy day", index=index, k=4)
             assert t2i.target == "image" and len(t2i.hits) == 4
+
+
+class TextOnly:
+    """The collection's CLIP text tower behind the text contract alone (no ``encode_images``)."""
+
+    def __init__(self, clip: Encoder) -> None:
+        self.clip, self.dim, self.fingerprint = clip, clip.dim, clip.fingerprint
+
+    def encode_text(self, texts: list[str], batch_size: int | None = None) -> np.ndarray:
+        return self.clip.encode_text(texts, batch_size)
+
+    def encode_queries(self, texts: list[str]) -> np.ndarray:
+        return self.clip.encode_queries(texts)
+
+    def encode_query(self, text: str) -> np.ndarray:
+        return self.clip.encode_query(text)
+
+
+def test_an_injected_encoder_serves_and_image_queries_need_an_image_encoder(
+    ingested: Settings, gallery: tuple[Path, list[str]]
+) -> None:
+    root, good = gallery
+    clip = load_encoder(ingested, "clip")
+    with Retriever(ingested, "imgs", encoders={"clip": clip}) as r:
+        assert r.search_image(root / good[0], k=1).hits[0].id == good[0]
+        assert r.encoder("clip") is clip
+    with Retriever(ingested, "imgs", encoders={"clip": TextOnly(clip)}) as r:
+        assert len(r.search_text("a red square", k=2).hits) == 2  # text queries need only the text contract
+        with pytest.raises(InvalidInputError, match="TextOnly.* does not encode images: pass an ImageEncoder"):
+            r.search_image(root / good[0], k=1)
 
 
 def test_cli_image_search_json(

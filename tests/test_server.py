@@ -30,8 +30,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, minilm) -> Settings:  # typ
 
 @pytest.fixture(scope="module")
 def client(served: Settings, minilm) -> TestClient:  # type: ignore[no-untyped-def]
-    app = create_app(served, "srv")
-    app.state.retriever._encoders["text"] = minilm  # noqa: SLF001 - reuse the session's loaded model
+    app = create_app(served, "srv", encoders={"text": minilm})  # reuse the session's loaded model
     with TestClient(app) as c:
         yield c
 
@@ -133,6 +132,35 @@ def test_indexes_health_ready(client: TestClient) -> None:
     assert idx["flat"]["fingerprint"].startswith("all-MiniLM-L6-v2@")
     r = client.get("/readyz")
     assert r.status_code == 200 and r.json()["status"] == "ready"
+
+
+class OtherModel:
+    """MiniLM's vectors under another model's fingerprint: an encoder the collection was not embedded with."""
+
+    fingerprint = "other-model@0000000000000000"
+
+    def __init__(self, enc) -> None:  # type: ignore[no-untyped-def]
+        self.enc, self.dim = enc, enc.dim
+
+    def encode_text(self, texts: list[str], batch_size: int | None = None):  # type: ignore[no-untyped-def]
+        return self.enc.encode_text(texts, batch_size)
+
+    def encode_queries(self, texts: list[str]):  # type: ignore[no-untyped-def]
+        return self.enc.encode_queries(texts)
+
+    def encode_query(self, text: str):  # type: ignore[no-untyped-def]
+        return self.enc.encode_query(text)
+
+
+def test_the_injected_encoder_serves(client: TestClient, minilm) -> None:  # type: ignore[no-untyped-def]
+    assert client.app.state.retriever.encoder("text") is minilm  # type: ignore[attr-defined]  # not loaded again
+
+
+def test_an_injected_encoder_of_another_model_is_refused(served: Settings, minilm) -> None:  # type: ignore[no-untyped-def]
+    with TestClient(create_app(served, "srv", encoders={"text": OtherModel(minilm)})) as c:
+        r = c.post("/search", json={"text": "A man is playing a flute.", "k": 3}, headers=AUTH)
+    assert r.status_code == 422, r.text
+    assert "other-model@0000000000000000" in r.json()["detail"] and minilm.fingerprint in r.json()["detail"]
 
 
 def test_metrics_count_requests(client: TestClient) -> None:

@@ -111,8 +111,7 @@ def collection(tmp_path_factory: pytest.TempPathFactory, minilm) -> tuple[Settin
         s, IngestOptions("stsb", "s", indexes=["flat", "hnsw"], limit=200, progress=False), encoders={"text": minilm}
     )
     expected: dict[str, Any] = {}
-    with Retriever(s, "s") as r:
-        r._encoders["text"] = minilm  # noqa: SLF001 - the session's loaded model
+    with Retriever(s, "s", encoders={"text": minilm}) as r:  # the session's loaded model
         for index in ("flat", "qdrant"):
             expected[index] = r.search_text(QUERY, index=index, k=5).to_dict()
     return s, expected

@@ -1,4 +1,4 @@
-"""The encoder contract shared by the text and CLIP encoders."""
+"""The encoder contract: ``Encoder`` (texts and queries) and ``ImageEncoder`` (CLIP: images too)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from retrieval.encoders.images import ImageInput
 from retrieval.errors import InvalidInputError
 
 
 @runtime_checkable
 class Encoder(Protocol):
-    """Turns texts into float32, L2-normalised vectors of a fixed dimension."""
+    """What every encoder does: texts (documents and queries) to float32, L2-normalised vectors of a fixed
+    dimension, under a fingerprint that collections record. ``load_encoder(settings, "text")`` returns one."""
 
     @property
     def dim(self) -> int: ...
@@ -22,7 +24,26 @@ class Encoder(Protocol):
     @property
     def fingerprint(self) -> str: ...
 
-    def encode_text(self, texts: list[str], batch_size: int | None = None) -> np.ndarray: ...
+    def encode_text(self, texts: list[str], batch_size: int | None = None) -> np.ndarray:
+        """Documents: an (n, dim) array; may batch freely (a vector may depend on its batch within ~1e-6)."""
+        ...
+
+    def encode_queries(self, texts: list[str]) -> np.ndarray:
+        """Queries: an (n, dim) array whose row i equals ``encode_query(texts[i])``, whatever else is in the call."""
+        ...
+
+    def encode_query(self, text: str) -> np.ndarray:
+        """One query: a (dim,) vector."""
+        ...
+
+
+@runtime_checkable
+class ImageEncoder(Encoder, Protocol):
+    """An encoder that also embeds images into its text space (CLIP): ``load_encoder(settings, "clip")``."""
+
+    def encode_images(self, images: list[ImageInput], batch_size: int | None = None) -> np.ndarray:
+        """Images (PIL images, paths or bytes) to an (n, dim) array; a bad item raises InvalidInputError naming it."""
+        ...
 
 
 def normalize(x: np.ndarray) -> np.ndarray:

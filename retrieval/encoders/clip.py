@@ -16,7 +16,8 @@ CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
 
 
 class ClipEncoder:
-    """open_clip model: ``encode_text`` and ``encode_image``, float32 unit vectors, with a fingerprint."""
+    """open_clip model: ``encode_text`` / ``encode_queries`` / ``encode_query`` and ``encode_images``, float32 unit
+    vectors in one space, with a fingerprint (an ``ImageEncoder``)."""
 
     def __init__(
         self,
@@ -93,12 +94,20 @@ class ClipEncoder:
             return np.zeros((0, getattr(self, "_dim", 0)), dtype=np.float32)
         return normalize(np.concatenate(out))
 
-    def encode_image(self, images: list[ImageInput], batch_size: int | None = None) -> np.ndarray:
+    def encode_queries(self, texts: list[str]) -> np.ndarray:
+        """Encode text queries with the text tower (an (n, dim) array; each row as if encoded alone)."""
+        return self.encode_text(texts)
+
+    def encode_query(self, text: str) -> np.ndarray:
+        """Encode one text query (a (dim,) vector)."""
+        return self.encode_queries([text])[0]
+
+    def encode_images(self, images: list[ImageInput], batch_size: int | None = None) -> np.ndarray:
         """Encode images (PIL images, paths or bytes); any bad item raises InvalidInputError naming it."""
         import torch
 
         if not isinstance(images, (list, tuple)):
-            raise InvalidInputError("encode_image takes a list of images")
+            raise InvalidInputError("ClipEncoder.encode_images takes a list of images, not one")
         pil = [load_image(im, self.max_image_pixels) for im in images]
         bs = batch_size or self.batch_size
         out: list[np.ndarray] = []
@@ -109,3 +118,7 @@ class ClipEncoder:
         if not out:
             return np.zeros((0, self.dim), dtype=np.float32)
         return normalize(np.concatenate(out))
+
+    def encode_image(self, images: list[ImageInput], batch_size: int | None = None) -> np.ndarray:
+        """The former name of ``encode_images`` (it too takes a list), kept for existing callers."""
+        return self.encode_images(images, batch_size)

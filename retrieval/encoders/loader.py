@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Literal, overload
 
+from retrieval.encoders.base import Encoder
 from retrieval.errors import ModelNotFoundError
 from retrieval.settings import Settings
 
+if TYPE_CHECKING:  # the classes load their frameworks lazily; typing needs only the names
+    from retrieval.encoders.clip import ClipEncoder
+    from retrieval.encoders.text import TextEncoder
 
-def load_encoder(settings: Settings, kind: str, model: str | None = None) -> Any:
-    """The text encoder (``kind='text'``; ``model`` overrides SIMLOOKUP_TEXT_MODEL) or the CLIP encoder."""
+
+@overload
+def load_encoder(settings: Settings, kind: Literal["text"], model: str | None = None) -> TextEncoder: ...
+@overload
+def load_encoder(settings: Settings, kind: Literal["clip"], model: str | None = None) -> ClipEncoder: ...
+@overload
+def load_encoder(settings: Settings, kind: str, model: str | None = None) -> Encoder: ...
+
+
+def load_encoder(settings: Settings, kind: str, model: str | None = None) -> Encoder:
+    """The text encoder (``kind='text'``; ``model`` overrides SIMLOOKUP_TEXT_MODEL) or the CLIP encoder
+    (``kind='clip'``, an ``ImageEncoder``); another kind is a ModelNotFoundError naming both.
+
+    A kind known when type checking gives its class; a kind read from data (a manifest) gives an ``Encoder``.
+    """
     if kind == "text":
         from retrieval.encoders.text import TextEncoder
 

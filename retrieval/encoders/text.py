@@ -201,8 +201,18 @@ class TextEncoder:
         features = {k: v.to(m.device) if hasattr(v, "to") else v for k, v in prepare(texts).items()}
         return m(features)["sentence_embedding"].float().cpu().numpy()
 
+    def _encode_alone_or_batched(self, texts: list[str]) -> np.ndarray:
+        """Queries in one batch; under int8 one by one, since dynamic int8 scales activations over the whole
+        input tensor and a query's vector would depend on the other queries of its batch."""
+        if self.quantize == "int8":
+            return np.stack([self.encode_text([t])[0] for t in texts])
+        return self.encode_text(texts, batch_size=max(len(texts), 1))
+
     def encode_queries(self, texts: list[str]) -> np.ndarray:
-        """Encode queries (an (n, dim) array) in one batch, through a small LRU cache of recent queries."""
+        """Encode queries (an (n, dim) array) in one batch, through a small LRU cache of recent queries.
+
+        Row i equals ``encode_query(texts[i])`` whatever else is in the call (the int8 tier encodes each alone).
+        """
         texts = check_texts(texts)
         out: list[np.ndarray | None] = [None] * len(texts)
         with self._lock:
@@ -213,7 +223,7 @@ class TextEncoder:
                     out[i] = hit
         missing = sorted({t for t, v in zip(texts, out, strict=True) if v is None})
         if missing:
-            vecs = dict(zip(missing, self.encode_text(missing, batch_size=max(len(missing), 1)), strict=True))
+            vecs = dict(zip(missing, self._encode_alone_or_batched(missing), strict=True))
             with self._lock:
                 for t, v in vecs.items():
                     self._cache[t] = v

@@ -7,6 +7,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from retrieval.encoders import Encoder
+
 
 class Embedder(Protocol):
     """An embedding model as the adapters see it (the collection's own encoder, or a framework's model)."""
@@ -22,20 +24,18 @@ class Embedder(Protocol):
 class EncoderEmbedder:
     """simlookup's own text encoder (the one a collection was ingested with)."""
 
-    def __init__(self, encoder: Any) -> None:
+    def __init__(self, encoder: Encoder) -> None:
         self.encoder = encoder
 
     @property
     def fingerprint(self) -> str:
-        return str(self.encoder.fingerprint)
+        return self.encoder.fingerprint
 
     def embed_documents(self, texts: list[str]) -> np.ndarray:
         return np.asarray(self.encoder.encode_text(list(texts)), dtype=np.float32)
 
     def embed_query(self, text: str) -> np.ndarray:
-        enc = self.encoder
-        v = enc.encode_query(text) if hasattr(enc, "encode_query") else enc.encode_text([text])[0]
-        return np.asarray(v, dtype=np.float32)
+        return np.asarray(self.encoder.encode_query(text), dtype=np.float32)
 
 
 class FunctionEmbedder:

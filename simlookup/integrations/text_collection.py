@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from retrieval.collection import Collection, CollectionManifest, VectorSpace
+from retrieval.encoders import load_encoder
 from retrieval.errors import InvalidInputError, StoreNotFoundError
 from retrieval.filters import Filter
 from retrieval.metric import Metric
@@ -117,8 +118,6 @@ class TextCollection:
                 )
             r = Retriever(self.settings, self.name)  # loads the manifest's model and checks its fingerprint
             return EncoderEmbedder(r.matching_encoder(self.manifest.vectors["text"]))
-        from ingest.job import load_encoder
-
         return EncoderEmbedder(load_encoder(self.settings, "text"))
 
     def _check_fingerprint(self, fingerprint: str) -> None:

@@ -10,7 +10,7 @@ import hmac
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from retrieval.batch import Query, search_batch
+from retrieval.encoders import Encoder
 from retrieval.errors import (
     DimensionMismatchError,
     FilterError,
@@ -58,12 +59,16 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def create_app(settings: Settings, name: str) -> FastAPI:
-    """Build the app for one collection; stores and encoders open once, read-only, at start-up."""
+def create_app(settings: Settings, name: str, encoders: Mapping[str, Encoder] | None = None) -> FastAPI:
+    """Build the app for one collection; stores and encoders open once, read-only, at start-up.
+
+    ``encoders``: already loaded encoders by kind ('text', 'clip') to serve with instead of loading the
+    collection's own (tests, or a process that holds the model); their fingerprints are still checked.
+    """
     import anyio
 
     api = settings.api
-    retriever = Retriever(settings, name, read_only=True)
+    retriever = Retriever(settings, name, read_only=True, encoders=encoders)
     metrics = Metrics()
     limiter = anyio.CapacityLimiter(api.workers)
     key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
@@ -301,9 +306,7 @@ def warm_up(retriever: Retriever) -> None:
             except Exception:  # noqa: BLE001, S112 - /readyz reports it
                 continue
         try:
-            enc = retriever.matching_encoder(space)
-            if hasattr(enc, "encode_queries"):
-                enc.encode_text(["warm up"])
+            retriever.matching_encoder(space).encode_text(["warm up"])  # the first forward pass is the slow one
         except Exception:  # noqa: BLE001, S112 - the first query reports it
             continue
 
