@@ -38,10 +38,22 @@ def get_corpus(spec: str, text_column: str = "text", id_column: str = "id", imag
         from ingest.corpora.files import FileCorpus
 
         return FileCorpus(p, text_column=text_column, id_column=id_column)
+    if _looks_like_path(spec):
+        raise CorpusError(
+            f"corpus file or folder {p} does not exist (looked for {p.absolute()}): check the path; a file is "
+            "a .csv, .tsv, .jsonl, .json or .parquet table, a folder holds images"
+        )
     raise CorpusError(
-        f"unknown corpus {spec!r}: use one of {sorted(BUILTIN)}, hf:<dataset>[:<config>][:<split>], "
-        "a .csv/.jsonl/.parquet file or an image folder"
+        f"unknown corpus {spec!r}, and no file or folder of that name here: use one of {sorted(BUILTIN)}, "
+        "hf:<dataset>[:<config>][:<split>], a .csv/.jsonl/.parquet file or an image folder"
     )
+
+
+def _looks_like_path(spec: str) -> bool:
+    """A spec that names a file or folder rather than a corpus: a path separator, ``~``/``.`` or a file suffix."""
+    from ingest.corpora.files import FILE_FORMATS
+
+    return "/" in spec or spec.startswith(("~", ".")) or Path(spec).suffix.lower() in FILE_FORMATS
 
 
 def list_corpora() -> list[dict[str, Any]]:

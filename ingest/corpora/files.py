@@ -148,10 +148,11 @@ class FileCorpus:
         """The file's content hash and the columns read from it (both decide the rows)."""
         cols = f"text={self.spec.text_column},id={self.id_column}"
         # csv ids and texts read as written; csv/json payloads as the file holds them; json ids and texts as
-        # written and csv numbers within 64 bits (each changed the rows, so the cache key)
-        verbatim = {"csv": ",verbatim-csv,source-payload,csv-int64", "json": ",source-payload,json-written"}.get(
-            self.fmt, ""
-        )
+        # written, csv numbers within 64 bits and csv true/false as bools (each changed the rows, so the cache key)
+        verbatim = {
+            "csv": ",verbatim-csv,source-payload,csv-int64,csv-bool",
+            "json": ",source-payload,json-written",
+        }.get(self.fmt, "")
         return f"file:{self.path.name}@{file_digest([self.path])}:{cols}{verbatim}"
 
 
@@ -168,23 +169,31 @@ def _plain_number(cell: str) -> bool:
     return bool(_CSV_FLOAT.fullmatch(cell)) and math.isfinite(float(cell))
 
 
+def _bool_word(cell: str) -> bool:
+    """A cell written ``true`` or ``false`` in any case, nothing else (not ``yes``, ``1`` or `` true``)."""
+    return cell.lower() in ("true", "false")
+
+
 def csv_payloads(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """CSV cells as payload values: a column whose every non-empty cell is a number written plainly (no leading
-    zero, sign or exponent: ``12``, ``-3``, ``2.5``; integers within 64 bits) holds numbers; any other column keeps
-    its text as written (``007`` stays "007", a 30-digit integer its digits); an empty cell is null."""
+    zero, sign or exponent: ``12``, ``-3``, ``2.5``; integers within 64 bits) holds numbers; a column whose every
+    non-empty cell is ``true`` or ``false`` (any case) holds bools; any other column keeps its text as written
+    (``007`` stays "007", a 30-digit integer its digits); an empty cell is null."""
     cols = list(dict.fromkeys(k for r in rows for k in r if k is not None))
-    numeric = {
-        c
-        for c in cols
-        if any(r.get(c) not in (None, "") for r in rows)
-        and all(r.get(c) in (None, "") or _plain_number(r[c]) for r in rows)
-    }
+
+    def every(c: str, test: Any) -> bool:
+        return any(r.get(c) not in (None, "") for r in rows) and all(r.get(c) in (None, "") or test(r[c]) for r in rows)
+
+    numeric = {c for c in cols if every(c, _plain_number)}
+    boolean = {c for c in cols if every(c, _bool_word)}
 
     def cell(c: str, v: Any) -> Any:
         if v in (None, ""):
             return None
         if c in numeric:
             return int(v) if _CSV_INT.fullmatch(v) else float(v)
+        if c in boolean:
+            return v.lower() == "true"
         return v
 
     return [{c: cell(c, r.get(c)) for c in cols} for r in rows]
@@ -225,7 +234,7 @@ def _typed_column(values: list[Any]) -> list[Any]:
 def normalise_columns(ds: Any, text_column: str, id_column: str, limit: int | None, where: str) -> Any:
     """Check the text column, make ``text`` and a unique string ``id`` column, keep the rest as payload."""
     if text_column not in ds.column_names:
-        raise CorpusError(f"{where}: no text column {text_column!r} (columns: {ds.column_names}); pass --text-column")
+        raise CorpusError(f"{where}: no text column {text_column!r} (columns: {user_columns(ds)}); pass --text-column")
     if limit is not None:
         ds = ds.select(range(min(limit, len(ds))))
     if text_column != "text":
@@ -237,6 +246,11 @@ def normalise_columns(ds: Any, text_column: str, id_column: str, limit: int | No
 
 ORIGINAL_ID = "orig_id"  # where a file's own ``id`` column goes when --id-column names another column
 SOURCE_PAYLOAD = "__simlookup_source_payload__"  # JSON of a file row's payload fields as written (not a payload key)
+
+
+def user_columns(ds: Any) -> list[str]:
+    """The table's columns as the user knows them (without simlookup's internal ``SOURCE_PAYLOAD``)."""
+    return [c for c in ds.column_names if c != SOURCE_PAYLOAD]
 
 
 def _blank(x: Any) -> bool:
@@ -263,7 +277,7 @@ def assign_ids(ds: Any, id_column: str, where: str) -> Any:
             raise CorpusError(f"{where}: column {id_column!r} has {len(dups)} duplicate id(s), e.g. {dups[:5]}")
         ds = ds.remove_columns(id_column)
     elif id_column != "id":
-        raise CorpusError(f"{where}: no id column {id_column!r} (columns: {ds.column_names}); check --id-column")
+        raise CorpusError(f"{where}: no id column {id_column!r} (columns: {user_columns(ds)}); check --id-column")
     else:
         ids = [f"row-{i}" for i in range(len(ds))]
     if "id" in ds.column_names:  # the file's own 'id' column, when --id-column names another one

@@ -1,0 +1,44 @@
+"""Issue 23 item 7, the friction a new user meets: messages that name the file, column or field, CSV bools,
+help text, the --quick target lines, build progress, the field hint and the packaging banner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ingest.corpora import CorpusError, get_corpus
+from ingest.corpora.files import SOURCE_PAYLOAD
+
+
+def test_missing_file_is_named_not_an_unknown_corpus(tmp_path: Path) -> None:
+    missing = tmp_path / "nope" / "docs.csv"
+    with pytest.raises(CorpusError) as info:
+        get_corpus(str(missing))
+    msg = str(info.value)
+    assert "unknown corpus" not in msg
+    assert str(missing) in msg and "does not exist" in msg
+    with pytest.raises(CorpusError, match="unknown corpus"):  # a bare word is still a corpus name
+        get_corpus("no-such-corpus")
+
+
+def test_no_text_column_lists_the_users_columns_only(tmp_path: Path) -> None:
+    f = tmp_path / "docs.csv"
+    f.write_text("id,body,lang\na1,hello,en\n")
+    with pytest.raises(CorpusError) as info:
+        get_corpus(str(f)).load()
+    msg = str(info.value)
+    assert SOURCE_PAYLOAD not in msg
+    assert "'body'" in msg and "'lang'" in msg and "--text-column" in msg and str(f) in msg
+
+
+def test_csv_true_false_columns_are_bools(tmp_path: Path) -> None:
+    f = tmp_path / "docs.csv"
+    f.write_text("id,text,flag,mixed,word\na,one,true,true,yes\nb,two,FALSE,maybe,no\nc,three,,false,\n")
+    ds = get_corpus(str(f)).load()
+    payloads = [json.loads(s) for s in ds[SOURCE_PAYLOAD]]
+    assert [p["flag"] for p in payloads] == [True, False, None]
+    assert [p["mixed"] for p in payloads] == ["true", "maybe", "false"]  # not only true/false: text as written
+    assert [p["word"] for p in payloads] == ["yes", "no", None]
+    assert ds["flag"] == [True, False, None]
