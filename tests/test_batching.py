@@ -154,7 +154,7 @@ QUERIES = [
     {"text": "A cat sits on a mat.", "k": 5, "index": "flat", "filter": {"genre": "main-captions"}},
     {"text": "The president spoke to reporters.", "k": 4, "index": "hnsw", "hnsw_ef": 32},
     {"text": "A man is playing a flute.", "k": 2, "index": "qdrant", "exact": True},
-    {"text": "Two children play football.", "k": 5, "index": "flat", "rerank": True},
+    {"text": "Two children play football.", "k": 5, "index": "hnsw", "rerank": True},
 ] * 3
 
 
