@@ -42,6 +42,13 @@ class Shard:
     rejects: list[dict[str, str]] = field(default_factory=list)
 
 
+def cache_dirs(data_dir: Path, model_fps: list[str], corpus_fp: str) -> list[Path]:
+    """The cache folders of these models over one corpus (every space of each), those that exist."""
+    root = data_dir / "cache" / f"v{ROWS_FORMAT}"
+    dirs = [root / _slug(fp) / _slug(corpus_fp) for fp in dict.fromkeys(model_fps)]
+    return [d for d in dirs if d.is_dir()]
+
+
 class EmbeddingCache:
     """Read and write shards under one (model, corpus, space) folder."""
 

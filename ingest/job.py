@@ -23,7 +23,9 @@ from typing import Any
 from ingest.cache import EmbeddingCache, Shard
 from ingest.corpora import get_corpus
 from ingest.options import IngestOptions
+from ingest.plan import GuardError, make_plan
 from ingest.rows import encode_shard, text_of
+from retrieval.catalog import drop_index
 from retrieval.collection import (
     ENCODER_OF,
     Collection,
@@ -59,6 +61,8 @@ class IngestSummary:
     seconds: dict[str, float] = field(default_factory=dict)
     sizes_bytes: dict[str, int] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
+    plan: dict[str, Any] = field(default_factory=dict)  # what the run was to do (all of it with --dry-run)
+    dropped: list[str] = field(default_factory=list)  # data of indexes the collection no longer has, removed
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -125,6 +129,13 @@ def run_ingest(settings: Settings, opts: IngestOptions, encoders: dict[str, Any]
     qs = settings.with_qdrant_mode(opts.qdrant) if use_qdrant else settings
     old = _existing(settings, opts.name)
     _check_source(settings, opts, ds, names[0], old)
+    plan = make_plan(settings, opts, ds, old, [opts.indexes, [QDRANT_INDEX] if use_qdrant else []], qs)
+    summary.plan = plan.to_dict()
+    if opts.dry_run:
+        return summary
+    if opts.guard and plan.destructive:
+        raise GuardError(plan.describe() + ": nothing was changed; re-run with --yes to do it" +
+                         ("" if opts.append else ", or with --append to keep the points"))
 
     encoders = dict(encoders or {})
     for n in names:
@@ -174,6 +185,9 @@ def run_ingest(settings: Settings, opts: IngestOptions, encoders: dict[str, Any]
     manifest.complete = True
     manifest.updated = now_iso()
     coll.save()
+    if old is not None:  # the data of indexes this ingest no longer writes (kinds left out, another Qdrant engine)
+        for index in plan.dropped_indexes:
+            summary.dropped += drop_index(settings, old, index)
     summary.seconds["total"] = time.perf_counter() - t_start
     return summary
 

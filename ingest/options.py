@@ -26,6 +26,8 @@ class IngestOptions:
     shard_size: int = 1024
     progress: bool = True
     append: bool = False  # False: the collection becomes equal to the source (rows gone from it are deleted)
+    guard: bool = False  # True (the CLI without --yes): refuse an ingest that would remove points or drop indexes
+    dry_run: bool = False  # True: read the source, work out the plan, write nothing
 
     def __post_init__(self) -> None:
         check_name(self.name, "collection name")

@@ -40,8 +40,13 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     s = _settings(args)
     data: dict[str, Any] = {"settings": s.public()}
-    enc = load_encoder(s, "text")
-    data["text_model"] = {"name": s.text_model, "path": enc.path, "dim": enc.dim, "fingerprint": enc.fingerprint}
+    model_line = f"text model: {s.text_model} (not loaded: `simlookup info --model` loads it for its dim)"
+    if args.model:  # the model load costs seconds and a GB of RAM: only when asked
+        enc = load_encoder(s, "text")
+        data["text_model"] = {"name": s.text_model, "path": enc.path, "dim": enc.dim, "fingerprint": enc.fingerprint}
+        model_line = f"text model: {s.text_model} dim={enc.dim} fingerprint={enc.fingerprint}"
+    else:
+        data["text_model"] = {"name": s.text_model}
     if s.qdrant.mode == "local":
         data["qdrant_note"] = (
             "qdrant-client local mode is brute force: HNSW, optimizer and quantization settings are ignored, "
@@ -55,7 +60,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     data["collections"].sort(key=lambda c: c["name"])
     lines = [
         f"data dir: {s.data_dir}",
-        f"text model: {s.text_model} dim={enc.dim} fingerprint={enc.fingerprint}",
+        model_line,
         f"qdrant mode: {s.qdrant.mode}",
     ]
     lines += [
@@ -65,6 +70,61 @@ def cmd_info(args: argparse.Namespace) -> int:
         for c in data["collections"]
     ]
     _emit(args, data, "\n".join(lines))
+    return 0
+
+
+def _version() -> str:
+    from simlookup import __version__
+
+    return __version__
+
+
+def cmd_collections(args: argparse.Namespace) -> int:
+    from retrieval.catalog import list_described
+
+    s = _settings(args)
+    rows = list_described(s)
+    head = f"{'name':<20} {'count':>9} {'dim':>5} {'disk MB':>9}  complete  {'last ingest':<25}  indexes / model"
+    lines = [head]
+    for c in rows:
+        if "error" in c:
+            lines.append(f"{c['name']:<20} UNREADABLE: {c['error']}")
+            continue
+        lines.append(
+            f"{c['name']:<20} {c['count']:>9} {c['dim'] or '-':>5} {c['disk_bytes'] / 1e6:>9.1f}  "
+            f"{'yes' if c['complete'] else 'NO ':<8}  {c['last_ingest'] or '-':<25}  {','.join(c['indexes'])} / "
+            f"{c['model']}"
+        )
+    if not rows:
+        lines = [f"no collections in {s.data_dir}"]
+    _emit(args, {"collections": rows}, "\n".join(lines))
+    return 0
+
+
+def cmd_drop(args: argparse.Namespace) -> int:
+    from retrieval.catalog import drop_collection, owned_paths, scan_one
+
+    s = _settings(args)
+    m = scan_one(s, args.name)
+    if not args.yes:
+        what = [str(p) for p in owned_paths(s, m)]
+        if m.qdrant_mode in ("server", "local") and "qdrant" in m.indexes:
+            what.append(f"qdrant {m.qdrant_mode} collection {m.name}")
+        doc = {"name": m.name, "would_remove": what, "dropped": False}
+        _emit(args, doc, f"would delete collection {m.name!r}: " + ", ".join(what) + "\nre-run with --yes to delete")
+        return 1
+    rep = drop_collection(s, args.name)
+    removed = list(rep.removed)
+    if args.cache:
+        import shutil
+
+        from ingest.cache import cache_dirs
+
+        for d in cache_dirs(s.data_dir, [sp.fingerprint for sp in m.vectors.values()], m.corpus_fingerprint):
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(str(d))
+    doc = {**rep.to_dict(), "removed": removed, "dropped": True}
+    _emit(args, doc, f"dropped collection {m.name!r} ({rep.freed_bytes / 1e6:.1f} MB): " + ", ".join(removed))
     return 0
 
 
@@ -98,12 +158,17 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         shard_size=args.shard_size,
         progress=not args.no_progress,
         append=args.append,
+        guard=not args.yes,
+        dry_run=args.dry_run,
     )
     s = s.with_ingest(
         engine=args.engine, ray_address=args.ray_address, workers=args.workers, gpus_per_worker=args.gpus_per_worker
     )
     summary = run_ingest(s, opts)
     d = summary.to_dict()
+    if opts.dry_run:
+        _emit(args, d, "dry run, nothing written: " + summary.plan["text"])
+        return 0
     gone = f", {summary.removed} removed (no longer in the source)" if summary.removed else ""
     text = (
         f"the collection holds {summary.ingested} points from {summary.rows_read} rows read, in {summary.indexes} "
@@ -113,6 +178,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         + "\n"
         + "size on disk: "
         + ", ".join(f"{k} {v / 1e6:.1f} MB" for k, v in summary.sizes_bytes.items())
+        + ("".join(f"\nremoved the data of a dropped index: {p}" for p in summary.dropped))
     )
     _emit(args, d, text)
     return 0 if summary.ingested > 0 else 1
@@ -316,6 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="simlookup", description=__doc__)
     p.add_argument("--data-dir", help="overrides SIMLOOKUP_DATA_DIR")
     p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("--version", action="version", version=f"simlookup {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     def add(name: str, fn: Any, help: str) -> argparse.ArgumentParser:
@@ -324,7 +391,13 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(fn=fn)
         return sp
 
-    add("info", cmd_info, "resolved settings (no secrets), text model dim and fingerprint, collections")
+    sp = add("info", cmd_info, "resolved settings (no secrets), the text model, collections")
+    sp.add_argument("--model", action="store_true", help="also load the text model: its dim and fingerprint")
+    add("collections", cmd_collections, "list collections: model, dim, count, indexes, disk, last ingest")
+    sp = add("drop", cmd_drop, "delete a collection: every index, its Qdrant collection, manifest, rejects")
+    sp.add_argument("name", help="collection name")
+    sp.add_argument("--yes", action="store_true", help="really delete (without it: print what would go)")
+    sp.add_argument("--cache", action="store_true", help="also delete its embedding cache shards")
     add("corpora", cmd_corpora, "corpora this machine can ingest")
 
     sp = add("ingest", cmd_ingest, "embed a corpus and write it to FAISS indexes and Qdrant")
@@ -350,6 +423,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep points whose rows are no longer in the source (default: the collection becomes equal to the source)",
     )
     sp.add_argument("--no-progress", action="store_true")
+    sp.add_argument(
+        "--yes",
+        action="store_true",
+        help="go ahead when the ingest removes points or drops indexes of an existing collection "
+        "(without it such an ingest prints its plan and changes nothing)",
+    )
+    sp.add_argument("--dry-run", action="store_true", help="print what the ingest would do, write nothing")
     sp.add_argument(
         "--engine", choices=["local", "ray"], help="where to encode (default SIMLOOKUP_INGEST__ENGINE, local)"
     )

@@ -1,0 +1,222 @@
+"""The collections of a data folder: list and describe them without loading a model, drop one, drop an index.
+
+A collection owns: its manifest (``collections/NAME.json``), one FAISS folder per vector space
+(``faiss/NAME`` or ``faiss/NAME.image`` …), its Qdrant collection (an Edge folder ``qdrant-edge/NAME``, a
+collection in the local-mode folder, or one on a server), its rejects file (``rejects/NAME.jsonl``) and, shared
+with any collection of the same model and corpus, embedding cache shards (``cache/…``). Nothing here imports
+torch or an encoder.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from retrieval.collection_manifest import CollectionManifest, load_collection, manifest_path, scan_collections
+from retrieval.disk import file_bytes, folder_bytes
+from retrieval.errors import StoreError, StoreLockedError, StoreNotFoundError
+from retrieval.settings import Settings
+from retrieval.stores import FAISS_KINDS, QDRANT_INDEX
+from retrieval.stores.locks import lock_exclusive, unlock
+
+__all__ = ["DropReport", "describe", "drop_collection", "drop_index", "list_described", "owned_paths", "scan_one"]
+
+
+def _faiss_dirs(settings: Settings, m: CollectionManifest) -> list[Path]:
+    return [settings.data_dir / "faiss" / m.store_name(space) for space in m.vectors]
+
+
+def _edge_dir(settings: Settings, m: CollectionManifest) -> Path | None:
+    if m.qdrant_mode != "edge" or QDRANT_INDEX not in m.indexes:
+        return None
+    return (settings.qdrant.path or settings.data_dir / "qdrant-edge") / m.name
+
+
+def owned_paths(settings: Settings, m: CollectionManifest) -> list[Path]:
+    """Files and folders on this machine that belong to the collection alone (the cache is shared: not listed;
+    a local-mode or server Qdrant collection lives inside its engine: see ``drop_collection``)."""
+    paths = [manifest_path(settings.data_dir, m.name), settings.data_dir / "rejects" / f"{m.name}.jsonl"]
+    paths += _faiss_dirs(settings, m)
+    edge = _edge_dir(settings, m)
+    if edge is not None:
+        paths.append(edge)
+    return [p for p in paths if p.exists()]
+
+
+def _bytes(p: Path) -> int:
+    return folder_bytes(p) if p.is_dir() else file_bytes(p)
+
+
+def describe(settings: Settings, m: CollectionManifest) -> dict[str, Any]:
+    """What ``simlookup collections --json`` prints for one collection (read from files: no store is opened)."""
+    first = next(iter(m.vectors.values()), None)
+    details: dict[str, Any] = {}
+    for space in m.vectors:
+        folder = settings.data_dir / "faiss" / m.store_name(space)
+        for kind in m.indexes:
+            if kind == QDRANT_INDEX:
+                edge = _edge_dir(settings, m)
+                details.setdefault(kind, {"engine": m.qdrant_mode, "disk_bytes": _bytes(edge) if edge else None})
+                continue
+            kdir = folder / kind
+            d = details.setdefault(kind, {"engine": "faiss", "disk_bytes": 0})
+            d["disk_bytes"] += _bytes(kdir)
+        if any(k in FAISS_KINDS for k in m.indexes):
+            pts = folder / "points"
+            details.setdefault("points", {"engine": "faiss", "disk_bytes": 0, "shared_by": []})
+            details["points"]["disk_bytes"] += _bytes(pts)
+            details["points"]["shared_by"] = [k for k in m.indexes if k in FAISS_KINDS]
+    return {
+        "name": m.name,
+        "model": first.model if first else None,
+        "fingerprint": first.fingerprint if first else None,
+        "dim": first.dim if first else None,
+        "metric": first.metric if first else None,
+        "count": m.count,
+        "indexes": list(m.indexes),
+        "disk_bytes": sum(_bytes(p) for p in owned_paths(settings, m)),
+        "last_ingest": m.updated or m.created or None,
+        "complete": m.complete,
+        "corpus": m.corpus,
+        "modality": m.modality,
+        "spaces": {k: {"model": v.model, "dim": v.dim, "metric": v.metric} for k, v in m.vectors.items()},
+        "qdrant_mode": m.qdrant_mode,
+        "rejected": m.rejected,
+        "index_details": details,
+    }
+
+
+def list_described(settings: Settings) -> list[dict[str, Any]]:
+    """Every collection of the data folder, described; an unreadable manifest is listed with its error."""
+    good, broken = scan_collections(settings.data_dir)
+    out = [describe(settings, m) for m in good]
+    out += [{"name": n, "error": why, "indexes": [], "complete": False} for n, why in broken.items()]
+    return sorted(out, key=lambda c: c["name"])
+
+
+@dataclass
+class DropReport:
+    """What ``drop_collection`` removed."""
+
+    name: str
+    removed: list[str] = field(default_factory=list)  # paths, and "qdrant server collection NAME"
+    freed_bytes: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "removed": self.removed, "freed_bytes": self.freed_bytes}
+
+
+def _writer_locks(settings: Settings, m: CollectionManifest) -> list[Any]:
+    """Take every FAISS write lock of the collection (refused while an ingest or another writer holds one)."""
+    held: list[Any] = []
+    try:
+        for folder in _faiss_dirs(settings, m):
+            lock = folder / "points" / ".lock"
+            if lock.parent.exists():
+                held.append(
+                    lock_exclusive(
+                        lock,
+                        f"collection {m.name!r} is open for writing in another process (an ingest?): "
+                        "stop it first; nothing was removed",
+                    )
+                )
+    except BaseException:
+        for h in held:
+            unlock(h)
+        raise
+    return held
+
+
+def _check_edge_free(settings: Settings, m: CollectionManifest) -> None:
+    """Refuse while another process (``serve``, an ingest) has the collection's Edge shard open."""
+    edge = _edge_dir(settings, m)
+    if edge is None or not edge.exists():
+        return
+    from retrieval.stores import open_store
+
+    qs = settings.with_qdrant_mode("edge")
+    try:
+        st = open_store(qs, m.name, QDRANT_INDEX, create=False, vector_name="" if m.modality == "text" else "image")
+    except StoreLockedError:
+        raise StoreLockedError(
+            f"collection {m.name!r}: its Qdrant Edge shard {edge} is open in another process (`simlookup serve`?): "
+            "stop it first; nothing was removed"
+        ) from None
+    except StoreNotFoundError:
+        return
+    st.close()
+
+
+def _drop_qdrant(settings: Settings, m: CollectionManifest, rep: DropReport) -> None:
+    """Remove the collection's Qdrant data where it does not live in a folder of its own."""
+    if QDRANT_INDEX not in m.indexes or m.qdrant_mode in (None, "edge"):
+        return
+    from retrieval.stores import open_store
+
+    qs = settings.with_qdrant_mode(m.qdrant_mode)
+    try:
+        st = open_store(qs, m.name, QDRANT_INDEX, create=False, vector_name="" if m.modality == "text" else "image")
+    except StoreNotFoundError:
+        return
+    try:
+        client = getattr(st, "client", None)
+        if client is None:
+            raise StoreError(f"the {m.qdrant_mode} Qdrant store of {m.name!r} has no client to delete it with")
+        client.delete_collection(m.name)
+    finally:
+        st.close()
+    rep.removed.append(f"qdrant {m.qdrant_mode} collection {m.name}")
+
+
+def drop_collection(settings: Settings, name: str, cache: bool = False) -> DropReport:
+    """Remove every index, the Qdrant collection, the manifest and the rejects file of a collection (the shared
+    embedding cache stays: see ``ingest.cache``). The manifest goes last: a drop cut short can be run again.
+    Refused, with nothing removed, while a writer (an ingest) holds the collection or an Edge shard is open."""
+    m = scan_one(settings, name)
+    rep = DropReport(name=name)
+    held = _writer_locks(settings, m)
+    try:
+        _check_edge_free(settings, m)
+        _drop_qdrant(settings, m, rep)
+        paths = owned_paths(settings, m)
+        manifest = manifest_path(settings.data_dir, name)
+        for p in [p for p in paths if p != manifest] + [manifest]:
+            rep.freed_bytes += _bytes(p)
+            if p.is_dir():
+                shutil.rmtree(p)
+            else:
+                p.unlink(missing_ok=True)
+            rep.removed.append(str(p))
+    finally:
+        for h in held:
+            unlock(h)
+    return rep
+
+
+def scan_one(settings: Settings, name: str) -> CollectionManifest:
+    """The manifest of one collection, or a clear error (unknown, or unreadable: the error names the file)."""
+    return load_collection(settings.data_dir, name)
+
+
+def drop_index(settings: Settings, m: CollectionManifest, index: str) -> list[str]:
+    """Remove one index's data of a collection (a kind its ingest no longer writes): the FAISS kind folder of
+    every space, or its Qdrant collection. Returns what was removed."""
+    removed: list[str] = []
+    if index == QDRANT_INDEX:
+        edge = _edge_dir(settings, m)
+        if edge is not None and edge.exists():
+            shutil.rmtree(edge)
+            removed.append(str(edge))
+        else:
+            rep = DropReport(m.name)
+            _drop_qdrant(settings, m, rep)
+            removed += rep.removed
+        return removed
+    for folder in _faiss_dirs(settings, m):
+        kdir = folder / index
+        if kdir.exists():
+            shutil.rmtree(kdir)
+            removed.append(str(kdir))
+    return removed

@@ -1,0 +1,128 @@
+"""Collections a user can manage (issue 23 items 1-3): list without a model, drop, guarded re-ingest, dry run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ingest.job import IngestOptions, run_ingest
+from ingest.plan import GuardError
+from retrieval.catalog import drop_collection, list_described
+from retrieval.collection import load_collection
+from retrieval.errors import StoreLockedError, StoreNotFoundError
+from retrieval.settings import QdrantSettings, Settings
+from retrieval.stores import open_store
+from simlookup.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+ROWS = [(f"r{i}", t) for i, t in enumerate(
+    ["a cat sat on the mat", "a dog ran in the park", "birds fly south", "fish swim upstream", "the sun is hot",
+     "snow fell all night", "a man plays a flute", "stocks fell sharply"]
+)]
+
+
+def write_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
+    path.write_text("id,text,g\n" + "".join(f"{i},{t},{n % 2}\n" for n, (i, t) in enumerate(rows)))
+    return path
+
+
+@pytest.fixture
+def s(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", qdrant=QdrantSettings(mode="edge"))
+
+
+def ingest(s: Settings, csv: Path, minilm, **kw: object):  # type: ignore[no-untyped-def]
+    opts = IngestOptions(str(csv), "c", indexes=list(kw.pop("indexes", ["flat", "hnsw"])), progress=False, **kw)  # type: ignore[arg-type]
+    return run_ingest(s, opts, encoders={"text": minilm})
+
+
+def test_collections_lists_without_loading_a_model(s: Settings, tmp_path: Path, minilm) -> None:  # type: ignore[no-untyped-def]
+    ingest(s, write_csv(tmp_path / "a.csv", ROWS), minilm)
+    (s.data_dir / "collections" / "broken.json").write_text("{not json")
+    code = (
+        "import json, sys; from simlookup.cli import main; rc = main(['--data-dir', sys.argv[1], 'collections', "
+        "'--json']); print(json.dumps({'torch': 'torch' in sys.modules, 'st': 'sentence_transformers' in sys.modules}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(s.data_dir)], capture_output=True, text=True, cwd=ROOT,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    first, _, last = out.stdout.rpartition("\n{")
+    doc, mods = json.loads(first), json.loads("{" + last)
+    assert mods == {"torch": False, "st": False}
+    by = {c["name"]: c for c in doc["collections"]}
+    c = by["c"]
+    assert {k: c[k] for k in ("count", "dim", "indexes", "complete")} == {
+        "count": 8, "dim": 384, "indexes": ["flat", "hnsw", "qdrant"], "complete": True
+    }
+    assert c["model"] == "all-MiniLM-L6-v2" and c["disk_bytes"] > 0 and c["last_ingest"]
+    assert set(c["index_details"]) >= {"flat", "hnsw", "qdrant", "points"}
+    assert "error" in by["broken"]
+
+
+def test_info_loads_no_model_unless_asked(s: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--data-dir", str(s.data_dir), "info", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["text_model"] == {"name": s.text_model}
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from simlookup import __version__
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"simlookup {__version__}"
+
+
+def test_guarded_re_ingest_changes_nothing_without_yes(s: Settings, tmp_path: Path, minilm) -> None:  # type: ignore[no-untyped-def]
+    ingest(s, write_csv(tmp_path / "a.csv", ROWS), minilm)
+    before = {p: p.stat().st_mtime_ns for p in s.data_dir.rglob("*") if p.is_file()}
+    half = write_csv(tmp_path / "half.csv", ROWS[:4])
+    with pytest.raises(GuardError, match=r"removes 4 from flat, 4 from hnsw, 4 from qdrant.*--yes"):
+        ingest(s, half, minilm, guard=True)
+    with pytest.raises(GuardError, match=r"drops indexes \['hnsw'\]"):
+        ingest(s, write_csv(tmp_path / "all.csv", ROWS), minilm, guard=True, indexes=["flat"])
+    after = {p: p.stat().st_mtime_ns for p in s.data_dir.rglob("*") if p.is_file()}
+    assert after == before  # not a byte written
+    # a re-ingest that only adds is not guarded
+    more = write_csv(tmp_path / "more.csv", [*ROWS, ("r99", "a new row")])
+    assert ingest(s, more, minilm, guard=True).ingested == 9
+    # with --yes: removed, and the dropped kind's folder deleted
+    summary = ingest(s, half, minilm, guard=False, indexes=["flat"])
+    assert summary.removed == 5 and summary.plan["dropped_indexes"] == ["hnsw"]
+    assert not (s.data_dir / "faiss" / "c" / "hnsw").exists() and summary.dropped
+    assert load_collection(s.data_dir, "c").indexes == ["flat", "qdrant"]
+
+
+def test_dry_run_writes_nothing(s: Settings, tmp_path: Path) -> None:
+    summary = run_ingest(s, IngestOptions(str(write_csv(tmp_path / "a.csv", ROWS)), "new", progress=False,
+                                          indexes=["flat"], dry_run=True))
+    assert summary.plan["exists"] is False and summary.plan["rows"] == 8 and "creates" in summary.plan["text"]
+    assert not s.data_dir.exists() or not any(p.is_file() for p in s.data_dir.rglob("*"))
+
+
+def test_drop_removes_everything_and_is_refused_while_a_writer_holds_it(
+    s: Settings, tmp_path: Path, minilm, capsys: pytest.CaptureFixture[str]  # type: ignore[no-untyped-def]
+) -> None:
+    ingest(s, write_csv(tmp_path / "a.csv", ROWS), minilm)
+    writer = open_store(s, "c", "flat", create=False)
+    with pytest.raises(StoreLockedError, match="open for writing"):
+        drop_collection(s, "c")
+    writer.close()
+    assert load_collection(s.data_dir, "c").count == 8  # nothing was removed
+    args = ["--data-dir", str(s.data_dir), "drop", "c"]
+    assert main(args) == 1 and "re-run with --yes" in capsys.readouterr().out  # no --yes: a plan only
+    assert load_collection(s.data_dir, "c")
+    assert main([*args, "--yes", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["dropped"] and doc["freed_bytes"] > 0
+    for sub in ("faiss/c", "qdrant-edge/c", "collections/c.json", "rejects/c.jsonl"):
+        assert not (s.data_dir / sub).exists(), sub
+    assert any((s.data_dir / "cache").rglob("*.npy"))  # the embedding cache stays without --cache
+    assert list_described(s) == []
+    with pytest.raises(StoreNotFoundError):
+        drop_collection(s, "c")
+    assert main(args + ["--yes"]) == 2  # unknown collection: a clear error
