@@ -126,7 +126,6 @@ class FaissSettings(BaseModel):
     hnsw_m: int = Field(default=32, ge=2)
     hnsw_ef_construction: int = Field(default=100, ge=1)
     hnsw_ef_search: int = Field(default=64, ge=1)
-    payload_in_ram: bool = Field(default=True, description="kept for compatibility: ids and payloads are always in RAM")
     exact_filter_limit: int = Field(
         default=4096, ge=0, description="a filter matching at most this many points is answered by exact search"
     )

@@ -57,7 +57,6 @@ def open_store(
             query_defaults=FaissQueryDefaults.from_settings(settings.faiss),
             create=create,
             read_only=read_only,
-            payload_in_ram=settings.faiss.payload_in_ram,
         ))
     if index == QDRANT_INDEX:
         q = settings.qdrant

@@ -178,7 +178,6 @@ class FaissStore(VectorStore):
         query_defaults: FaissQueryDefaults | None = None,
         create: bool = True,
         read_only: bool = False,
-        payload_in_ram: bool = True,  # noqa: ARG002 - ids and payloads always live in RAM now
     ) -> None:
         self.coll_dir = root / "faiss" / name
         self.dir = self.coll_dir / build.kind
