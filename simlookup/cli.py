@@ -1,4 +1,4 @@
-"""``simlookup``: info, corpora, ingest, search, verify, bench. ``--json`` prints one JSON document."""
+"""``simlookup``, the command line: one ``cmd_*`` function per subcommand; ``--json`` prints one JSON document."""
 
 from __future__ import annotations
 
@@ -378,8 +378,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+DESCRIPTION = (
+    "Embed text and images and search them in FAISS indexes and a Qdrant collection at once. "
+    "Run 'simlookup COMMAND --help' for a command's options; every command takes --json to print one JSON document."
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="simlookup", description=__doc__)
+    p = argparse.ArgumentParser(prog="simlookup", description=DESCRIPTION)
     p.add_argument("--data-dir", help="overrides SIMLOOKUP_DATA_DIR")
     p.add_argument("-v", "--verbose", action="store_true")
     p.add_argument("--version", action="version", version=f"simlookup {_version()}")
@@ -458,19 +464,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--exact", action="store_true", help="brute force")
     sp.add_argument("--target", choices=["text", "image", "caption"], help="vector space to search")
     sp.add_argument("--vector", help="search by a vector: a JSON list of numbers, or @FILE (.json, .npy)")
-    sp.add_argument("--url", help="a running `simlookup serve` (default: the one serving NAME, if any)")
+    sp.add_argument("--url", help="a running 'simlookup serve' (default: the one serving NAME, if any)")
 
-    sp = add("verify", cmd_verify, "check that every index of a collection agrees")
+    sp = add("verify", cmd_verify, "check that every index holds the same points (ids, vectors, payloads, count)")
     sp.add_argument("--name", required=True)
     sp.add_argument("--sample", type=_bounded(1, 10**9), help="compare vectors of N random ids only")
-    sp.add_argument("--url", help="a running `simlookup serve` (default: the one serving NAME, if any)")
+    sp.add_argument("--url", help="a running 'simlookup serve' (default: the one serving NAME, if any)")
 
     sp = add("serve", cmd_serve, "REST search service (FastAPI + uvicorn) over one collection")
     sp.add_argument("--name", required=True)
     sp.add_argument("--host", help="default SIMLOOKUP_API__HOST, 127.0.0.1")
     sp.add_argument("--port", type=_bounded(0, 65535), help="default SIMLOOKUP_API__PORT, 8000; 0 picks a free port")
 
-    sp = add("loadtest", cmd_loadtest, "bounded load run against a real `simlookup serve` on loopback")
+    sp = add("loadtest", cmd_loadtest, "bounded load run against a real 'simlookup serve' on loopback")
     sp.add_argument("--name", required=True)
     sp.add_argument("--requests", type=int, default=240, help="requests per run (per level and mode)")
     sp.add_argument("--concurrency", default="1,8,32", help="client counts, comma-separated")

@@ -42,3 +42,28 @@ def test_csv_true_false_columns_are_bools(tmp_path: Path) -> None:
     assert [p["mixed"] for p in payloads] == ["true", "maybe", "false"]  # not only true/false: text as written
     assert [p["word"] for p in payloads] == ["yes", "no", None]
     assert ds["flag"] == [True, False, None]
+
+
+def test_pyproject_license_is_an_spdx_string_and_docs_assets_are_a_serve_dependency() -> None:
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "MIT"  # the table form prints setuptools' deprecation banner at every install
+    assert all((root / f).is_file() for f in project["license-files"])
+    assert any(d.startswith("fastapi-offline") for d in project["optional-dependencies"]["serve"])
+
+
+def test_help_lists_every_command_without_markup() -> None:
+    import argparse
+
+    from simlookup.cli import build_parser
+
+    p = build_parser()
+    text = p.format_help()
+    sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
+    assert {"serve", "loadtest", "search", "ingest"} <= set(sub.choices)
+    for name, sp in sub.choices.items():
+        assert name in text
+        assert "`" not in sp.format_help(), name
+    assert "`" not in text

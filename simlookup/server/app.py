@@ -11,6 +11,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -57,6 +58,69 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": Problem, "description": "invalid request"},
     503: {"model": Problem, "description": "too many queries waiting; retry shortly"},
 }
+
+
+DOCS_STATIC = "/docs-static"
+
+
+def add_offline_docs(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc`` with their script, stylesheet and icon served by the app itself from
+    the ``fastapi-offline`` package's files, so the pages work on a machine without internet (FastAPI's own
+    pages load them from a public CDN)."""
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+
+    assets = docs_assets()
+    app.mount(DOCS_STATIC, StaticFiles(directory=str(assets)), name="docs-static")
+    redirect = app.swagger_ui_oauth2_redirect_url or "/docs/oauth2-redirect"
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} - Swagger UI",
+            oauth2_redirect_url=f"{root}{redirect}",
+            swagger_js_url=f"{root}{DOCS_STATIC}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_STATIC}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_STATIC}/favicon.png",
+        )
+
+    @app.get(redirect, include_in_schema=False)
+    async def swagger_ui_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_redoc_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{root}{DOCS_STATIC}/redoc.standalone.js",
+            redoc_favicon_url=f"{root}{DOCS_STATIC}/favicon.png",
+            with_google_fonts=False,
+        )
+
+
+def docs_assets() -> Path:
+    """The folder of Swagger UI's and ReDoc's files (package ``fastapi-offline``, in the serve extra)."""
+    import importlib.util
+
+    found = importlib.util.find_spec("fastapi_offline")
+    if found is None or not found.submodule_search_locations:
+        raise SimlookupError(
+            "the service's /docs page needs the package fastapi-offline (Swagger UI's files, served offline): "
+            "pip install 'simlookup[serve]'"
+        )
+    folder = Path(next(iter(found.submodule_search_locations))) / "static"
+    missing = [f for f in DOCS_FILES if not (folder / f).is_file()]
+    if missing:
+        raise SimlookupError(f"{folder} lacks {missing}: reinstall fastapi-offline (pip install 'simlookup[serve]')")
+    return folder
+
+
+DOCS_FILES = ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js", "favicon.png")
 
 
 def create_app(settings: Settings, name: str, encoders: Mapping[str, Encoder] | None = None) -> FastAPI:
@@ -106,7 +170,10 @@ def create_app(settings: Settings, name: str, encoders: Mapping[str, Encoder] | 
         title="simlookup",
         version="0.1.0",
         description=f"Semantic search over the collection '{name}' (FAISS and Qdrant).",
+        docs_url=None,  # served below from files installed with the package: no CDN, so offline too
+        redoc_url=None,
     )
+    add_offline_docs(app)
     app.state.retriever = retriever
     app.add_middleware(BodyLimit, limit=api.max_upload_bytes + BODY_SLACK)
 
