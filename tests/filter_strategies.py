@@ -45,7 +45,9 @@ json_values = st.recursive(
 payloads = st.dictionaries(st.sampled_from(TOP_KEYS), json_values, max_size=4)
 
 numbers = st.one_of(
-    st.integers(-3, 3), st.sampled_from([0.0, 0.5, 1.0, 1.5, 2.0, -1.0]), st.sampled_from([*EDGE_NUMBERS, float(MAX_SAFE)])
+    st.integers(-3, 3),
+    st.sampled_from([0.0, 0.5, 1.0, 1.5, 2.0, -1.0]),
+    st.sampled_from([*EDGE_NUMBERS, float(MAX_SAFE)]),
 )
 value_lists = st.lists(scalars, min_size=1, max_size=3)
 

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from retrieval.filters import Filter
-from simlookup.filter_args import parse_filter_args
 from retrieval.settings import Settings
+from simlookup.filter_args import parse_filter_args
 from simlookup.service import (
     ServiceClient,
     ServiceError,
