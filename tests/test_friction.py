@@ -67,3 +67,20 @@ def test_help_lists_every_command_without_markup() -> None:
         assert name in text
         assert "`" not in sp.format_help(), name
     assert "`" not in text
+
+
+def test_bench_claim_lines_are_explained() -> None:
+    from benchmarks.cli import claims_text
+
+    claims = [
+        {"claim": "IVF-PQ halves query time (synthetic)", "measured": "1.1×", "holds": False},
+        {"claim": "target: layer adds ≤ 5% over the raw engine call in batch", "measured": "3%", "holds": True},
+    ]
+    quick = claims_text(claims, quick=True).splitlines()
+    assert quick[1:] == [
+        "[NO] IVF-PQ halves query time (synthetic): 1.1×",
+        "[ok] target: layer adds ≤ 5% over the raw engine call in batch: 3%",
+    ]
+    legend = quick[0]
+    assert "[NO]" in legend and "not a failure" in legend and "--quick" in legend and "small" in legend
+    assert "--quick" not in claims_text(claims, quick=False).splitlines()[0]
