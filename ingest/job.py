@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import sys
 import threading
 import time
 from collections.abc import Generator, Mapping
@@ -63,12 +64,37 @@ class IngestSummary:
     counts: dict[str, int] = field(default_factory=dict)
     plan: dict[str, Any] = field(default_factory=dict)  # what the run was to do (all of it with --dry-run)
     dropped: list[str] = field(default_factory=list)  # data of indexes the collection no longer has, removed
+    build_seconds: dict[str, float] = field(default_factory=dict)  # per index ("ivf", "qdrant"; "hnsw/image"...)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 __all__ = ["IngestOptions", "IngestSummary", "load_encoder", "rejects_of", "run_ingest", "store_sizes"]
+
+
+BUILD_WORK = {"ivf": "IVF training", "ivfpq": "IVF-PQ training", QDRANT_INDEX: "Qdrant HNSW build (optimize)"}
+
+
+class _BuildReport:
+    """Collection.build's report: each index's build seconds into the summary, and for the slow ones (IVF
+    training, Qdrant's optimize) a start and a done line on stderr unless progress is off."""
+
+    def __init__(self, summary: IngestSummary, progress: bool) -> None:
+        self.summary = summary
+        self.progress = progress
+
+    def __call__(self, index: str, space: str, seconds: float | None) -> None:
+        key = index if space in ("text", "image") else f"{index}/{space}"
+        work = BUILD_WORK.get(index)
+        if seconds is not None:
+            self.summary.build_seconds[key] = round(seconds, 3)
+        if work is None or not self.progress:
+            return
+        if seconds is None:
+            print(f"build: {key}: {work} ...", file=sys.stderr, flush=True)
+        else:
+            print(f"build: {key}: {work} done in {seconds:.1f} s", file=sys.stderr, flush=True)
 
 
 class _Writer(threading.Thread):
@@ -167,7 +193,7 @@ def run_ingest(settings: Settings, opts: IngestOptions, encoders: dict[str, Any]
         if not opts.append:
             summary.removed = _remove_stale(spaces, stores, current)
         t_build = time.perf_counter()
-        coll.build()
+        coll.build(_BuildReport(summary, opts.progress))
         coll.flush()
         summary.seconds["build"] = time.perf_counter() - t_build
         first = stores[spaces[0].name]

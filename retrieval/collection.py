@@ -4,6 +4,7 @@ searches its stores in one place."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
@@ -291,16 +292,24 @@ class Collection:
         """Delete ids from every index of a space; how many each held."""
         return self.each_index("delete", lambda st: st.delete(ids), target)
 
-    def build(self) -> list[str]:
+    def build(self, report: Callable[[str, str, float | None], None] | None = None) -> list[str]:
         """Finish indexing every open store that holds points (train IVF/PQ, build Qdrant Edge HNSW); the
-        ``index/space`` names of those that did work."""
+        ``index/space`` names of those that did work. ``report(index, space, seconds)``: called with None
+        before each store's build and with the seconds it took after (progress lines, the ingest summary)."""
         self._check_open()
         if self.read_only:
             raise InvalidInputError(f"collection {self.name!r} was opened read-only: it cannot build")
         done = []
         for (index, target), st in list(self._stores.items()):
-            if st.count() and st.build():
+            if not st.count():
+                continue
+            if report is not None:
+                report(index, target, None)
+            t0 = time.perf_counter()
+            if st.build():
                 done.append(f"{index}/{target}")
+            if report is not None:
+                report(index, target, time.perf_counter() - t0)
         return done
 
     def flush(self) -> None:

@@ -175,6 +175,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         f"({summary.rejected} rejected → {summary.rejects_file}{gone})\n"
         + "seconds: "
         + ", ".join(f"{k} {v:.2f}" for k, v in summary.seconds.items())
+        + (" (build per index: " + ", ".join(f"{k} {v:.2f}" for k, v in summary.build_seconds.items()) + ")")
+        * bool(summary.build_seconds)
         + "\n"
         + "size on disk: "
         + ", ".join(f"{k} {v / 1e6:.1f} MB" for k, v in summary.sizes_bytes.items())
