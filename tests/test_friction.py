@@ -4,7 +4,9 @@ help text, the --quick target lines, build progress, the field hint and the pack
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -84,3 +86,30 @@ def test_bench_claim_lines_are_explained() -> None:
     legend = quick[0]
     assert "[NO]" in legend and "not a failure" in legend and "--quick" in legend and "small" in legend
     assert "--quick" not in claims_text(claims, quick=False).splitlines()[0]
+
+
+def test_build_progress_and_per_index_seconds(
+    tmp_path: Path,
+    minilm: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import dataclasses
+
+    from ingest.job import IngestOptions, run_ingest
+    from retrieval.settings import Settings
+
+    s = Settings(data_dir=tmp_path / "data")
+    opts = IngestOptions("stsb", "fr", indexes=["flat", "ivf"], qdrant="edge", limit=300, progress=True)
+    summary = run_ingest(s, opts, encoders={"text": minilm})
+    err = capsys.readouterr().err
+    for index in ("ivf", "qdrant"):  # a start line and a done line with its seconds, on stderr
+        assert re.search(rf"^build: {index}: .*\.\.\.$", err, re.M), err
+        assert re.search(rf"^build: {index}: .* done in \d+\.\d s$", err, re.M), err
+    assert "build: flat" not in err  # nothing slow to announce
+    assert set(summary.build_seconds) == {"flat", "ivf", "qdrant"}
+    assert all(v >= 0 for v in summary.build_seconds.values())
+    assert summary.seconds["build"] >= summary.build_seconds["ivf"]  # existing fields kept
+    assert summary.to_dict()["build_seconds"] == summary.build_seconds
+    quiet = run_ingest(s, dataclasses.replace(opts, progress=False), encoders={"text": minilm})
+    assert "build:" not in capsys.readouterr().err
+    assert "ivf" in quiet.build_seconds
