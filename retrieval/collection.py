@@ -163,7 +163,7 @@ class Collection:
             )
             vname = "" if m.modality == "text" else target
             if not create:
-                return open_store(qs, self.name, index, create=False, vector_name=vname)
+                return open_store(qs, self.name, index, create=False, read_only=self.read_only, vector_name=vname)
             return open_store(
                 qs,
                 self.name,

@@ -1,9 +1,11 @@
-"""Qdrant adapters: damaged Edge shards, upsert return values, payload indexes, named vectors."""
+"""Qdrant stores: damaged Edge shards, upsert return values, payload indexes, the shared handles, read-only opens."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -111,9 +113,9 @@ SELECTIVE = [{"tag": "t7"}, {"bucket": 7}, {"bucket": {"$gte": 7, "$lt": 8}}]
 
 
 def test_build_indexes_payload_fields_so_selective_filters_return_k(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import retrieval.stores.qdrant_edge_store as edge_mod
+    import retrieval.stores.qdrant_store as store_mod
 
-    monkeypatch.setattr(edge_mod, "top_up", lambda hits, *a: hits)  # the indexes alone must do it
+    monkeypatch.setattr(store_mod, "top_up", lambda hits, *a: hits)  # the indexes alone must do it
     st, xq = selective(tmp_path)
     try:
         assert {"tag", "bucket"} <= set(st.info()["payload_schema"])
@@ -126,16 +128,16 @@ def test_build_indexes_payload_fields_so_selective_filters_return_k(tmp_path: Pa
 
 
 def test_unindexed_selective_filter_is_topped_up_to_k(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import retrieval.stores.qdrant_edge_store as edge_mod
+    import retrieval.stores.qdrant_store as store_mod
 
     st, xq = selective(tmp_path, auto_payload_indexes=False)
     try:
         assert st.info()["payload_schema"] == []
-        real_top_up = edge_mod.top_up
-        monkeypatch.setattr(edge_mod, "top_up", lambda hits, *a: hits)
+        real_top_up = store_mod.top_up
+        monkeypatch.setattr(store_mod, "top_up", lambda hits, *a: hits)
         raw = st.search(xq, 10, filter=SELECTIVE[0])
         assert min(len(r) for r in raw) < 10  # Edge alone stops short here (the reproduction)
-        monkeypatch.setattr(edge_mod, "top_up", real_top_up)
+        monkeypatch.setattr(store_mod, "top_up", real_top_up)
         for flt in SELECTIVE:
             res = st.search(xq, 10, filter=flt)
             assert min(len(r) for r in res) == 10, flt
@@ -203,3 +205,83 @@ def test_declared_index_on_a_user_id_key_lands_on_its_stored_key(tmp_path: Path)
         assert [h.id for h in st.search(q, 5, filter={"_id.n": {"$gte": 3}})[0]] == ["b"]
     finally:
         st.close()
+
+
+# ------------------------------------------------------------------------------ shared handles, read-only opens
+@pytest.mark.parametrize("mode", ["edge", "local"])
+def test_concurrent_opens_from_threads_share_one_handle(tmp_path: Path, mode: str) -> None:
+    """One locked registry for both backends: threads opening the same path at once all get the one handle
+    (qdrant-client local mode had no lock: a second client on the folder failed with StoreLockedError)."""
+    s = Settings(data_dir=tmp_path, qdrant=QdrantSettings(mode=mode))
+    st = open_store(s, "conc", "qdrant", dim=DIM)
+    st.upsert(["a"], np.eye(1, DIM, dtype=np.float32))
+    st.close()
+    n = 8
+    barrier = threading.Barrier(n)
+
+    def one(i: int) -> VectorStore | Exception:
+        barrier.wait()
+        try:
+            return open_store(s, "conc", "qdrant", create=False, read_only=i % 2 == 0)
+        except Exception as exc:  # noqa: BLE001 - collected and shown below
+            return exc
+
+    for _ in range(3):
+        with ThreadPoolExecutor(n) as pool:
+            got = list(pool.map(one, range(n)))
+        errors = [g for g in got if isinstance(g, Exception)]
+        stores = [g for g in got if isinstance(g, VectorStore)]
+        try:
+            assert not errors, errors
+            assert [x.count() for x in stores] == [1] * n
+        finally:
+            for x in stores:
+                x.close()
+    again = open_store(s, "conc", "qdrant", create=False)  # the last close released the folder
+    assert again.count() == 1
+    again.close()
+
+
+def edge_config(tmp: Path, name: str = "dmg") -> Path:
+    return tmp / "qdrant-edge" / name / "shard" / "edge_config.json"
+
+
+def test_an_edge_open_does_not_rewrite_its_config(tmp_path: Path) -> None:
+    """The load config resolved on_disk_payload and payload_memory, which the create config left out: every first
+    open rewrote edge_config.json. A shard is now created with them."""
+    filled_edge(tmp_path, n=1000)
+    before = edge_config(tmp_path).read_bytes()
+    for read_only in (False, True):
+        st = open_store(edge_settings(tmp_path), "dmg", "qdrant", create=False, read_only=read_only)
+        st.search(np.ones(DIM, np.float32), 3)
+        st.close()
+        assert edge_config(tmp_path).read_bytes() == before
+
+
+def test_a_read_only_open_of_an_older_shard_leaves_its_config(tmp_path: Path) -> None:
+    """A shard written before the fix lacks those keys: a writer's open adds them, a reader's puts the file back."""
+    filled_edge(tmp_path, n=1000)
+    cfg = edge_config(tmp_path)
+    old = {k: v for k, v in json.loads(cfg.read_text()).items() if k not in ("on_disk_payload", "payload_memory")}
+    cfg.write_text(json.dumps(old))
+    before = cfg.read_bytes()
+    st = open_store(edge_settings(tmp_path), "dmg", "qdrant", create=False, read_only=True)
+    assert len(st.search(np.ones(DIM, np.float32), 3)[0]) == 3
+    st.close()
+    assert cfg.read_bytes() == before
+
+
+def test_a_writer_joining_a_reader_records_the_count_at_close(tmp_path: Path) -> None:
+    """The reader opened the shared shard and left simlookup.json alone; the writer that joins it clears the closed
+    count (a crash must not leave a stale one) and the last close records the new one."""
+    filled_edge(tmp_path, n=1000)
+    meta_path = tmp_path / "qdrant-edge" / "dmg" / "simlookup.json"
+    ro = open_store(edge_settings(tmp_path), "dmg", "qdrant", create=False, read_only=True)
+    assert json.loads(meta_path.read_text())["closed_points"] == 1000
+    rw = open_store(edge_settings(tmp_path), "dmg", "qdrant", create=False)
+    assert "closed_points" not in json.loads(meta_path.read_text())
+    rw.delete(["p0"])
+    rw.close()
+    assert ro.count() == 999  # the reader still searches the shared shard
+    ro.close()
+    assert json.loads(meta_path.read_text())["closed_points"] == 999

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import math
 import uuid
 from collections.abc import Callable
@@ -12,7 +14,7 @@ import numpy as np
 import pytest
 
 from benchmarks.datasets import Dataset
-from retrieval.errors import DimensionMismatchError, InvalidInputError, StoreClosedError
+from retrieval.errors import DimensionMismatchError, InvalidInputError, StoreClosedError, StoreLockedError
 from retrieval.filters import Filter
 from retrieval.metric import Metric, exact_scores, top_k
 from retrieval.settings import QdrantSettings, SearchLimits, Settings
@@ -409,3 +411,63 @@ def test_second_read_only_open_alongside(
     finally:
         ro.close()
     assert loaded.count() == len(data.xb) + 1  # closing the reader leaves the writer working
+
+
+def file_hashes(root: Path) -> dict[str, str]:
+    """sha256 of every file under root, by relative path."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_read_only_open_searches_and_changes_no_file(
+    opener: Callable[..., VectorStore], data: Dataset, tmp_path: Path
+) -> None:
+    """read_only is part of the contract: a reader searches, fetches and counts, refuses writes, and leaves every
+    file under the data folder as it found it (an Edge open rewrote edge_config.json)."""
+    ids = data.point_ids()
+    st = opener()
+    st.upsert(ids, data.xb, [payload(i) for i in range(len(ids))])
+    st.build()
+    st.close()
+    before = file_hashes(tmp_path / "data")
+    ro = opener(create=False, read_only=True)
+    try:
+        assert ro.read_only
+        assert ro.count() == len(ids)
+        assert [r[0].id for r in ro.search(data.xb[:5], k=1)] == ids[:5]
+        assert len(ro.search(data.xq[0], k=10, filter={"rank": {"lt": 12}})[0]) == 10
+        assert ro.fetch(ids[1:2])[ids[1]][1] == payload(1)
+        with pytest.raises(StoreLockedError):
+            ro.upsert(["new"], data.xb[:1])
+        with pytest.raises(StoreLockedError):
+            ro.delete(ids[:1])
+        if ro.backend.startswith("qdrant"):
+            with pytest.raises(StoreLockedError):
+                ro.build()
+        else:
+            with contextlib.suppress(StoreLockedError):  # FAISS: a no-op here; the hashes show it wrote nothing
+                ro.build()
+        assert ro.count() == len(ids)
+    finally:
+        ro.close()
+    assert file_hashes(tmp_path / "data") == before
+    again = opener(create=False)  # a writer opens after the reader as before it
+    try:
+        assert again.count() == len(ids)
+    finally:
+        again.close()
+
+
+def test_search_without_payload_returns_the_same_ids_and_scores(loaded: VectorStore, data: Dataset) -> None:
+    """with_payload=False (as Qdrant's option): the same hits, each with an empty payload, filtered or not."""
+    for flt in (None, {"group": "green"}, {"rank": {"lt": 12}}):
+        full = loaded.search(data.xq[:5], k=10, filter=flt)
+        bare = loaded.search(data.xq[:5], k=10, filter=flt, with_payload=False)
+        assert [[h.id for h in r] for r in bare] == [[h.id for h in r] for r in full], flt
+        for b, f in zip(bare, full, strict=True):
+            assert [h.score for h in b] == pytest.approx([h.score for h in f], abs=1e-6), flt
+        assert all(h.payload == {} for r in bare for h in r), flt
+        assert all(len(r) == 10 for r in bare), flt

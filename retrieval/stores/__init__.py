@@ -43,6 +43,8 @@ def open_store(
 ) -> VectorStore:
     """Open (or create) the store ``name`` for one index: a FAISS kind or ``qdrant`` (mode from settings).
 
+    ``read_only=True`` opens an existing store that refuses writes (StoreLockedError) and changes no file.
+
     Its searches are capped by ``settings.limits`` (SIMLOOKUP_LIMITS__*), as the Retriever's are."""
     check_name(name, "store name")
     root = settings.data_dir
@@ -68,6 +70,7 @@ def open_store(
             "payload_indexes": payload_indexes,
             "create": create,
             "vectors": vectors,
+            "read_only": read_only,
         }
         if q.mode == "edge":
             from retrieval.stores.qdrant_edge_store import QdrantEdgeStore
@@ -75,7 +78,8 @@ def open_store(
             return _capped(settings, QdrantEdgeStore(root, name, q, **common))
         from retrieval.stores.qdrant_client_store import QdrantClientStore, make_client
 
-        return _capped(settings, QdrantClientStore(make_client(q, root), name, q, **common))
+        client = make_client(q, root, read_only=read_only)
+        return _capped(settings, QdrantClientStore(client, name, q, **common))
     raise UnknownKindError(f"unknown index {index!r}: use one of {list(INDEX_NAMES)}")
 
 

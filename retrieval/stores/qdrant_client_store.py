@@ -3,6 +3,7 @@
 Local mode is qdrant-client's own brute-force numpy engine: it accepts but silently ignores HNSW,
 optimizer and quantization settings, payload indexes do nothing, and it slows down above 20,000
 points. Use it for small data and congruence checks, never for benchmarks.
+``ClientBackend`` makes the engine calls (with retries on a server); ``QdrantStore`` does the rest.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -24,50 +25,33 @@ from retrieval.errors import (
     StoreLockedError,
     StoreNotFoundError,
 )
-from retrieval.filters import Filter
 from retrieval.metric import Metric
 from retrieval.settings import QdrantSettings
-from retrieval.stores.base import Hit, Payload, SearchParams, VectorStore
-from retrieval.stores.manifest import check_expected, now_iso
-from retrieval.stores.qdrant_common import (
-    INDEX_SCHEMA,
-    NamedVectorView,
-    PayloadIndexType,
-    PointRow,
-    check_payload_indexes,
-    index_key,
-    infer_payload_schema,
-    point_id,
-    python_fallback,
-    split_id,
-    to_entries,
-    to_hits,
-    to_qdrant_filter,
-    top_up,
-)
+from retrieval.stores.manifest import now_iso
+from retrieval.stores.qdrant_common import PayloadIndexType
+from retrieval.stores.qdrant_handles import HANDLES
+from retrieval.stores.qdrant_store import PointRow, QdrantBackend, QdrantStore, Shape
 
 log = logging.getLogger(__name__)
 LOCAL_MODE_LIMIT = 20_000
 T = TypeVar("T")
 
 
-_LOCAL: dict[str, list[Any]] = {}  # local-mode path → [client, users]: one client per folder (it locks it)
-
-
-def release_client(client: Any) -> None:
-    """Close a client from make_client (local-mode clients once their last user releases them)."""
-    for key, entry in list(_LOCAL.items()):
-        if entry[0] is client:
-            entry[1] -= 1
-            if entry[1] == 0:
-                del _LOCAL[key]
-                client.close()
-            return
+def _close_client(client: Any, _written: bool = False) -> None:
     client.close()
 
 
-def make_client(settings: QdrantSettings, root: Path) -> Any:
-    """A QdrantClient for server mode (URL) or local mode (path / :memory:)."""
+def release_client(client: Any) -> None:
+    """Close a client from make_client (a local-mode client once its last user releases it)."""
+    if not HANDLES.release_handle(client, _close_client):
+        client.close()
+
+
+def make_client(settings: QdrantSettings, root: Path, read_only: bool = False) -> Any:
+    """A QdrantClient for server mode (URL) or local mode (path / :memory:); release it with release_client.
+
+    A local-mode folder is opened once per process (qdrant-client locks it) and shared; a read-only caller
+    finds an existing folder or gets StoreNotFoundError (nothing is created)."""
     from qdrant_client import QdrantClient
 
     if settings.mode == "server":
@@ -81,88 +65,75 @@ def make_client(settings: QdrantSettings, root: Path) -> Any:
         if settings.path is not None and str(settings.path) == ":memory:":
             return QdrantClient(location=":memory:")
         path = settings.path or root / "qdrant-local"
+        if read_only and not (path / "meta.json").exists():
+            raise StoreNotFoundError(f"no qdrant-client local storage at {path}")
         path.mkdir(parents=True, exist_ok=True)
-        key = str(path.resolve())
-        if key in _LOCAL:
-            _LOCAL[key][1] += 1
-            return _LOCAL[key][0]
-        try:
-            client = QdrantClient(path=str(path))
-        except RuntimeError as exc:
-            raise StoreLockedError(f"qdrant-client local storage {path} is in use: {exc}") from None
-        _LOCAL[key] = [client, 1]
-        return client
+
+        def opener() -> Any:
+            try:
+                return QdrantClient(path=str(path))
+            except RuntimeError as exc:
+                raise StoreLockedError(f"qdrant-client local storage {path} is in use: {exc}") from None
+
+        return HANDLES.acquire(HANDLES.key("local", path), opener, _close_client)
     raise InvalidInputError(f"qdrant-client store needs mode server or local, not {settings.mode!r}")
 
 
-class QdrantClientStore(NamedVectorView, VectorStore):
-    """A Qdrant collection reached through qdrant-client (server or local mode)."""
+class ClientBackend(QdrantBackend):
+    """The engine calls on one collection through a QdrantClient (server: retried on connection errors)."""
 
-    backend: ClassVar[str] = "qdrant"
+    label = "Qdrant"
+    edge = False
 
-    def __init__(
-        self,
-        client: Any,
-        name: str,
-        settings: QdrantSettings,
-        dim: int | None = None,
-        metric: Metric | str = Metric.COSINE,
-        fingerprint: str | None = None,
-        vector_name: str = "",
-        payload_indexes: Mapping[str, PayloadIndexType] | None = None,
-        create: bool = True,
-        owns_client: bool = True,
-        vectors: Mapping[str, int] | None = None,
-    ) -> None:
-        try:
-            payload_indexes = check_payload_indexes(payload_indexes)  # before anything is created
-        except InvalidInputError:
-            if owns_client:
-                release_client(client)
-            raise
-        from qdrant_client import models as m
+    def __init__(self, client: Any, name: str, settings: QdrantSettings, owns_client: bool = True) -> None:
+        from qdrant_client import models
 
         self.client = client
+        self.name = name
         self.settings = settings
-        self.owns_client = owns_client
         self.mode = settings.mode
-        self.backend = "qdrant-server" if settings.mode == "server" else "qdrant-local"  # type: ignore[misc]
-        if self._retry(lambda: client.collection_exists(name)):
-            info = self._retry(lambda: client.get_collection(name))
-            meta = dict(info.config.metadata or {}) if getattr(info.config, "metadata", None) else {}
-            vparams = info.config.params.vectors
-            named = {n: v.size for n, v in vparams.items()} if isinstance(vparams, dict) else {}
-            vector_name = self.set_view(named, vector_name, name, StoreError)
-            vp = vparams.get(vector_name) if isinstance(vparams, dict) else vparams
-            if vp is None:
-                raise StoreError(f"collection {name!r} has no vector named {vector_name!r}")
-            found_metric = {m.Distance.COSINE: "cosine", m.Distance.DOT: "dot", m.Distance.EUCLID: "l2"}[vp.distance]
-            actual = {"dim": vp.size, "metric": found_metric, "fingerprint": meta.get("fingerprint")}
-            check_expected(
-                actual,
-                Path(name) / "collection",
-                dim=dim,
-                metric=Metric.parse(metric).value if dim is not None else None,
-                fingerprint=fingerprint if meta.get("fingerprint") else None,
-            )
-            super().__init__(name, int(vp.size), Metric.parse(found_metric), meta.get("fingerprint"))
-        else:
-            if not create:
-                raise StoreNotFoundError(f"no Qdrant collection named {name!r} ({settings.mode} mode)")
-            if dim is None:
-                raise InvalidInputError("creating a Qdrant collection needs its dimension")
-            super().__init__(name, dim, Metric.parse(metric), fingerprint)
-            self.set_view(
-                dict(vectors or ({vector_name: dim} if vector_name else {})), vector_name, name, InvalidInputError
-            )
-            self._create(m, {**settings.payload_indexes, **(payload_indexes or {})})
+        self.owns_client = owns_client
+        self.models = models
+        self.kind = "qdrant-server" if settings.mode == "server" else "qdrant-local"
+        self.exact_only = settings.mode == "local"  # local mode is always exact
+        self.uses_payload_indexes = settings.mode == "server"  # local mode ignores payload indexes
+        self._released = False
 
-    def _create(self, m: Any, payload_indexes: dict[str, PayloadIndexType]) -> None:
-        s = self.settings
-        dist = {Metric.COSINE: m.Distance.COSINE, Metric.DOT: m.Distance.DOT, Metric.L2: m.Distance.EUCLID}[self.metric]
-        vp: Any = m.VectorParams(size=self.dim, distance=dist)
-        if self.named:
-            vp = {n: m.VectorParams(size=d, distance=dist) for n, d in self.named.items()}
+    def query_params(self) -> frozenset[str]:
+        """hnsw_ef and exact; rerank (the oversampling of quantized search) where quantization is on."""
+        return frozenset({"hnsw_ef", "exact", *(["rerank"] if self.settings.quantization != "none" else [])})
+
+    # ---- open / create
+    def read_shape(self) -> Shape | None:
+        m = self.models
+        if not self._retry(lambda: self.client.collection_exists(self.name)):
+            return None
+        info = self._retry(lambda: self.client.get_collection(self.name))
+        meta = dict(info.config.metadata or {}) if getattr(info.config, "metadata", None) else {}
+        vparams = info.config.params.vectors
+        named = {n: v.size for n, v in vparams.items()} if isinstance(vparams, dict) else {}
+        first = next(iter(vparams.values())) if isinstance(vparams, dict) else vparams
+        if first is None:
+            raise StoreError(f"collection {self.name!r} has no dense vector")
+        metric = {m.Distance.COSINE: "cosine", m.Distance.DOT: "dot", m.Distance.EUCLID: "l2"}[first.distance]
+        return Shape(
+            int(first.size), Metric.parse(metric), meta.get("fingerprint"), named, where=Path(self.name) / "collection"
+        )
+
+    def not_found(self, name: str) -> StoreNotFoundError:
+        return StoreNotFoundError(f"no Qdrant collection named {name!r} ({self.mode} mode)")
+
+    def open(self, read_only: bool) -> None:
+        """The client is connected already."""
+
+    def create(self, shape: Shape, indexes: list[tuple[str, str]]) -> None:
+        m, s = self.models, self.settings
+        dist = {Metric.COSINE: m.Distance.COSINE, Metric.DOT: m.Distance.DOT, Metric.L2: m.Distance.EUCLID}[
+            shape.metric
+        ]
+        vp: Any = m.VectorParams(size=shape.dim, distance=dist)
+        if shape.vectors:
+            vp = {n: m.VectorParams(size=d, distance=dist) for n, d in shape.vectors.items()}
         quant: Any = None
         if s.quantization == "scalar":
             quant = m.ScalarQuantization(scalar=m.ScalarQuantizationConfig(type=m.ScalarType.INT8, always_ram=True))
@@ -178,7 +149,7 @@ class QdrantClientStore(NamedVectorView, VectorStore):
             ),
             "optimizers_config": m.OptimizersConfigDiff(indexing_threshold=s.indexing_threshold_kb),
             "quantization_config": quant,
-            "metadata": {"fingerprint": self.fingerprint, "created": now_iso(), "simlookup": 1},
+            "metadata": {"fingerprint": shape.fingerprint, "created": now_iso(), "simlookup": 1},
         }
         if self.mode == "server":
             kwargs["shard_number"] = s.shard_number
@@ -186,30 +157,8 @@ class QdrantClientStore(NamedVectorView, VectorStore):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # local mode warns that it ignores index settings: documented above
             self._retry(lambda: self.client.create_collection(**kwargs))
-        self._create_indexes(payload_indexes)
-
-    def _create_indexes(self, wanted: Mapping[str, PayloadIndexType]) -> None:
-        """Create the payload indexes not there yet (field → keyword | integer | float | bool)."""
-        from qdrant_client import models as m
-
-        if not wanted:
-            return
-        schema = {
-            "keyword": m.PayloadSchemaType.KEYWORD,
-            "integer": m.PayloadSchemaType.INTEGER,
-            "float": m.PayloadSchemaType.FLOAT,
-            "bool": m.PayloadSchemaType.BOOL,
-        }
-        have = set(self._retry(lambda: self.client.get_collection(self.name)).payload_schema or {})
-        for field, kind in wanted.items():
-            key = index_key(field)
-            if key is None or key in have or field in have:
-                continue
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # local mode: payload indexes do nothing (documented above)
-                self._retry(
-                    partial(self.client.create_payload_index, self.name, key, schema[INDEX_SCHEMA[kind]], wait=True)
-                )
+        for key, kind in indexes:
+            self.create_field_index(key, kind)
 
     def _retry(self, fn: Callable[[], T]) -> T:
         """Call fn with retries and exponential backoff on connection errors; then BackendUnavailableError."""
@@ -235,12 +184,10 @@ class QdrantClientStore(NamedVectorView, VectorStore):
             "what was written before is kept, and re-running completes the job."
         ) from None
 
-    # ---- hooks ----
-    def _upsert(self, ids: list[str], vectors: np.ndarray, payloads: list[Payload]) -> int:
-        from qdrant_client import models as m
-
+    # ---- engine calls
+    def upsert_points(self, rows: list[PointRow]) -> None:
         if self.mode == "local":
-            total = self._count() + len(ids)
+            total = self.count(None) + len(rows)
             if total > LOCAL_MODE_LIMIT:
                 log.warning(
                     "qdrant-client local mode holds %d points: it is brute force and slows down above %d; "
@@ -248,151 +195,104 @@ class QdrantClientStore(NamedVectorView, VectorStore):
                     total,
                     LOCAL_MODE_LIMIT,
                 )
-
-        def existing(pids: list[str]) -> set[str]:
-            recs = self._retry(lambda: self.client.retrieve(self.name, pids, with_payload=False, with_vectors=False))
-            return {str(r.id) for r in recs}
-
-        def insert(rows: list[PointRow]) -> None:
-            points = [m.PointStruct(id=pid, vector=vec, payload=pl) for pid, vec, pl in rows]
-            self._retry(
-                lambda: self.client.upload_points(
-                    self.name, points, batch_size=self.settings.upload_batch_size, max_retries=1, wait=True
-                )
+        points = [self.models.PointStruct(id=pid, vector=vec, payload=pl) for pid, vec, pl in rows]
+        self._retry(
+            lambda: self.client.upload_points(
+                self.name, points, batch_size=self.settings.upload_batch_size, max_retries=1, wait=True
             )
+        )
 
-        def update(rows: list[PointRow]) -> None:
-            pv = [m.PointVectors(id=pid, vector=vec) for pid, vec, _ in rows]
-            self._retry(lambda: self.client.update_vectors(self.name, points=pv, wait=True))
-            for pid, _, pl in rows:
-                self._retry(partial(self.client.set_payload, self.name, payload=pl, points=[pid], wait=True))
+    def update_vectors(self, rows: list[tuple[str, dict[str, list[float]]]]) -> None:
+        pv = [self.models.PointVectors(id=pid, vector=vec) for pid, vec in rows]
+        self._retry(lambda: self.client.update_vectors(self.name, points=pv, wait=True))
 
-        return self.upsert_view(ids, vectors, payloads, existing, insert, update)
+    def set_payload(self, pid: str, payload: dict[str, Any]) -> None:
+        self._retry(partial(self.client.set_payload, self.name, payload=payload, points=[pid], wait=True))
 
-    def _view_filter(self) -> Any:
-        from qdrant_client import models as m
+    def delete_points(self, pids: list[Any]) -> None:
+        self._retry(lambda: self.client.delete(self.name, self.models.PointIdsList(points=pids), wait=True))
 
-        return m.Filter(must=[m.HasVectorCondition(has_vector=self.vector_name)]) if self.multi else None
+    def delete_vectors(self, pids: list[Any], vector_name: str) -> None:
+        sel = self.models.PointIdsList(points=pids)
+        self._retry(lambda: self.client.delete_vectors(self.name, [vector_name], sel, wait=True))
 
-    def _delete(self, ids: list[str]) -> int:
-        from qdrant_client import models as m
+    def retrieve(self, pids: list[str], with_payload: bool, with_vector: bool | list[str]) -> list[Any]:
+        return list(
+            self._retry(
+                lambda: self.client.retrieve(self.name, pids, with_payload=with_payload, with_vectors=with_vector)
+            )
+        )
 
-        def retrieve(pids: list[str], with_vector: bool) -> list[Any]:
-            vec: Any = [self.vector_name] if with_vector else False
-            return self._retry(lambda: self.client.retrieve(self.name, pids, with_payload=False, with_vectors=vec))
-
-        def delete_points(pids: list[Any]) -> None:
-            self._retry(lambda: self.client.delete(self.name, m.PointIdsList(points=pids), wait=True))
-
-        def delete_vectors(pids: list[Any]) -> None:
-            sel = m.PointIdsList(points=pids)
-            self._retry(lambda: self.client.delete_vectors(self.name, [self.vector_name], sel, wait=True))
-
-        return self.delete_view(ids, retrieve, delete_points, delete_vectors)
-
-    def _search(
-        self, queries: np.ndarray, k: int, flt: Filter | None, params: SearchParams, with_payload: bool = True
-    ) -> list[list[Hit]]:
-        from qdrant_client import models as m
-
-        qf = to_qdrant_filter(flt, m, fallback=python_fallback(self._scroll))
+    def query_batch(
+        self,
+        queries: np.ndarray,
+        using: str | None,
+        flt: Any,
+        limit: int,
+        hnsw_ef: int,
+        exact: bool,
+        rerank: int | None,
+        with_payload: bool | list[str],
+    ) -> list[list[Any]]:
+        m = self.models
         quant = None
         if self.settings.quantization != "none":
-            quant = m.QuantizationSearchParams(rescore=True, oversampling=float(max(params.rerank or 2, 1)))
+            quant = m.QuantizationSearchParams(rescore=True, oversampling=float(max(rerank or 2, 1)))
+        sp = m.SearchParams(hnsw_ef=hnsw_ef, exact=exact, quantization=quant)
+        reqs = [
+            m.QueryRequest(query=q.tolist(), using=using, filter=flt, params=sp, limit=limit, with_payload=with_payload)
+            for q in queries
+        ]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # local mode: "search_params has no effect" (documented above)
+            res = self._retry(lambda: self.client.query_batch_points(self.name, reqs))
+        return [r.points for r in res]
 
-        def run(rows: np.ndarray, exact: bool) -> list[list[Hit]]:
-            sp = m.SearchParams(hnsw_ef=params.hnsw_ef or self.settings.hnsw_ef, exact=exact, quantization=quant)
-            reqs = [
-                m.QueryRequest(
-                    query=q.tolist(), using=self.vector_name or None, filter=qf, params=sp, limit=k, with_payload=True
-                )
-                for q in rows
-            ]
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # local mode: "search_params has no effect" (documented above)
-                res = self._retry(lambda: self.client.query_batch_points(self.name, reqs))
-            return [to_hits(r.points) for r in res]
-
-        hits = run(queries, params.exact)
-        if qf is None or params.exact or self.mode == "local":  # local mode is always exact
-            return hits
-        # HNSW with a filter can stop short (a selective filter on an unindexed field): top up exactly
-        return top_up(hits, k, lambda: self._count_matching(qf), lambda rows: run(queries[rows], True))
-
-    def _count_matching(self, qf: Any) -> int:
-        from qdrant_client import models as m
-
-        view = self._view_filter()
-        flt = qf if view is None else m.Filter(must=[qf, view])
+    def count(self, flt: Any) -> int:
         return int(self._retry(lambda: self.client.count(self.name, count_filter=flt, exact=True)).count)
 
-    def _count(self) -> int:
-        flt = self._view_filter()
-        return int(self._retry(lambda: self.client.count(self.name, count_filter=flt, exact=True)).count)
-
-    def _scroll(self, with_vectors: bool = False) -> list[Any]:
-        out: list[Any] = []
-        offset = None
-        while True:
-            recs, offset = self._retry(
-                partial(
-                    self.client.scroll,
-                    self.name,
-                    scroll_filter=self._view_filter(),
-                    limit=2048,
-                    offset=offset,
-                    with_payload=True,
-                    with_vectors=with_vectors,
-                )
+    def scroll(self, flt: Any, offset: Any, limit: int, with_vector: bool) -> tuple[list[Any], Any]:
+        recs, nxt = self._retry(
+            partial(
+                self.client.scroll,
+                self.name,
+                scroll_filter=flt,
+                limit=limit,
+                offset=offset,
+                with_payload=True,
+                with_vectors=with_vector,
             )
-            out.extend(recs)
-            if offset is None:
-                return out
-
-    def _ids(self) -> set[str]:
-        return {split_id(r.payload)[0] for r in self._scroll()}
-
-    def _fetch(self, ids: list[str]) -> dict[str, tuple[np.ndarray | None, Payload]]:
-        recs = self._retry(
-            lambda: self.client.retrieve(self.name, [point_id(i) for i in ids], with_payload=True, with_vectors=True)
         )
-        return to_entries(recs, self.vector_name)
+        return list(recs), nxt
 
-    def build(self) -> bool:
-        """Index the payload fields (declared, and inferred from the payloads unless auto_payload_indexes is off).
+    def payload_schema(self) -> set[str]:
+        return set(self._retry(lambda: self.client.get_collection(self.name)).payload_schema or {})
 
-        The server builds HNSW in the background and local mode has no index: returns False."""
-        self._check_open()
-        wanted = dict(self.settings.payload_indexes)
-        if self.settings.auto_payload_indexes and self.mode == "server":
-            wanted = {**infer_payload_schema(r.payload or {} for r in self._scroll()), **wanted}
-        self._create_indexes(wanted)
+    def create_field_index(self, key: str, kind: str) -> None:
+        m = self.models
+        schema = {
+            "keyword": m.PayloadSchemaType.KEYWORD,
+            "integer": m.PayloadSchemaType.INTEGER,
+            "float": m.PayloadSchemaType.FLOAT,
+            "bool": m.PayloadSchemaType.BOOL,
+        }[kind]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # local mode: payload indexes do nothing (documented above)
+            self._retry(partial(self.client.create_payload_index, self.name, key, schema, wait=True))
+
+    def optimize(self) -> bool:
+        """The server builds HNSW in the background and local mode has none: nothing to do."""
         return False
 
-    def snapshot(self) -> str:
-        """Create a server-side snapshot of the collection; returns its name (server mode only)."""
-        self._check_open()
-        if self.mode != "server":
-            raise StoreError("snapshots need a Qdrant server (qdrant-client local mode has none)")
-        desc = self._retry(lambda: self.client.create_snapshot(self.name, wait=True))
-        return str(desc.name)
-
-    def restore(self, snapshot_name: str) -> None:
-        """Restore the collection from one of its snapshots on the server."""
-        self._check_open()
-        if self.mode != "server":
-            raise StoreError("snapshots need a Qdrant server (qdrant-client local mode has none)")
-        location = f"file:///qdrant/snapshots/{self.name}/{snapshot_name}"
-        self._retry(lambda: self.client.recover_snapshot(self.name, location=location, wait=True))
-
-    def _flush(self) -> None:
+    def flush(self) -> None:
         """Writes use wait=True: acknowledged writes are already durable on the server or local path."""
 
-    def _close(self) -> None:
-        if self.owns_client:
+    def close(self) -> None:
+        if self.owns_client and not self._released:
+            self._released = True
             release_client(self.client)
 
-    def _info(self) -> dict[str, Any]:
+    def info(self) -> dict[str, Any]:
         info = self._retry(lambda: self.client.get_collection(self.name))
         out: dict[str, Any] = {
             "engine": "Qdrant server" if self.mode == "server" else "qdrant-client local mode (brute force, no HNSW)",
@@ -410,6 +310,64 @@ class QdrantClientStore(NamedVectorView, VectorStore):
                 quantization=str(info.config.quantization_config) if info.config.quantization_config else None,
             )
         return out
+
+    def snapshot(self) -> str:
+        if self.mode != "server":
+            raise StoreError("snapshots need a Qdrant server (qdrant-client local mode has none)")
+        return str(self._retry(lambda: self.client.create_snapshot(self.name, wait=True)).name)
+
+    def restore(self, snapshot_name: str) -> None:
+        if self.mode != "server":
+            raise StoreError("snapshots need a Qdrant server (qdrant-client local mode has none)")
+        location = f"file:///qdrant/snapshots/{self.name}/{snapshot_name}"
+        self._retry(lambda: self.client.recover_snapshot(self.name, location=location, wait=True))
+
+
+class QdrantClientStore(QdrantStore):
+    """A Qdrant collection reached through qdrant-client (server or local mode)."""
+
+    def __init__(
+        self,
+        client: Any,
+        name: str,
+        settings: QdrantSettings,
+        dim: int | None = None,
+        metric: Metric | str = Metric.COSINE,
+        fingerprint: str | None = None,
+        vector_name: str = "",
+        payload_indexes: Mapping[str, PayloadIndexType] | None = None,
+        create: bool = True,
+        owns_client: bool = True,
+        vectors: Mapping[str, int] | None = None,
+        read_only: bool = False,
+    ) -> None:
+        self.client_backend = ClientBackend(client, name, settings, owns_client)
+        self.client = client
+        self.mode = settings.mode
+        super().__init__(
+            self.client_backend,
+            name,
+            settings,
+            dim,
+            metric,
+            fingerprint,
+            vector_name,
+            payload_indexes,
+            create,
+            vectors,
+            read_only,
+        )
+
+    def snapshot(self) -> str:
+        """Create a server-side snapshot of the collection; returns its name (server mode only)."""
+        self._check_open()
+        return self.client_backend.snapshot()
+
+    def restore(self, snapshot_name: str) -> None:
+        """Restore the collection from one of its snapshots on the server."""
+        self._check_open()
+        self._check_writable("restore")
+        self.client_backend.restore(snapshot_name)
 
 
 def _is_connection_error(exc: Exception) -> bool:

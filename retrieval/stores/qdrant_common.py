@@ -1,4 +1,4 @@
-"""What the Qdrant adapters share: point ids, filter translation, payload indexes, store metadata."""
+"""Qdrant translations for ``QdrantStore``: point ids, payload keys, filters, payload indexes, the top-up."""
 
 from __future__ import annotations
 
@@ -106,6 +106,10 @@ class QdrantFilterBuilder:
         if self.edge:
             return self.m.HasIdCondition(set(ids))
         return self.m.HasIdCondition(has_id=list(ids))
+
+    def has_vector(self, name: str) -> Any:
+        """Points holding the named vector (a view of a multi-vector collection)."""
+        return self.m.HasVectorCondition(name) if self.edge else self.m.HasVectorCondition(has_vector=name)
 
     def is_empty(self, key: str) -> Any:
         return (
@@ -330,97 +334,3 @@ def top_up(
         for i, h in zip(redo, exact(redo), strict=True):
             hits[i] = h
     return hits
-
-
-# ---------------------------------------------------------------------------------------- named vectors
-PointRow = tuple[str, Any, dict[str, Any]]  # (Qdrant point id, vector as stored, payload with the id)
-
-
-class NamedVectorView:
-    """Named vectors, shared by both Qdrant adapters: a collection may hold several named vectors per point
-    (``named``: name → dim); a store is a view on one of them (``vector_name``; "" for an unnamed vector).
-    A view writes, deletes and counts only its own vector and keeps the point's others."""
-
-    vector_name: str = ""
-    named: dict[str, int]
-
-    def set_view(self, named: dict[str, int], vector_name: str, collection: str, err: type[Exception]) -> str:
-        """Record the collection's vectors and pick this view's (the first when none is asked); returns its name."""
-        if vector_name and named and vector_name not in named:
-            raise err(f"collection {collection!r} has no vector named {vector_name!r} (it has {sorted(named)})")
-        if named and not vector_name:
-            vector_name = next(iter(named))
-        self.named, self.vector_name = dict(named), vector_name
-        return vector_name
-
-    @property
-    def multi(self) -> bool:
-        """Several named vectors in one collection: this view writes only its own vector."""
-        return len(self.named) > 1
-
-    def point_vector(self, v: np.ndarray) -> Any:
-        """The vector of a new point, as Qdrant takes it."""
-        lst = v.tolist()
-        return {self.vector_name: lst} if self.vector_name else lst
-
-    def holds_view(self, record: Any) -> bool:
-        """Whether a retrieved record (with vectors) has this view's vector."""
-        return not self.multi or (isinstance(record.vector, dict) and self.vector_name in record.vector)
-
-    def upsert_view(
-        self,
-        ids: list[str],
-        vectors: np.ndarray,
-        payloads: list[dict[str, Any]],
-        existing: Callable[[list[str]], set[str]],
-        insert: Callable[[list[PointRow]], None],
-        update: Callable[[list[PointRow]], None],
-    ) -> int:
-        """Insert new points whole; on a multi-vector collection, update existing points' own vector and payload
-        in place (their other vectors stay). Returns len(ids)."""
-        pids = [point_id(sid) for sid in ids]
-        have = existing(pids) if self.multi else set()
-        rows = [(pid, vectors[i], with_id(ids[i], payloads[i])) for i, pid in enumerate(pids)]
-        new = [(pid, self.point_vector(v), pl) for pid, v, pl in rows if pid not in have]
-        upd = [(pid, {self.vector_name: v.tolist()}, pl) for pid, v, pl in rows if pid in have]
-        if new:
-            insert(new)
-        if upd:
-            update(upd)
-        return len(pids)
-
-    def delete_view(
-        self,
-        ids: list[str],
-        retrieve: Callable[[list[str], bool], list[Any]],
-        delete_points: Callable[[list[Any]], None],
-        delete_vectors: Callable[[list[Any]], None],
-    ) -> int:
-        """Delete these points (on a multi-vector collection: only this view's vector). Returns how many had it."""
-        present = [r for r in retrieve([point_id(i) for i in ids], self.multi) if self.holds_view(r)]
-        if present:
-            (delete_vectors if self.multi else delete_points)([r.id for r in present])
-        return len(present)
-
-
-def to_hits(points: Iterable[Any]) -> list[Any]:
-    """Scored points (Edge or qdrant-client) → Hits with the original id and the payload without it."""
-    from retrieval.stores.base import Hit
-
-    out = []
-    for p in points:
-        sid, pl = split_id(p.payload)
-        out.append(Hit(sid, float(p.score), pl))
-    return out
-
-
-def to_entries(records: Iterable[Any], vector_name: str) -> dict[str, tuple[np.ndarray | None, dict[str, Any]]]:
-    """Retrieved records → {original id: (vector of this view or None, payload)}."""
-    out: dict[str, tuple[np.ndarray | None, dict[str, Any]]] = {}
-    for r in records:
-        sid, pl = split_id(r.payload)
-        v = r.vector
-        if isinstance(v, dict):
-            v = v.get(vector_name)
-        out[sid] = (None if v is None else np.asarray(v, dtype=np.float32), pl)
-    return out
