@@ -23,6 +23,7 @@ from typing import Any
 
 from ingest.cache import EmbeddingCache, Shard
 from ingest.corpora import get_corpus
+from ingest.corpora.vectors import VectorCorpus
 from ingest.options import IngestOptions
 from ingest.plan import GuardError, make_plan
 from ingest.rows import encode_shard, text_of
@@ -35,6 +36,7 @@ from retrieval.collection import (
     load_collection,
     space_names,
 )
+from retrieval.collection_manifest import EXTERNAL
 from retrieval.disk import folder_bytes
 from retrieval.encoders import load_encoder  # also a re-export: `from ingest.job import load_encoder` works
 from retrieval.errors import CorruptManifestError, InvalidInputError, SimlookupError, StoreNotFoundError
@@ -143,7 +145,14 @@ def run_ingest(settings: Settings, opts: IngestOptions, encoders: dict[str, Any]
 
         datasets.disable_progress_bars()  # --no-progress: no "Generating train split" bars from the readers either
     corpus = get_corpus(
-        opts.corpus, text_column=opts.text_column, id_column=opts.id_column, image_column=opts.image_column
+        opts.corpus,
+        text_column=opts.text_column,
+        id_column=opts.id_column,
+        image_column=opts.image_column,
+        vector_column=opts.vector_column,
+        payload_column=opts.payload_column,
+        dim=opts.dim,
+        metric=opts.metric,
     )
     ds = corpus.load(limit=opts.limit)
     corpus_fp = corpus.fingerprint()
@@ -154,7 +163,7 @@ def run_ingest(settings: Settings, opts: IngestOptions, encoders: dict[str, Any]
     use_qdrant = opts.qdrant != "none"
     qs = settings.with_qdrant_mode(opts.qdrant) if use_qdrant else settings
     old = _existing(settings, opts.name)
-    _check_source(settings, opts, ds, names[0], old)
+    _check_source(settings, opts, ds, None if isinstance(corpus, VectorCorpus) else names[0], old)
     plan = make_plan(settings, opts, ds, old, [opts.indexes, [QDRANT_INDEX] if use_qdrant else []], qs)
     summary.plan = plan.to_dict()
     if opts.dry_run:
@@ -164,19 +173,23 @@ def run_ingest(settings: Settings, opts: IngestOptions, encoders: dict[str, Any]
                          ("" if opts.append else ", or with --append to keep the points"))
 
     encoders = dict(encoders or {})
-    for n in names:
-        if ENCODER_OF[n] not in encoders:
-            encoders[ENCODER_OF[n]] = load_encoder(settings, ENCODER_OF[n])
-    spaces = [
-        VectorSpace(
-            name=n,
-            encoder=ENCODER_OF[n],
-            model=settings.text_model if ENCODER_OF[n] == "text" else settings.clip.arch,
-            fingerprint=encoders[ENCODER_OF[n]].fingerprint,
-            dim=encoders[ENCODER_OF[n]].dim,
-        )
-        for n in names
-    ]
+    if isinstance(corpus, VectorCorpus):
+        spaces = [_external_space(settings, opts, corpus, encoders)]
+        encoders = {EXTERNAL: VectorInput(spaces[0])}
+    else:
+        for n in names:
+            if ENCODER_OF[n] not in encoders:
+                encoders[ENCODER_OF[n]] = load_encoder(settings, ENCODER_OF[n])
+        spaces = [
+            VectorSpace(
+                name=n,
+                encoder=ENCODER_OF[n],
+                model=settings.text_model if ENCODER_OF[n] == "text" else settings.clip.arch,
+                fingerprint=encoders[ENCODER_OF[n]].fingerprint,
+                dim=encoders[ENCODER_OF[n]].dim,
+            )
+            for n in names
+        ]
     _check_compatible(opts.name, old, spec.modality, spaces)
 
     # every check passed: the manifest to be is known, but written only once every store has opened
@@ -247,10 +260,11 @@ def _existing(settings: Settings, name: str) -> CollectionManifest | None:
 
 
 def _check_source(
-    settings: Settings, opts: IngestOptions, ds: Any, first_space: str, old: CollectionManifest | None
+    settings: Settings, opts: IngestOptions, ds: Any, first_space: str | None, old: CollectionManifest | None
 ) -> None:
-    """Refuse, before anything is written, a source no store could take whole."""
-    col = first_space if first_space in ds.column_names else None
+    """Refuse, before anything is written, a source no store could take whole (``first_space`` None: the rows
+    carry their own vectors)."""
+    col = first_space if first_space is not None and first_space in ds.column_names else None
     usable = len(ds) if col is None or first_space != "text" else sum(text_of(v) is not None for v in ds[col])
     if opts.append and old is not None:
         usable = max(usable, old.count)
@@ -278,12 +292,49 @@ def _check_compatible(
         )
     for sp in spaces:
         was = old.vectors.get(sp.name)
+        if was is not None and EXTERNAL in (was.encoder, sp.encoder) and (
+            was.fingerprint != sp.fingerprint or was.dim != sp.dim or was.metric != sp.metric
+        ):
+            raise InvalidInputError(
+                f"collection {name!r} holds {was.dim}-d {was.metric} vectors of {was.fingerprint} and this ingest "
+                f"brings {sp.dim}-d {sp.metric} vectors of {sp.fingerprint}: ingest under another --name, or give "
+                "the collection's own --model, --metric and --dim; nothing was changed"
+            )
         if was is not None and (was.fingerprint != sp.fingerprint or was.dim != sp.dim):
             raise InvalidInputError(
                 f"collection {name!r} was embedded by {was.fingerprint} ({was.dim}-d) and this ingest would use "
                 f"{sp.fingerprint} ({sp.dim}-d): use the same model settings (SIMLOOKUP_TEXT_MODEL, "
                 "SIMLOOKUP_TEXT_QUANTIZE, SIMLOOKUP_CLIP__*), or ingest under another --name; nothing was changed"
             )
+
+
+class VectorInput:
+    """The "encoder" of an external space: rows carry their vectors (``ingest.rows.vector_rows`` checks them), so
+    the job keeps one path (cache, writer, pruning, rejects); its fingerprint, the space's, keys the cache."""
+
+    def __init__(self, space: VectorSpace) -> None:
+        self.dim = space.dim
+        self.fingerprint = space.fingerprint
+
+
+def _external_space(
+    settings: Settings, opts: IngestOptions, corpus: VectorCorpus, encoders: dict[str, Any]
+) -> VectorSpace:
+    """The space of vectors a user brought: dimension and metric from the source (``VectorCorpus``), model from
+    --model (loaded once to check its dimension and fingerprint it)."""
+    assert corpus.dim is not None  # set by load()
+    dim = corpus.dim
+    fingerprint = f"{EXTERNAL}:vectors:{dim}"
+    if opts.model is not None:
+        enc = encoders.get("text") or load_encoder(settings, "text", opts.model)
+        if enc.dim != dim:
+            raise InvalidInputError(
+                f"--model {opts.model} makes {enc.dim}-d vectors but {opts.corpus} holds {dim}-d vectors: name the "
+                "model that made them, or leave --model out (the collection then answers vector queries only)"
+            )
+        fingerprint = enc.fingerprint
+    model, metric = opts.model or EXTERNAL, corpus.metric
+    return VectorSpace(name="text", encoder=EXTERNAL, model=model, fingerprint=fingerprint, dim=dim, metric=metric)
 
 
 def _remove_stale(
@@ -359,7 +410,7 @@ def _pipeline(
     encode_s = 0.0
     rejects: list[dict[str, str]] = []
     ranges = [(start, min(n, start + opts.shard_size)) for start in range(0, n, opts.shard_size)]
-    if settings.ingest.engine == "ray":
+    if settings.ingest.engine == "ray" and spaces[0].encoder != EXTERNAL:  # vectors brought: nothing to encode
         from ingest.ray_engine import ray_shards
 
         source = ray_shards(settings, opts, corpus_fp, spaces, caches, ranges)

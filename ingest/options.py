@@ -29,6 +29,18 @@ class IngestOptions:
     guard: bool = False  # True (the CLI without --yes): refuse an ingest that would remove points or drop indexes
     dry_run: bool = False  # True: read the source, work out the plan, write nothing
 
+    # vectors a user brought (a .npy corpus, or --vector-column): no encoder runs
+    vector_column: str | None = None
+    payload_column: str | None = None  # one JSON object (text or struct) per row: the payload
+    model: str | None = None  # the sentence-transformers model that made the vectors: text queries then work
+    metric: str | None = None  # cosine, dot or l2 (None: the source's recorded metric, else cosine)
+    dim: int | None = None  # keep vectors of this length, reject the others (None: the column's one length)
+
+    @property
+    def vectors(self) -> bool:
+        """Whether the rows carry their own vectors (``--vector-column``, or a ``.npy`` file)."""
+        return self.vector_column is not None or self.corpus.lower().endswith(".npy")
+
     def __post_init__(self) -> None:
         check_name(self.name, "collection name")
         unknown = [i for i in self.indexes if i not in FAISS_KINDS]
@@ -40,3 +52,18 @@ class IngestOptions:
             raise InvalidInputError("--limit must be ≥ 1")
         if self.shard_size < 1:
             raise InvalidInputError("shard size must be ≥ 1")
+        byo = {"--payload-column": self.payload_column, "--model": self.model, "--metric": self.metric,
+               "--dim": self.dim}
+        given = [flag for flag, v in byo.items() if v is not None]
+        if given and not self.vectors:
+            raise InvalidInputError(
+                f"{', '.join(given)} apply to vectors you bring: add --vector-column COL (or ingest a .npy file)"
+            )
+        if self.metric is not None:
+            from retrieval.metric import Metric
+
+            self.metric = Metric.parse(self.metric).value
+        if self.dim is not None and self.dim < 1:
+            raise InvalidInputError("--dim must be ≥ 1")
+        if self.model == "external":
+            raise InvalidInputError("--model external is reserved: name the sentence-transformers model, or omit it")

@@ -10,7 +10,9 @@ import numpy as np
 
 from ingest.cache import Shard
 from ingest.corpora.files import ORIGINAL_ID, SOURCE_PAYLOAD
+from ingest.corpora.vectors import PAYLOAD, VECTOR, payload_of, vector_of
 from retrieval.collection import VectorSpace
+from retrieval.collection_manifest import EXTERNAL
 from retrieval.errors import InvalidInputError
 from retrieval.settings import Settings
 
@@ -101,7 +103,36 @@ def encode_rows(
     return ids, vecs.astype(np.float32), payloads, rejects
 
 
+def vector_rows(
+    space: VectorSpace, rows: list[dict[str, Any]]
+) -> tuple[list[str], np.ndarray, list[dict[str, Any]], list[dict[str, str]]]:
+    """Rows that carry their own vector (an external space): each vector checked as it is, a bad one rejected
+    with its reason; the payload is the payload column's object, else the other columns."""
+    ids: list[str] = []
+    vecs: list[np.ndarray] = []
+    payloads: list[dict[str, Any]] = []
+    rejects: list[dict[str, str]] = []
+    for row in rows:
+        rid = str(row["id"])
+        vec, why = vector_of(row.get(VECTOR), space.dim, space.metric == "cosine")
+        pl: dict[str, Any] | None = None
+        if why is None:
+            pl, why = payload_of(row[PAYLOAD]) if PAYLOAD in row else (clean_payload(row, {"id", VECTOR}), None)
+        if why is not None or pl is None or vec is None:
+            rejects.append({"id": rid, "space": space.name, "reason": why or "no vector"})
+            continue
+        ids.append(rid)
+        vecs.append(vec)
+        payloads.append(pl)
+    arr = np.stack(vecs) if vecs else np.zeros((0, space.dim), np.float32)
+    return ids, arr.astype(np.float32, copy=False), payloads, rejects
+
+
 def encode_shard(settings: Settings, space: VectorSpace, encoder: Any, rows: list[dict[str, Any]], start: int) -> Shard:
-    """Encode rows [start, start + len(rows)) of one space into a shard (both engines call this)."""
+    """Encode rows [start, start + len(rows)) of one space into a shard (both engines call this); an external
+    space takes each row's own vector."""
+    if space.encoder == EXTERNAL:
+        ids, vecs, pls, rej = vector_rows(space, rows)
+        return Shard(start, start + len(rows), ids, vecs, pls, rej)
     ids, vecs, pls, rej = encode_rows(space, encoder, rows, settings.batch_size, settings.clip.max_image_pixels)
     return Shard(start, start + len(rows), ids, vecs, pls, rej)

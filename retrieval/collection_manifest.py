@@ -2,7 +2,9 @@
 
 ``<data_dir>/collections/<name>.json`` records the corpus, the modality, each vector space (its encoder,
 fingerprint, dim, metric) and the indexes built for it. A vector space is named after the dataset column
-it embeds: ``text`` (text model), ``image`` and ``caption`` (the CLIP towers).
+it embeds: ``text`` (text model), ``image`` and ``caption`` (the CLIP towers). Vectors a user brought
+(``simlookup ingest FILE --vector-column COL``) form a ``text`` space whose encoder is ``external``: its model is
+the ``--model`` that made them (text queries then work) or ``external`` (vector queries only).
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from retrieval.names import check_name
 from retrieval.stores.manifest import FileSig, Pin, read_pinned, write_json
 
 VectorKind = Literal["text", "image", "caption"]
-EncoderKind = Literal["text", "clip"]
+EncoderKind = Literal["text", "clip", "external"]
+# the encoder kind of vectors a user brought, and their model when no --model named the one that made them
+EXTERNAL: Literal["external"] = "external"
 ENCODER_OF: dict[str, EncoderKind] = {"text": "text", "image": "clip", "caption": "clip"}
 
 
@@ -36,6 +40,11 @@ class VectorSpace(BaseModel):
     def column(self) -> str:
         """The dataset column this space embeds (corpora normalise it to the space's name)."""
         return self.name
+
+    @property
+    def external_model(self) -> str | None:
+        """The model that encodes text queries into an external space (None: it answers vector queries only)."""
+        return None if self.encoder != EXTERNAL or self.model == EXTERNAL else self.model
 
 
 def space_names(modality: str, has_captions: bool) -> list[VectorKind]:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from retrieval.collection import Collection, CollectionManifest, QueryKind, VectorSpace
+from retrieval.collection_manifest import EXTERNAL
 from retrieval.encoders import Encoder, ImageEncoder, load_encoder
 from retrieval.errors import InvalidInputError
 from retrieval.filters import Filter
@@ -103,13 +104,22 @@ class Retriever:
         """The text or CLIP encoder the collection was built with (loaded once, unless one was injected)."""
         with self._lock:
             if kind not in self._encoders:
-                models: dict[str, str] = {sp.encoder: sp.model for sp in self.manifest.vectors.values()}
+                models: dict[str, str] = {}
+                for sp in self.manifest.vectors.values():  # an external space's --model encodes text queries
+                    models["text" if sp.encoder == EXTERNAL else sp.encoder] = sp.external_model or sp.model
                 self._encoders[kind] = load_encoder(self.settings, kind, models.get(kind))
             return self._encoders[kind]
 
     def matching_encoder(self, space: VectorSpace) -> Encoder:
-        """The encoder of a vector space, refused when it is not the one the collection was embedded with."""
-        enc = self.encoder(space.encoder)
+        """The encoder of a vector space, refused when it is not the one the collection was embedded with (or,
+        for vectors brought as they are, when no ``--model`` named the one that made them)."""
+        if space.encoder == EXTERNAL and space.external_model is None:
+            raise InvalidInputError(
+                f"collection {self.name!r} holds vectors ingested as they were ({space.dim}-d, no model recorded): "
+                "search it by vector (`simlookup search --vector ...`, Retriever.search_vector); to search it by "
+                "text, re-ingest it with --model NAME, the sentence-transformers model that made the vectors"
+            )
+        enc = self.encoder("text" if space.encoder == EXTERNAL else space.encoder)
         if enc.fingerprint != space.fingerprint:
             raise InvalidInputError(
                 f"collection {self.name!r} was embedded by {space.fingerprint}, but the query encoder is "

@@ -128,6 +128,22 @@ def cmd_drop(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from retrieval.export import export_collection
+
+    s = _settings(args)
+    res = export_collection(s, args.name, Path(args.path), force=args.force, index=args.index, target=args.target)
+    for w in res.warnings:
+        print(f"simlookup: warning: {w}", file=sys.stderr)
+    text = (
+        f"exported {res.count} points ({res.dim}-d {res.metric}) of {res.name!r} from its {res.index} index to "
+        f"{res.path} in {res.seconds:.1f} s; take them back with: simlookup ingest {res.path} --name NAME "
+        "--vector-column vector --payload-column payload --id-column id"
+    )
+    _emit(args, res.to_dict(), text)
+    return 0
+
+
 def cmd_corpora(args: argparse.Namespace) -> int:
     from ingest.corpora import list_corpora
 
@@ -160,6 +176,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         append=args.append,
         guard=not args.yes,
         dry_run=args.dry_run,
+        vector_column=args.vector_column,
+        payload_column=args.payload_column,
+        model=args.model,
+        metric=args.metric,
+        dim=args.dim,
     )
     s = s.with_ingest(
         engine=args.engine, ray_address=args.ray_address, workers=args.workers, gpus_per_worker=args.gpus_per_worker
@@ -406,6 +427,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("name", help="collection name")
     sp.add_argument("--yes", action="store_true", help="really delete (without it: print what would go)")
     sp.add_argument("--cache", action="store_true", help="also delete its embedding cache shards")
+    sp = add("export", cmd_export, "write a collection's points (id, vector, payload) to a parquet file")
+    sp.add_argument("name", help="collection name")
+    sp.add_argument("path", help="the .parquet file to write (refused if it exists, unless --force)")
+    sp.add_argument("--force", action="store_true", help="replace an existing file")
+    sp.add_argument("--index", help="the index to read (default: flat, else another FAISS kind, else qdrant)")
+    sp.add_argument("--target", choices=["text", "image", "caption"], help="vector space (default: text or image)")
     add("corpora", cmd_corpora, "corpora this machine can ingest")
 
     sp = add("ingest", cmd_ingest, "embed a corpus and write it to FAISS indexes and Qdrant")
@@ -444,6 +471,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--ray-address", help="ray: 'auto', 'host:6379' or 'ray://host:10001' (default: a local Ray)")
     sp.add_argument("--workers", type=int, help="ray: encoder actors (default SIMLOOKUP_INGEST__WORKERS, 2)")
     sp.add_argument("--gpus-per-worker", type=float, help="ray: GPUs per encoder actor (default 0)")
+    byo = sp.add_argument_group("vectors you bring (a .npy file, or a .parquet / hf: source with --vector-column)")
+    byo.add_argument("--vector-column", help="the column of float lists to ingest as they are (no model runs)")
+    byo.add_argument(
+        "--payload-column", help="a column of JSON objects (text or struct) to use as payloads (default: the others)"
+    )
+    byo.add_argument("--model", help="the sentence-transformers model that made the vectors: text queries then work")
+    byo.add_argument("--metric", choices=["cosine", "dot", "l2"], help="default: the file's own (export), else cosine")
+    byo.add_argument(
+        "--dim", type=_bounded(1, 1_000_000), help="keep vectors of this length, reject the others (mixed lengths)"
+    )
 
     sp = add("search", cmd_search, "search a collection by text or image")
     sp.add_argument("query", nargs="?", help="query text")

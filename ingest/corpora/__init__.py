@@ -15,8 +15,24 @@ BUILTIN = {
 __all__ = ["BUILTIN", "Corpus", "CorpusError", "CorpusSpec", "get_corpus", "list_corpora", "stable_id"]
 
 
-def get_corpus(spec: str, text_column: str = "text", id_column: str = "id", image_column: str | None = None) -> Corpus:
-    """Resolve a corpus: a built-in name, ``hf:<dataset>[:<config>][:<split>]``, a table file or an image folder."""
+def get_corpus(
+    spec: str,
+    text_column: str = "text",
+    id_column: str = "id",
+    image_column: str | None = None,
+    vector_column: str | None = None,
+    payload_column: str | None = None,
+    dim: int | None = None,
+    metric: str | None = None,
+) -> Corpus:
+    """Resolve a corpus: a built-in name, ``hf:<dataset>[:<config>][:<split>]``, a table file or an image folder;
+    with ``vector_column`` (or a ``.npy`` file) rows that carry their own vectors (``VectorCorpus``)."""
+    if vector_column is not None or spec.lower().endswith(".npy"):
+        from ingest.corpora.vectors import VectorCorpus
+
+        return VectorCorpus(
+            spec, vector_column, id_column=id_column, payload_column=payload_column, dim=dim, metric=metric
+        )
     if spec == "stsb":
         from ingest.corpora.stsb import StsbCorpus
 
