@@ -64,7 +64,12 @@ def _check_reachable(address: str, timeout_s: float) -> None:
 
 
 def connect(settings: Settings, quiet: bool = True) -> bool:
-    """Join the configured Ray (an existing one in this process is reused); True when this call started it."""
+    """Join the configured Ray (an existing one in this process is reused); True when this call started it.
+
+    ``quiet`` (the default; ``simlookup -v`` turns it off) keeps Ray's own log lines out of a run: its Python
+    loggers at ERROR and the workers' output in Ray's session logs instead of the terminal. Failures still
+    surface: a worker's exception is raised here with its traceback.
+    """
     ray = import_ray()
     if ray.is_initialized():
         return False
@@ -72,7 +77,7 @@ def connect(settings: Settings, quiet: bool = True) -> bool:
     env = {k: os.environ[k] for k in _PASS_ENV if k in os.environ}
     common: dict[str, Any] = {
         "include_dashboard": False,
-        "logging_level": logging.WARNING if quiet else logging.INFO,
+        "logging_level": logging.ERROR if quiet else logging.INFO,
         "log_to_driver": not quiet,
         "runtime_env": {"env_vars": env} if env else None,
     }
@@ -210,15 +215,16 @@ def ray_shards(
         return
 
     ray = import_ray()
-    started = connect(settings, quiet=not opts.progress)
+    quiet = not log.isEnabledFor(logging.INFO)  # simlookup -v: Ray's own logs and progress too
+    started = connect(settings, quiet=quiet)
     from ray.data import DataContext
 
     ctx = DataContext.get_current()
     saved = (ctx.execution_options.preserve_order, ctx.enable_progress_bars)
     ctx.execution_options.preserve_order = True  # shards come back in row order, as the local engine yields them
-    ctx.enable_progress_bars = opts.progress
-    if not opts.progress:
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
+    ctx.enable_progress_bars = opts.progress and not quiet  # the job's own bars show the shards
+    if quiet:
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
     encoded: Iterator[dict[str, Any]] | None = None
     try:
         items = [{"start": s, "end": e, "spaces": ",".join(names)} for s, e, names in todo]
@@ -232,6 +238,10 @@ def ray_shards(
                 compute=ray.data.ActorPoolStrategy(size=min(cfg.workers, len(items))),
                 num_cpus=1,
                 num_gpus=cfg.gpus_per_worker or None,
+                # an encoder actor that dies fails the run with its error instead of being restarted: the shards
+                # done are cached, so a re-run resumes; and a restartable actor whose constructor arguments sit in
+                # the object store makes Ray's core print an error-level core_worker.cc line on every run
+                max_restarts=0,
                 fn_constructor_kwargs={
                     "settings": _worker_settings(settings),
                     "opts": opts,

@@ -113,3 +113,26 @@ def test_build_progress_and_per_index_seconds(
     quiet = run_ingest(s, dataclasses.replace(opts, progress=False), encoders={"text": minilm})
     assert "build:" not in capsys.readouterr().err
     assert "ivf" in quiet.build_seconds
+
+
+@pytest.mark.slow
+def test_a_successful_ray_ingest_prints_no_ray_log_lines(tmp_path: Path) -> None:
+    """Ray's own loggers, its C++ core (an error-level core_worker.cc line about actor restarts) and its workers'
+    output stay out of a successful run; the worker-error test in test_ingest_ray shows failures still surface."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("ray.data", reason="the ray extra is not installed: pip install 'simlookup[ray]'")
+    src = tmp_path / "docs.csv"
+    src.write_text("id,text\n" + "".join(f"r{i},Sentence {i} about topic {i % 7}.\n" for i in range(40)))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "SIMLOOKUP_"))}
+    env |= {"SIMLOOKUP_DATA_DIR": str(tmp_path / "data"), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "simlookup", "ingest", str(src), "--name", "r", "--engine", "ray", "--workers", "1"]
+    cmd += ["--index", "flat", "--qdrant", "none"]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "the collection holds 40 points" in out.stdout
+    lines = [ln for ln in out.stderr.replace("\r", "\n").splitlines() if ln.strip()]
+    noise = [ln for ln in lines if re.search(r"core_worker|\.cc:\d+| (INFO|WARNING|ERROR) |\(MapWorker|raylet", ln)]
+    assert not noise, "\n".join(noise)
