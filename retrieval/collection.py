@@ -33,8 +33,9 @@ from retrieval.errors import (
     StoreNotFoundError,
 )
 from retrieval.settings import Settings
-from retrieval.stores import INDEX_NAMES, QDRANT_INDEX, VectorStore, open_store
+from retrieval.stores import FAISS_KINDS, INDEX_NAMES, QDRANT_INDEX, FaissStore, VectorStore, open_store
 from retrieval.stores.manifest import FileSig, Pin, file_sig
+from retrieval.stores.points import CompactReport
 
 __all__ = [
     "ENCODER_OF",
@@ -311,6 +312,24 @@ class Collection:
             if report is not None:
                 report(index, target, time.perf_counter() - t0)
         return done
+
+    def compact(self) -> dict[str, CompactReport]:
+        """Reclaim the vector-file rows of replaced and deleted points in the FAISS point store of each vector
+        space (``simlookup compact``): every FAISS kind of the space is opened first, so each remaps its index
+        and records it. {space: what was reclaimed}; empty when the collection has no FAISS index. Writers only.
+        """
+        self._check_open()
+        if self.read_only:
+            raise InvalidInputError(f"collection {self.name!r} was opened read-only: it cannot compact")
+        kinds = [i for i in self.manifest.indexes if i in FAISS_KINDS]
+        out: dict[str, CompactReport] = {}
+        for target in self.manifest.vectors if kinds else ():
+            opened = [self.store(kind, target) for kind in kinds]
+            first = opened[0]
+            if not isinstance(first, FaissStore):
+                raise StoreError(f"index {kinds[0]} of {self.name!r} is not a FAISS store")
+            out[target] = first.compact()
+        return out
 
     def flush(self) -> None:
         """Make every write durable in every open store."""

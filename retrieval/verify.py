@@ -149,6 +149,12 @@ def _check_points(
                 f"{where}: {chk.damaged_dead} row(s) of replaced or deleted points differ from their checksum "
                 "(no search reads them)"
             )
+        if garbage := ps.garbage():
+            rep.notes.append(
+                f"{where}: {garbage} of {ps.next_fid} vector rows ({ps.garbage_fraction():.1%}) are garbage (rows of "
+                f"replaced or deleted points, no search reads them): `simlookup compact {m.name}` reclaims them, as "
+                "an ingest's build does once they pass 25%"
+            )
         if chk.checked < chk.rows:
             rep.notes.append(
                 f"{where}: {chk.rows - chk.checked} of {chk.rows} vector rows are not checksummed yet (written "

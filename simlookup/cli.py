@@ -331,6 +331,26 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if doc["ok"] else 1
 
 
+def cmd_compact(args: argparse.Namespace) -> int:
+    from retrieval.collection import Collection
+
+    s = _settings(args)
+    with Collection(s, args.name, read_only=False) as coll:
+        spaces = {target: r.to_dict() for target, r in coll.compact().items()}
+    keys = ("rows_before", "rows_after", "bytes_before", "bytes_after", "seconds")
+    doc: dict[str, Any] = {"name": args.name, **{k: sum(sp[k] for sp in spaces.values()) for k in keys}}
+    doc["spaces"] = spaces
+    lines = [
+        f"{args.name}/{t}: {sp['rows_before']} → {sp['rows_after']} vector rows, "
+        f"{sp['bytes_before'] / 1e6:.1f} → {sp['bytes_after'] / 1e6:.1f} MB in {sp['seconds']:.2f} s"
+        if sp["compacted"]
+        else f"{args.name}/{t}: nothing to reclaim ({sp['rows_before']} vector rows, all live)"
+        for t, sp in spaces.items()
+    ]
+    _emit(args, doc, "\n".join(lines) or f"{args.name}: no FAISS index, nothing to compact")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     # idle OpenMP threads sleep instead of spinning: a service shares its cores (with its clients, at least),
     # and spinning threads there cost 5-10x per query (measured on 2 cores); OMP_WAIT_POLICY=ACTIVE undoes it
@@ -510,6 +530,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--sample", type=_bounded(1, 10**9), help="compare vectors of N random ids only")
     sp.add_argument("--url", help="a running 'simlookup serve' (default: the one serving NAME, if any)")
 
+    sp = add("compact", cmd_compact, "reclaim the FAISS vector rows of replaced and deleted points")
+    sp.add_argument("name", help="collection name")
     sp = add("serve", cmd_serve, "REST search service (FastAPI + uvicorn) over one collection")
     sp.add_argument("--name", required=True)
     sp.add_argument("--host", help="default SIMLOOKUP_API__HOST, 127.0.0.1")

@@ -236,7 +236,9 @@ def test_reingest_repairs_zeroed_vectors_and_a_fixed_payload_row(tmp_path: Path,
     run_ingest(s, opts, encoders={"text": minilm})  # the repair verify names
     rep = verify(s, "docs")
     assert rep.ok, rep.differences
-    assert any("30 row(s) of replaced or deleted points differ" in x for x in rep.notes)
+    # the damaged rows became garbage (30 of 60 rows), which the ingest's build compacted away
+    assert not any("differ" in x or "garbage" in x for x in rep.notes), rep.notes
+    assert not vf.exists() and vf.with_name("vectors.1.f32").exists()
     with Retriever(s, "docs") as r:
         assert r.search_text("About trains on line 7.", index="flat", k=1).hits[0].score > 0.99
     # a payload row that is not JSON: the repair its error names

@@ -5,7 +5,11 @@ memory-mapped float32 vector file, see ``points.py``) and one folder per kind, `
 ``manifest.json`` (format version, fingerprint, dim, metric, parameters, the point-store ``seq`` the
 index is synced to, checksum) and ``index.faiss`` (hnsw graph, ivf lists; flat keeps none: it
 answers from the vector file). No pickle. A kind found behind its point store on open catches up
-from the vector file. Filters are a true pre-filter through faiss IDSelector; small match sets are
+from the vector file. After a compaction of the point store (``compact``; ``build`` compacts when more
+than a quarter of the vector rows are garbage) every open kind remaps its index to the new fids (ivf:
+the same trained quantizer, vectors added again; hnsw: the same graph, its id map rewritten) and
+flushes; the manifest's ``generation`` says which numbering the index uses, so a kind opened later
+remaps or rebuilds itself. Filters are a true pre-filter through faiss IDSelector; small match sets are
 answered exactly, and a filtered search returns k hits whenever k points match.
 """
 
@@ -114,10 +118,11 @@ class FaissQueryDefaults:
     exact_filter_limit: int = 4096  # a filter matching at most this many points is answered exactly
     hnsw_compact_fraction: float = 0.2  # rebuild the graph when this fraction of its nodes is deleted/replaced
     flat_resident: bool = True  # flat scans a private anonymous copy of the vectors, not the file map
+    compact_garbage_fraction: float = 0.25  # build() compacts the point store above this share of garbage rows
 
     @classmethod
     def from_settings(cls, s: FaissSettings) -> FaissQueryDefaults:
-        keys = ("exact_filter_limit", "hnsw_compact_fraction", "flat_resident")
+        keys = ("exact_filter_limit", "hnsw_compact_fraction", "flat_resident", "compact_garbage_fraction")
         extra = {k: getattr(s, k) for k in keys if getattr(s, k, None) is not None}
         return cls(nprobe=s.ivf_nprobe, ef_search=s.hnsw_ef_search, rerank=s.rerank_factor, **extra)
 
@@ -189,6 +194,7 @@ class FaissStore(VectorStore):
         self.stats: Counter[str] = Counter()
         self._sp_cache: dict[tuple[str, int], Any] = {}
         self._index_sum: str | None = None  # checksum of index.faiss on disk
+        self._disk_gen: int | None = None  # the point-store generation whose fids index.faiss on disk holds
         self._index: Any = None
         self._nlist: int | None = None
         self._trained_on = 0
@@ -345,7 +351,7 @@ class FaissStore(VectorStore):
             return
         ids = self._index_ids()
         live = self._ps.live
-        inside = ids < len(live)
+        inside = (ids >= 0) & (ids < len(live))  # hnsw: nodes of points dropped by a compaction hold ids < 0
         gone = ids[~inside | ~live[np.where(inside, ids, 0)]]
         have = np.zeros(len(live), dtype=bool)
         have[ids[inside]] = True
@@ -361,6 +367,33 @@ class FaissStore(VectorStore):
                 _remove(self._index, gone)
             if len(missing):
                 self._add_live(missing)
+
+    def _renumber(self, old_fids: np.ndarray | None) -> None:
+        """Make the index use the point store's fids after a compaction: ``old_fids[i]`` is the old fid of new
+        fid i (None: unknown, the index is rebuilt). ivf/ivfpq keep their trained quantizer and add every
+        vector again; hnsw keeps its graph and rewrites its id map (nodes of dead points become tombstones with
+        ids -1-node, unique and outside every fid range), so searches answer exactly as before."""
+        if self._index is None:
+            return  # flat, or ivf not trained yet: nothing holds fids
+        if self.kind != "hnsw":
+            self._index.reset()
+            self._add_live(self._ps.live_fids())
+            return
+        if old_fids is None:
+            self._rebuild_hnsw()
+            self.stats["rebuilds"] += 1
+            return
+        f = _faiss()
+        ids = f.vector_to_array(self._index.id_map).astype(np.int64)
+        kept = np.zeros(len(ids), dtype=bool)
+        pos = np.zeros(len(ids), dtype=np.int64)
+        if len(old_fids):
+            pos = np.minimum(np.searchsorted(old_fids, ids), len(old_fids) - 1)
+            kept = (ids >= 0) & (old_fids[pos] == ids)
+        new = np.where(kept, pos, np.where(ids < 0, ids, -1 - np.arange(len(ids), dtype=np.int64)))
+        f.copy_array_to_vector(np.ascontiguousarray(new, dtype=np.int64), self._index.id_map)
+        self._tomb = np.unique(new[new < 0])
+        self._tomb_sel = None
 
     def _rebuild_hnsw(self) -> None:
         self._new_index()
@@ -438,10 +471,19 @@ class FaissStore(VectorStore):
                 + repair_hint(self.name)
             )
         seq = manifest.get("seq")
+        gen = manifest.get("generation") or 0
         if behind:
             seq = None
             self._trained_on = 0  # unknown for the previous index: build() retrains
             self._nlist = getattr(self._index, "nlist", None)
+            gen = manifest.get("previous_generation", gen)
+        self._disk_gen = int(gen or 0)
+        if self._disk_gen != self._ps.generation:  # the points were compacted since: the index numbers old fids
+            log.info("FAISS store %s: index numbers generation %s, points are at %s; remapping", self.dir, gen,
+                     self._ps.generation)
+            self._renumber(self._ps.renumbering(self._disk_gen))
+            self._catch_up()
+            return
         if seq != self._ps.seq:
             log.info("FAISS store %s: index at seq %s, points at %s; catching up", self.dir, seq, self._ps.seq)
         if seq != self._ps.seq or self.kind == "hnsw":  # hnsw: find the tombstones (nodes of dead points)
@@ -477,7 +519,7 @@ class FaissStore(VectorStore):
             manifest, sig = read_manifest_sig(self.manifest_path, pin)
             self._pin.swap(pin)
             kept = (self._index, self._index_sum, self._tomb, self._tomb_sel, self._nlist, self._trained_on,
-                    self._created, self._sig)
+                    self._created, self._sig, self._disk_gen)
             new = pts.acquire_latest(self.coll_dir / "points", repair_hint(self.name))
             try:
                 new.check(self.dim, self.metric, self.manifest_path)
@@ -492,7 +534,7 @@ class FaissStore(VectorStore):
                     new.vectors.release_resident()
                 self._points = old
                 (self._index, self._index_sum, self._tomb, self._tomb_sel, self._nlist, self._trained_on,
-                 self._created, self._sig) = kept
+                 self._created, self._sig, self._disk_gen) = kept
                 pts.release(new)
                 raise
             if self._resident:
@@ -520,6 +562,11 @@ class FaissStore(VectorStore):
         if self.kind == "hnsw" and len(removed):
             self._maybe_compact()
 
+    def on_renumber(self, old_fids: np.ndarray) -> None:
+        """The point store was compacted (under its lock): remap the index, and a writer records it at once."""
+        self._renumber(old_fids)
+        self._flush()
+
     # ---- adapter hooks ----
     def _upsert(self, ids: list[str], vectors: np.ndarray, payloads: list[Payload]) -> int:
         if self.read_only:
@@ -532,8 +579,26 @@ class FaissStore(VectorStore):
             raise StoreLockedError(f"FAISS store {self.dir} is open read-only")
         return self._ps.delete(ids)
 
+    def compact(self) -> pts.CompactReport:
+        """Reclaim the vector-file rows of replaced and deleted points now: the points are renumbered, every
+        kind open in this process remaps its index and flushes, a kind opened later remaps on open. Crash-safe:
+        a kill at any point leaves the old store or the new one. Writers only."""
+        self._check_open()
+        if self.read_only:
+            raise StoreLockedError(f"FAISS store {self.dir} is open read-only: it cannot be compacted")
+        return self._ps.compact()
+
+    def has_field(self, path: str) -> bool:
+        """Whether any live point's payload holds ``path``: one lookup in the shared payload index."""
+        self._check_open()
+        self.refresh()
+        with self._ps.lock:
+            return self._ps.index.has_path(path)
+
     def build(self) -> bool:
-        """Train ivf/ivfpq if untrained, or retrain when the data outgrew the training. True if trained.
+        """Train ivf/ivfpq if untrained, or retrain when the data outgrew the training. True if trained (or
+        compacted: a writer first compacts the point store when more than ``compact_garbage_fraction`` of its
+        vector rows are garbage, see ``compact``).
 
         Retrains (with nlist=None) when the current count implies another nlist, and whenever the index was
         trained on fewer points than a full training run would sample now: so an index trained on part of
@@ -541,11 +606,14 @@ class FaissStore(VectorStore):
         """
         self._check_open()
         with self._ps.lock:
+            compacted = False
+            if not self.read_only and self._ps.garbage_fraction() > self.defaults.compact_garbage_fraction:
+                compacted = self._ps.compact().compacted
             if self.kind not in ("ivf", "ivfpq"):
-                return False
+                return compacted
             n = len(self._ps)
             if n == 0:
-                return False
+                return compacted
             stale = self._index is not None and (
                 (self.params.nlist is None and self._nlist != self.params.nlist_for(n))
                 or self._trained_on < min(n, self.params.max_train(self.params.nlist_for(n)))
@@ -553,7 +621,7 @@ class FaissStore(VectorStore):
             if self._index is None or stale:
                 self._train_ivf()
                 return True
-            return False
+            return compacted
 
     def _search(
         self, queries: np.ndarray, k: int, flt: Filter | None, params: SearchParams, with_payload: bool = True
@@ -854,6 +922,8 @@ class FaissStore(VectorStore):
                 "trained_on": self._trained_on,
                 "count": len(ps),
                 "seq": ps.seq,
+                "generation": ps.generation,  # the point-store numbering the index holds
+                "previous_generation": self._disk_gen,  # that of the previous index (a crash before the rename)
                 "has_index": has_index,
                 "index_file": self.index_path.name if has_index else None,
                 "points": "../points",
@@ -865,6 +935,7 @@ class FaissStore(VectorStore):
             }
             write_json(self.manifest_path, manifest)
             if has_index:
+                pts.fault_point("flush:manifest-written")
                 os.replace(pending, self.index_path)
                 dfd = os.open(self.dir, os.O_RDONLY)
                 try:
@@ -874,6 +945,7 @@ class FaissStore(VectorStore):
             elif self.index_path.exists():
                 self.index_path.unlink()
             self._index_sum = new_sum
+            self._disk_gen = ps.generation if has_index else None
             self._sig = file_sig(self.manifest_path)
 
     def _release(self) -> None:
@@ -908,6 +980,9 @@ class FaissStore(VectorStore):
             "points_bytes": points,  # shared by every kind of the collection
             "sidecar_bytes": points,
             "seq": self._ps.seq,
+            "generation": self._ps.generation,  # compactions of the point store so far
+            "garbage_rows": self._ps.garbage(),  # vector rows of replaced or deleted points (shared by every kind)
+            "garbage_fraction": round(self._ps.garbage_fraction(), 4),
             "searches": dict(self.stats),
             "path": str(self.dir),
         }

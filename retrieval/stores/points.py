@@ -1,10 +1,19 @@
 """The point store of one FAISS collection, shared by all its index kinds.
 
 Under ``<data_dir>/faiss/<name>/points/``: ``points.sqlite`` (fid INTEGER → string id, payload JSON;
-meta: dim, metric, seq, next_fid) and ``vectors.f32`` (float32 row ``fid`` = the vector of point
-``fid``, memory-mapped). Ids, payloads and the payload index live in RAM from open on; SQLite is
-written, never read on the query path. fids only grow: a replaced point gets a new fid, so every
-index can tell old from new, and the old row stays as garbage in ``vectors.f32``.
+meta: dim, metric, seq, next_fid, generation) and the vector file, ``vectors.f32`` (generation 0) or
+``vectors.<generation>.f32`` (float32 row ``fid`` = the vector of point ``fid``, memory-mapped). Ids,
+payloads and the payload index live in RAM from open on; SQLite is written, never read on the query
+path. fids only grow: a replaced point gets a new fid, so every index can tell old from new, and the old
+row stays as garbage in the vector file until a compaction.
+
+Compaction (``compact``) reclaims the garbage rows: it writes the live rows, in fid order, to the next
+generation's vector file (fsynced), then in one SQLite transaction renumbers the points 0..n-1, rewrites
+their checksums (carried over from the old rows), records the renumbering (``renumber``: the old fid of
+each new one) and the new generation, then deletes the old file. The transaction is the switch: a kill
+before it leaves the old store (and an orphan file, deleted at the next writer open), after it the new one.
+Each open kind is then told (``on_renumber``) and remaps its index; a kind's manifest records the generation
+its index numbers, so a kind opened later remaps (with the recorded renumbering) or rebuilds itself.
 
 One ``PointStore`` object per folder and process (a refcounted registry): all kinds a process opens
 share it, each write happens once and is handed to every open kind (``listen``). One writer process
@@ -21,10 +30,13 @@ before the table existed gets it, and its rows' checksums, at its next flush.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn, Protocol
 
@@ -36,7 +48,7 @@ from retrieval.filters import Filter
 from retrieval.metric import Metric
 from retrieval.payload_index import JSON_SCALARS, PayloadIndex
 from retrieval.stores.locks import lock_exclusive, unlock
-from retrieval.stores.vector_file import VectorFile, crcs_of
+from retrieval.stores.vector_file import VectorFile, crcs_of, write_gathered
 
 Payload = dict[str, Any]
 
@@ -46,6 +58,8 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 CRC_SCHEMA = "CREATE TABLE IF NOT EXISTS vector_crc (chunk INTEGER PRIMARY KEY, crcs BLOB NOT NULL)"
 CRC_CHUNK = 4096  # rows per vector_crc blob (16 KiB)
+RENUMBER_SCHEMA = "CREATE TABLE IF NOT EXISTS renumber (generation INTEGER PRIMARY KEY, old_fids BLOB NOT NULL)"
+_LOAD_TRIES = 20  # read-only opens retried when a compaction replaced the vector file meanwhile
 POINTS_FORMAT = "1"
 UNIT_TOLERANCE = 1e-3  # a stored cosine vector is unit length (normalised on upsert); farther off is damage
 
@@ -62,10 +76,40 @@ class VectorCheck:
     not_unit: list[int] = field(default_factory=list)  # cosine: live rows of zero or non-unit length
 
 
+@dataclass
+class CompactReport:
+    """What ``PointStore.compact`` reclaimed (rows: vector-file rows, live or not)."""
+
+    rows_before: int
+    rows_after: int
+    bytes_before: int
+    bytes_after: int
+    seconds: float
+    generation: int  # the store's generation after it (unchanged when there was nothing to reclaim)
+    compacted: bool  # False: no garbage row, nothing written
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 class ChangeListener(Protocol):
     """An open index kind: told about every committed write, under the store's lock."""
 
     def on_change(self, added: np.ndarray, vectors: np.ndarray, removed: np.ndarray) -> None: ...
+
+    def on_renumber(self, old_fids: np.ndarray) -> None:
+        """A compaction renumbered the points: new fid i was ``old_fids[i]`` (the live fids, sorted)."""
+
+
+def vector_file_name(generation: int) -> str:
+    """The vector file of a point-store generation (0: the name stores had before compaction existed)."""
+    return "vectors.f32" if generation == 0 else f"vectors.{generation}.f32"
+
+
+def fault_point(name: str) -> None:
+    """Tests' crash hook: SIGKILL this process here when the variable SIMLOOKUP_FAULT names this point."""
+    if os.environ.get("SIMLOOKUP_FAULT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), allow_nan=False)
@@ -106,7 +150,8 @@ class PointStore:
     def __init__(self, folder: Path, repair: str, read_only: bool) -> None:
         self.folder = folder
         self.sqlite_path = folder / "points.sqlite"
-        self.vector_path = folder / "vectors.f32"
+        self.vector_path = folder / vector_file_name(0)  # the current generation's, once loaded
+        self.generation = 0
         self.read_only = read_only
         self.repair = repair
         self.lock = threading.RLock()
@@ -124,7 +169,7 @@ class PointStore:
                 "(read-only opens are allowed alongside)",
             )
         try:
-            self._load()
+            self._load_retrying()
         except BaseException:
             self._close_files()
             raise
@@ -150,6 +195,7 @@ class PointStore:
                     ("metric", metric.value),
                     ("seq", "0"),
                     ("next_fid", "0"),
+                    ("generation", "0"),
                 ],
             )
             db.commit()
@@ -164,6 +210,18 @@ class PointStore:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
         return db
+
+    def _load_retrying(self) -> None:
+        """``_load``; a read-only open whose vector file a compaction deleted between reading the meta and
+        opening the file reads the new generation instead (a writer has nothing to retry: it holds the lock)."""
+        for attempt in range(_LOAD_TRIES):
+            try:
+                self._load()
+                return
+            except (CorruptIndexError, FileNotFoundError):
+                last = not self.read_only or attempt == _LOAD_TRIES - 1
+                if last or stored_generation(self.folder) == self.generation:
+                    raise
 
     def _load(self) -> None:
         try:
@@ -187,6 +245,7 @@ class PointStore:
             self.metric = Metric.parse(meta["metric"])
             self.seq = int(meta["seq"])
             self.next_fid = int(meta["next_fid"])
+            self.generation = int(meta.get("generation", 0))
         except (KeyError, ValueError) as exc:
             raise CorruptIndexError(
                 f"point store {self.sqlite_path} has no valid meta ({exc}); {self.repair}"
@@ -201,7 +260,12 @@ class PointStore:
                 raise CorruptIndexError(
                     f"point store {self.sqlite_path}: its vector checksums are unreadable ({exc}); {self.repair}"
                 ) from None
+        self.vector_path = self.folder / vector_file_name(self.generation)
         self.vectors = VectorFile(self.vector_path, self.dim, self.next_fid, not self.read_only, self.repair)
+        if not self.read_only:  # files of other generations: the old one of a compaction, or an orphan of a kill
+            for other in self.folder.glob("vectors*.f32"):
+                if other.name != self.vector_path.name:
+                    other.unlink(missing_ok=True)
         self.id_to_fid: dict[str, int] = {}
         # row fid → (id, payload), None for a fid whose point was replaced or deleted: a list, as one lookup
         # per hit touches one slot (a dict lookup touches its index and its entry: two cold cache lines)
@@ -275,6 +339,31 @@ class PointStore:
 
     def vectors_of(self, fids: np.ndarray) -> np.ndarray:
         return self.vectors.view()[fids]
+
+    def garbage(self) -> int:
+        """Vector-file rows of replaced or deleted points (what ``compact`` reclaims)."""
+        return self.next_fid - len(self.id_to_fid)
+
+    def garbage_fraction(self) -> float:
+        """The share of the vector file's rows that are garbage (0.0 for an empty store)."""
+        return self.garbage() / self.next_fid if self.next_fid else 0.0
+
+    def renumbering(self, generation: int) -> np.ndarray | None:
+        """The old fid of each fid of this generation, when ``generation`` is the one before it (the last
+        compaction's record); None otherwise (a kind that far behind rebuilds its index)."""
+        if generation != self.generation - 1:
+            return None
+        db = sqlite3.connect(f"file:{self.sqlite_path}?mode=ro", uri=True)
+        try:
+            row = db.execute("SELECT old_fids FROM renumber WHERE generation=?", (self.generation,)).fetchone()
+        except sqlite3.Error:
+            return None
+        finally:
+            db.close()
+        if row is None or not isinstance(row[0], bytes) or len(row[0]) % 8 or len(row[0]) > 8 * self.next_fid:
+            return None
+        old = np.frombuffer(row[0], dtype="<i8").astype(np.int64)
+        return old if len(old) < 2 or bool((np.diff(old) > 0).all()) else None
 
     # ---- writes ----
     def listen(self, who: ChangeListener) -> None:
@@ -366,6 +455,99 @@ class PointStore:
             for who in self._listeners:
                 who.on_change(empty, np.zeros((0, self.dim), np.float32), rem)
             return len(fids)
+
+    def compact(self) -> CompactReport:
+        """Reclaim the rows of replaced and deleted points (see the module docstring): the live points get fids
+        0..n-1 in their old order, and every listener remaps its index. A no-op without garbage."""
+        with self.lock:
+            if self._db is None:
+                raise StoreLockedError(f"point store {self.sqlite_path} is open read-only: it cannot be compacted")
+            t0 = time.perf_counter()
+            rows_before, bytes_before = self.next_fid, self.disk_bytes()
+            live = self.live_fids()
+            n = len(live)
+            if n == rows_before:
+                return CompactReport(
+                    rows_before, n, bytes_before, bytes_before, time.perf_counter() - t0, self.generation, False
+                )
+            self.sync()  # every row checksummed: the new rows carry their recorded checksums over
+            crcs = _read_crcs(self._db)[:rows_before]
+            if len(crcs) < rows_before:  # a chunk went missing: recomputed from the file, as a flush does
+                crcs = np.concatenate([crcs, self.vectors.row_crcs(len(crcs), rows_before)])
+            gen = self.generation + 1
+            new_path = self.folder / vector_file_name(gen)
+            new_path.unlink(missing_ok=True)
+            write_gathered(new_path, self.vectors.view(), live)
+            fault_point("compact:vectors-written")
+            data, width = crcs[live].astype("<u4").tobytes(), CRC_CHUNK * 4
+            renumber = live.astype("<i8").tobytes()
+
+            def tx(cur: sqlite3.Cursor) -> None:
+                old = cur.execute("SELECT fid, id, payload FROM points ORDER BY fid").fetchall()
+                if not np.array_equal(np.fromiter((r[0] for r in old), np.int64, len(old)), live):
+                    raise CorruptIndexError(
+                        f"point store {self.sqlite_path}: its rows differ from the ones this process read "
+                        f"(written by another program?); {self.repair}"
+                    )
+                cur.execute("DELETE FROM points")
+                cur.executemany(
+                    "INSERT INTO points(fid, id, payload) VALUES(?,?,?)", [(i, r[1], r[2]) for i, r in enumerate(old)]
+                )
+                cur.execute("DELETE FROM vector_crc")
+                cur.executemany(
+                    "INSERT INTO vector_crc(chunk, crcs) VALUES(?, ?)",
+                    [(i // width, data[i : i + width]) for i in range(0, len(data), width)],
+                )
+                cur.execute(RENUMBER_SCHEMA)
+                cur.execute("DELETE FROM renumber")
+                cur.execute("INSERT INTO renumber(generation, old_fids) VALUES(?, ?)", (gen, renumber))
+                cur.execute("UPDATE meta SET value=? WHERE key='next_fid'", (str(n),))
+                cur.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('generation', ?)", (str(gen),))
+
+            self._db.execute("PRAGMA synchronous=FULL")  # the switch is durable when the commit returns
+            try:
+                self._write(tx)
+            except BaseException:
+                new_path.unlink(missing_ok=True)
+                raise
+            finally:
+                self._db.execute("PRAGMA synchronous=NORMAL")
+            fault_point("compact:committed")
+            self._switch(live, new_path, gen)
+            fault_point("compact:old-removed")
+            for who in list(self._listeners):
+                who.on_renumber(live)
+                fault_point("compact:kind-renumbered")
+            return CompactReport(
+                rows_before, n, bytes_before, self.disk_bytes(), time.perf_counter() - t0, gen, True
+            )
+
+    def _switch(self, live: np.ndarray, new_path: Path, gen: int) -> None:
+        """After the compaction's commit: map the new vector file, delete the old, renumber the RAM state."""
+        n = len(live)
+        old_vf, old_path = self.vectors, self.vector_path
+        self.vectors = VectorFile(new_path, self.dim, n, True, self.repair)
+        for _ in range(old_vf.resident_holders):
+            self.vectors.hold_resident()
+        old_vf.discard()
+        self.vector_path, self.generation, self.next_fid, self._crc_rows = new_path, gen, n, n
+        old_path.unlink(missing_ok=True)  # readers elsewhere that mapped it keep their pages
+        dfd = os.open(self.folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+        rows = [self.rows[f] for f in live.tolist()]
+        self.rows = rows
+        self.id_to_fid = {r[0]: i for i, r in enumerate(rows) if r is not None}
+        if self.nested:
+            self.nested = set(np.searchsorted(live, np.fromiter(self.nested, np.int64)).tolist())
+        self._live = np.zeros(max(n, 1024), dtype=bool)
+        self._live[:n] = True
+        self.index = PayloadIndex()
+        self.index.add(np.arange(n, dtype=np.int64), [r[1] for r in rows if r is not None])
+        if self._db is not None:  # the renumbered table out of the WAL (a reader mid-read leaves it for later)
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def _forget(self, fids: np.ndarray) -> None:
         if not len(fids):
@@ -524,6 +706,19 @@ def stored_seq(folder: Path) -> int | None:
         finally:
             db.close()
         return int(row[0]) if row else None
+    except (sqlite3.Error, ValueError):
+        return None
+
+
+def stored_generation(folder: Path) -> int | None:
+    """The generation (compactions so far) of the point store on disk (None: unreadable)."""
+    try:
+        db = sqlite3.connect(f"file:{folder / 'points.sqlite'}?mode=ro", uri=True)
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key='generation'").fetchone()
+        finally:
+            db.close()
+        return int(row[0]) if row else 0
     except (sqlite3.Error, ValueError):
         return None
 

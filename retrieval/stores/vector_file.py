@@ -15,6 +15,10 @@ follow virtual ones). Kinds that never scan keep no second copy in RAM.
 Integrity: ``row_crcs`` gives the crc32 of each row as read from the file (read(2), not the map), which the
 point store records at every flush and ``simlookup verify`` compares; committed rows never change, so a
 checksum once recorded stays valid.
+
+Compaction (``write_gathered``) copies the live rows into a new file under a new name, never into this one,
+and deletes this one: a ``VectorFile`` holds its file open from the start and reads and maps it through that
+handle, never by path again, so a reader's snapshot keeps reading the very file it opened.
 """
 
 from __future__ import annotations
@@ -43,12 +47,18 @@ class VectorFile:
         self.repair = repair
         self.writable = writable
         self._row_bytes = dim * 4
-        if not path.exists():
+        try:
+            self._fh = open(path, "r+b" if writable else "rb", buffering=0)  # noqa: SIM115 - closed by close()
+        except FileNotFoundError:
             if rows or not writable:
-                raise CorruptIndexError(f"vector file {path} is missing (its point store lists {rows} rows); {repair}")
-            path.touch()
-        size = path.stat().st_size
+                raise CorruptIndexError(
+                    f"vector file {path} is missing (its point store lists {rows} rows); {repair}"
+                ) from None
+            self._fh = open(path, "w+b", buffering=0)  # noqa: SIM115 - closed by close()
+        self._fd = self._fh.fileno()
+        size = os.fstat(self._fd).st_size
         if size < rows * self._row_bytes:
+            self._fh.close()
             raise CorruptIndexError(
                 f"vector file {path} holds {size // self._row_bytes} vectors but its point store lists {rows} "
                 f"(truncated?); {repair}"
@@ -63,14 +73,13 @@ class VectorFile:
 
     def _map(self, capacity: int) -> None:
         if self.writable:
-            with open(self.path, "r+b") as f:
-                f.truncate(capacity * self._row_bytes)
+            os.ftruncate(self._fd, capacity * self._row_bytes)
         if capacity == 0:
             self._memmap = None
             self._mm = np.zeros((0, self.dim), dtype=np.float32)
         else:
             mode: Literal["r+", "r"] = "r+" if self.writable else "r"
-            self._memmap = np.memmap(self.path, dtype=np.float32, mode=mode, shape=(capacity, self.dim))
+            self._memmap = np.memmap(self._fh, dtype=np.float32, mode=mode, shape=(capacity, self.dim))
             # a plain ndarray over the same pages: np.memmap's __getitem__ costs ~30 µs per fancy index (re-rank)
             self._mm = self._memmap.view(np.ndarray)
         self._capacity = capacity
@@ -98,36 +107,33 @@ class VectorFile:
             return
         buf = out.data.cast("B")  # out is C-contiguous: whole rows of the copy
         done = 0
-        with open(self.path, "rb", buffering=0) as f:
-            while done < len(buf):
-                got = f.readinto(buf[done : done + (1 << 30)])  # read(2) returns at most ~2 GiB per call
-                if not got:
-                    raise CorruptIndexError(
-                        f"vector file {self.path} ended after {done // self._row_bytes} of {len(out)} rows; "
-                        f"{self.repair}"
-                    )
-                done += got
+        while done < len(buf):
+            got = os.preadv(self._fd, [buf[done : done + (1 << 30)]], done)  # at most ~2 GiB per call
+            if not got:
+                raise CorruptIndexError(
+                    f"vector file {self.path} ended after {done // self._row_bytes} of {len(out)} rows; "
+                    f"{self.repair}"
+                )
+            done += got
 
     def iter_rows(self, start: int, end: int) -> Iterator[tuple[int, np.ndarray]]:
         """(first row, rows) chunks of rows start..end as the file holds them, read with read(2) into one
         reused buffer (valid until the next chunk): a full pass maps nothing into the process."""
         step = max(1, _READ_BYTES // self._row_bytes)
         buf = np.empty((min(step, max(end - start, 0)), self.dim), dtype=np.float32)
-        with open(self.path, "rb", buffering=0) as f:
-            for lo in range(start, end, step):
-                out = buf[: min(step, end - lo)]
-                mv = out.data.cast("B")
-                done = 0
-                f.seek(lo * self._row_bytes)
-                while done < len(mv):
-                    got = f.readinto(mv[done:])
-                    if not got:
-                        raise CorruptIndexError(
-                            f"vector file {self.path} ended at row {lo + done // self._row_bytes} of {end}; "
-                            f"{self.repair}"
-                        )
-                    done += got
-                yield lo, out
+        for lo in range(start, end, step):
+            out = buf[: min(step, end - lo)]
+            mv = out.data.cast("B")
+            done = 0
+            while done < len(mv):
+                got = os.preadv(self._fd, [mv[done:]], lo * self._row_bytes + done)
+                if not got:
+                    raise CorruptIndexError(
+                        f"vector file {self.path} ended at row {lo + done // self._row_bytes} of {end}; "
+                        f"{self.repair}"
+                    )
+                done += got
+            yield lo, out
 
     def row_crcs(self, start: int, end: int) -> np.ndarray:
         """crc32 of each row start..end as the file holds it (uint32, one per row). The writer reads its own
@@ -144,6 +150,11 @@ class VectorFile:
         self._res_holders = max(self._res_holders - 1, 0)
         if self._res_holders == 0:
             self._res = None
+
+    @property
+    def resident_holders(self) -> int:
+        """How many holders keep the resident copy (a file that replaces this one takes them over)."""
+        return self._res_holders
 
     @property
     def resident(self) -> bool:
@@ -173,15 +184,19 @@ class VectorFile:
         """Make written rows durable (msync + fsync)."""
         if self._memmap is not None and self.writable:
             self._memmap.flush()
-            fd = os.open(self.path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            os.fsync(self._fd)
 
     def disk_bytes(self) -> int:
         """Bytes the file takes on disk (allocated blocks: the sparse tail counts nothing)."""
         return file_bytes(self.path)
+
+    def discard(self) -> None:
+        """Unmap without syncing or trimming: for a file a compaction replaced (it is deleted next)."""
+        self._memmap = None
+        self._mm = np.zeros((0, self.dim), dtype=np.float32)
+        self._res = None
+        self._res_holders = 0
+        self._fh.close()
 
     def close(self) -> None:
         """Sync and trim the file to the committed rows (writer), then unmap."""
@@ -191,9 +206,9 @@ class VectorFile:
         self._mm = np.zeros((0, self.dim), dtype=np.float32)
         self._res = None
         self._res_holders = 0
-        if self.writable:
-            with open(self.path, "r+b") as f:
-                f.truncate(self.rows * self._row_bytes)
+        if self.writable and not self._fh.closed:
+            os.ftruncate(self._fd, self.rows * self._row_bytes)
+        self._fh.close()
 
 
 def crcs_of(rows: np.ndarray) -> np.ndarray:
@@ -203,3 +218,21 @@ def crcs_of(rows: np.ndarray) -> np.ndarray:
     mv = rows.data.cast("B")
     rb, crc = len(mv) // len(rows), zlib.crc32
     return np.fromiter((crc(mv[o : o + rb]) for o in range(0, len(mv), rb)), dtype=np.uint32, count=len(rows))
+
+
+def write_gathered(path: Path, source: np.ndarray, rows: np.ndarray) -> None:
+    """Write ``source[rows]`` (float32 rows, in that order) to a new file at ``path`` and fsync it and its
+    folder: a cache-sized block at a time, so a compaction never holds a second copy of the vectors in RAM."""
+    step = max(1, _READ_BYTES // max(source.shape[1] * 4, 1))
+    with open(path, "wb", buffering=0) as f:
+        for lo in range(0, len(rows), step):
+            block = np.ascontiguousarray(source[rows[lo : lo + step]], dtype=np.float32)
+            mv, done = block.data.cast("B"), 0
+            while done < len(mv):
+                done += f.write(mv[done:])
+        os.fsync(f.fileno())
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
