@@ -341,6 +341,15 @@ class PayloadIndex:
                 del self._nums[path]
         self._live -= BitMap(gone)
 
+    def has_path(self, path: str) -> bool:
+        """Whether any indexed payload holds ``path`` (with a value, null, or as a number)."""
+        return (
+            ("present", path, None) in self._maps
+            or ("null", path, None) in self._maps
+            or path in self._nums
+            or path in self._pending
+        )
+
     def match(self, flt: Filter) -> np.ndarray:
         """Sorted unique int64 fids of the indexed points whose payload satisfies ``flt``."""
         if flt.root is None:

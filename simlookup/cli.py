@@ -251,7 +251,31 @@ def _search_in_process(s: Settings, args: argparse.Namespace, flt: Any, vector: 
             res = r.search_vector(vec, index=args.index, k=args.k, filter=flt, params=params, target=target)
         else:
             res = r.search_text(args.query, index=args.index, k=args.k, filter=flt, params=params, target=args.target)
-    return res.to_dict()
+        doc = res.to_dict()
+        missing = _missing_fields(r, res.index, res.target, flt, short=len(res.hits) < args.k) if flt else []
+    if missing:
+        doc["warnings"] = [*doc.get("warnings", []), *missing]
+    return doc
+
+
+def _missing_fields(r: Any, index: str, target: str, flt: Any, short: bool) -> list[str]:
+    """A warning per field the filter names that no point of the collection has (a misspelt field gives 0 hits
+    and no other sign). Asked of the searched index; where it cannot tell cheaply (Qdrant), and the search came
+    back short, of one of the collection's FAISS indexes (same points and payloads); else nothing is said."""
+    from retrieval.stores import FAISS_KINDS
+
+    fields = sorted(flt.fields)
+    faiss = [i for i in r.manifest.indexes if i in FAISS_KINDS and i != index][:1] if short else []
+    for i in [index, *faiss]:
+        known = {f: r.store(i, target).has_field(f) for f in fields}
+        if None not in known.values():
+            return [
+                f"no point of collection {r.manifest.name!r} has a field {f!r} (named in the filter): check its "
+                "spelling and case; nested fields are dotted paths (meta.lang)"
+                for f, ok in known.items()
+                if not ok
+            ]
+    return []
 
 
 def _search_service(

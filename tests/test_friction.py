@@ -136,3 +136,36 @@ def test_a_successful_ray_ingest_prints_no_ray_log_lines(tmp_path: Path) -> None
     lines = [ln for ln in out.stderr.replace("\r", "\n").splitlines() if ln.strip()]
     noise = [ln for ln in lines if re.search(r"core_worker|\.cc:\d+| (INFO|WARNING|ERROR) |\(MapWorker|raylet", ln)]
     assert not noise, "\n".join(noise)
+
+
+@pytest.fixture(scope="module")
+def flagged(tmp_path_factory: pytest.TempPathFactory, minilm: Any) -> Path:
+    """A CSV collection with a true/false column, in flat and Qdrant Edge: its data folder."""
+    from ingest.job import IngestOptions, run_ingest
+    from retrieval.settings import Settings
+
+    root = tmp_path_factory.mktemp("flagged")
+    src = root / "docs.csv"
+    rows = "".join(f"r{i},Sentence number {i}.,{'true' if i % 3 == 0 else 'false'},{i % 5}\n" for i in range(60))
+    src.write_text("id,text,flag,meta\n" + rows)
+    s = Settings(data_dir=root / "data")
+    run_ingest(s, IngestOptions(str(src), "fl", indexes=["flat"], qdrant="edge", progress=False), {"text": minilm})
+    return s.data_dir
+
+
+@pytest.mark.parametrize("index", ["flat", "qdrant"])
+def test_a_filter_on_a_field_no_point_has_says_so(
+    flagged: Path, index: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from simlookup.cli import main
+
+    vec = json.dumps([1.0] + [0.0] * 383)
+    base = ["--data-dir", str(flagged), "search", "--vector", vec, "--name", "fl", "--index", index, "-k", "5"]
+    assert main([*base, "--filter", "flag=true", "--json"]) == 0  # the CSV bools: the short form finds them
+    out = capsys.readouterr()
+    hits = json.loads(out.out)["hits"]
+    assert len(hits) == 5 and all(h["payload"]["flag"] is True for h in hits)
+    assert "warning" not in out.err
+    assert main([*base, "--filter", "flg=true", "--filter", "meta>=1"]) == 0
+    err = capsys.readouterr().err
+    assert "'flg'" in err and "no point of collection 'fl'" in err and "'meta'" not in err

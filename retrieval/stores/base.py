@@ -177,6 +177,12 @@ class VectorStore(ABC):
         self._check_open()
         return self._ids()
 
+    def has_field(self, path: str) -> bool | None:
+        """Whether any live point's payload holds ``path`` (a key or dotted path, null values included); None
+        where the backend cannot tell cheaply (the default; FAISS stores answer from their payload index)."""
+        self._check_open()
+        return None
+
     def fetch(self, ids: Sequence[str]) -> dict[str, tuple[np.ndarray | None, Payload]]:
         """Stored vector (None where the backend keeps none) and payload of each existing id."""
         self._check_open()
