@@ -87,9 +87,8 @@ def search_batch(retriever: Retriever, queries: Sequence[Query]) -> list[SearchR
         ms = (time.perf_counter() - t0) * 1e3
         for i, h in zip(idx, hits, strict=True):
             timings = {"encode_ms": encode_ms[i], "search_ms": ms, "batch": float(len(queries))}
-            out[i] = SearchResult(
-                queries[i].label(), index, encode_ms[i] + ms, h, target, timings, retriever.warnings()
-            )
+            notes = retriever.warnings(index, target, params)
+            out[i] = SearchResult(queries[i].label(), index, encode_ms[i] + ms, h, target, timings, notes)
     return [r if r is not None else InvalidInputError("query not answered") for r in out]
 
 

@@ -20,6 +20,7 @@ from retrieval.errors import StoreError, StoreLockedError, StoreNotFoundError
 from retrieval.settings import Settings
 from retrieval.stores import FAISS_KINDS, QDRANT_INDEX
 from retrieval.stores.locks import lock_exclusive, unlock
+from retrieval.tuning import stale
 
 __all__ = ["DropReport", "describe", "drop_collection", "drop_index", "list_described", "owned_paths", "scan_one"]
 
@@ -68,6 +69,16 @@ def describe(settings: Settings, m: CollectionManifest) -> dict[str, Any]:
             details.setdefault("points", {"engine": "faiss", "disk_bytes": 0, "shared_by": []})
             details["points"]["disk_bytes"] += _bytes(pts)
             details["points"]["shared_by"] = [k for k in m.indexes if k in FAISS_KINDS]
+    for space, points in m.tuning.items():
+        for kind, op in points.items():
+            if kind in details:
+                details[kind].setdefault("tuned", {})[space] = {
+                    "params": op.get("params"),
+                    "recall": op.get("recall"),
+                    "target": op.get("target"),
+                    "reached": op.get("reached"),
+                    "stale": stale(op, m.count),
+                }
     return {
         "name": m.name,
         "model": first.model if first else None,

@@ -33,9 +33,10 @@ from retrieval.errors import (
     StoreNotFoundError,
 )
 from retrieval.settings import Settings
-from retrieval.stores import FAISS_KINDS, INDEX_NAMES, QDRANT_INDEX, FaissStore, VectorStore, open_store
+from retrieval.stores import FAISS_KINDS, INDEX_NAMES, QDRANT_INDEX, FaissStore, SearchParams, VectorStore, open_store
 from retrieval.stores.manifest import FileSig, Pin, file_sig
 from retrieval.stores.points import CompactReport
+from retrieval.tuning import DEFAULT_K, DEFAULT_TARGET, TUNE_MIN_POINTS
 
 __all__ = [
     "ENCODER_OF",
@@ -109,6 +110,8 @@ class Collection:
             if sig is None:
                 raise StoreNotFoundError(f"collection {self.name!r} was removed from {self.settings.data_dir}")
             self.manifest, self._sig = load_collection_pinned(self.settings.data_dir, self.name, self._pin)
+            for (index, target), st in self._stores.items():  # a `simlookup tune` elsewhere: its defaults apply
+                st.tuned = self._tuned_params(index, target)
             return True
 
     def save(self) -> None:
@@ -118,15 +121,24 @@ class Collection:
         save_collection(self.settings.data_dir, self.manifest)
         self._sig = file_sig(self.path)
 
-    def warnings(self) -> list[str]:
-        """What an answer from this collection should say beside its hits (an ingest running or killed midway)."""
+    def warnings(self, index: str | None = None, target: str = "text", params: SearchParams | None = None) -> list[str]:
+        """What an answer from this collection should say beside its hits: an ingest running or killed midway;
+        for ``index`` searched at its tuned default, a recall target the tuning could not reach."""
         m = self.manifest
-        if m.complete:
-            return []
-        return [
-            f"collection {self.name!r} is incomplete: an ingest is writing it or was interrupted, so searches "
-            f"see only the points written so far; finish it with `simlookup ingest {m.corpus} --name {self.name}`"
-        ]
+        out = []
+        if not m.complete:
+            out.append(
+                f"collection {self.name!r} is incomplete: an ingest is writing it or was interrupted, so searches "
+                f"see only the points written so far; finish it with `simlookup ingest {m.corpus} --name {self.name}`"
+            )
+        op = m.tuning.get(target, {}).get(index) if index else None
+        default = params is None or (params.nprobe is None and params.hnsw_ef is None and params.rerank is None)
+        if op and not op.get("reached") and default and not (params is not None and params.exact):
+            out.append(
+                f"index {index} answers at recall@{op['k']} {op['recall']:.3f} at best (measured when tuned), below "
+                f"the target {op['target']}: {op.get('advice') or 'rebuild it with larger build parameters'}"
+            )
+        return out
 
     # ---- vector spaces ----
     def space(self, target: str) -> VectorSpace:
@@ -210,8 +222,16 @@ class Collection:
             return st
         with self._lock:
             if key not in self._stores:
-                self._stores[key] = self._open_checked(index, target, space, create)
+                st = self._open_checked(index, target, space, create)
+                st.tuned = self._tuned_params(index, target)
+                self._stores[key] = st
             return self._stores[key]
+
+    def _tuned_params(self, index: str, target: str) -> SearchParams | None:
+        from retrieval.tuning import as_params
+
+        op = self.manifest.tuning.get(target, {}).get(index)
+        return as_params(op["params"]) if op and op.get("params") else None
 
     def _open_checked(self, index: str, target: str, space: VectorSpace, create: bool) -> VectorStore:
         """Open one store; a damaged one is an error that names this collection's own repair command."""
@@ -311,7 +331,51 @@ class Collection:
                 done.append(f"{index}/{target}")
             if report is not None:
                 report(index, target, time.perf_counter() - t0)
+        self.tune(only_stale=True)
         return done
+
+    # ---- tuned defaults (retrieval.tuning) ----
+    def tune(
+        self,
+        indexes: Sequence[str] | None = None,
+        target: float = DEFAULT_TARGET,
+        k: int = DEFAULT_K,
+        queries: np.ndarray | None = None,
+        only_stale: bool = False,
+        min_points: int = TUNE_MIN_POINTS,
+    ) -> dict[str, dict[str, Any]]:
+        """Tune the default query setting of each index (every open one, or ``indexes``) to reach recall@k
+        ``target`` and record it in the manifest (saved by the caller's ``save``, or here when not building).
+        ``only_stale``: skip indexes tuned at this target and k whose point count stayed within a factor of 1.5
+        (what ``build`` does). Indexes below ``min_points`` keep the built-in defaults. {"index/space": point}."""
+        from retrieval.tuning import stale, tune
+
+        self._check_open()
+        if self.read_only:
+            raise InvalidInputError(f"collection {self.name!r} was opened read-only: it cannot record a tuning")
+        out: dict[str, dict[str, Any]] = {}
+        keys = (
+            [(i, t) for i in indexes for t in self.manifest.vectors] if indexes is not None else list(self._stores)
+        )
+        for index, space in keys:
+            st = self.store(index, space, create=False)
+            n = st.count()
+            old = self.manifest.tuning.get(space, {}).get(index)
+            if n < min_points:
+                continue
+            if only_stale and old and old.get("target") == target and old.get("k") == k and not stale(old, n):
+                continue
+            op = tune(st, target, k, queries=queries)
+            if op is None:
+                continue
+            self.manifest.tuning.setdefault(space, {})[index] = op.to_dict()
+            st.tuned = op.search_params()
+            out[f"{index}/{space}"] = op.to_dict()
+        return out
+
+    def tuned(self, index: str, space: str) -> dict[str, Any] | None:
+        """The recorded operating point of one index (None: not tuned, the built-in defaults apply)."""
+        return self.manifest.tuning.get(space, {}).get(index)
 
     def compact(self) -> dict[str, CompactReport]:
         """Reclaim the vector-file rows of replaced and deleted points in the FAISS point store of each vector

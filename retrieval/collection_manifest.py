@@ -69,6 +69,8 @@ class CollectionManifest(BaseModel):
     count: int = 0
     rejected: int = 0
     complete: bool = False
+    # space -> index -> the tuned operating point (retrieval.tuning.OperatingPoint as a dict)
+    tuning: dict[str, dict[str, dict[str, Any]]] = Field(default_factory=dict)
     created: str = ""
     updated: str = ""
 

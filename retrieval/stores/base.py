@@ -66,6 +66,18 @@ _DEFAULT_PARAMS = SearchParams()  # frozen: one shared instance for calls that p
 PARAM_OPTIONS = {"nprobe": "--nprobe", "hnsw_ef": "--ef", "rerank": "--rerank-factor", "exact": "--exact"}
 
 
+def with_defaults(params: SearchParams | None, defaults: SearchParams) -> SearchParams:
+    """``params`` with the fields it leaves unset (None) taken from ``defaults``: explicit parameters win."""
+    if params is None:
+        return defaults
+    return SearchParams(
+        nprobe=params.nprobe if params.nprobe is not None else defaults.nprobe,
+        hnsw_ef=params.hnsw_ef if params.hnsw_ef is not None else defaults.hnsw_ef,
+        exact=params.exact,
+        rerank=params.rerank if params.rerank is not None else defaults.rerank,
+    )
+
+
 def used_params(params: SearchParams) -> list[str]:
     """The query parameters a SearchParams sets (a re-rank factor of 0 or 1 means off: not set)."""
     used = [n for n in ("nprobe", "hnsw_ef") if getattr(params, n) is not None]
@@ -85,6 +97,8 @@ class VectorStore(ABC):
     upsert_whole: ClassVar[bool] = False  # True: one _upsert call (one transaction) per upsert, whatever batch_size
     # opened read-only: upsert, delete and build raise StoreLockedError, and searching changes no file's content
     read_only: bool = False
+    # the tuned default query setting (retrieval.tuning), set by the collection: fills what a search leaves unset
+    tuned: SearchParams | None = None
 
     def __init__(self, name: str, dim: int, metric: Metric, fingerprint: str | None = None) -> None:
         if not isinstance(dim, int) or dim <= 0:
@@ -148,6 +162,8 @@ class VectorStore(ABC):
             self.check_params(params)
         q = self.check_vectors(queries, what="query")
         flt = None if filter is None else filter if isinstance(filter, Filter) else Filter.from_dict(filter)
+        if self.tuned is not None:
+            params = with_defaults(params, self.tuned)
         return self._search(q, k, flt if flt else None, params or _DEFAULT_PARAMS, with_payload)
 
     def query_params(self) -> frozenset[str] | None:

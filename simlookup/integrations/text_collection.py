@@ -290,6 +290,8 @@ class TextCollection:
                 st = self._open(index)
                 if st.count():
                     st.build()
+            assert self.coll is not None
+            self.coll.tune(only_stale=True)  # the tuned default query settings (recorded at the next flush)
 
     def flush(self) -> None:
         """Make every write durable in every index, and record the count in the collection manifest."""

@@ -294,13 +294,16 @@ def create_app(settings: Settings, name: str, encoders: Mapping[str, Encoder] | 
     )
     async def indexes() -> IndexesResponse:
         """What is loaded: per index and vector space, model, dim, kind and count."""
-        m = retriever.manifest
-
         def collect() -> list[IndexInfo]:
             out = []
+            retriever.refresh()
+            m = retriever.manifest
             for index in m.indexes:
                 for target, space in m.vectors.items():
                     st = retriever.store(index, target)
+                    op = retriever.collection.tuned(index, target)
+                    keys = ("params", "recall", "target", "k", "reached", "count", "at")
+                    tuned = {key: op[key] for key in keys} if op else None
                     out.append(
                         IndexInfo(
                             index=index,
@@ -310,10 +313,12 @@ def create_app(settings: Settings, name: str, encoders: Mapping[str, Encoder] | 
                             dim=st.dim,
                             kind=index,
                             count=st.count(),
+                            tuned=tuned,
                         )
                     )
             return out
 
+        m = retriever.manifest
         return IndexesResponse(
             name=m.name,
             corpus=m.corpus,

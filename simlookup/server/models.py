@@ -73,6 +73,9 @@ class IndexInfo(BaseModel):
     dim: int
     kind: str
     count: int
+    tuned: dict[str, Any] | None = Field(
+        default=None, description="the tuned default query setting: params, recall, target, k, reached, count, at"
+    )
 
 
 class IndexesResponse(BaseModel):
