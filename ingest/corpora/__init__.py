@@ -25,7 +25,8 @@ def get_corpus(
     dim: int | None = None,
     metric: str | None = None,
 ) -> Corpus:
-    """Resolve a corpus: a built-in name, ``hf:<dataset>[:<config>][:<split>]``, a table file or an image folder;
+    """Resolve a corpus: a built-in name, ``hf:<dataset>[:<config>][:<split>]``, ``beir:<folder>`` (its
+    ``corpus.jsonl``), a table file or an image folder;
     with ``vector_column`` (or a ``.npy`` file) rows that carry their own vectors (``VectorCorpus``)."""
     if vector_column is not None or spec.lower().endswith(".npy"):
         from ingest.corpora.vectors import VectorCorpus
@@ -41,6 +42,10 @@ def get_corpus(
         from ingest.corpora.fashion_mnist import FashionMnistCorpus
 
         return FashionMnistCorpus()
+    if spec.startswith("beir:"):
+        from ingest.beir import BeirCorpus
+
+        return BeirCorpus(spec[len("beir:"):])
     if spec.startswith("hf:"):
         from ingest.corpora.hf import HFCorpus
 

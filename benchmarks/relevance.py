@@ -1,0 +1,222 @@
+"""Retrieval quality against relevance judgments (``simlookup eval``): nDCG, MRR, recall and MAP per index and mode.
+
+A BEIR folder (or a shipped judged set, built on first use) is ingested into a collection through the normal
+ingest path when the collection does not exist yet; its queries are encoded in batches by the collection's
+model and searched through the Retriever on every index asked, at the indexes' tuned defaults. The metrics come
+from ``ir_measures`` (trec_eval's definitions through pytrec_eval, as BEIR uses them): graded nDCG@k, RR@k,
+R@100, AP@100, averaged over every judged query (a query with no hit scores 0).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ingest.beir import BeirSet, corpus_spec, read_beir
+from ingest.judged_sets import JUDGED_SETS, judged_set_folder
+from retrieval.errors import InvalidInputError, SimlookupError, StoreNotFoundError
+from retrieval.settings import Settings
+from retrieval.stores import FAISS_KINDS, QDRANT_INDEX
+
+MODES = ("dense",)  # hybrid (dense + BM25) comes later
+INDEXES = (*FAISS_KINDS, QDRANT_INDEX)
+DEPTH = 100  # hits per query: recall@100 and MAP@100
+QUERY_BATCH = 64
+
+
+class EvalError(SimlookupError):
+    """An evaluation that cannot run (a collection built from another source, a missing metrics library)."""
+
+
+@dataclass(frozen=True)
+class EvalRequest:
+    """What ``simlookup eval`` is asked."""
+
+    dataset: str  # a BEIR folder, or a shipped judged set's name
+    name: str
+    indexes: tuple[str, ...] = INDEXES
+    modes: tuple[str, ...] = MODES
+    k: int = 10
+    progress: bool = True
+
+
+def parse_list(text: str | None, allowed: tuple[str, ...], what: str, note: str = "") -> tuple[str, ...]:
+    """A comma-separated choice list (None: all of ``allowed``); an unknown item is an error naming the choices."""
+    if text is None:
+        return allowed
+    items = tuple(dict.fromkeys(i.strip() for i in text.split(",") if i.strip()))
+    unknown = [i for i in items if i not in allowed]
+    if unknown or not items:
+        raise InvalidInputError(f"{what} {text!r}: unknown {unknown or 'empty list'}; use any of {list(allowed)}{note}")
+    return items
+
+
+def parse_modes(text: str | None) -> tuple[str, ...]:
+    """``--mode``: a list of search modes; only ``dense`` exists today."""
+    return parse_list(text, MODES, "--mode", " (hybrid search is not available yet)")
+
+
+def parse_indexes(text: str | None) -> tuple[str, ...]:
+    """``--index``: a list of FAISS kinds and ``qdrant``; flat always runs (the reference of the loss)."""
+    items = parse_list(text, INDEXES, "--index")
+    return ("flat", *[i for i in items if i != "flat"])
+
+
+def dataset_folder(settings: Settings, dataset: str) -> Path:
+    """A shipped judged set's folder (built on first use) or the user's BEIR folder."""
+    p = Path(dataset).expanduser()
+    if dataset in JUDGED_SETS and not p.exists():
+        return judged_set_folder(settings.data_dir, dataset)
+    if not p.is_dir():
+        raise EvalError(
+            f"{dataset!r} is neither a BEIR folder nor a shipped judged set: give a folder holding corpus.jsonl, "
+            f"queries.jsonl and qrels/test.tsv, or one of {sorted(JUDGED_SETS)}"
+        )
+    return p
+
+
+def ensure_collection(
+    settings: Settings, data: BeirSet, req: EvalRequest, encoders: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """Ingest the set's corpus into ``req.name`` unless the collection holds it already with every index asked;
+    a collection built from another source is refused. Returns the ingest summary when one ran."""
+    from ingest.job import IngestOptions, run_ingest
+    from retrieval.collection_manifest import load_collection
+
+    spec = corpus_spec(data.folder)
+    try:
+        m = load_collection(settings.data_dir, req.name)
+    except StoreNotFoundError:
+        m = None
+    faiss_kinds = [i for i in req.indexes if i in FAISS_KINDS]
+    qdrant = QDRANT_INDEX in req.indexes
+    if m is not None:
+        if m.corpus != spec:
+            raise EvalError(
+                f"collection {req.name!r} was built from {m.corpus!r}, not from {spec!r}: evaluate it under another "
+                f"--name (or drop it: simlookup drop {req.name} --yes)"
+            )
+        missing = [i for i in req.indexes if i not in m.indexes]
+        from ingest.corpora import get_corpus
+
+        fresh = m.corpus_fingerprint == get_corpus(spec).fingerprint()
+        if not missing and m.complete and fresh:
+            return None
+        faiss_kinds = list(dict.fromkeys([*[i for i in m.indexes if i in FAISS_KINDS], *faiss_kinds]))
+        qdrant = qdrant or QDRANT_INDEX in m.indexes
+    opts = IngestOptions(
+        corpus=spec,
+        name=req.name,
+        indexes=faiss_kinds,
+        qdrant=None if qdrant else "none",
+        progress=req.progress,
+        guard=True,  # never removes points of an existing collection without the user's own ingest --yes
+    )
+    return run_ingest(settings, opts, encoders).to_dict()
+
+
+def metrics(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]], k: int) -> dict[str, float]:
+    """Mean graded nDCG@k, RR@k (MRR), R@100 and AP@100 (MAP) over every judged query (no hits: 0), by
+    ``ir_measures`` (trec_eval's definitions: nDCG with linear gains, relevant = grade > 0)."""
+    try:
+        import ir_measures
+        from ir_measures import AP, RR, R, nDCG
+    except ImportError:
+        raise EvalError("simlookup eval needs the IR metrics library: pip install 'simlookup[eval]'") from None
+    names = {nDCG @ k: f"ndcg@{k}", RR @ k: f"mrr@{k}", R @ DEPTH: f"recall@{DEPTH}", AP @ DEPTH: f"map@{DEPTH}"}
+    sums = dict.fromkeys(names.values(), 0.0)
+    run = {q: r for q, r in run.items() if r and q in qrels}
+    for m in ir_measures.iter_calc(list(names), qrels, run):
+        sums[names[m.measure]] += float(m.value)
+    return {key: v / len(qrels) for key, v in sums.items()}
+
+
+def ranked_run(ranked: dict[str, list[str]]) -> dict[str, dict[str, float]]:
+    """Hit lists as an ir_measures run whose scores keep the engine's order (rank 1 scores highest), so that
+    equal scores cannot be re-ordered by trec_eval's tie-breaking."""
+    return {q: {d: float(len(ids) - r) for r, d in enumerate(ids)} for q, ids in ranked.items()}
+
+
+def run_eval(
+    settings: Settings,
+    req: EvalRequest,
+    log: Callable[[str], None] = lambda _: None,
+    encoders: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Ingest if needed, search every judged query on every index and mode, and score the hits (``encoders``:
+    already loaded encoders by kind, as for ``run_ingest`` and the Retriever)."""
+    import numpy as np
+
+    from retrieval.retriever import Retriever
+
+    folder = dataset_folder(settings, req.dataset)
+    data = read_beir(folder)  # every check before anything is written
+    ingest = ensure_collection(settings, data, req, encoders)
+    t_start = time.perf_counter()
+    qids = list(data.queries)
+    rows: list[dict[str, Any]] = []
+    with Retriever(settings, req.name, encoders=encoders) as r:
+        space = r.space("text")
+        enc = r.matching_encoder(space)
+        for index in req.indexes:
+            r.store(index, "text")  # a missing index: a clear error before the clock starts
+        t0 = time.perf_counter()
+        texts = [data.queries[q] for q in qids]
+        batches = range(0, len(texts), QUERY_BATCH)
+        vecs = np.concatenate([enc.encode_queries(texts[i : i + QUERY_BATCH]) for i in batches])
+        encode_ms = (time.perf_counter() - t0) * 1e3 / len(qids)
+        log(f"encoded {len(qids)} queries ({encode_ms:.2f} ms per query in batches of {QUERY_BATCH})")
+        for mode in req.modes:
+            for index in req.indexes:
+                ranked, took = {}, []
+                for q, vec in zip(qids, vecs, strict=True):
+                    res = r.search_vector(vec, index=index, k=max(DEPTH, req.k) + 1)
+                    took.append(res.took_ms)
+                    # as BEIR: a hit on the query's own id (a query that is also a document) is not counted
+                    ranked[q] = [h.id for h in res.hits if h.id != q][: max(DEPTH, req.k)]
+                row = {"index": index, "mode": mode, **metrics(data.qrels, ranked_run(ranked), req.k),
+                       "p50_ms": statistics.median(took)}
+                rows.append(row)
+                log(f"{mode} {index}: nDCG@{req.k} {row[f'ndcg@{req.k}']:.4f} p50 {row['p50_ms']:.2f} ms")
+        manifest = r.manifest
+    key = f"ndcg@{req.k}"
+    for mode in req.modes:
+        ref = next((x[key] for x in rows if x["index"] == "flat" and x["mode"] == mode), None)
+        for x in rows:
+            if x["mode"] == mode and ref is not None:
+                x[f"{key}_loss"] = ref - x[key]
+    return {
+        "dataset": data.name,
+        "queries": len(qids),
+        "results": rows,
+        "documents": len(data.docs),
+        "judgments": sum(len(v) for v in data.qrels.values()),
+        "folder": str(folder),
+        "provenance": data.provenance,
+        "collection": {"name": req.name, "count": manifest.count, "tuning": manifest.tuning,
+                       "model": space.model, "fingerprint": space.fingerprint},
+        "k": req.k,
+        "encode_ms_per_query": encode_ms,
+        "eval_seconds": time.perf_counter() - t_start,
+        "ingest": ingest,
+        "environment": _environment(settings),
+    }
+
+
+def _environment(settings: Settings) -> dict[str, Any]:
+    from importlib import metadata
+
+    from benchmarks.runner import environment
+
+    env = environment(settings.threads or os.cpu_count() or 1)
+    for pkg in ("ir-measures", "pytrec-eval-terrier"):
+        try:
+            env["versions"][pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            env["versions"][pkg] = "not installed"
+    return env
