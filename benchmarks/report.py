@@ -91,7 +91,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"{results.get('method', {}).get('batch_repeats', 5)}; the layer call and the raw engine call alternate "
         "(which goes first alternates); **recall@1 and recall@10 come from the result lists of the timed k=10 "
         "batch call** (single R@10 from the timed one-query calls), recall@100 from its own timed k=100 series; "
-        "ties within 1e-3 of the 10th true distance count as found (ann-benchmarks). Disk = every file the "
+        "ties within 1e-3 of the 10th true distance count as found (ann-benchmarks); **id R@10** is the plain id "
+        "overlap of the same lists (— in runs before it was recorded). Disk = every file the "
         "configuration needs to answer queries (its own folder; a point store shared by kinds is counted in full "
         "for each configuration). RAM = resident memory of a fresh process that opens the store and answers "
         "every query setting with payloads, minus that process's resident memory after imports.",
@@ -124,6 +125,12 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         *_search_table(results),
     ]
+    n_base = ds.get("n_base", ds["n"])
+    tuned = [(c["label"], n_base, c["tuned"]) for c in results["configs"] if c.get("tuned")]
+    if tuned:
+        from benchmarks.tuned import tuned_legend, tuned_table  # benchmarks.tuned builds on md_table above
+
+        lines += ["", "## Tuned defaults", "", tuned_legend(), "", *tuned_table(tuned)]
     lines.append("")
     lines.append("\\* raw call is the PQ search without the exact re-rank, so the ratio includes the re-rank itself.")
     note = topup_note(results)
@@ -232,6 +239,7 @@ def _search_table(results: dict[str, Any]) -> list[str]:
                     _params(r) or "—",
                     _f(r.get("recall@1")),
                     _f(r.get("recall@10")) + ("‡" if at10 else ""),
+                    _f(r.get("id_recall@10")),
                     _f(s.get("recall@10")),
                     _f(r.get("recall@100")) + ("‡" if at100 else ""),
                     f"{s['p50_ms']:.3f}",
@@ -251,6 +259,7 @@ def _search_table(results: dict[str, Any]) -> list[str]:
         "params",
         "R@1",
         "R@10",
+        "id R@10",
         "single R@10",
         "R@100",
         "p50",
@@ -264,7 +273,7 @@ def _search_table(results: dict[str, Any]) -> list[str]:
         "raw QPS",
         "batch ratio",
     )
-    return md_table(header, rows, "ll" + "r" * 14)
+    return md_table(header, rows, "ll" + "r" * 15)
 
 
 def _series(results: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
@@ -372,6 +381,13 @@ def _target_cells(t: dict[str, Any]) -> tuple[str, ...]:
     return (f"({t['id']}) {t['title']}", f"{t['label']}{' (' + cond + ')' if cond else ''}", meas, thr, met)
 
 
+def _recall(x: Any) -> str:
+    """A recall, or several by name ({"rerank": 0.87, "off": 0.32} → 'rerank 0.870, off 0.320'); — when absent."""
+    if isinstance(x, dict):
+        return ", ".join(f"{k} {_f(v)}" for k, v in x.items())
+    return _f(x)
+
+
 def _us(x: Any) -> str:
     return "—" if x is None else f"{x:,.0f}"
 
@@ -436,6 +452,29 @@ def targets_markdown(results: dict[str, Any]) -> str:
         "",
         *md_table(("target", "measured on", "measured", "target", "met"), map(_target_cells, rows), "llrrl"),
     ]
+    recall_rows = [t for t in rows if "recall_at_10" in t]
+    if recall_rows:
+        lines += [
+            "",
+            "## Recall of the searches measured",
+            "",
+            "recall@10 credits a neighbour within 1e-3 of the 10th true distance (ann-benchmarks); id_recall@10 is "
+            "the plain id overlap of the same result lists (— in runs before it was recorded).",
+            "",
+            *md_table(
+                ("measured on", "target", "recall@10 (ties)", "id_recall@10"),
+                (
+                    (
+                        t["label"],
+                        t["id"],
+                        _recall(t["recall_at_10"]),
+                        _recall(t.get("id_recall_at_10")),
+                    )
+                    for t in recall_rows
+                ),
+                "llrr",
+            ),
+        ]
     if overhead:
         lines += [
             "",
@@ -457,7 +496,7 @@ def targets_markdown(results: dict[str, Any]) -> str:
         "",
         "Notes: (a) and (b) are measured at every size on the kinds built there (the largest size builds flat "
         f"and ivf only — ivf with nlist={m.get('big_nlist', 1024)} where 4·√N is larger; HNSW and IVF-PQ builds "
-        "at 1M take too long on this 2-core machine); (c)–(f) at the first size. (b) reads \"flat\" as the "
+        'at 1M take too long on this 2-core machine); (c)–(f) at the first size. (b) reads "flat" as the '
         f"largest size's p50 at most {FLAT_RATIO}× the smallest's. (c) is the whole cost of turning re-rank ×10 "
         "on (faiss fetching k×10 candidates + the exact rescoring); the details split off the faiss part. (d)'s "
         "raw call searches the store's own faiss index object (flat: faiss.knn over the store's own rows), so "

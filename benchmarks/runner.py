@@ -30,6 +30,7 @@ from benchmarks.datasets import Dataset
 from benchmarks.engines import BuildConfig, Engine, FaissEngine, QdrantEdgeEngine, QdrantServerEngine
 from benchmarks.metrics import distances, knn_recalls, percentiles
 from benchmarks.timing import rotated, timed
+from benchmarks.tuned import setting_text, tune_store
 from retrieval.disk import tree_bytes
 from retrieval.settings import Settings
 
@@ -345,8 +346,12 @@ def run_config(
     wide: bool = False,
     stop_at_recall: float | None = None,
     payloads: list[dict[str, Any]] | None = None,
+    tuned: bool = False,
 ) -> dict[str, Any]:
-    """Build one configuration, sweep its query settings, then measure its disk and a fresh process's RAM."""
+    """Build one configuration, sweep its query settings, then measure its disk and a fresh process's RAM.
+
+    ``tuned``: after the sweep, tune the store and measure its tuned default (``entry["tuned"]``, see
+    ``benchmarks.tuned``); the sweep itself runs on the untuned store."""
     from benchmarks.memprobe import measure_ram
 
     eng = make_engine(cfg, root, ds, settings, threads)
@@ -374,6 +379,8 @@ def run_config(
             )
             if stop_at_recall is not None and r["recall@10"] >= stop_at_recall:
                 break
+        if tuned:
+            entry["tuned"] = tuned_default(eng, ds, truth, n_single, pos_of, log)
     finally:
         eng.close()
     if cfg.engine == "qdrant-server":
@@ -398,6 +405,34 @@ def run_config(
         f"RAM {entry['ram_bytes'] / 1e6:.1f} MB"
     )
     return entry
+
+
+def tuned_default(
+    eng: Engine, ds: Dataset, truth: Truth, n_single: int, pos_of: dict[str, int], log: Callable[[str], None]
+) -> dict[str, Any]:
+    """Tune the built store (``benchmarks.tuned.tune_store``), then measure a search that names no query parameter
+    on the held-out queries: the setting chosen, recall@10 with tie credit and by id overlap, p50, tuning cost."""
+    assert eng.store is not None
+    t = tune_store(eng.store, float(eng.timings["total_s"]))
+    r = measure(eng, ds, truth, {}, n_single, raw=False, pos_of=pos_of, no_payload=False)
+    t.update(
+        {
+            "recall@1": r.get("recall@1"),
+            "recall@10": r["recall@10"],
+            "id_recall@10": r.get("id_recall@10"),
+            "p50_ms": r["single"]["p50_ms"],
+            "single": r["single"],
+            "batch": r["batch"],
+        }
+    )
+    cost = (
+        "" if t.get("seconds") is None else f", tuning {t['seconds']:.1f} s ({t.get('cost_ratio') or 0:.1%} of build)"
+    )
+    log(
+        f"  {eng.cfg.label:<42} {'tuned default ' + setting_text(t):<32} recall@10 {t['recall@10']:.3f} "
+        f"id {t['id_recall@10']:.3f} p50 {t['p50_ms']:.3f} ms{cost}"
+    )
+    return t
 
 
 def dataset_info(ds: Dataset, quick: bool, gt_s: float) -> dict[str, Any]:
@@ -460,7 +495,17 @@ def run(
         payloads = [{"text": t} for t in ds.base_texts] if ds.base_texts else None
         for i, cfg in enumerate(configs(ds.dim, quick, settings.qdrant.mode == "server")):
             entry = run_config(
-                cfg, Path(tmp) / f"c{i}", ds, truth, settings, threads, n_single, log, wide=not quick, payloads=payloads
+                cfg,
+                Path(tmp) / f"c{i}",
+                ds,
+                truth,
+                settings,
+                threads,
+                n_single,
+                log,
+                wide=not quick,
+                payloads=payloads,
+                tuned=True,
             )
             results["configs"].append(entry)
         if e2e and dataset == "stsb":

@@ -1,8 +1,9 @@
 """Scale curve: the same configurations at growing N on seeded clustered 384-d vectors.
 
 Per size and configuration: build time, disk, RAM (fresh process) and single-query p50 at the cheapest
-query setting whose timed recall@10 reaches TARGET (or "not reached"). results.json and report.md are
-rewritten after every configuration, so a run cut short still leaves what it measured.
+query setting whose timed recall@10 reaches TARGET (or "not reached"); then the tuned default: the store tuned as
+a collection build tunes it and searched with no query parameters (``benchmarks.tuned``). results.json and
+report.md are rewritten after every configuration, so a run cut short still leaves what it measured.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from benchmarks.datasets import clustered
 from benchmarks.engines import BuildConfig
 from benchmarks.report import md_table
 from benchmarks.runner import K, Truth, dataset_info, environment, hnsw_configs, pick_pq_m, run_config, set_threads
+from benchmarks.tuned import tuned_legend, tuned_table
 from retrieval.settings import Settings
 
 TARGET = 0.95
@@ -46,10 +48,16 @@ def scale_configs(dim: int = DIM) -> list[BuildConfig]:
 
 
 def at_target(entry: dict[str, Any], target: float = TARGET) -> dict[str, Any] | None:
-    """The cheapest measured query setting (sweep order) whose recall@10 reaches target, or None."""
+    """The cheapest measured query setting (sweep order) whose recall@10 (ties credited) reaches target, or None;
+    its id_recall@10 beside it."""
     for r in entry["results"]:
         if r["recall@10"] >= target:
-            return {"params": r["params"], "recall@10": r["recall@10"], "p50_ms": r["single"]["p50_ms"]}
+            return {
+                "params": r["params"],
+                "recall@10": r["recall@10"],
+                "id_recall@10": r.get("id_recall@10"),
+                "p50_ms": r["single"]["p50_ms"],
+            }
     return None
 
 
@@ -64,8 +72,11 @@ def run_scale_curve(
     work_dir: Path | None = None,
     seed: int = 0,
     config_filter: Callable[[BuildConfig], bool] | None = None,
+    tuned: bool = True,
 ) -> dict[str, Any]:
-    """Run every size in order, writing results.json + report.md + plots under out after each configuration."""
+    """Run every size in order, writing results.json + report.md + plots under out after each configuration.
+
+    ``tuned``: measure each configuration's tuned default too (a row per configuration and size)."""
     set_threads(threads)
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {
@@ -103,6 +114,7 @@ def run_scale_curve(
                     log,
                     raw=False,
                     stop_at_recall=TARGET,
+                    tuned=tuned,
                 )
                 entry["at_target"] = at_target(entry)
                 entry["wall_s"] = time.perf_counter() - t_cfg
@@ -155,7 +167,8 @@ def scale_markdown(results: dict[str, Any]) -> str:
         "",
         *([f"**Note:** {results['note']}", ""] if results.get("note") else []),
         f"p50 is one query per call at k={results['k']}, at the **cheapest query setting whose recall@10 reaches "
-        f"{results['target_recall@10']}** (recall from the timed result lists, ties within 1e-3 counted as found); "
+        f"{results['target_recall@10']}** (recall from the timed result lists, ties within 1e-3 counted as found; "
+        "id_recall@10, the plain id overlap of the same lists, beside it: — in runs before it was recorded); "
         "query settings are tried cheapest first and the sweep stops there. Build = configure + upload + "
         "index (the FAISS HNSW graph is built during upload). Disk = every file of the configuration's own "
         "folder. RAM = resident memory of a fresh process that opens the store and answers the query set with "
@@ -191,12 +204,17 @@ def scale_markdown(results: dict[str, Any]) -> str:
                 "RAM B/vector",
                 "setting at target",
                 "recall@10",
+                "id_recall@10",
                 "p50 ms",
             ),
             _config_rows(results),
-            "lrrrrrrlrr",
+            "lrrrrrrlrrr",
         ),
     ]
+    tuned = _tuned_rows(results)
+    if tuned:
+        lines += ["", "## Tuned defaults", "", tuned_legend(results["target_recall@10"]), ""]
+        lines += tuned_table(tuned, results["target_recall@10"])
     lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in PLOTS] + [""]
     return "\n".join(lines)
 
@@ -214,10 +232,15 @@ def _config_rows(results: dict[str, Any]) -> list[tuple[Any, ...]]:
             ram = c.get("ram_bytes", -1)
             best = max((r["recall@10"] for r in c["results"]), default=0.0)
             if t is None:
+                top: dict[str, Any] = max(c["results"], key=lambda r: r["recall@10"], default={})
                 setting, rec, p50 = "not reached", f"{best:.3f} (best)", "—"
+                idr = _f3(top.get("id_recall@10"))
             else:
                 setting = ", ".join(f"{k}={v}" for k, v in t["params"].items()) or "exact"
                 rec, p50 = f"{t['recall@10']:.3f}", f"{t['p50_ms']:.3f}"
+                # a run before at_target carried id_recall@10: the swept row it names has it
+                row: dict[str, Any] = next((r for r in c["results"] if r["params"] == t["params"]), {})
+                idr = _f3(t.get("id_recall@10", row.get("id_recall@10")))
             ram_pv = "—" if ram < 0 else f"{ram / n:,.0f}"
             rows.append(
                 (
@@ -230,10 +253,26 @@ def _config_rows(results: dict[str, Any]) -> list[tuple[Any, ...]]:
                     ram_pv,
                     setting,
                     rec,
+                    idr,
                     p50,
                 )
             )
     return rows
+
+
+def _f3(x: Any) -> str:
+    return "—" if x is None else f"{x:.3f}"
+
+
+def _tuned_rows(results: dict[str, Any]) -> list[tuple[str, int, dict[str, Any]]]:
+    """(configuration, N, tuned entry) for every configuration and size that measured its tuned default."""
+    return [
+        (label, b["dataset"]["n_base"], c["tuned"])
+        for label in _labels(results)
+        for b in results["sizes"]
+        for c in b["configs"]
+        if c["label"] == label and c.get("tuned")
+    ]
 
 
 def plot_scale(results: dict[str, Any], out: Path) -> list[Path]:

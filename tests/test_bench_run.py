@@ -65,7 +65,11 @@ def test_quick_run_outputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
         or (by["faiss-hnsw(M=16,efC=100)"]["build"]["build_did_work"])
     )
     assert evaluate_claims(doc) == doc["claims"]  # the verdicts follow from the numbers in the JSON alone
+    for c in doc["configs"]:  # a default search measured per configuration (4,000 points: below tuning's threshold)
+        t = c["tuned"]
+        assert t["tuned"] is False and 0 <= t["id_recall@10"] <= t["recall@10"] <= 1 and t["p50_ms"] > 0
     md = (out / "report.md").read_text()
+    assert "| R@10 | id R@10 |" in md and "## Tuned defaults" in md
     line = next(ln for ln in md.splitlines() if ln.startswith("| faiss-hnsw(M=16,efC=100) | hnsw_ef=10 |"))
     assert f"| {hnsw[0]['recall@10']:.3f} |" in line
     for png in ("recall_vs_qps.png", "latency_percentiles.png", "memory_vs_recall.png"):

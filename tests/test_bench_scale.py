@@ -20,7 +20,14 @@ def test_at_target_is_the_cheapest_setting_that_reaches_it() -> None:
         {"params": {"hnsw_ef": e}, "recall@10": r, "single": {"p50_ms": p}}
         for e, r, p in ((10, 0.9, 0.1), (16, 0.96, 0.2), (32, 0.99, 0.3))
     ]
-    assert at_target({"results": rows}) == {"params": {"hnsw_ef": 16}, "recall@10": 0.96, "p50_ms": 0.2}
+    assert at_target({"results": rows}) == {
+        "params": {"hnsw_ef": 16},
+        "recall@10": 0.96,
+        "id_recall@10": None,  # a row without it (an older run)
+        "p50_ms": 0.2,
+    }
+    rows[1]["id_recall@10"] = 0.94  # reached by tie credit, with the id overlap beside it
+    assert at_target({"results": rows})["id_recall@10"] == 0.94
     assert at_target({"results": rows[:1]}) is None
 
 
