@@ -242,3 +242,14 @@ def test_a_collection_built_from_another_source_is_refused(
     with pytest.raises(EvalError, match=r"collection 'topics' was built from 'beir:.*topics'.*another --name"):
         run_eval(settings, EvalRequest(str(other), "topics", ("flat",), progress=False))
     assert load_collection(settings.data_dir, "topics") == before
+
+
+def test_beir_corpus_is_an_ingest_source_with_beir_ids_and_title_plus_text(tmp_path: Path) -> None:
+    from ingest.corpora import get_corpus, list_corpora
+
+    folder = write_beir(tmp_path / "set", GOOD_DOCS, GOOD_QUERIES, GOOD_QRELS)
+    ds = get_corpus(f"beir:{folder}").load()
+    assert ds["id"] == ["d1", "d2"] and ds["text"] == ["T one", "two"] and ds["title"] == ["T", ""]
+    assert "beir:<folder>" in [r["name"] for r in list_corpora()]
+    with pytest.raises(BeirError, match=r"corpus\.jsonl: no such file"):
+        get_corpus(f"beir:{tmp_path}").load()

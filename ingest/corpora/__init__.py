@@ -97,6 +97,14 @@ def list_corpora() -> list[dict[str, Any]]:
     )
     out.append(
         {
+            "name": "beir:<folder>",
+            "description": "a BEIR folder's corpus.jsonl (_id, title, text); simlookup eval scores it",
+            "available": True,
+            "reason": "",
+        }
+    )
+    out.append(
+        {
             "name": "<file.csv|.jsonl|.parquet>",
             "description": "local table; text column 'text'",
             "available": True,
