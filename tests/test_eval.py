@@ -253,3 +253,26 @@ def test_beir_corpus_is_an_ingest_source_with_beir_ids_and_title_plus_text(tmp_p
     assert "beir:<folder>" in [r["name"] for r in list_corpora()]
     with pytest.raises(BeirError, match=r"corpus\.jsonl: no such file"):
         get_corpus(f"beir:{tmp_path}").load()
+
+
+class _RecordingRetriever:
+    """Answers search_vector with fixed ids and records the k it was asked (no engine involved)."""
+
+    def __init__(self, ids: list[str]) -> None:
+        self.ids, self.asked = ids, []  # type: ignore[var-annotated]
+
+    def search_vector(self, vec: Any, index: str, k: int) -> Any:
+        from retrieval.retriever import SearchResult
+        from retrieval.stores.base import Hit
+
+        self.asked.append(k)
+        return SearchResult("<vector>", index, 1.0, [Hit(i, 1.0, {}) for i in self.ids[:k]])
+
+
+def test_each_query_asks_one_more_hit_and_its_own_id_is_not_counted() -> None:
+    from benchmarks.relevance import _search_all
+
+    r = _RecordingRetriever(["q1", "a", "b", "c"])
+    ranked, took = _search_all(r, "hnsw", ["q1", "q2"], [None, None], 2)
+    assert r.asked == [3, 3] and took == [1.0, 1.0]
+    assert ranked == {"q1": ["a", "b"], "q2": ["q1", "a"]}
