@@ -43,7 +43,7 @@ from retrieval.errors import CorruptManifestError, InvalidInputError, SimlookupE
 from retrieval.names import check_name
 from retrieval.settings import Settings
 from retrieval.stores import QDRANT_INDEX, VectorStore
-from retrieval.stores.faiss_store import FaissBuildParams
+from retrieval.stores.faiss_params import FaissBuildParams
 from retrieval.stores.manifest import now_iso
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from retrieval.collection import Collection, CollectionManifest, VectorSpace
 from retrieval.errors import CorruptManifestError, InvalidInputError, SimlookupError
 from retrieval.settings import Settings
 from retrieval.stores import FAISS_KINDS, VectorStore
-from retrieval.stores import points as pts
+from retrieval.stores import point_registry as registry
 
 TOLERANCE = 1e-4
 
@@ -140,7 +140,7 @@ def _check_points(
     if not any(i in FAISS_KINDS for i in m.indexes) or not (folder / "points.sqlite").exists():
         return  # no FAISS kind, or a missing point store: the kinds' own opens report it
     try:
-        ps = pts.acquire(folder, repair, read_only=True)
+        ps = registry.acquire(folder, repair, read_only=True)
     except SimlookupError:
         return  # a point store that cannot be opened: reported by every kind that opens it
     where = f"{space_name}/points"
@@ -187,7 +187,7 @@ def _check_points(
     except SimlookupError as exc:
         rep.differences.append(f"{where}: {exc}")
     finally:
-        pts.release(ps)
+        registry.release(ps)
 
 
 def _compare(

@@ -354,7 +354,7 @@ def test_filtered_exact_in_blocks_equals_one_gather(
     tmp_path: Path, metric: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Many matches are scored a block at a time: the same ids and scores as one gather (block edges included)."""
-    import retrieval.stores.faiss_store as mod
+    import retrieval.stores.faiss_exact as mod
 
     ds = clustered(n=2000, d=16, nq=12, seed=4, normalize=metric == "cosine")
     st = open_store(Settings(data_dir=tmp_path / "d"), "f", "flat", dim=ds.dim, metric=metric)
@@ -362,9 +362,9 @@ def test_filtered_exact_in_blocks_equals_one_gather(
     flt = {"m": {"$in": [0, 2]}}
     for k in (1, 10, 50):
         one = st.search(ds.xq, k=k, filter=flt)
-        monkeypatch.setattr(mod, "_GATHER_ROWS", 7)
+        monkeypatch.setattr(mod, "GATHER_ROWS", 7)
         blocks = st.search(ds.xq, k=k, filter=flt)
-        monkeypatch.setattr(mod, "_GATHER_ROWS", 10**9)
+        monkeypatch.setattr(mod, "GATHER_ROWS", 10**9)
         assert [[h.id for h in r] for r in blocks] == [[h.id for h in r] for r in one]
         assert np.allclose([[h.score for h in r] for r in blocks], [[h.score for h in r] for r in one], atol=1e-5)
         assert all(h.payload["m"] in (0, 2) for r in blocks for h in r)

@@ -17,6 +17,7 @@ from retrieval.errors import CorruptIndexError
 from retrieval.retriever import Retriever
 from retrieval.settings import QdrantSettings, Settings
 from retrieval.stores import FAISS_KINDS, open_store
+from retrieval.stores import point_registry as registry
 from retrieval.stores import points as pts
 from retrieval.verify import verify
 
@@ -159,14 +160,14 @@ def test_flushes_record_each_new_row_once_in_chunks(tmp_path: Path) -> None:
     s = _settings(tmp_path / "d")
     _write(s, ["flat"], 0, 300)
     _write(s, ["flat"], 300, N)  # a second flush: appends to the partial first chunk
-    ps = pts.acquire(_points(tmp_path / "d"), "re-ingest", read_only=True)
+    ps = registry.acquire(_points(tmp_path / "d"), "re-ingest", read_only=True)
     try:
         crcs = ps.recorded_crcs()
         want = [zlib.crc32(r.tobytes()) for r in _vectors()]
         assert crcs.tolist() == want
         assert ps.check_vectors().damaged == []
     finally:
-        pts.release(ps)
+        registry.release(ps)
     db = sqlite3.connect(_points(tmp_path / "d") / "points.sqlite")
     try:
         assert db.execute("SELECT chunk, length(crcs) FROM vector_crc").fetchall() == [(0, N * 4)]

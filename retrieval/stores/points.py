@@ -31,12 +31,11 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NoReturn, Protocol
 
@@ -46,34 +45,20 @@ from retrieval.disk import file_bytes
 from retrieval.errors import CorruptIndexError, ManifestMismatchError, StoreLockedError, StoreNotFoundError
 from retrieval.filters import Filter
 from retrieval.metric import Metric
-from retrieval.payload_index import JSON_SCALARS, PayloadIndex
+from retrieval.payload_index import PayloadIndex
+from retrieval.stores.faults import fault_point
 from retrieval.stores.locks import lock_exclusive, unlock
-from retrieval.stores.vector_file import VectorFile, crcs_of, write_gathered
-
-Payload = dict[str, Any]
+from retrieval.stores.payloads import Payload, canonical, is_flat, own_copy
+from retrieval.stores.vector_checks import CRC_CHUNK, CRC_SCHEMA, VectorCheck, check_vectors, read_crcs, record_crcs
+from retrieval.stores.vector_file import VectorFile, vector_file_name, write_gathered
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS points (fid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, payload TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
-CRC_SCHEMA = "CREATE TABLE IF NOT EXISTS vector_crc (chunk INTEGER PRIMARY KEY, crcs BLOB NOT NULL)"
-CRC_CHUNK = 4096  # rows per vector_crc blob (16 KiB)
 RENUMBER_SCHEMA = "CREATE TABLE IF NOT EXISTS renumber (generation INTEGER PRIMARY KEY, old_fids BLOB NOT NULL)"
 _LOAD_TRIES = 20  # read-only opens retried when a compaction replaced the vector file meanwhile
 POINTS_FORMAT = "1"
-UNIT_TOLERANCE = 1e-3  # a stored cosine vector is unit length (normalised on upsert); farther off is damage
-
-
-@dataclass
-class VectorCheck:
-    """What ``PointStore.check_vectors`` found (fids of live points unless said otherwise)."""
-
-    rows: int  # committed rows in the vector file, live or not
-    checked: int  # rows compared with their recorded checksum (the rest are not checksummed yet)
-    damaged: list[int] = field(default_factory=list)  # live rows that differ from their checksum
-    damaged_dead: int = 0  # rows of replaced or deleted points that differ (searches never read them)
-    non_finite: list[int] = field(default_factory=list)  # live rows holding NaN or inf
-    not_unit: list[int] = field(default_factory=list)  # cosine: live rows of zero or non-unit length
 
 
 @dataclass
@@ -99,49 +84,6 @@ class ChangeListener(Protocol):
 
     def on_renumber(self, old_fids: np.ndarray) -> None:
         """A compaction renumbered the points: new fid i was ``old_fids[i]`` (the live fids, sorted)."""
-
-
-def vector_file_name(generation: int) -> str:
-    """The vector file of a point-store generation (0: the name stores had before compaction existed)."""
-    return "vectors.f32" if generation == 0 else f"vectors.{generation}.f32"
-
-
-def fault_point(name: str) -> None:
-    """Tests' crash hook: SIGKILL this process here when the variable SIMLOOKUP_FAULT names this point."""
-    if os.environ.get("SIMLOOKUP_FAULT") == name:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), allow_nan=False)
-
-
-def canonical(payload: Payload) -> str:
-    """The JSON text a payload is stored as (sorted keys: equal payloads give equal text)."""
-    return _CANONICAL.encode(payload)
-
-
-def _is_flat(payload: Payload) -> bool:
-    """Every value a JSON scalar (exact types, no Python loop): a shallow copy shares nothing mutable."""
-    return JSON_SCALARS.issuperset(map(type, payload.values()))
-
-
-def payload_copy(payload: Payload) -> Payload:
-    """A copy no caller can reach the store's payload through: shallow for scalar values, a JSON round trip
-    when a value is a list or an object (nested values would otherwise be shared)."""
-    if _is_flat(payload):
-        return dict(payload)
-    copy: Payload = json.loads(_CANONICAL.encode(payload))
-    return copy
-
-
-def own_copy(payload: Payload, text: str) -> tuple[Payload, bool]:
-    """The store's own copy of a payload, equal to ``json.loads(text)``, and whether it is flat (every value a
-    JSON scalar): a shallow copy when every key is a string and every value a JSON scalar (exact types), the
-    JSON round trip otherwise."""
-    if _is_flat(payload) and all(type(k) is str for k in payload):
-        return dict(payload), True
-    copy: Payload = json.loads(text)
-    return copy, _is_flat(copy)
 
 
 class PointStore:
@@ -255,7 +197,7 @@ class PointStore:
         if self._db is not None:
             try:
                 self._db.execute(CRC_SCHEMA)  # a store written before checksums: its next flush records them
-                self._crc_rows = min(len(_read_crcs(self._db)), self.next_fid)
+                self._crc_rows = min(len(read_crcs(self._db)), self.next_fid)
             except sqlite3.Error as exc:
                 raise CorruptIndexError(
                     f"point store {self.sqlite_path}: its vector checksums are unreadable ({exc}); {self.repair}"
@@ -278,7 +220,7 @@ class PointStore:
             for (fid, pid, _), pl in zip(rows, payloads, strict=True):
                 self.id_to_fid[pid] = fid
                 self.rows[fid] = (pid, pl)
-                if not _is_flat(pl):  # AttributeError: not a JSON object
+                if not is_flat(pl):  # AttributeError: not a JSON object
                     self.nested.add(fid)
         except (ValueError, TypeError, AttributeError):
             self._bad_payload(rows)
@@ -471,7 +413,7 @@ class PointStore:
                     rows_before, n, bytes_before, bytes_before, time.perf_counter() - t0, self.generation, False
                 )
             self.sync()  # every row checksummed: the new rows carry their recorded checksums over
-            crcs = _read_crcs(self._db)[:rows_before]
+            crcs = read_crcs(self._db)[:rows_before]
             if len(crcs) < rows_before:  # a chunk went missing: recomputed from the file, as a flush does
                 crcs = np.concatenate([crcs, self.vectors.row_crcs(len(crcs), rows_before)])
             gen = self.generation + 1
@@ -573,36 +515,15 @@ class PointStore:
 
     def _record_crcs(self) -> None:
         """Record the checksums of the rows committed since the last flush (rewrites the chunks they touch)."""
-        start, end = self._crc_rows, self.next_fid
-        if end <= start or self._db is None:
-            return
-        first = start // CRC_CHUNK
-        cur = self._db.cursor()
-        cur.execute("BEGIN IMMEDIATE")
-        try:
-            head = b""
-            if start % CRC_CHUNK:  # the recorded start of the chunk (recomputed if it went missing meanwhile)
-                row = cur.execute("SELECT crcs FROM vector_crc WHERE chunk=?", (first,)).fetchone()
-                head = bytes(row[0])[: (start % CRC_CHUNK) * 4] if row and isinstance(row[0], bytes) else b""
-                if len(head) != (start % CRC_CHUNK) * 4:
-                    head, start = b"", first * CRC_CHUNK
-            new = self.vectors.row_crcs(start, end).astype("<u4").tobytes()
-            data, width = head + new, CRC_CHUNK * 4
-            cur.executemany(
-                "INSERT OR REPLACE INTO vector_crc(chunk, crcs) VALUES(?, ?)",
-                [(first + i // width, data[i : i + width]) for i in range(0, len(data), width)],
-            )
-            cur.execute("COMMIT")
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
-        self._crc_rows = end
+        if self._db is not None and self.next_fid > self._crc_rows:
+            record_crcs(self._db, self.vectors, self._crc_rows, self.next_fid)
+            self._crc_rows = self.next_fid
 
     def recorded_crcs(self) -> np.ndarray:
         """The recorded checksums of rows 0.. (uint32; empty for a store written before checksums)."""
         db = sqlite3.connect(f"file:{self.sqlite_path}?mode=ro", uri=True)
         try:
-            return _read_crcs(db)
+            return read_crcs(db)
         except sqlite3.OperationalError as exc:
             if "no such table" in str(exc):
                 return np.zeros(0, dtype=np.uint32)
@@ -615,26 +536,9 @@ class PointStore:
             db.close()
 
     def check_vectors(self) -> VectorCheck:
-        """Compare every committed vector row with its recorded checksum, and find live rows that no upsert
-        could have stored: NaN or inf, and (cosine) zero or non-unit vectors. Reads the whole vector file."""
-        with self.lock:
-            n, live = self.next_fid, self.live.copy()
-        crcs = self.recorded_crcs()[:n]
-        rep = VectorCheck(rows=n, checked=len(crcs))
-        for lo, rows in self.vectors.iter_rows(0, n):  # one pass over the file
-            here = live[lo : lo + len(rows)]
-            known = crcs[lo : lo + len(rows)]
-            bad = np.zeros(len(rows), dtype=bool)
-            bad[: len(known)] = crcs_of(rows[: len(known)]) != known
-            rep.damaged += (lo + np.flatnonzero(bad & here)).tolist()
-            rep.damaged_dead += int((bad & ~here).sum())
-            sq = np.einsum("ij,ij->i", rows, rows, dtype=np.float64)
-            ok = np.isfinite(sq)
-            rep.non_finite += (lo + np.flatnonzero(~ok & here & ~bad)).tolist()
-            if self.metric is Metric.COSINE:
-                off = ok & (np.abs(np.sqrt(np.where(ok, sq, 1.0)) - 1.0) > UNIT_TOLERANCE)
-                rep.not_unit += (lo + np.flatnonzero(off & here & ~bad)).tolist()
-        return rep
+        """Every committed vector row against its recorded checksum, and live rows no upsert could have stored
+        (``vector_checks.check_vectors``)."""
+        return check_vectors(self)
 
     def id_of(self, fid: int) -> str | None:
         """The string id of a live fid (None for a replaced or deleted one)."""
@@ -663,40 +567,6 @@ class PointStore:
         unlock(lockfile)
 
 
-def _read_crcs(db: sqlite3.Connection) -> np.ndarray:
-    """The recorded checksums of rows 0.. that chunk after chunk cover without a gap (uint32)."""
-    parts: list[np.ndarray] = []
-    n = 0
-    for chunk, blob in db.execute("SELECT chunk, crcs FROM vector_crc ORDER BY chunk"):
-        if chunk * CRC_CHUNK != n or not isinstance(blob, bytes) or len(blob) % 4:
-            break
-        part = np.frombuffer(blob, dtype="<u4").astype(np.uint32)
-        parts.append(part)
-        n += len(part)
-        if len(part) != CRC_CHUNK:
-            break
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint32)
-
-
-# ---- the in-process registry: one PointStore per folder (the writer's, when this process writes) ----
-_REGISTRY: dict[tuple[str, bool], PointStore] = {}
-_REGISTRY_LOCK = threading.Lock()
-
-
-def acquire(folder: Path, repair: str, read_only: bool) -> PointStore:
-    """The shared PointStore of this folder (a read-only open shares this process's writer if there is one)."""
-    key = str(folder.resolve())
-    with _REGISTRY_LOCK:
-        ps = _REGISTRY.get((key, False))
-        if ps is None and read_only:
-            ps = _REGISTRY.get((key, True))
-        if ps is None:
-            ps = PointStore(folder, repair, read_only)
-            _REGISTRY[(key, read_only)] = ps
-        ps._refs += 1  # noqa: SLF001 - the registry owns the count
-        return ps
-
-
 def stored_seq(folder: Path) -> int | None:
     """The sequence number the point store's last committed write left on disk (None: unreadable)."""
     try:
@@ -721,32 +591,3 @@ def stored_generation(folder: Path) -> int | None:
         return int(row[0]) if row else 0
     except (sqlite3.Error, ValueError):
         return None
-
-
-def acquire_latest(folder: Path, repair: str) -> PointStore:
-    """A read-only PointStore of this folder at its latest committed state: this process's writer, the
-    registered snapshot if no write was committed since it was read, else a fresh snapshot that replaces it
-    in the registry (stores still holding the old one keep it until they release it)."""
-    key = str(folder.resolve())
-    with _REGISTRY_LOCK:
-        ps = _REGISTRY.get((key, False))
-        if ps is None:
-            ps = _REGISTRY.get((key, True))
-            if ps is None or ps.seq != stored_seq(folder):
-                ps = PointStore(folder, repair, True)
-                _REGISTRY[(key, True)] = ps
-        ps._refs += 1  # noqa: SLF001 - the registry owns the count
-        return ps
-
-
-def release(ps: PointStore) -> None:
-    """Drop one reference; the last one closes the files and the lock."""
-    key = (str(ps.folder.resolve()), ps.read_only)
-    with _REGISTRY_LOCK:
-        ps._refs -= 1  # noqa: SLF001
-        if ps._refs > 0:  # noqa: SLF001
-            return
-        if _REGISTRY.get(key) is ps:
-            del _REGISTRY[key]
-    with ps.lock:
-        ps._close_files()  # noqa: SLF001

@@ -236,3 +236,8 @@ def write_gathered(path: Path, source: np.ndarray, rows: np.ndarray) -> None:
         os.fsync(dfd)
     finally:
         os.close(dfd)
+
+
+def vector_file_name(generation: int) -> str:
+    """The vector file of a point-store generation (0: the name stores had before compaction existed)."""
+    return "vectors.f32" if generation == 0 else f"vectors.{generation}.f32"

@@ -1,0 +1,95 @@
+"""Integrity of a point store's vector file: a crc32 per row recorded at each flush (table ``vector_crc`` in
+points.sqlite, one blob of little-endian uint32 per ``CRC_CHUNK`` rows), and ``check_vectors``, which
+``simlookup verify`` runs: every row against its checksum, and live rows no upsert could have stored."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from retrieval.metric import Metric
+from retrieval.stores.vector_file import VectorFile, crcs_of
+
+if TYPE_CHECKING:
+    from retrieval.stores.points import PointStore
+
+CRC_SCHEMA = "CREATE TABLE IF NOT EXISTS vector_crc (chunk INTEGER PRIMARY KEY, crcs BLOB NOT NULL)"
+CRC_CHUNK = 4096  # rows per vector_crc blob (16 KiB)
+UNIT_TOLERANCE = 1e-3  # a stored cosine vector is unit length (normalised on upsert); farther off is damage
+
+
+@dataclass
+class VectorCheck:
+    """What ``PointStore.check_vectors`` found (fids of live points unless said otherwise)."""
+
+    rows: int  # committed rows in the vector file, live or not
+    checked: int  # rows compared with their recorded checksum (the rest are not checksummed yet)
+    damaged: list[int] = field(default_factory=list)  # live rows that differ from their checksum
+    damaged_dead: int = 0  # rows of replaced or deleted points that differ (searches never read them)
+    non_finite: list[int] = field(default_factory=list)  # live rows holding NaN or inf
+    not_unit: list[int] = field(default_factory=list)  # cosine: live rows of zero or non-unit length
+
+
+def read_crcs(db: sqlite3.Connection) -> np.ndarray:
+    """The recorded checksums of rows 0.. that chunk after chunk cover without a gap (uint32)."""
+    parts: list[np.ndarray] = []
+    n = 0
+    for chunk, blob in db.execute("SELECT chunk, crcs FROM vector_crc ORDER BY chunk"):
+        if chunk * CRC_CHUNK != n or not isinstance(blob, bytes) or len(blob) % 4:
+            break
+        part = np.frombuffer(blob, dtype="<u4").astype(np.uint32)
+        parts.append(part)
+        n += len(part)
+        if len(part) != CRC_CHUNK:
+            break
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint32)
+
+
+def record_crcs(db: sqlite3.Connection, vectors: VectorFile, start: int, end: int) -> None:
+    """Record the checksums of the rows committed since the last flush (rewrites the chunks they touch)."""
+    first = start // CRC_CHUNK
+    cur = db.cursor()
+    cur.execute("BEGIN IMMEDIATE")
+    try:
+        head = b""
+        if start % CRC_CHUNK:  # the recorded start of the chunk (recomputed if it went missing meanwhile)
+            row = cur.execute("SELECT crcs FROM vector_crc WHERE chunk=?", (first,)).fetchone()
+            head = bytes(row[0])[: (start % CRC_CHUNK) * 4] if row and isinstance(row[0], bytes) else b""
+            if len(head) != (start % CRC_CHUNK) * 4:
+                head, start = b"", first * CRC_CHUNK
+        new = vectors.row_crcs(start, end).astype("<u4").tobytes()
+        data, width = head + new, CRC_CHUNK * 4
+        cur.executemany(
+            "INSERT OR REPLACE INTO vector_crc(chunk, crcs) VALUES(?, ?)",
+            [(first + i // width, data[i : i + width]) for i in range(0, len(data), width)],
+        )
+        cur.execute("COMMIT")
+    except BaseException:
+        cur.execute("ROLLBACK")
+        raise
+
+
+def check_vectors(ps: PointStore) -> VectorCheck:
+    """Compare every committed vector row with its recorded checksum, and find live rows that no upsert
+    could have stored: NaN or inf, and (cosine) zero or non-unit vectors. Reads the whole vector file."""
+    with ps.lock:
+        n, live = ps.next_fid, ps.live.copy()
+    crcs = ps.recorded_crcs()[:n]
+    rep = VectorCheck(rows=n, checked=len(crcs))
+    for lo, rows in ps.vectors.iter_rows(0, n):  # one pass over the file
+        here = live[lo : lo + len(rows)]
+        known = crcs[lo : lo + len(rows)]
+        bad = np.zeros(len(rows), dtype=bool)
+        bad[: len(known)] = crcs_of(rows[: len(known)]) != known
+        rep.damaged += (lo + np.flatnonzero(bad & here)).tolist()
+        rep.damaged_dead += int((bad & ~here).sum())
+        sq = np.einsum("ij,ij->i", rows, rows, dtype=np.float64)
+        ok = np.isfinite(sq)
+        rep.non_finite += (lo + np.flatnonzero(~ok & here & ~bad)).tolist()
+        if ps.metric is Metric.COSINE:
+            off = ok & (np.abs(np.sqrt(np.where(ok, sq, 1.0)) - 1.0) > UNIT_TOLERANCE)
+            rep.not_unit += (lo + np.flatnonzero(off & here & ~bad)).tolist()
+    return rep
