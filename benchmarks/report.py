@@ -3,27 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from benchmarks.claims import FLAT_RATIO, topup_counts
 from benchmarks.metrics import pareto_front
+from benchmarks.tables import md_table
+from benchmarks.tuned import tuned_legend, tuned_table
 
 PLOTS = ("recall_vs_qps.png", "latency_percentiles.png", "memory_vs_recall.png")
-
-
-def md_table(header: Sequence[str], rows: Iterable[Sequence[Any]], align: str) -> list[str]:
-    """A markdown table as lines: one cell per column in each row, align one letter per column ('l' or 'r')."""
-    if len(align) != len(header):
-        raise ValueError(f"{len(header)} columns but align {align!r}")
-    rule = ["---:" if a == "r" else "---" for a in align]
-    lines = [f"| {' | '.join(header)} |", f"| {' | '.join(rule)} |"]
-    for row in rows:
-        if len(row) != len(header):
-            raise ValueError(f"a row of {len(row)} cells in a table of {len(header)} columns: {row!r}")
-        lines.append(f"| {' | '.join(str(c) for c in row)} |")
-    return lines
 
 
 def write_all(results: dict[str, Any], out: Path) -> None:
@@ -128,7 +116,6 @@ def markdown(results: dict[str, Any]) -> str:
     n_base = ds.get("n_base", ds["n"])
     tuned = [(c["label"], n_base, c["tuned"]) for c in results["configs"] if c.get("tuned")]
     if tuned:
-        from benchmarks.tuned import tuned_legend, tuned_table  # benchmarks.tuned builds on md_table above
 
         lines += ["", "## Tuned defaults", "", tuned_legend(), "", *tuned_table(tuned)]
     lines.append("")

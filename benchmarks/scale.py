@@ -17,8 +17,8 @@ from typing import Any
 
 from benchmarks.datasets import clustered
 from benchmarks.engines import BuildConfig
-from benchmarks.report import md_table
 from benchmarks.runner import K, Truth, dataset_info, environment, hnsw_configs, pick_pq_m, run_config, set_threads
+from benchmarks.tables import md_table
 from benchmarks.tuned import tuned_legend, tuned_table
 from retrieval.settings import Settings
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from functools import partial
 from typing import Any
 
-from benchmarks.report import md_table
+from benchmarks.tables import md_table
 from benchmarks.timing import timed
 from retrieval.stores import VectorStore
 from retrieval.tuning import DEFAULT_K, DEFAULT_TARGET, TUNE_MIN_POINTS, tune
