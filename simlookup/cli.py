@@ -39,7 +39,16 @@ def cmd_info(args: argparse.Namespace) -> int:
         )
     good, broken = scan_collections(s.data_dir)
     data["collections"] = [
-        {"name": c.name, "corpus": c.corpus, "count": c.count, "indexes": c.indexes, "complete": c.complete}
+        {
+            "name": c.name,
+            "corpus": c.corpus,
+            "count": c.count,
+            "indexes": c.indexes,
+            "complete": c.complete,
+            # each tuned index's default setting and the recall@k it measured (retrieval.tuning)
+            "tuned": {f"{i}/{sp}": {"params": op["params"], "recall": op["recall"], "reached": op["reached"]}
+                      for sp, pts in c.tuning.items() for i, op in pts.items()},
+        }
         for c in good
     ] + [{"name": n, "error": why} for n, why in broken.items()]
     data["collections"].sort(key=lambda c: c["name"])
@@ -52,6 +61,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         f"collection {c['name']}: UNREADABLE: {c['error']}"
         if "error" in c
         else f"collection {c['name']}: {c['count']} points, indexes {c['indexes']}"
+        + "".join(f"; {k} tuned {v['params']} recall {v['recall']:.3f}" for k, v in c.get("tuned", {}).items())
         for c in data["collections"]
     ]
     _emit(args, data, "\n".join(lines))

@@ -139,6 +139,9 @@ def test_tune_command_and_where_the_tuning_shows(tuned: Settings, data: Dataset,
     assert main([*base, "collections", "--json"]) == 0
     details = json.loads(capsys.readouterr().out)["collections"][0]["index_details"]
     assert details["hnsw"]["tuned"]["text"]["target"] == 0.99 and "tuned" not in details["flat"]
+    assert main([*base, "info", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)["collections"][0]["tuned"]
+    assert set(info) == {"ivf/text", "ivfpq/text", "hnsw/text"} and info["hnsw/text"]["recall"] == op["recall"]
     from retrieval.verify import verify
 
     m = load_collection(tuned.data_dir, "t")

@@ -372,9 +372,11 @@ class FaissStore(KindFiles, VectorStore):
         the data (a search mid-ingest, a killed job) ends equal to one trained once on everything.
         """
         self._check_open()
+        if self.read_only:
+            raise StoreLockedError(f"FAISS store {self.dir} is open read-only: it cannot build")
         with self._ps.lock:
             compacted = False
-            if not self.read_only and self._ps.garbage_fraction() > self.defaults.compact_garbage_fraction:
+            if self._ps.garbage_fraction() > self.defaults.compact_garbage_fraction:
                 compacted = self._ps.compact().compacted
             if self.kind not in ("ivf", "ivfpq"):
                 return compacted
