@@ -113,16 +113,15 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         *_search_table(results),
     ]
-    n_base = ds.get("n_base", ds["n"])
-    tuned = [(c["label"], n_base, c["tuned"]) for c in results["configs"] if c.get("tuned")]
-    if tuned:
-
-        lines += ["", "## Tuned defaults", "", tuned_legend(), "", *tuned_table(tuned)]
     lines.append("")
     lines.append("\\* raw call is the PQ search without the exact re-rank, so the ratio includes the re-rank itself.")
     note = topup_note(results)
     if note:
         lines.append(note)
+    n_base = ds.get("n_base", ds["n"])
+    tuned = [(c["label"], n_base, c["tuned"]) for c in results["configs"] if c.get("tuned")]
+    if tuned:
+        lines += ["", "## Tuned defaults", "", tuned_legend(), "", *tuned_table(tuned)]
     e2e = results.get("e2e")
     if e2e:
         lines += [
