@@ -36,7 +36,7 @@ from retrieval.settings import Settings
 from retrieval.stores import FAISS_KINDS, INDEX_NAMES, QDRANT_INDEX, FaissStore, SearchParams, VectorStore, open_store
 from retrieval.stores.manifest import FileSig, Pin, file_sig
 from retrieval.stores.points import CompactReport
-from retrieval.tuning import DEFAULT_K, DEFAULT_TARGET, TUNE_MIN_POINTS
+from retrieval.tuning import DEFAULT_K, DEFAULT_TARGET, TUNE_MIN_POINTS, shortfall
 
 __all__ = [
     "ENCODER_OF",
@@ -135,8 +135,8 @@ class Collection:
         default = params is None or (params.nprobe is None and params.hnsw_ef is None and params.rerank is None)
         if op and not op.get("reached") and default and not (params is not None and params.exact):
             out.append(
-                f"index {index} answers at recall@{op['k']} {op['recall']:.3f} at best (measured when tuned), below "
-                f"the target {op['target']}: {op.get('advice') or 'rebuild it with larger build parameters'}"
+                f"index {index} answers at {shortfall(op)}: "
+                f"{op.get('advice') or 'rebuild it with larger build parameters'}"
             )
         return out
 
@@ -362,6 +362,9 @@ class Collection:
             n = st.count()
             old = self.manifest.tuning.get(space, {}).get(index)
             if n < min_points:
+                if old and stale(old, n):  # shrunk below the threshold: the built-in defaults apply again
+                    self.manifest.tuning.get(space, {}).pop(index, None)
+                    st.tuned = None
                 continue
             if only_stale and old and old.get("target") == target and old.get("k") == k and not stale(old, n):
                 continue

@@ -100,6 +100,12 @@ def _margin(recall: float, n: int) -> float:
     return max(0.01, 2 * math.sqrt(max(recall * (1 - recall), 0.01 * 0.99) / max(n, 1)))
 
 
+def needed(target: float, margin: float) -> float:
+    """The sample recall a setting must show to count as reaching ``target``: the target plus the margin, capped
+    at 1 (a target above 0.99 then asks for every sampled neighbour found, not for a recall above 1)."""
+    return min(target + margin, 1.0)
+
+
 def _advice(store: VectorStore) -> str:
     kind = getattr(store, "kind", store.backend)
     if kind == "ivfpq":
@@ -173,7 +179,7 @@ def tune(
             r = measure(group[mid])
             if best is None or r > best[0]:
                 best = (r, group[mid])
-            if r >= target + _margin(r, pairs):
+            if r >= needed(target, _margin(r, pairs)):
                 found = (r, group[mid])
                 hi = mid - 1
             else:
@@ -249,6 +255,17 @@ def _p50_ms(store: VectorStore, q: np.ndarray, k: int, c: dict[str, int]) -> flo
         store.search(row, k, params=params)
         times.append((time.perf_counter() - t) * 1e3)
     return float(np.median(times)) if times else 0.0
+
+
+def shortfall(point: dict[str, Any]) -> str:
+    """How a recorded operating point that did not reach its target falls short, in words."""
+    recall, target, k = float(point.get("recall") or 0.0), float(point.get("target") or 0.0), point.get("k")
+    if recall < target:
+        return f"recall@{k} {recall:.3f} at best (measured when tuned), below the target {target}"
+    return (
+        f"recall@{k} {recall:.3f} at best (measured when tuned), within the sampling margin "
+        f"({point.get('margin')}) of the target {target}, so fresh queries may answer below it"
+    )
 
 
 def stale(point: dict[str, Any], count: int) -> bool:

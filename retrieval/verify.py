@@ -99,7 +99,7 @@ def _verify(
 def _check_tuning(m: CollectionManifest, rep: VerifyReport, name: str) -> None:
     """Flag an index whose collection grew or shrank by more than half since it was tuned, or whose tuning
     could not reach its recall target (notes: searches still answer; the next build re-tunes)."""
-    from retrieval.tuning import stale
+    from retrieval.tuning import shortfall, stale
 
     for space, points in m.tuning.items():
         for index, op in points.items():
@@ -113,8 +113,8 @@ def _check_tuning(m: CollectionManifest, rep: VerifyReport, name: str) -> None:
                 )
             if not op.get("reached"):
                 rep.notes.append(
-                    f"{space}/{index}: its best setting {op.get('params')} reaches recall@{op.get('k')} "
-                    f"{op.get('recall')}, below the target {op.get('target')}: {op.get('advice')}"
+                    f"{space}/{index}: its best setting {op.get('params')} answers at {shortfall(op)}: "
+                    f"{op.get('advice')}"
                 )
 
 

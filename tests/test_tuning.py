@@ -95,6 +95,44 @@ def test_small_collections_keep_the_defaults(tmp_path: Path, data: Dataset) -> N
     coll.close()
 
 
+def test_a_collection_shrunk_below_the_threshold_drops_its_tuning(tmp_path: Path, data: Dataset) -> None:
+    """Tuned at 6,000 points, cut to 300: the next build forgets the tuning (built-in defaults again) instead of
+    keeping a setting measured on a collection twenty times larger."""
+    s = Settings(data_dir=tmp_path / "d")
+    coll = make(s, "shrink", data.dim, ["hnsw"])
+    st = coll.store("hnsw", create=True)
+    ids = data.point_ids()
+    coll.upsert(ids, data.xb, [{} for _ in ids])
+    coll.build()
+    assert "hnsw" in coll.manifest.tuning["text"] and st.tuned is not None
+    coll.delete(ids[300:])
+    coll.build()
+    assert coll.manifest.tuning.get("text", {}) == {} and st.tuned is None
+    coll.close()
+
+
+def test_a_target_above_the_margin_is_reachable_and_said_consistently() -> None:
+    """The margin never asks for a recall above 1 (a 0.999 target is met by a sample at 1.0), and an operating
+    point short of its target only by the margin is not described as "below" it."""
+    from retrieval.tuning import needed, shortfall
+
+    assert needed(0.999, 0.01) == 1.0 and needed(0.9, 0.02) == pytest.approx(0.92)
+    within = shortfall({"recall": 0.955, "target": 0.95, "k": 10, "margin": 0.012})
+    below = shortfall({"recall": 0.9, "target": 0.95, "k": 10, "margin": 0.012})
+    assert "within the sampling margin" in within and "below the target" not in within
+    assert "below the target 0.95" in below
+
+
+def test_tuning_to_a_near_perfect_target_reaches_it(tuned: Settings) -> None:
+    """`tune --recall 0.999` on an index that can reach it (HNSW at a large ef) records it as reached."""
+    coll = Collection(tuned, "t", read_only=False)
+    try:
+        op = coll.tune(["hnsw"], target=0.999)["hnsw/text"]
+        assert op["reached"] and op["recall"] >= 0.999
+    finally:
+        coll.close()
+
+
 def test_an_unreachable_target_is_said_with_the_build_change(tmp_path: Path, data: Dataset) -> None:
     """IVF-PQ with 2-byte codes and re-rank capped at 2 cannot reach 0.95: the build keeps its best setting,
     records the recall and the advice, and a default search says so."""
