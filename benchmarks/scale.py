@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from benchmarks.datasets import clustered
 from benchmarks.engines import BuildConfig
 from benchmarks.runner import K, Truth, dataset_info, environment, hnsw_configs, pick_pq_m, run_config, set_threads
@@ -45,6 +47,81 @@ def scale_configs(dim: int = DIM) -> list[BuildConfig]:
         ),
         *hnsw[2:],
     ]
+
+
+MEMMAP_FROM = 2_000_000  # base sets from this size are generated in chunks into a memory-mapped .npy
+
+
+def clustered_memmap(
+    path: Path, n: int, d: int = DIM, nq: int = 1000, seed: int = 0, chunk: int = 250_000, spread: float = 0.35
+) -> tuple[np.ndarray, np.ndarray]:
+    """``benchmarks.datasets.clustered``'s distribution (same centre count, noise, unit norm), drawn chunk by
+    chunk into a .npy at ``path`` so that one copy of the base set exists, on disk; (read-only map, queries).
+    Not the same vectors as ``clustered(n)``: the draws are ordered differently."""
+    rng = np.random.default_rng(seed)
+    k = max(8, int(np.sqrt(n) / 2))
+    centres = rng.normal(size=(k, d)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+
+    def draw(m: int) -> np.ndarray:
+        x = centres[rng.integers(0, k, m)] + spread * rng.normal(size=(m, d)).astype(np.float32) / np.sqrt(d) * 3
+        return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, d))
+    for s in range(0, n, chunk):
+        out[s : s + chunk] = draw(min(chunk, n - s))
+    out.flush()
+    del out
+    xq = draw(nq)
+    return np.load(path, mmap_mode="r"), xq
+
+
+def chunked_truth(xb: np.ndarray, xq: np.ndarray, k: int, chunk: int = 250_000) -> np.ndarray:
+    """Exact top-k positions by inner product (unit vectors: cosine), one chunk of the base set at a time."""
+    import faiss
+
+    best_d = np.full((len(xq), k), -np.inf, dtype=np.float32)
+    best_i = np.full((len(xq), k), -1, dtype=np.int64)
+    q = np.ascontiguousarray(xq, dtype=np.float32)
+    for s in range(0, len(xb), chunk):
+        part = np.ascontiguousarray(xb[s : s + chunk], dtype=np.float32)
+        dist, idx = faiss.knn(q, part, min(k, len(part)), metric=faiss.METRIC_INNER_PRODUCT)
+        both_d = np.concatenate([best_d, dist], axis=1)
+        both_i = np.concatenate([best_i, idx + s], axis=1)
+        order = np.argsort(-both_d, axis=1, kind="stable")[:, :k]
+        best_d = np.take_along_axis(both_d, order, axis=1)
+        best_i = np.take_along_axis(both_i, order, axis=1)
+    return best_i
+
+
+def load_vectors(
+    n: int, d: int, nq: int, seed: int, path: Path | None, log: Callable[[str], None] = print
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(base, queries, exact top-K positions): in RAM below MEMMAP_FROM (``clustered``, the curve's vectors),
+    memory-mapped at ``path`` from there (an existing file of the right shape is reused)."""
+    from benchmarks.data import ground_truth
+
+    if n < MEMMAP_FROM or path is None:
+        ds = clustered(n=n, d=d, nq=nq, seed=seed)
+        return ds.xb, ds.xq, ground_truth(ds, K)
+    qpath = path.with_suffix(".queries.npy")
+    if path.exists() and qpath.exists() and np.load(path, mmap_mode="r").shape == (n, d):
+        xb, xq = np.load(path, mmap_mode="r"), np.load(qpath)
+        log(f"reusing {path}")
+    else:
+        t0 = time.perf_counter()
+        xb, xq = clustered_memmap(path, n, d, nq, seed)
+        np.save(qpath, xq)
+        log(f"generated {n:,} × {d} into {path} in {time.perf_counter() - t0:.0f} s")
+    tpath = path.with_suffix(".truth.npy")
+    if tpath.exists() and np.load(tpath).shape == (nq, K):
+        return xb, xq, np.load(tpath)
+    t0 = time.perf_counter()
+    truth = chunked_truth(xb, xq, K)
+    np.save(tpath, truth)
+    log(f"exact truth for {nq} queries in {time.perf_counter() - t0:.0f} s")
+    return xb, xq, truth
 
 
 def at_target(entry: dict[str, Any], target: float = TARGET) -> dict[str, Any] | None:
