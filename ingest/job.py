@@ -376,6 +376,7 @@ def _new_manifest(
         qdrant_mode=qs.qdrant.mode if qs is not None else None,
         payload_indexes=dict(spec.payload_indexes),
         created=old.created if old is not None else now_iso(),
+        uid=old.uid if old is not None else "",  # the same collection (a new one gets its uid when first saved)
         tuning=old.tuning if old is not None else {},  # kept; build() re-tunes an index whose count moved by half
         updated=now_iso(),
     )

@@ -108,8 +108,16 @@ class Collection:
             if sig == self._sig:
                 return False
             if sig is None:
-                raise StoreNotFoundError(f"collection {self.name!r} was removed from {self.settings.data_dir}")
+                raise StoreNotFoundError(
+                    f"collection {self.name!r} was removed from {self.settings.data_dir} (dropped by another "
+                    f"process?): nothing to search until `simlookup ingest SOURCE --name {self.name}` creates it again"
+                )
+            old = self.manifest
             self.manifest, self._sig = load_collection_pinned(self.settings.data_dir, self.name, self._pin)
+            if self.manifest.uid != old.uid:
+                # dropped and created again under this name: its stores (another dim, model or set of indexes,
+                # maybe) open afresh on the next use; never answer from the dropped ones
+                self._close_stores()
             for (index, target), st in self._stores.items():  # a `simlookup tune` elsewhere: its defaults apply
                 st.tuned = self._tuned_params(index, target)
             return True
@@ -416,16 +424,21 @@ class Collection:
             if self._closed:
                 return
             self._closed = True
-            errors = []
-            for st in self._stores.values():
-                try:
-                    st.close()
-                except SimlookupError as exc:
-                    errors.append(f"{st.name}: {exc}")
-            self._stores.clear()
+            errors = self._close_stores()
             self._pin.close()
             if errors:
                 raise StoreError(f"closing collection {self.name!r}: " + "; ".join(errors))
+
+    def _close_stores(self) -> list[str]:
+        """Close every open store (under the lock); the errors, one line each."""
+        errors = []
+        stores, self._stores = list(self._stores.values()), {}
+        for st in stores:
+            try:
+                st.close()
+            except SimlookupError as exc:
+                errors.append(f"{st.name}: {exc}")
+        return errors
 
     def _check_open(self) -> None:
         if self._closed:

@@ -10,6 +10,7 @@ the ``--model`` that made them (text queries then work) or ``external`` (vector 
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,6 +25,11 @@ EncoderKind = Literal["text", "clip", "external"]
 # the encoder kind of vectors a user brought, and their model when no --model named the one that made them
 EXTERNAL: Literal["external"] = "external"
 ENCODER_OF: dict[str, EncoderKind] = {"text": "text", "image": "clip", "caption": "clip"}
+
+
+def new_uid() -> str:
+    """A fresh collection identity (``CollectionManifest.uid``)."""
+    return uuid.uuid4().hex
 
 
 class VectorSpace(BaseModel):
@@ -73,6 +79,11 @@ class CollectionManifest(BaseModel):
     tuning: dict[str, dict[str, dict[str, Any]]] = Field(default_factory=dict)
     created: str = ""
     updated: str = ""
+    # this collection's identity, given by its first save (``save_collection``) and kept by every re-ingest; a
+    # drop and a new ingest under the same name give another: a reader that finds another one behind the name
+    # re-opens its stores instead of answering from the dropped ones. Read from an older manifest without one:
+    # derived from its creation stamp.
+    uid: str = ""
 
     @model_validator(mode="before")
     @classmethod
@@ -109,7 +120,10 @@ def _read_sig(p: Path, name: str, pin: Pin | None = None) -> tuple[CollectionMan
             pin.swap(got)
         else:
             got.close()
-        return CollectionManifest.model_validate(json.loads(raw.decode("utf-8"))), sig
+        m = CollectionManifest.model_validate(json.loads(raw.decode("utf-8")))
+        if not m.uid:
+            m.uid = f"created:{m.created}"
+        return m, sig
     except (OSError, UnicodeDecodeError, ValueError, ValidationError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CorruptManifestError(
@@ -140,7 +154,9 @@ def load_collection_pinned(data_dir: Path, name: str, pin: Pin) -> tuple[Collect
 
 
 def save_collection(data_dir: Path, manifest: CollectionManifest) -> None:
-    """Write a collection manifest atomically."""
+    """Write a collection manifest atomically (a new collection's first save gives it its ``uid``)."""
+    if not manifest.uid:
+        manifest.uid = new_uid()
     p = manifest_path(data_dir, manifest.name)
     p.parent.mkdir(parents=True, exist_ok=True)
     write_json(p, manifest.model_dump(mode="json"))

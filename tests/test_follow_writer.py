@@ -284,3 +284,122 @@ def test_service_follows_a_re_ingest(tmp_path: Path, vecs: Dataset) -> None:
         doc = c.post("/search", json=body).json()
         assert len(doc["hits"]) == 30 and "warnings" not in doc
         assert c.get("/indexes").json()["indexes"][0]["count"] == 30
+
+
+# ---- a collection dropped and created again under the same name (adversarial pass after issues 21 and 23) ----
+_RECREATE = """
+from retrieval.catalog import drop_collection
+from retrieval.collection import CollectionManifest, VectorSpace, save_collection
+drop_collection(s, {name!r})
+rng = np.random.default_rng(7)
+x = rng.standard_normal(({n}, {dim})).astype(np.float32)
+for kind in {kinds!r}:
+    st = open_store(s, {name!r}, kind, dim={dim}, fingerprint="fp2")
+    st.upsert(["q%d" % i for i in range({n})], x, [{{"new": True}}] * {n})
+    st.build()
+    st.close()
+np.save({out!r}, x)
+space = VectorSpace(name="text", encoder="text", model="m2", fingerprint="fp2", dim={dim})
+save_collection(s.data_dir, CollectionManifest(name={name!r}, corpus="new.csv", corpus_fingerprint="y",
+                modality="text", vectors={{"text": space}}, indexes={kinds!r}, count={n}, complete=True))
+"""
+
+
+def _recreate(s: Settings, tmp_path: Path, name: str, dim: int, kinds: list[str], n: int = 60) -> np.ndarray:
+    """Another process drops the collection and ingests a new one under the same name; its vectors."""
+    out = tmp_path / f"new-{dim}.npy"
+    _run_writer(s.data_dir, _RECREATE.format(name=name, n=n, dim=dim, kinds=kinds, out=str(out)))
+    return np.load(out)
+
+
+def _old_collection(s: Settings, name: str, vecs: Dataset, n: int = 60) -> None:
+    st = open_store(s, name, "flat", dim=vecs.dim, fingerprint="fp")
+    st.upsert(vecs.point_ids()[:n], vecs.xb[:n])  # one write: the new collection's point store has the same seq
+    st.build()
+    st.close()
+    _collection(s, name, vecs.dim, True, n)
+
+
+def test_retriever_follows_a_drop_and_re_create_of_the_same_shape(tmp_path: Path, vecs: Dataset) -> None:
+    """Before the fix: the reader kept answering the dropped points (p*) from its old snapshot."""
+    s = _settings(tmp_path)
+    _old_collection(s, "dr", vecs)
+    with Retriever(s, "dr") as r:
+        assert r.search_vector(vecs.xb[0], index="flat", k=1).hits[0].id == "p0"
+        x = _recreate(s, tmp_path, "dr", vecs.dim, ["flat"])
+        res = r.search_vector(x[5], index="flat", k=60)
+        assert {h.id[0] for h in res.hits} == {"q"} and res.hits[0].id == "q5"
+        assert res.hits[0].payload == {"new": True}
+        assert r.manifest.corpus == "new.csv" and r.store("flat").count() == 60
+
+
+def test_service_follows_a_drop_and_re_create_with_another_dim_and_index(tmp_path: Path, vecs: Dataset) -> None:
+    """The new collection is 8-d and has hnsw only: the service answers from it (or refuses), never from the
+    dropped 16-d flat index."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from simlookup.server.app import create_app
+
+    s = _settings(tmp_path)
+    _old_collection(s, "dd", vecs)
+    with TestClient(create_app(s, "dd")) as c:
+        body = {"vector": vecs.xb[0].tolist(), "k": 5, "index": "flat"}
+        assert c.post("/search", json=body).json()["hits"][0]["id"] == "p0"
+        x = _recreate(s, tmp_path, "dd", 8, ["hnsw"])
+        new = c.post("/search", json={"vector": x[3].tolist(), "k": 5, "index": "hnsw"})
+        assert new.status_code == 200, new.text  # not "unknown index 'hnsw'" nor "the index has 16 dimensions"
+        assert new.json()["hits"][0]["id"] == "q3"
+        old = c.post("/search", json=body)
+        assert old.status_code == 404 and "unknown index 'flat'" in old.json()["detail"], old.text
+        idx = c.get("/indexes").json()["indexes"]
+        assert [(i["index"], i["dim"], i["count"]) for i in idx] == [("hnsw", 8, 60)]
+
+
+def test_dropped_collection_is_an_error_for_a_reader_not_an_answer(tmp_path: Path, vecs: Dataset) -> None:
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from simlookup.server.app import create_app
+
+    s = _settings(tmp_path)
+    _old_collection(s, "gone", vecs)
+    r = Retriever(s, "gone")
+    assert len(r.search_vector(vecs.xb[0], index="flat", k=3).hits) == 3
+    with TestClient(create_app(s, "gone")) as c:
+        body = {"vector": vecs.xb[0].tolist(), "k": 3, "index": "flat"}
+        assert c.post("/search", json=body).status_code == 200
+        _run_writer(s.data_dir, 'from retrieval.catalog import drop_collection\ndrop_collection(s, "gone")')
+        resp = c.post("/search", json=body)
+        assert resp.status_code == 404 and "was removed" in resp.json()["detail"], resp.text
+        assert c.get("/indexes").status_code == 404
+    with pytest.raises(StoreNotFoundError, match="was removed"):
+        r.search_vector(vecs.xb[0], index="flat", k=3)
+    r.close()
+
+
+def test_read_only_store_follows_a_store_re_created_under_its_name(tmp_path: Path, vecs: Dataset) -> None:
+    """A bare read-only store (no collection manifest): its folder deleted and written again with as many
+    writes (the same point-store seq). Same shape: it follows the new store; another dim: a clear error."""
+    s = _settings(tmp_path)
+    _write(s, "bare", "flat", vecs, 100)
+    ro = open_store(s, "bare", "flat", create=False, read_only=True)
+    assert ro.search(vecs.xb[0], k=1)[0][0].id == "p0"
+    remake = """
+    import shutil
+    shutil.rmtree(s.data_dir / "faiss" / "bare")
+    x = np.random.default_rng(1).standard_normal((100, {dim})).astype(np.float32)
+    st = open_store(s, "bare", "flat", dim={dim})
+    st.upsert(["q%d" % i for i in range(100)], x, [{{"i": i}} for i in range(100)])
+    st.build()
+    st.close()
+    np.save({out!r}, x)
+    """
+    _run_writer(s.data_dir, remake.format(dim=vecs.dim, out=str(tmp_path / "b.npy")))
+    x = np.load(tmp_path / "b.npy")
+    assert ro.search(x[7], k=1)[0][0].id == "q7"
+    assert ro.fetch(["p0"]) == {} and ro.count() == 100
+    _run_writer(s.data_dir, remake.format(dim=8, out=str(tmp_path / "b8.npy")))
+    with pytest.raises(StoreNotFoundError, match="re-created.*8-d.*open it again"):
+        ro.search(x[7], k=1)
+    ro.close()

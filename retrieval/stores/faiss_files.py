@@ -161,6 +161,7 @@ class KindFiles:
                 )
             pin = Pin()
             manifest, sig = read_manifest_sig(self.manifest_path, pin)
+            self._check_same_shape(manifest)
             self._pin.swap(pin)
             kept = (self._index, self._index_sum, self._tomb, self._tomb_sel, self._nlist, self._trained_on,
                     self._created, self._sig, self._disk_gen)
@@ -189,6 +190,26 @@ class KindFiles:
         self.stats["reloads"] += 1
         log.info("FAISS store %s: reloaded at point-store seq %s (a writer flushed)", self.dir, new.seq)
         return True
+
+    def _check_same_shape(self, manifest: dict[str, Any]) -> None:
+        """Refuse to follow a kind that was dropped and created again with another dimension, metric, model or
+        build parameters (this store's shape is fixed when it opens): the caller opens it again."""
+        try:
+            same = (
+                manifest.get("kind") == self.kind
+                and int(manifest["dim"]) == self.dim
+                and manifest.get("metric") == self.metric.value
+                and manifest.get("fingerprint") == self.fingerprint
+                and FaissBuildParams(**manifest["params"]) == self.params
+            )
+        except (KeyError, TypeError, ValueError):
+            same = False
+        if not same:
+            raise StoreNotFoundError(
+                f"FAISS {self.kind} index {self.dir} was dropped and re-created by another process as a "
+                f"{manifest.get('dim')}-d {manifest.get('metric')} index of {manifest.get('fingerprint')} "
+                f"(this store read a {self.dim}-d {self.metric.value} one of {self.fingerprint}): open it again"
+            )
 
     def _flush(self) -> None:
         if self.read_only:

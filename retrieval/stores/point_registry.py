@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 from retrieval.stores.points import PointStore, stored_seq
+from retrieval.stores.vector_file import vector_file_name
 
 _REGISTRY: dict[tuple[str, bool], PointStore] = {}
 _REGISTRY_LOCK = threading.Lock()
@@ -19,6 +20,8 @@ def acquire(folder: Path, repair: str, read_only: bool) -> PointStore:
         ps = _REGISTRY.get((key, False))
         if ps is None and read_only:
             ps = _REGISTRY.get((key, True))
+            if ps is not None and not is_current(ps, folder):
+                ps = None  # replaced below; stores holding the old snapshot keep it until they release it
         if ps is None:
             ps = PointStore(folder, repair, read_only)
             _REGISTRY[(key, read_only)] = ps
@@ -35,11 +38,17 @@ def acquire_latest(folder: Path, repair: str) -> PointStore:
         ps = _REGISTRY.get((key, False))
         if ps is None:
             ps = _REGISTRY.get((key, True))
-            if ps is None or ps.seq != stored_seq(folder):
+            if ps is None or not is_current(ps, folder):
                 ps = PointStore(folder, repair, True)
                 _REGISTRY[(key, True)] = ps
         ps._refs += 1  # noqa: SLF001 - the registry owns the count
         return ps
+
+
+def is_current(ps: PointStore, folder: Path) -> bool:
+    """Whether a read-only snapshot is the point store on disk at its last commit: the same seq, and the very
+    vector file the snapshot holds (a folder dropped and written again can reach the same seq)."""
+    return ps.seq == stored_seq(folder) and ps.vectors.holds(folder / vector_file_name(ps.generation))
 
 
 def release(ps: PointStore) -> None:

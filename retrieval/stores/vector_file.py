@@ -186,6 +186,18 @@ class VectorFile:
             self._memmap.flush()
             os.fsync(self._fd)
 
+    def holds(self, path: Path) -> bool:
+        """Whether ``path`` names the very file this object holds open (a file deleted and written again under
+        the same name is another file: while this one is held open, its inode number cannot be reused)."""
+        if self._fh.closed:
+            return False
+        try:
+            disk = os.stat(path)
+        except OSError:
+            return False
+        held = os.fstat(self._fh.fileno())
+        return (disk.st_ino, disk.st_dev) == (held.st_ino, held.st_dev)
+
     def disk_bytes(self) -> int:
         """Bytes the file takes on disk (allocated blocks: the sparse tail counts nothing)."""
         return file_bytes(self.path)

@@ -195,6 +195,7 @@ def create_app(settings: Settings, name: str, encoders: Mapping[str, Encoder] | 
 
     def check_common(request: Request, index: str, k: int, flt: dict[str, Any] | None, target: str | None) -> Filter:
         request.scope["simlookup_index"] = index if index in INDEX_NAMES else "unknown"
+        retriever.refresh()  # one stat: an ingest, or a drop and a new ingest, elsewhere since the last request
         m = retriever.manifest
         if index not in m.indexes:
             raise HTTPException(404, f"unknown index {index!r}: this service has {m.indexes}")
