@@ -29,7 +29,7 @@ class BuildConfig:
 
     label: str
     engine: str  # "faiss" | "qdrant-edge" | "qdrant-server"
-    kind: str  # flat | ivf | ivfpq | hnsw | qdrant
+    kind: str  # flat | ivf | ivfpq | hnsw | ivf_sq8 | hnsw_sq8 | qdrant
     params: dict[str, Any] = field(default_factory=dict)
     sweep: tuple[dict[str, Any], ...] = ({},)  # query parameter sets, cheapest first
 
@@ -175,10 +175,10 @@ class FaissEngine(Engine):
     def _params(self, k: int, qp: dict[str, Any]) -> Any:
         import faiss
 
-        if self.cfg.kind in ("ivf", "ivfpq"):
+        if self.cfg.kind in ("ivf", "ivfpq", "ivf_sq8"):
             # faiss's Python wrapper takes the fields as keyword arguments; its stubs declare only __init__(self)
             return faiss.SearchParametersIVF(nprobe=int(qp.get("nprobe") or 16))  # type: ignore[call-arg]
-        if self.cfg.kind == "hnsw":
+        if self.cfg.kind in ("hnsw", "hnsw_sq8"):
             # present at run time, missing from faiss's stubs
             return faiss.SearchParametersHNSW(efSearch=max(int(qp.get("hnsw_ef") or 64), k))  # type: ignore[attr-defined]
         return None
@@ -193,7 +193,7 @@ class FaissEngine(Engine):
 
     def raw_note(self, qp: dict[str, Any]) -> str | None:
         if (qp.get("rerank") or 0) > 1:
-            return "raw call is the PQ search without the exact re-rank"
+            return f"raw call is the {'PQ' if self.cfg.kind == 'ivfpq' else 'index'} search without the exact re-rank"
         return None
 
     def close(self) -> None:

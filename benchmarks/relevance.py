@@ -21,10 +21,11 @@ from ingest.beir import BeirSet, corpus_spec, read_beir
 from ingest.judged_sets import JUDGED_SETS, judged_set_folder
 from retrieval.errors import InvalidInputError, SimlookupError, StoreNotFoundError
 from retrieval.settings import Settings
-from retrieval.stores import FAISS_KINDS, QDRANT_INDEX
+from retrieval.stores import DEFAULT_KINDS, FAISS_KINDS, QDRANT_INDEX
 
 MODES = ("dense",)  # hybrid (dense + BM25) comes later
 INDEXES = (*FAISS_KINDS, QDRANT_INDEX)
+DEFAULT_INDEXES = (*DEFAULT_KINDS, QDRANT_INDEX)  # the SQ8 tiers when asked
 DEPTH = 100  # hits per query: recall@100 and MAP@100
 QUERY_BATCH = 64
 
@@ -39,7 +40,7 @@ class EvalRequest:
 
     dataset: str  # a BEIR folder, or a shipped judged set's name
     name: str
-    indexes: tuple[str, ...] = INDEXES
+    indexes: tuple[str, ...] = DEFAULT_INDEXES
     modes: tuple[str, ...] = MODES
     k: int = 10
     progress: bool = True
@@ -63,7 +64,7 @@ def parse_modes(text: str | None) -> tuple[str, ...]:
 
 def parse_indexes(text: str | None) -> tuple[str, ...]:
     """``--index``: a list of FAISS kinds and ``qdrant``; flat always runs (the reference of the loss)."""
-    items = parse_list(text, INDEXES, "--index")
+    items = parse_list(text, INDEXES, "--index") if text is not None else DEFAULT_INDEXES
     return ("flat", *[i for i in items if i != "flat"])
 
 

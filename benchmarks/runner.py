@@ -75,7 +75,8 @@ def hnsw_configs(efs: Sequence[int], ms: Sequence[int] = (16, 32), ef_construct:
 
 
 def configs(dim: int, quick: bool, server: bool) -> list[BuildConfig]:
-    """The configurations of a run: FAISS Flat/IVF/IVF-PQ/HNSW, Qdrant HNSW, and the seed's settings."""
+    """The configurations of a run: FAISS Flat/IVF/IVF-PQ/HNSW, the SQ8 tiers (IVF-SQ8, HNSW-SQ8 at M=32, re-rank
+    off and ×10), Qdrant HNSW, and the seed's settings."""
     nprobes = (1, 8, 32) if quick else (1, 2, 4, 8, 16, 32, 64, 128)
     efs = (10, 32, 128) if quick else (10, 16, 32, 64, 128, 256)
     m = pick_pq_m(dim)
@@ -104,6 +105,16 @@ def configs(dim: int, quick: bool, server: bool) -> list[BuildConfig]:
             tuple({"nprobe": p, "rerank": r} for r in (0, 10) for p in nprobes),
         ),
         *hnsw_configs(efs),
+        BuildConfig(
+            "faiss-ivf_sq8", "faiss", "ivf_sq8", {}, tuple({"nprobe": p, "rerank": r} for r in (0, 10) for p in nprobes)
+        ),
+        BuildConfig(
+            "faiss-hnsw_sq8(M=32,efC=100)",
+            "faiss",
+            "hnsw_sq8",
+            {"hnsw_m": 32, "ef_construction": 100},
+            tuple({"hnsw_ef": e, "rerank": r} for r in (0, 10) for e in efs),
+        ),
     ]
     if server:
         out.append(

@@ -53,7 +53,7 @@ from benchmarks.target_calls import (
 from benchmarks.timing import block_p50s, single_p50s
 from retrieval.disk import folder_bytes
 from retrieval.settings import Settings
-from retrieval.stores import FAISS_KINDS, SearchParams, VectorStore, open_store
+from retrieval.stores import DEFAULT_KINDS, SearchParams, VectorStore, open_store
 
 __all__ = ["FIXED_MATCHES", "FLAT_RATIO", "TargetRun", "run_targets", "target_row"]
 
@@ -314,7 +314,7 @@ class TargetRun:
                 "ratio",
                 {"num": used, "den": raw},
                 "×",
-                {"all four FAISS kinds present": set(kinds) == set(FAISS_KINDS)},
+                {"all four FAISS kinds present": set(kinds) == set(DEFAULT_KINDS)},
                 size=n,
                 bytes_by_folder=per,
                 apparent_bytes=apparent,
@@ -472,7 +472,7 @@ class TargetRun:
             if n == first:
                 first_xq = xq.copy()
             self.log(f"targets {n}: {n:,} × {self.dim}, {len(xq)} queries (load {os.getloadavg()[0]:.2f})")
-            kinds = list(FAISS_KINDS) if n == first else ["flat", "ivf"]
+            kinds = list(DEFAULT_KINDS) if n == first else ["flat", "ivf"]
             root = Path(tempfile.mkdtemp(prefix=f"targets-{n}-", dir=self.work))
             try:
                 if n == first:

@@ -16,7 +16,7 @@ from typing import Any
 from benchmarks.tables import md_table
 from benchmarks.timing import timed
 from retrieval.stores import VectorStore
-from retrieval.tuning import DEFAULT_K, DEFAULT_TARGET, TUNE_MIN_POINTS, tune
+from retrieval.tuning import DEFAULT_K, DEFAULT_TARGET, SAMPLE, TUNE_MIN_POINTS, tune
 
 MAX_COST_RATIO = 0.10  # issue 24: tuning at most 10% of the build time (judged at 100k and 1M)
 
@@ -107,7 +107,7 @@ def tuned_legend(target: float = DEFAULT_TARGET) -> str:
     """What the tuned-default table shows."""
     return (
         "After each configuration's build its store is tuned as a collection build tunes it "
-        "(`retrieval.tuning.tune`: 300 of its own points moved off themselves, exact ground truth, the cheapest "
+        f"(`retrieval.tuning.tune`: {SAMPLE} of its own points moved off themselves, exact ground truth, the cheapest "
         f"setting whose id recall@10 reaches {target} plus a margin; stores under {TUNE_MIN_POINTS:,} points keep "
         "the built-in defaults, flat is exact), and a search with **no query parameters** is then measured on the "
         "held-out queries. 'tuning sample id recall' is what the tuning measured on its own sample; id_recall@10 "

@@ -75,7 +75,8 @@ class IngestSummary:
 __all__ = ["IngestOptions", "IngestSummary", "load_encoder", "rejects_of", "run_ingest", "store_sizes"]
 
 
-BUILD_WORK = {"ivf": "IVF training", "ivfpq": "IVF-PQ training", QDRANT_INDEX: "Qdrant HNSW build (optimize)"}
+BUILD_WORK = {"ivf": "IVF training", "ivfpq": "IVF-PQ training", "ivf_sq8": "IVF-SQ8 training",
+              "hnsw_sq8": "HNSW-SQ8 training and graph build", QDRANT_INDEX: "Qdrant HNSW build (optimize)"}
 
 
 class _BuildReport:

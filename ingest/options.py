@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from retrieval.errors import InvalidInputError
 from retrieval.names import check_name
-from retrieval.stores import FAISS_KINDS
+from retrieval.stores import DEFAULT_KINDS, FAISS_KINDS
 
 QDRANT_CHOICES = ("edge", "server", "local", "none")
 
@@ -17,7 +17,7 @@ class IngestOptions:
 
     corpus: str
     name: str
-    indexes: list[str] = field(default_factory=lambda: list(FAISS_KINDS))
+    indexes: list[str] = field(default_factory=lambda: list(DEFAULT_KINDS))  # the SQ8 tiers when asked
     qdrant: str | None = None  # None: the mode from settings; "none": no Qdrant
     limit: int | None = None
     text_column: str = "text"

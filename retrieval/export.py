@@ -27,7 +27,8 @@ from retrieval.stores.manifest import atomic_write
 
 EXPORT_MANIFEST_KEY = b"simlookup.manifest"
 EXPORT_INFO_KEY = b"simlookup.export"
-EXPORT_ORDER = ("flat", "hnsw", "ivf", "ivfpq", QDRANT_INDEX)  # FAISS kinds share one point store: exact vectors
+# FAISS kinds share one point store: exact vectors
+EXPORT_ORDER = ("flat", "hnsw", "ivf", "ivfpq", "ivf_sq8", "hnsw_sq8", QDRANT_INDEX)
 
 
 @dataclass

@@ -123,6 +123,11 @@ class FaissSettings(BaseModel):
     pq_m: int | None = Field(default=None, ge=1, description="None: dim/8 sub-quantizers (8 dimensions each)")
     pq_nbits: int = Field(default=8, ge=1, le=16)
     rerank_factor: int = Field(default=10, ge=1)
+    sq8_rerank: bool = Field(
+        default=False,
+        description="ivf_sq8 / hnsw_sq8 re-rank k*rerank_factor candidates exactly (float rows read on demand "
+        "from the vector file) by default, and tuning tries re-rank factors; false: the 8-bit codes alone",
+    )
     hnsw_m: int = Field(default=32, ge=2)
     hnsw_ef_construction: int = Field(default=100, ge=1)
     hnsw_ef_search: int = Field(default=64, ge=1)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -26,13 +27,15 @@ from retrieval.stores import SearchParams, VectorStore
 TUNE_MIN_POINTS = 5000  # below: exact search is cheap and recall sampling too noisy; the defaults stay
 DEFAULT_TARGET = 0.95
 DEFAULT_K = 10
-SAMPLE = 300  # queries drawn from the store's own points
-TIMED = 60  # of them, timed one at a time for the chosen setting's p50
+SAMPLE = 200  # queries drawn from the store's own points (2,000 pairs at k=10: two standard errors stay under the
+#               0.01 margin floor at recall ≥ 0.95, so more queries would only cost time)
+TIMED = 40  # of them, timed one at a time for the chosen setting's p50
 REACH = 10  # sample queries are stored points moved by the distance to their REACH-th nearest other point
 
 _EF = [16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096]
 _NPROBE = [1, 2, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 2048, 4096]
 _RERANK = [10, 20, 50, 100]
+_OVERSAMPLING = [1, 2, 3, 4, 6, 8]  # a quantized Qdrant collection's candidates per hit, rescored
 
 
 @dataclass
@@ -65,23 +68,32 @@ def candidates(store: VectorStore) -> list[dict[str, int]]:
     """The settings to try for this index, cheapest first (empty: nothing to tune, e.g. flat)."""
     accepts = store.query_params() or frozenset()
     lim = store.limits
+    if "oversampling" in accepts and "hnsw_ef" in accepts:  # quantized Qdrant: one ef sweep per oversampling
+        efs = [{"hnsw_ef": e} for e in _EF if e <= lim.max_ef]
+        return [{"oversampling": o, **c} for o in _OVERSAMPLING if o <= lim.max_rerank for c in efs]
     if "nprobe" in accepts:
         nlist = int(store.info().get("nlist") or 0) or max(_NPROBE)
         probes = [p for p in _NPROBE if p <= min(nlist, lim.max_nprobe)]
         if probes and probes[-1] < min(nlist, lim.max_nprobe):
             probes.append(min(nlist, lim.max_nprobe))
-        if getattr(store, "kind", "") == "ivfpq":
+        if getattr(store, "kind", "") == "ivfpq" or getattr(store, "reranks", False):  # sq8 kinds: re-rank on
             reranks = [r for r in _RERANK if r <= lim.max_rerank] or [lim.max_rerank]
             return [{"nprobe": p, "rerank": r} for r in reranks for p in probes]
         return [{"nprobe": p} for p in probes]
     if "hnsw_ef" in accepts:
-        return [{"hnsw_ef": e} for e in _EF if e <= lim.max_ef]
+        efs = [{"hnsw_ef": e} for e in _EF if e <= lim.max_ef]
+        if getattr(store, "reranks", False):  # hnsw_sq8 with re-rank on: one ef sweep per factor
+            return [{**c, "rerank": r} for r in [r for r in _RERANK if r <= lim.max_rerank] or [lim.max_rerank]
+                    for c in efs]
+        return efs
     return []
 
 
 def as_params(c: dict[str, int]) -> SearchParams:
     """A setting ({"nprobe": 8, "rerank": 10}) as query parameters."""
-    return SearchParams(nprobe=c.get("nprobe"), hnsw_ef=c.get("hnsw_ef"), rerank=c.get("rerank"))
+    return SearchParams(
+        nprobe=c.get("nprobe"), hnsw_ef=c.get("hnsw_ef"), rerank=c.get("rerank"), oversampling=c.get("oversampling")
+    )
 
 
 def _ids(hits: list[list[Any]], own: list[str], k: int) -> list[list[str]]:
@@ -108,6 +120,10 @@ def needed(target: float, margin: float) -> float:
 
 def _advice(store: VectorStore) -> str:
     kind = getattr(store, "kind", store.backend)
+    if "oversampling" in (store.query_params() or ()):
+        return ("quantized vectors too coarse for this target even rescored: scalar instead of binary quantization "
+                "(SIMLOOKUP_QDRANT__QUANTIZATION=scalar, made at the next build), a larger oversampling cap "
+                "(SIMLOOKUP_LIMITS__MAX_RERANK) or a larger m (SIMLOOKUP_QDRANT__HNSW_M)")
     if kind == "ivfpq":
         return ("PQ codes too coarse for this target: more PQ bytes (SIMLOOKUP_FAISS__PQ_M, e.g. dim/4) or a larger "
                 "re-rank factor cap (SIMLOOKUP_LIMITS__MAX_RERANK), then rebuild")
@@ -115,6 +131,13 @@ def _advice(store: VectorStore) -> str:
         return "more lists visited than the nprobe cap allows: raise SIMLOOKUP_LIMITS__MAX_NPROBE"
     if kind == "hnsw":
         return "graph too sparse for this target: a larger M (SIMLOOKUP_FAISS__HNSW_M, e.g. 48 or 64), then rebuild"
+    if kind in ("ivf_sq8", "hnsw_sq8"):
+        more = ("raise SIMLOOKUP_LIMITS__MAX_NPROBE" if kind == "ivf_sq8" else
+                "a larger M (SIMLOOKUP_FAISS__HNSW_M, e.g. 48 or 64), then rebuild")
+        if getattr(store, "reranks", False):
+            return f"{more}; or a larger re-rank factor cap (SIMLOOKUP_LIMITS__MAX_RERANK)"
+        return (f"8-bit codes too coarse for this target: re-rank on (SIMLOOKUP_FAISS__SQ8_RERANK=true: rows read "
+                f"from the vector file), then `simlookup tune`; or {more}")
     return ("graph too sparse for this target: a larger m (SIMLOOKUP_QDRANT__HNSW_M, e.g. 32 or 48) or ef_construct, "
             "then rebuild; or raise SIMLOOKUP_LIMITS__MAX_EF")
 
@@ -171,21 +194,18 @@ def tune(
 
     best: tuple[float, dict[str, int]] | None = None
     reaching: list[tuple[float, dict[str, int]]] = []
-    for group in _monotone_groups(cands):  # recall grows along each group: binary search the first that reaches
-        lo, hi = 0, len(group) - 1
-        found: tuple[float, dict[str, int]] | None = None
-        while lo <= hi:
-            mid = (lo + hi) // 2
-            r = measure(group[mid])
-            if best is None or r > best[0]:
-                best = (r, group[mid])
-            if r >= needed(target, _margin(r, pairs)):
-                found = (r, group[mid])
-                hi = mid - 1
-            else:
-                lo = mid + 1
+    cap = None  # ivfpq: a larger re-rank reaches with no more lists than a smaller one: only fewer are worth a try
+    for group in _monotone_groups(cands):  # recall grows along each group
+        if cap is not None:
+            group = group[:cap]
+            if not group:
+                break
+        found, top = _first_reaching(group, measure, lambda r: r >= needed(target, _margin(r, pairs)))
+        if top is not None and (best is None or top[0] > best[0]):
+            best = top
         if found is not None:
             reaching.append(found)
+            cap = group.index(found[1])
     reached = bool(reaching)
     if reaching:  # the cheapest by measured time (ivfpq: one candidate per re-rank factor)
         timed = [(_p50_ms(store, q[:TIMED], kk, c), r, c) for r, c in reaching]
@@ -235,6 +255,39 @@ def _fresh_like(store: VectorStore, x: np.ndarray, own: list[str], seed: int) ->
         step = np.asarray(rng.normal(size=x.shape[1]), dtype=np.float32)
         out[i] = x[i] + step / (np.linalg.norm(step) or 1.0) * dist
     return out
+
+
+def _first_reaching(
+    group: list[dict[str, int]], measure: Callable[[dict[str, int]], float], ok: Callable[[float], bool]
+) -> tuple[tuple[float, dict[str, int]] | None, tuple[float, dict[str, int]] | None]:
+    """The first setting of ``group`` (recall growing along it) whose measured recall is ``ok``, and the best one
+    measured. Galloping from the cheap end (positions 0, 1, 3, 7, ...), then a binary search between the last
+    setting short of it and the first that reached: a search costs about what its setting does, so the settings
+    tried stay near the answer instead of starting at the middle of the list."""
+    found: tuple[float, dict[str, int]] | None = None
+    best: tuple[float, dict[str, int]] | None = None
+
+    def reaches(i: int) -> bool:
+        nonlocal found, best
+        r = measure(group[i])
+        if best is None or r > best[0]:
+            best = (r, group[i])
+        if ok(r):
+            found = (r, group[i])
+            return True
+        return False
+
+    lo, i, last = 0, 0, len(group) - 1
+    while i < last and not reaches(i):
+        lo, i = i + 1, min(2 * i + 1, last)
+    hi = i - 1 if found is not None or reaches(i) else -1
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        if reaches(mid):
+            hi = mid - 1
+        else:
+            lo = mid + 1
+    return found, best
 
 
 def _monotone_groups(cands: list[dict[str, int]]) -> list[list[dict[str, int]]]:

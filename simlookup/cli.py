@@ -398,7 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("ingest", cmd_ingest, "embed a corpus and write it to FAISS indexes and Qdrant")
     sp.add_argument("corpus", help="stsb | fashion-mnist | hf:<dataset>[:<config>][:<split>] | FILE | IMAGE_FOLDER")
     sp.add_argument("--name", required=True, help="collection name")
-    sp.add_argument("--index", default="flat,ivf,ivfpq,hnsw", help="FAISS kinds, comma-separated ('' for none)")
+    sp.add_argument("--index", default="flat,ivf,ivfpq,hnsw",
+                    help="FAISS kinds, comma-separated, of flat, ivf, ivfpq, hnsw, ivf_sq8, hnsw_sq8 ('' for none)")
     sp.add_argument(
         "--qdrant",
         choices=["edge", "server", "local", "none"],
@@ -446,7 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("query", nargs="?", help="query text")
     sp.add_argument("--image", help="query image file")
     sp.add_argument("--name", required=True)
-    sp.add_argument("--index", default="flat", help="flat | ivf | ivfpq | hnsw | qdrant")
+    sp.add_argument("--index", default="flat", help="flat | ivf | ivfpq | hnsw | ivf_sq8 | hnsw_sq8 | qdrant")
     sp.add_argument("-k", type=int, default=10, help="hits (default 10; capped by SIMLOOKUP_LIMITS__MAX_K)")
     sp.add_argument("--filter", action="append", help="field=value, field=a,b, field>=n (repeatable)")
     sp.add_argument("--rerank", action="store_true", help="exact re-rank of k×factor candidates")
@@ -469,8 +470,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("dataset", help="a BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv) or a shipped set: "
                     "stsb-paraphrase, lee")
     sp.add_argument("--name", required=True, help="collection (ingested from the set's corpus when it does not exist)")
-    sp.add_argument("--index", help="indexes, comma-separated: flat, ivf, ivfpq, hnsw, qdrant (default: all; "
-                    "flat always runs)")
+    sp.add_argument("--index", help="indexes, comma-separated: flat, ivf, ivfpq, hnsw, ivf_sq8, hnsw_sq8, qdrant "
+                    "(default: all but the sq8 kinds; flat always runs)")
     sp.add_argument("--mode", help="search modes, comma-separated (default and only one today: dense)")
     sp.add_argument("-k", "--k", type=_bounded(1, 100), default=10, help="cutoff of nDCG@k and MRR@k (default 10)")
     sp.add_argument("--out", help="folder for results.json, report.md and eval.png")

@@ -1,4 +1,4 @@
-"""One contract, run over every store: the four FAISS kinds, Qdrant Edge and qdrant-client local mode."""
+"""One contract, run over every store: the six FAISS kinds, Qdrant Edge and qdrant-client local mode."""
 
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ BACKENDS = [
     "ivf",
     "ivfpq",
     "hnsw",
+    "ivf_sq8",
+    "hnsw_sq8",
     "edge",
     "local",
     pytest.param("server", marks=pytest.mark.qdrant_server),  # skips unless a real server is reachable

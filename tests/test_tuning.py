@@ -203,3 +203,21 @@ def test_indexes_route_shows_the_tuned_setting(tuned: Settings) -> None:
         rows = {r["index"]: r for r in c.get("/indexes").json()["indexes"]}
     assert rows["flat"]["tuned"] is None
     assert set(rows["ivf"]["tuned"]["params"]) == {"nprobe"} and rows["ivf"]["tuned"]["reached"] is True
+
+
+def test_the_search_finds_the_first_setting_that_reaches_trying_each_at_most_once() -> None:
+    """Galloping then binary search over a monotone list: the first reaching setting for every answer position
+    (none reaching included), each setting measured at most once, about 2·log2(n) measures."""
+    from retrieval.tuning import _first_reaching
+
+    for n in range(1, 22):
+        for answer in range(n + 1):  # answer == n: no setting reaches
+            calls: list[int] = []
+
+            def measure(c: dict[str, int], answer: int = answer, calls: list[int] = calls) -> float:
+                calls.append(c["i"])
+                return 0.99 if c["i"] >= answer else 0.5
+
+            found, best = _first_reaching([{"i": i} for i in range(n)], measure, lambda r: r >= 0.95)
+            assert (found[1]["i"] if found else None) == (answer if answer < n else None)
+            assert best is not None and len(calls) == len(set(calls)) <= 2 * n.bit_length() + 1

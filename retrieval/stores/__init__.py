@@ -10,13 +10,14 @@ from retrieval.metric import Metric
 from retrieval.names import check_name
 from retrieval.settings import Settings
 from retrieval.stores.base import Hit, SearchParams, VectorStore
-from retrieval.stores.faiss_params import FAISS_KINDS, FaissBuildParams, FaissQueryDefaults
+from retrieval.stores.faiss_params import DEFAULT_KINDS, FAISS_KINDS, FaissBuildParams, FaissQueryDefaults
 from retrieval.stores.faiss_store import FaissStore
 
 QDRANT_INDEX = "qdrant"
 INDEX_NAMES = (*FAISS_KINDS, QDRANT_INDEX)
 
 __all__ = [
+    "DEFAULT_KINDS",
     "FAISS_KINDS",
     "INDEX_NAMES",
     "QDRANT_INDEX",

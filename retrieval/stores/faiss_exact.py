@@ -63,15 +63,18 @@ def exact_chunked(
     dist = np.sqrt(np.maximum(heap.D, 0)) if l2 else heap.D
     return heap.I, dist
 
+
 def rerank(
     ps: pts.PointStore, metric: Metric, queries: np.ndarray, cand: np.ndarray, k: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Rescore candidates exactly with their float vectors from the memory-mapped vector file."""
+    """Rescore candidates exactly with their float vectors, read on demand: only the candidates' rows, with
+    pread from the vector file (``VectorFile.read_rows``; nothing of the file is mapped into the process, so the
+    float vectors need not be resident), or from the resident copy while flat holds one."""
     if len(cand) == 1:  # one query: a row gather and a mat-vec, no (nq, fetch, d) broadcasting
         c = cand[0]
         if c.min() < 0:
             c = c[c >= 0]
-        vecs = ps.vectors.view()[c]
+        vecs = ps.vectors.read_rows(c)
         q = queries[0]
         if metric is Metric.L2:
             diff = vecs - q
@@ -86,7 +89,7 @@ def rerank(
         s1[0, : len(order)] = sc[order]
         return f1, s1
     valid = cand >= 0
-    vecs = ps.vectors.view()[np.where(valid, cand, 0)]  # (nq, fetch, d)
+    vecs = ps.vectors.read_rows(np.where(valid, cand, cand.max(initial=0)))  # (nq, fetch, d)
     if metric is Metric.L2:
         diff = vecs - queries[:, None, :]
         scores = np.sqrt(np.einsum("qcd,qcd->qc", diff, diff))

@@ -1,4 +1,4 @@
-"""FAISS store: kinds flat, ivf, ivfpq and hnsw over one shared point store per collection.
+"""FAISS store: kinds flat, ivf, ivfpq, hnsw, ivf_sq8 and hnsw_sq8 over one shared point store per collection.
 
 Layout under ``<data_dir>/faiss/<name>/``: ``points/`` (the collection's ids, payloads and one
 memory-mapped float32 vector file, see ``points.py``) and one folder per kind, ``<kind>/``, holding
@@ -41,16 +41,22 @@ from retrieval.stores.faiss_exact import rerank as rerank_exact
 from retrieval.stores.faiss_files import KindFiles
 from retrieval.stores.faiss_params import (
     FAISS_KINDS,
+    HNSW_KINDS,
+    IVF_KINDS,
     QUERY_PARAMS,
+    TRAINED_KINDS,
     FaissBuildParams,
     FaissQueryDefaults,
     default_nlist,
     default_pq_m,
     faiss_module,
+    faiss_search_params,
+    filter_selector,
     index_ids,
+    new_hnsw,
     remove_ids,
     repair_hint,
-    train_ivf,
+    train_index,
 )
 from retrieval.stores.locks import lock_exclusive, unlock
 from retrieval.stores.manifest import (
@@ -186,25 +192,23 @@ class FaissStore(KindFiles, VectorStore):
         return f.METRIC_L2 if self.metric is Metric.L2 else f.METRIC_INNER_PRODUCT
 
     def _new_index(self) -> None:
-        """Fresh index: flat keeps none, ivf/ivfpq stay None until trained."""
+        """Fresh index: flat keeps none, the TRAINED_KINDS stay None until trained."""
         self._index = None
         self._tomb = np.zeros(0, dtype=np.int64)
         self._tomb_sel = None
         if self.kind == "hnsw":
-            f = faiss_module()
-            inner = f.IndexHNSWFlat(self.dim, self.params.hnsw_m, self._faiss_metric())
-            inner.hnsw.efConstruction = self.params.ef_construction
-            self._index = f.IndexIDMap(inner)
-        elif self.kind in ("ivf", "ivfpq"):
+            self._index = new_hnsw(self.params, self.dim, self._faiss_metric())
+        elif self.kind in TRAINED_KINDS:
             self._nlist = None
             self._trained_on = 0
 
     def _add_live(self, fids: np.ndarray, chunk: int = 65536) -> None:
-        for i in range(0, len(fids), chunk):
+        for i in range(0, len(fids), chunk):  # pread, not the file map: building maps no vector page in
             part = fids[i : i + chunk]
-            self._index.add_with_ids(np.ascontiguousarray(self._ps.vectors_of(part)), part)
+            self._index.add_with_ids(self._ps.vectors.read_rows(part), part)
 
     def _train_ivf(self) -> None:
+        """Train the index (a TRAINED_KINDS kind) on the live points and add them."""
         n = len(self._ps)
         need = self.params.min_train_points(n)
         if n < max(need, 1):
@@ -215,8 +219,10 @@ class FaissStore(KindFiles, VectorStore):
                 + f"), has {n}"
             )
         live = self._ps.live_fids()
-        self._index, self._nlist, self._trained_on = train_ivf(
-            self.params, self.dim, self._faiss_metric(), live, self._ps.vectors_of
+        self._tomb = np.zeros(0, dtype=np.int64)
+        self._tomb_sel = None
+        self._index, self._nlist, self._trained_on = train_index(
+            self.params, self.dim, self._faiss_metric(), live, self._ps.vectors.read_rows
         )
         self._add_live(live)
 
@@ -231,7 +237,7 @@ class FaissStore(KindFiles, VectorStore):
         have = np.zeros(len(live), dtype=bool)
         have[ids[inside]] = True
         missing = np.flatnonzero(live & ~have).astype(np.int64)
-        if self.kind == "hnsw":
+        if self.kind in HNSW_KINDS:
             self._tomb = np.unique(gone)
             self._tomb_sel = None
             if len(missing):
@@ -245,12 +251,12 @@ class FaissStore(KindFiles, VectorStore):
 
     def _renumber(self, old_fids: np.ndarray | None) -> None:
         """Make the index use the point store's fids after a compaction: ``old_fids[i]`` is the old fid of new
-        fid i (None: unknown, the index is rebuilt). ivf/ivfpq keep their trained quantizer and add every
-        vector again; hnsw keeps its graph and rewrites its id map (nodes of dead points become tombstones with
-        ids -1-node, unique and outside every fid range), so searches answer exactly as before."""
+        fid i (None: unknown, the index is rebuilt). IVF kinds keep their trained quantizer and add every
+        vector again; HNSW kinds keep their graph and rewrite the id map (nodes of dead points become tombstones
+        with ids -1-node, unique and outside every fid range), so searches answer exactly as before."""
         if self._index is None:
-            return  # flat, or ivf not trained yet: nothing holds fids
-        if self.kind != "hnsw":
+            return  # flat, or not trained yet: nothing holds fids
+        if self.kind not in HNSW_KINDS:
             self._index.reset()
             self._add_live(self._ps.live_fids())
             return
@@ -271,6 +277,9 @@ class FaissStore(KindFiles, VectorStore):
         self._tomb_sel = None
 
     def _rebuild_hnsw(self) -> None:
+        if self.kind == "hnsw_sq8" and len(self._ps):  # a fresh graph needs trained codes: learn the ranges again
+            self._train_ivf()
+            return
         self._new_index()
         self._add_live(self._ps.live_fids())
 
@@ -306,27 +315,32 @@ class FaissStore(KindFiles, VectorStore):
             return
         if seq != self._ps.seq:
             log.info("FAISS store %s: index at seq %s, points at %s; catching up", self.dir, seq, self._ps.seq)
-        if seq != self._ps.seq or self.kind == "hnsw":  # hnsw: find the tombstones (nodes of dead points)
+        if seq != self._ps.seq or self.kind in HNSW_KINDS:  # find the tombstones (nodes of dead points)
             self._catch_up()
 
     def query_params(self) -> frozenset[str]:
         """The query parameters this kind uses (``QUERY_PARAMS``)."""
         return QUERY_PARAMS[self.kind]
 
+    @property
+    def reranks(self) -> bool:
+        """Whether a default search re-ranks (ivfpq; the sq8 kinds with sq8_rerank): tuning tries factors too."""
+        return self.defaults.rerank_for(self.kind) > 1
+
     # ---- the point store's change feed ----
     def on_change(self, added: np.ndarray, vectors: np.ndarray, removed: np.ndarray) -> None:
         """Apply one committed write of the point store to this index (called under the store's lock)."""
         if self._index is None:
-            return  # flat, or ivf not trained yet: the point store holds everything
+            return  # flat, or not trained yet: the point store holds everything
         if len(removed):
-            if self.kind == "hnsw":
+            if self.kind in HNSW_KINDS:
                 self._tomb = np.union1d(self._tomb, removed)  # faiss HNSW cannot remove: tombstones
                 self._tomb_sel = None
             else:
                 remove_ids(self._index, removed)
         if len(added):
             self._index.add_with_ids(np.ascontiguousarray(vectors), added)
-        if self.kind == "hnsw" and len(removed):
+        if self.kind in HNSW_KINDS and len(removed):
             self._maybe_compact()
 
     def on_renumber(self, old_fids: np.ndarray) -> None:
@@ -363,7 +377,8 @@ class FaissStore(KindFiles, VectorStore):
             return self._ps.index.has_path(path)
 
     def build(self) -> bool:
-        """Train ivf/ivfpq if untrained, or retrain when the data outgrew the training. True if trained (or
+        """Train a TRAINED_KINDS kind if untrained, or retrain when the data outgrew the training (``retrain_due``).
+        True if trained (or
         compacted: a writer first compacts the point store when more than ``compact_garbage_fraction`` of its
         vector rows are garbage, see ``compact``).
 
@@ -378,15 +393,12 @@ class FaissStore(KindFiles, VectorStore):
             compacted = False
             if self._ps.garbage_fraction() > self.defaults.compact_garbage_fraction:
                 compacted = self._ps.compact().compacted
-            if self.kind not in ("ivf", "ivfpq"):
+            if self.kind not in TRAINED_KINDS:
                 return compacted
             n = len(self._ps)
             if n == 0:
                 return compacted
-            stale = self._index is not None and (
-                (self.params.nlist is None and self._nlist != self.params.nlist_for(n))
-                or self._trained_on < min(n, self.params.max_train(self.params.nlist_for(n)))
-            )
+            stale = self._index is not None and self.params.retrain_due(self._nlist, self._trained_on, n)
             if self._index is None or stale:
                 self._train_ivf()
                 return True
@@ -426,7 +438,7 @@ class FaissStore(KindFiles, VectorStore):
         self.stats["index"] += 1
         rerank = params.rerank
         if rerank is None:
-            rerank = self.defaults.rerank if self.kind == "ivfpq" else 0
+            rerank = self.defaults.rerank_for(self.kind)
         fetch = min(k * rerank, n) if rerank > 1 else k
         fids, scores = self._index_search(queries, fetch, allowed, params)
         if rerank > 1:
@@ -442,56 +454,38 @@ class FaissStore(KindFiles, VectorStore):
         return fids, scores
 
     def _selector(self, allowed: np.ndarray | None) -> tuple[Any, Any]:
-        """(selector, buffer to keep alive) for a filter's matches, or the hnsw tombstones."""
-        f = faiss_module()
+        """(selector, buffer to keep alive) for a filter's matches, or the HNSW tombstones."""
         if allowed is not None:
-            size = self._ps.next_fid
-            if len(allowed) * 32 > size:  # many matches: a bitmap (N/8 bytes) beats a hash set of the matches
-                bits = np.zeros(size, dtype=bool)
-                bits[allowed] = True
-                packed = np.packbits(bits, bitorder="little")
-                return f.IDSelectorBitmap(size, f.swig_ptr(packed)), packed
-            return f.IDSelectorBatch(allowed), None
-        if self.kind == "hnsw" and len(self._tomb):
+            return filter_selector(allowed, self._ps.next_fid)
+        if self.kind in HNSW_KINDS and len(self._tomb):
             if self._tomb_sel is None:
+                f = faiss_module()
                 self._tomb_sel = f.IDSelectorNot(f.IDSelectorBatch(self._tomb))
             return self._tomb_sel, None
         return None, None
 
+    def _sp_key(self, k: int, params: SearchParams) -> tuple[str, int]:
+        if self.kind in IVF_KINDS:
+            return ("ivf", min(params.nprobe or self.defaults.nprobe, self._index.nlist))
+        if self.kind in HNSW_KINDS:
+            return ("hnsw", max(min(params.hnsw_ef or self.defaults.ef_search, max(self._index.ntotal, 1)), k))
+        return ("flat", 0)
+
     def _search_params(self, k: int, params: SearchParams) -> Any:
         """faiss search parameters (cached per value: building them costs more than a small search)."""
-        f = faiss_module()
-        if self.kind in ("ivf", "ivfpq"):
-            key = ("ivf", min(params.nprobe or self.defaults.nprobe, self._index.nlist))
-        elif self.kind == "hnsw":
-            key = ("hnsw", max(min(params.hnsw_ef or self.defaults.ef_search, max(self._index.ntotal, 1)), k))
-        else:
-            key = ("flat", 0)
+        key = self._sp_key(k, params)
         sp = self._sp_cache.get(key)
         if sp is None:
             if len(self._sp_cache) > 64:
                 self._sp_cache.clear()
-            if key[0] == "ivf":
-                sp = f.SearchParametersIVF(nprobe=key[1])
-            elif key[0] == "hnsw":
-                sp = f.SearchParametersHNSW(efSearch=key[1])
-            else:
-                sp = f.SearchParameters()
-            self._sp_cache[key] = sp
+            sp = self._sp_cache[key] = faiss_search_params(*key)
         return sp
 
     def _index_search(
         self, queries: np.ndarray, k: int, allowed: np.ndarray | None, params: SearchParams
     ) -> tuple[np.ndarray, np.ndarray]:
-        sp = self._search_params(k, params)
-        sel, keep = self._selector(allowed)
-        if sel is not None:  # a fresh parameter object: the cached ones stay selector-free
-            sp = (
-                faiss_module().SearchParametersIVF(nprobe=sp.nprobe)
-                if self.kind in ("ivf", "ivfpq")
-                else (faiss_module().SearchParametersHNSW(efSearch=sp.efSearch))
-            )
-            sp.sel = sel
+        sel, keep = self._selector(allowed)  # with a selector, a fresh parameter object: cached ones stay free of it
+        sp = self._search_params(k, params) if sel is None else faiss_search_params(*self._sp_key(k, params), sel)
         dist, fids = self._index.search(queries, k, params=sp)
         del keep
         if self.metric is Metric.L2:
@@ -539,14 +533,13 @@ class FaissStore(KindFiles, VectorStore):
         self.refresh()
         ps = self._ps
         with ps.lock:
-            view = ps.vectors.view()
+            found = [(pid, fid) for pid in ids if (fid := ps.id_to_fid.get(pid)) is not None]
+            vecs = ps.vectors.read_rows(np.array([fid for _, fid in found], dtype=np.int64))
             out: dict[str, tuple[np.ndarray | None, Payload]] = {}
-            for pid in ids:
-                fid = ps.id_to_fid.get(pid)
-                if fid is not None:
-                    row = ps.rows[fid]
-                    assert row is not None  # id_to_fid lists live fids only
-                    out[pid] = (np.array(view[fid]), payload_copy(row[1]))
+            for (pid, fid), vec in zip(found, vecs, strict=True):
+                row = ps.rows[fid]
+                assert row is not None  # id_to_fid lists live fids only
+                out[pid] = (vec, payload_copy(row[1]))
             return out
 
     def _release(self) -> None:

@@ -116,6 +116,33 @@ class VectorFile:
                 )
             done += got
 
+    def read_rows(self, rows: np.ndarray) -> np.ndarray:
+        """A copy of the committed rows ``rows`` (fids of any shape and order, repeats allowed; the result has
+        the shape ``rows.shape + (dim,)``): from the resident copy while one is held, else read with pread(2),
+        one call per run of consecutive rows. Nothing is mapped into the process: the rows read stay in the page
+        cache (which the kernel may drop), not in its resident memory as pages faulted through the file map do
+        (with fault-around, 16 neighbouring pages each). Re-rank, fetch and building an index read rows this way."""
+        shape = (*np.shape(rows), self.dim)
+        rows = np.asarray(rows, dtype=np.int64).ravel()
+        if self._res is not None:
+            return self._res[: self.rows][rows].reshape(shape)
+        if not len(rows):
+            return np.empty(shape, dtype=np.float32)
+        uniq, back = np.unique(rows, return_inverse=True)
+        if uniq[0] < 0 or uniq[-1] >= self.rows:
+            raise IndexError(f"vector rows {uniq[0]}..{uniq[-1]} outside the {self.rows} committed rows")
+        out = np.empty((len(uniq), self.dim), dtype=np.float32)
+        mv, rb = out.data.cast("B"), self._row_bytes
+        cuts = np.flatnonzero(np.diff(uniq) != 1) + 1
+        for lo, hi in zip([0, *cuts.tolist()], [*cuts.tolist(), len(uniq)], strict=True):
+            done, want, at = 0, (hi - lo) * rb, int(uniq[lo]) * rb
+            while done < want:
+                got = os.preadv(self._fd, [mv[lo * rb + done : hi * rb]], at + done)
+                if not got:
+                    raise CorruptIndexError(f"vector file {self.path} ended before row {uniq[hi - 1]}; {self.repair}")
+                done += got
+        return (out if np.array_equal(uniq, rows) else out[back]).reshape(shape)
+
     def iter_rows(self, start: int, end: int) -> Iterator[tuple[int, np.ndarray]]:
         """(first row, rows) chunks of rows start..end as the file holds them, read with read(2) into one
         reused buffer (valid until the next chunk): a full pass maps nothing into the process."""

@@ -22,7 +22,7 @@ class SearchRequest(BaseModel):
         strict=True,
         description="hits to return (capped by SIMLOOKUP_API__MAX_K and SIMLOOKUP_LIMITS__MAX_K)",
     )
-    index: str = Field(default="flat", description="flat | ivf | ivfpq | hnsw | qdrant")
+    index: str = Field(default="flat", description="flat | ivf | ivfpq | hnsw | ivf_sq8 | hnsw_sq8 | qdrant")
     filter: dict[str, Any] | None = Field(default=None, description='{"field": value | [values] | {"gte": n}}')
     rerank: bool = Field(default=False, description="exact re-rank of k×10 candidates")
     # the upper bounds are the settings' (SIMLOOKUP_LIMITS__*), applied by the retriever with the same message

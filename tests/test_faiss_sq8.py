@@ -1,0 +1,219 @@
+"""FAISS memory tiers (issue 25 item 1): the SQ8 kinds (8-bit codes, optional exact re-rank) and a re-rank that
+reads only its candidates' rows from the vector file, never mapping the file into the process."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from benchmarks.datasets import Dataset, clustered
+from retrieval.retriever import Retriever
+from retrieval.settings import FaissSettings, SearchLimits, Settings
+from retrieval.stores import SearchParams, open_store
+from retrieval.stores.faiss_store import FaissStore
+from retrieval.stores.vector_file import VectorFile
+from tests.test_tuning import exact_ids, id_recall, make
+
+SQ8 = ["ivf_sq8", "hnsw_sq8"]
+
+
+@pytest.fixture(scope="module")
+def big() -> Dataset:
+    # 20,000 × 64-d: a 5 MB vector file (1,250 pages), so a few thousand scattered rows cannot cover it
+    return clustered(n=20_000, d=64, nq=60, seed=3)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory, big: Dataset) -> Settings:
+    s = Settings(data_dir=tmp_path_factory.mktemp("sq8") / "data", faiss=FaissSettings(sq8_rerank=True))
+    ids = big.point_ids()
+    for kind in ("ivfpq", *SQ8):
+        extra: dict[str, Any] = {"pq_m": 8} if kind == "ivfpq" else {}
+        st = open_store(s, "c", kind, dim=big.dim, **extra)
+        if kind == "ivfpq":
+            st.upsert(ids, big.xb, [{"i": i} for i in range(len(ids))])
+        st.build()
+        st.close()  # the writer's mapping goes with it
+    return s
+
+
+class RowCount:
+    """Counts the rows ``VectorFile.read_rows`` reads (its calls, and how many rows each asked for)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.rows = 0
+        self.calls = 0
+        real = VectorFile.read_rows
+
+        def counted(vf: VectorFile, rows: np.ndarray) -> np.ndarray:
+            self.calls += 1
+            self.rows += int(np.size(rows))
+            return real(vf, rows)
+
+        monkeypatch.setattr(VectorFile, "read_rows", counted)
+
+
+def mapped_rss(folder: Path) -> int:
+    """Resident bytes of this process's mappings of files under ``folder`` (/proc/self/smaps)."""
+    total, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split()
+        if head and "-" in head[0] and len(head) >= 5 and not head[0].endswith(":"):
+            inside = len(head) >= 6 and head[5].startswith(str(folder))
+        elif inside and line.startswith("Rss:"):
+            total += int(head[1]) * 1024
+    return total
+
+
+@pytest.fixture
+def no_file_map(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Fail any read of the vector file through its memory map (gathers and scans go through ``view``)."""
+
+    def refuse(vf: VectorFile) -> np.ndarray:
+        raise AssertionError("a search read the vector file through its memory map")
+
+    monkeypatch.setattr(VectorFile, "view", refuse)
+    yield
+
+
+def test_read_rows_equals_the_file_rows_in_any_order_and_shape(built: Settings, big: Dataset) -> None:
+    st = open_store(built, "c", "ivfpq", create=False, read_only=True)
+    try:
+        assert isinstance(st, FaissStore)
+        vf = st.stored_vectors()
+        rows = np.array([[5, 4, 5, 19_999], [0, 1, 2, 3]])  # repeats, a run, the last row, out of order
+        got = st._ps.vectors.read_rows(rows)
+        assert got.shape == (2, 4, big.dim) and np.array_equal(got, vf[rows])
+        assert st._ps.vectors.read_rows(np.zeros(0, dtype=np.int64)).shape == (0, big.dim)
+        with pytest.raises(IndexError):
+            st._ps.vectors.read_rows(np.array([20_000]))
+    finally:
+        st.close()
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="needs Linux /proc/self/smaps")
+def test_ivfpq_rerank_reads_only_the_candidate_rows(
+    built: Settings, big: Dataset, monkeypatch: pytest.MonkeyPatch, no_file_map: None
+) -> None:
+    """Each ivfpq search with re-rank ×10 reads exactly its k×10 candidates' rows (pread), and a few hundred
+    searches leave none of the vector file resident through the map (before: gathers through the map faulted
+    in the pages, and fault-around their neighbours, until the whole file was resident)."""
+    st = open_store(built, "c", "ivfpq", create=False, read_only=True)
+    assert isinstance(st, FaissStore)
+    count = RowCount(monkeypatch)
+    try:
+        nlist = st.info()["nlist"]
+        params = SearchParams(nprobe=nlist, rerank=10)  # every list: k×10 candidates, never a top-up
+        rng = np.random.default_rng(0)
+        queries = big.xb[rng.choice(len(big.xb), 300, replace=False)] + 0.01 * rng.normal(size=(300, big.dim))
+        for q in queries.astype(np.float32):
+            assert len(st.search(q, 10, params=params)[0]) == 10
+        assert count.calls == 300 and count.rows == 300 * 10 * 10
+        batch = st.search(queries[:7].astype(np.float32), 10, params=params)
+        assert [len(r) for r in batch] == [10] * 7 and count.rows == 3000 * 10 + 7 * 100
+        assert mapped_rss(built.data_dir) == 0
+        assert st.stats["topup"] == 0 and st.stats["exact"] == 0
+    finally:
+        st.close()
+
+
+@pytest.mark.parametrize("kind", SQ8)
+def test_sq8_searches_codes_and_reranks_from_the_file_on_demand(
+    built: Settings, big: Dataset, kind: str, monkeypatch: pytest.MonkeyPatch, no_file_map: None
+) -> None:
+    """Re-rank off: a search reads no float row; on (sq8_rerank, or --rerank-factor): k×factor rows, by pread.
+    Either way recall@10 is high and the index holds 8-bit codes (dim bytes a vector, not 4·dim)."""
+    off = Settings(data_dir=built.data_dir)  # sq8_rerank false: the codes alone
+    count = RowCount(monkeypatch)
+    truth = exact_ids(big, 10)
+    for settings, rows_per_query in ((off, 0), (built, 100)):
+        st = open_store(settings, "c", kind, create=False, read_only=True)
+        try:
+            assert isinstance(st, FaissStore) and st.reranks == bool(rows_per_query)
+            before = count.rows
+            got = st.search(
+                big.xq, 10, params=SearchParams(nprobe=64) if kind == "ivf_sq8" else SearchParams(hnsw_ef=128)
+            )
+            assert count.rows - before == rows_per_query * len(big.xq)
+            assert id_recall(got, truth) >= 0.95, (kind, rows_per_query)
+            explicit = st.search(
+                big.xq[:3],
+                10,
+                params=SearchParams(rerank=5) if kind == "hnsw_sq8" else SearchParams(nprobe=64, rerank=5),
+            )
+            assert [len(r) for r in explicit] == [10] * 3 and count.rows - before == rows_per_query * 60 + 150
+            codes = st.memory_bytes() / st.count()
+            assert big.dim <= codes < 2 * big.dim + (8 * 32 + 64 if kind == "hnsw_sq8" else 32), codes
+        finally:
+            st.close()
+    assert mapped_rss(built.data_dir) == 0
+
+
+def test_hnsw_sq8_trains_at_first_search_and_retrains_as_it_grows(tmp_path: Path) -> None:
+    """hnsw_sq8 learns its 8-bit ranges from the points: a search before build trains on what is there; build
+    retrains (a fresh graph) once a full training run would sample more than twice as many points, not for a
+    small append; deletes are tombstones like hnsw's."""
+    ds = clustered(n=4400, d=16, nq=20, seed=1)
+    st = open_store(Settings(data_dir=tmp_path / "d"), "g", "hnsw_sq8", dim=ds.dim)
+    ids = ds.point_ids()
+    st.upsert(ids[:1000], ds.xb[:1000])
+    assert st.info()["trained"] is False
+    assert st.search(ds.xb[0], 1)[0][0].id == ids[0]  # trained on the 1,000 points there
+    st.upsert(ids[1000:4000], ds.xb[1000:4000])
+    assert st.search(ds.xb[3000], 1)[0][0].id == ids[3000]  # added to the trained index
+    assert st.build() is True  # 2 × 1,000 < 4,000: ranges learnt again, graph rebuilt
+    st.upsert(ids[4000:], ds.xb[4000:])
+    assert st.build() is False  # 2 × 4,000 ≥ 4,400: kept
+    st.delete(ids[:10])
+    assert st.count() == 4390 and all(h.id not in ids[:10] for h in st.search(ds.xb[:10], 5)[0])
+    st.close()
+    st = open_store(Settings(data_dir=tmp_path / "d"), "g", "hnsw_sq8", create=False)
+    assert st.count() == 4390 and st.search(ds.xb[4100], 1)[0][0].id == ids[4100]
+    assert st.build() is False
+    st.close()
+
+
+@pytest.fixture(scope="module")
+def hard() -> Dataset:
+    return clustered(n=6000, d=32, nq=200, clusters=300, spread=0.7, seed=5)  # test_tuning's set
+
+
+@pytest.mark.parametrize("rerank", [False, True], ids=["codes", "rerank"])
+def test_sq8_kinds_tune_to_the_target(tmp_path: Path, hard: Dataset, rerank: bool) -> None:
+    """build() tunes each SQ8 kind to recall@10 0.95 by id overlap (nprobe / ef; with re-rank on, the factor
+    too), and a default search reaches it on fresh queries."""
+    s = Settings(data_dir=tmp_path / "d", faiss=FaissSettings(sq8_rerank=rerank))
+    coll = make(s, "t", hard.dim, SQ8)
+    for kind in SQ8:
+        coll.store(kind, create=True)
+    coll.upsert(hard.point_ids(), hard.xb, [{} for _ in hard.xb])
+    coll.build()
+    points = coll.manifest.tuning["text"]
+    extra = {"rerank"} if rerank else set()
+    assert set(points["ivf_sq8"]["params"]) == {"nprobe", *extra}
+    assert set(points["hnsw_sq8"]["params"]) == {"hnsw_ef", *extra}
+    for kind, op in points.items():
+        assert op["reached"] and op["recall"] >= 0.95 + op["margin"] - 1e-9, (kind, op)
+    coll.flush()
+    coll.save()
+    coll.close()
+    truth = exact_ids(hard, 10)
+    with Retriever(s, "t") as r:
+        for kind in SQ8:
+            assert id_recall(r.store(kind).search(hard.xq, 10), truth) >= 0.95 - 0.005, kind
+
+
+def test_an_unreachable_sq8_target_names_the_build_change(tmp_path: Path, hard: Dataset) -> None:
+    """hnsw_sq8 with a thin graph and ef capped at 16 cannot reach 0.95: the advice names re-rank on and a larger M."""
+    s = Settings(data_dir=tmp_path / "d", faiss=FaissSettings(hnsw_m=4), limits=SearchLimits(max_ef=16))
+    coll = make(s, "u", hard.dim, ["hnsw_sq8"])
+    coll.store("hnsw_sq8", create=True)
+    coll.upsert(hard.point_ids(), hard.xb, [{} for _ in hard.xb])
+    coll.build()
+    op = coll.manifest.tuning["text"]["hnsw_sq8"]
+    assert not op["reached"] and "SIMLOOKUP_FAISS__SQ8_RERANK=true" in op["advice"] and "HNSW_M" in op["advice"]
+    coll.close()
