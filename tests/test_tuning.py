@@ -216,8 +216,24 @@ def test_the_search_finds_the_first_setting_that_reaches_trying_each_at_most_onc
 
             def measure(c: dict[str, int], answer: int = answer, calls: list[int] = calls) -> float:
                 calls.append(c["i"])
-                return 0.99 if c["i"] >= answer else 0.5
+                return 0.99 if c["i"] >= answer else 0.5 + 0.01 * c["i"]
 
             found, best = _first_reaching([{"i": i} for i in range(n)], measure, lambda r: r >= 0.95)
             assert (found[1]["i"] if found else None) == (answer if answer < n else None)
             assert best is not None and len(calls) == len(set(calls)) <= 2 * n.bit_length() + 1
+
+
+def test_a_group_whose_recall_stops_growing_is_left_early() -> None:
+    """IVF-PQ at a small re-rank factor reads the same recall at every nprobe (its codes cap it): the search stops
+    once a doubled setting gains nothing, instead of paying for the largest nprobe."""
+    from retrieval.tuning import _first_reaching
+
+    calls: list[int] = []
+
+    def capped(c: dict[str, int]) -> float:
+        calls.append(c["i"])
+        return min(0.6 + 0.1 * c["i"], 0.93)
+
+    found, best = _first_reaching([{"i": i} for i in range(21)], capped, lambda r: r >= 0.95)
+    assert found is None and best is not None and best[0] == 0.93
+    assert max(calls) < 20 and len(calls) <= 5
