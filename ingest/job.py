@@ -27,7 +27,7 @@ from ingest.corpora.vectors import VectorCorpus
 from ingest.options import IngestOptions
 from ingest.plan import GuardError, make_plan
 from ingest.rows import encode_shard, text_of
-from retrieval.catalog import drop_index
+from retrieval.catalog import check_droppable, drop_index
 from retrieval.collection import (
     ENCODER_OF,
     Collection,
@@ -170,8 +170,9 @@ def run_ingest(settings: Settings, opts: IngestOptions, encoders: dict[str, Any]
     if opts.dry_run:
         return summary
     if opts.guard and plan.destructive:
-        raise GuardError(plan.describe() + ": nothing was changed; re-run with --yes to do it" +
-                         ("" if opts.append else ", or with --append to keep the points"))
+        raise GuardError(plan.refusal(opts.append))
+    if old is not None:
+        check_droppable(settings, old, plan.dropped_indexes)  # an Edge shard a service holds open: refused
 
     encoders = dict(encoders or {})
     if isinstance(corpus, VectorCorpus):

@@ -35,6 +35,9 @@ class IngestPlan:
     current: dict[str, int] = field(default_factory=dict)  # points each existing index holds now
     new: int = 0  # source ids the collection does not hold yet
     removed: dict[str, int] = field(default_factory=dict)  # points each existing index will lose
+    # Qdrant moving to another engine: {"from": "edge", "to": "local"} (its old collection is deleted)
+    qdrant_move: dict[str, str] = field(default_factory=dict)
+    qdrant_was: str | None = None  # the engine of the existing collection's Qdrant index, if it has one
 
     @property
     def destructive(self) -> bool:
@@ -49,11 +52,38 @@ class IngestPlan:
         parts.append(f"{self.rows} rows read, {self.new} of them new")
         if any(self.removed.values()):
             parts.append("removes " + ", ".join(f"{n} from {k}" for k, n in self.removed.items() if n))
-        if self.dropped_indexes:
-            parts.append(f"drops indexes {self.dropped_indexes} (their data is deleted)")
+        kinds = [i for i in self.dropped_indexes if i != QDRANT_INDEX]
+        if kinds:
+            parts.append(f"drops indexes {kinds} (their data is deleted)")
+        if self.qdrant_move:
+            parts.append(
+                f"Qdrant moves from {self.qdrant_move['from']} to {self.qdrant_move['to']}: the "
+                f"{self.qdrant_move['from']} collection {self.name!r} ({self.current.get(QDRANT_INDEX, '?')} points) "
+                "would be deleted"
+            )
+        elif QDRANT_INDEX in self.dropped_indexes:
+            parts.append(
+                f"drops Qdrant: the {self.qdrant_was} collection {self.name!r} "
+                f"({self.current.get(QDRANT_INDEX, '?')} points) would be deleted"
+            )
         if self.added_indexes:
             parts.append(f"adds indexes {self.added_indexes}")
         return "; ".join(parts)
+
+    def refusal(self, append: bool) -> str:
+        """Why a guarded ingest (no ``--yes``) stopped, and the flags that would avoid each loss (``--append``
+        only where points would be removed: it keeps points, not indexes)."""
+        avoid = []
+        if any(self.removed.values()) and not append:
+            avoid.append("--append keeps the points the source no longer has")
+        kinds = [i for i in self.dropped_indexes if i != QDRANT_INDEX]
+        if kinds:
+            keep = [i for i in self.indexes if i != QDRANT_INDEX] + kinds
+            avoid.append(f"--index {','.join(keep)} keeps {', '.join(kinds)}")
+        if QDRANT_INDEX in self.dropped_indexes and self.qdrant_was:
+            avoid.append(f"--qdrant {self.qdrant_was} keeps the Qdrant collection where it is")
+        text = f"{self.describe()}: nothing was changed; re-run with --yes to do it"
+        return text + (f" (to avoid it: {'; '.join(avoid)})" if avoid else "")
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "destructive": self.destructive, "text": self.describe()}
@@ -76,8 +106,11 @@ def make_plan(
     new_mode = qdrant_settings.qdrant.mode if QDRANT_INDEX in indexes else None
     plan.added_indexes = [i for i in indexes if i not in old.indexes]
     plan.dropped_indexes = [i for i in old.indexes if i not in indexes]
+    if QDRANT_INDEX in old.indexes:
+        plan.qdrant_was = old.qdrant_mode
     if QDRANT_INDEX in old.indexes and QDRANT_INDEX in indexes and old.qdrant_mode != new_mode:
         plan.dropped_indexes.append(QDRANT_INDEX)  # the old engine's collection: the new one starts empty
+        plan.qdrant_move = {"from": str(old.qdrant_mode), "to": str(new_mode)}
     source = {str(v) for v in ds["id"]} if "id" in ds.column_names else set()
     space = next(iter(old.vectors))
     # every index of a collection holds the same ids (verify checks it): read them from one, a FAISS kind when

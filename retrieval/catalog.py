@@ -22,7 +22,16 @@ from retrieval.stores import FAISS_KINDS, QDRANT_INDEX
 from retrieval.stores.locks import lock_exclusive, unlock
 from retrieval.tuning import stale
 
-__all__ = ["DropReport", "describe", "drop_collection", "drop_index", "list_described", "owned_paths", "scan_one"]
+__all__ = [
+    "DropReport",
+    "check_droppable",
+    "describe",
+    "drop_collection",
+    "drop_index",
+    "list_described",
+    "owned_paths",
+    "scan_one",
+]
 
 
 def _faiss_dirs(settings: Settings, m: CollectionManifest) -> list[Path]:
@@ -140,7 +149,7 @@ def _writer_locks(settings: Settings, m: CollectionManifest) -> list[Any]:
     return held
 
 
-def _check_edge_free(settings: Settings, m: CollectionManifest) -> None:
+def _check_edge_free(settings: Settings, m: CollectionManifest, what: str = "nothing was removed") -> None:
     """Refuse while another process (``serve``, an ingest) has the collection's Edge shard open."""
     edge = _edge_dir(settings, m)
     if edge is None or not edge.exists():
@@ -153,11 +162,20 @@ def _check_edge_free(settings: Settings, m: CollectionManifest) -> None:
     except StoreLockedError:
         raise StoreLockedError(
             f"collection {m.name!r}: its Qdrant Edge shard {edge} is open in another process (`simlookup serve`?): "
-            "stop it first; nothing was removed"
+            f"stop it first; {what}"
         ) from None
     except StoreNotFoundError:
         return
     st.close()
+
+
+def check_droppable(settings: Settings, m: CollectionManifest, indexes: list[str]) -> None:
+    """Refuse, before an ingest changes anything, to drop indexes whose data another process holds open (a
+    Qdrant Edge shard that ``simlookup serve`` searches: deleting its folder under it would break the service)."""
+    if QDRANT_INDEX in indexes:
+        _check_edge_free(
+            settings, m, "the ingest would delete it (Qdrant left out or moved to another engine); nothing was changed"
+        )
 
 
 def _drop_qdrant(settings: Settings, m: CollectionManifest, rep: DropReport) -> None:
@@ -218,6 +236,7 @@ def drop_index(settings: Settings, m: CollectionManifest, index: str) -> list[st
     if index == QDRANT_INDEX:
         edge = _edge_dir(settings, m)
         if edge is not None and edge.exists():
+            _check_edge_free(settings, m, f"its folder was kept: remove it (`rm -r {edge}`) once that process stops")
             shutil.rmtree(edge)
             removed.append(str(edge))
         else:

@@ -126,3 +126,60 @@ def test_drop_removes_everything_and_is_refused_while_a_writer_holds_it(
     with pytest.raises(StoreNotFoundError):
         drop_collection(s, "c")
     assert main(args + ["--yes"]) == 2  # unknown collection: a clear error
+
+
+# ---- engine moves and the Edge shard a service holds (adversarial pass after issue 23) ----
+def test_engine_move_guard_names_the_move_and_no_useless_append(s: Settings, tmp_path: Path, minilm) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("qdrant_client")
+    csv = write_csv(tmp_path / "a.csv", ROWS)
+    ingest(s, csv, minilm, indexes=["flat"])
+    with pytest.raises(GuardError) as exc:
+        ingest(s, csv, minilm, indexes=["flat"], qdrant="local", guard=True)
+    msg = str(exc.value)
+    assert "Qdrant moves from edge to local: the edge collection 'c' (8 points) would be deleted" in msg
+    assert "--append" not in msg  # --append keeps points, not the Edge collection
+    assert "--qdrant edge" in msg  # what keeps it
+    with pytest.raises(GuardError) as exc:
+        ingest(s, csv, minilm, indexes=["flat"], qdrant="local", guard=True, append=True)
+    assert "--append" not in str(exc.value)
+    # leaving a kind out: --append would not keep it either; --index would
+    with pytest.raises(GuardError) as exc:
+        ingest(s, csv, minilm, indexes=[], guard=True)
+    assert "--append" not in str(exc.value) and "--index flat" in str(exc.value)
+    # removing rows: --append is the way to keep them
+    with pytest.raises(GuardError, match="--append"):
+        ingest(s, write_csv(tmp_path / "half.csv", ROWS[:4]), minilm, indexes=["flat"], guard=True)
+
+
+def _hold_edge(s: Settings, name: str) -> subprocess.Popen[str]:
+    """Another process (as `simlookup serve` does) holding the collection's Edge shard open until stdin closes."""
+    code = (
+        "import sys; from retrieval.settings import QdrantSettings, Settings; from retrieval.collection import "
+        "Collection\n"
+        f"s = Settings(data_dir={str(s.data_dir)!r}, qdrant=QdrantSettings(mode='edge'))\n"
+        f"c = Collection(s, {name!r}); c.store('qdrant').count(); print('ready', flush=True); sys.stdin.read()\n"
+        "c.close()\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, text=True, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready", proc.stderr.read()  # type: ignore[union-attr]
+    return proc
+
+
+def test_re_ingest_that_would_delete_an_open_edge_shard_is_refused(s: Settings, tmp_path: Path, minilm) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("qdrant_client")
+    csv = write_csv(tmp_path / "a.csv", ROWS)
+    ingest(s, csv, minilm, indexes=["flat"])
+    edge = s.data_dir / "qdrant-edge" / "c"
+    holder = _hold_edge(s, "c")
+    try:
+        before = load_collection(s.data_dir, "c")
+        for engine in ("local", "none"):
+            with pytest.raises(StoreLockedError, match=r"Qdrant Edge shard .* is open in another process.*nothing"):
+                ingest(s, csv, minilm, indexes=["flat"], qdrant=engine)
+            assert edge.exists()  # before the fix: deleted under the running service
+            assert load_collection(s.data_dir, "c") == before
+    finally:
+        holder.communicate("", timeout=60)
+    summary = ingest(s, csv, minilm, indexes=["flat"], qdrant="none")  # the service stopped: it goes ahead
+    assert str(edge) in summary.dropped and not edge.exists()
