@@ -384,10 +384,12 @@ def run(
     vectors: Path | None = None,
     keep_vectors: bool = False,
     log: Callable[[str], None] = print,
+    code: str | None = None,
 ) -> list[dict[str, Any]]:
     """Every configuration at ``n`` vectors, one after another; a JSON file for each in ``out``, then the report.
 
-    ``vectors``: a .npy path; sizes from 2M up are generated there in chunks (memory-mapped) instead of in RAM."""
+    ``vectors``: a .npy path; sizes from 2M up are generated there in chunks (memory-mapped) instead of in RAM.
+    ``code``: what code ran (a commit), recorded in each result."""
     from benchmarks.memcg import unavailable as no_cgroup
     from benchmarks.memlimit_report import write_report
     from benchmarks.scale import load_vectors
@@ -407,8 +409,13 @@ def run(
             if why:
                 log(f"  {cfg.label}: skipped ({why})")
                 continue
-            with tempfile.TemporaryDirectory(prefix="simlookup-memlimit-", dir=work_dir) as tmp:
-                doc = run_config(cfg, xb, xq, truth, Path(tmp), dataset, threads, n_single, repeats, log)
+            try:
+                with tempfile.TemporaryDirectory(prefix="simlookup-memlimit-", dir=work_dir) as tmp:
+                    doc = run_config(cfg, xb, xq, truth, Path(tmp), dataset, threads, n_single, repeats, log)
+            except Exception as e:  # one configuration's failure (a build error) does not end the run
+                log(f"  {cfg.label}: FAILED {type(e).__name__}: {e}")
+                continue
+            doc["code"] = code
             path = out / f"{slug(cfg.label)}-n{n}.json"
             path.write_text(json.dumps(doc, indent=2, default=float) + "\n")
             write_report(out)
@@ -417,7 +424,8 @@ def run(
     finally:
         if vectors is not None and not keep_vectors and isinstance(xb, np.memmap):
             del xb
-            vectors.unlink(missing_ok=True)
+            for f in (vectors, vectors.with_suffix(".queries.npy"), vectors.with_suffix(".truth.npy")):
+                f.unlink(missing_ok=True)
     return docs
 
 
@@ -451,6 +459,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--work-dir")
     p.add_argument("--vectors", help="a .npy path for memory-mapped base vectors (generated there from 2M)")
     p.add_argument("--keep-vectors", action="store_true", help="keep the --vectors file afterwards")
+    p.add_argument(
+        "--commit",
+        help="the commit this code is (recorded; run from a `git archive` of it so that "
+        "other work in the checkout cannot change the code under test)",
+    )
     p.add_argument("--report", action="store_true", help="only re-render report.md and the plot in --out")
     a = p.parse_args(argv)
     if a.child:  # runs started before benchmarks.memchild existed launch their children this way
@@ -481,6 +494,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         vectors=Path(a.vectors) if a.vectors else None,
         keep_vectors=a.keep_vectors,
         log=log,
+        code=a.commit,
     )
 
 

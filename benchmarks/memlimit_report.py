@@ -98,6 +98,12 @@ def report_markdown(docs: list[dict[str, Any]]) -> str:
         f"({run['cores']} cores, shared with other work: the load average column is the range read at each "
         f"probe), {run['threads']} thread(s). Versions: " + ", ".join(f"{k} {v}" for k, v in run["versions"].items()),
         "",
+        "Code under test: "
+        + ", ".join(
+            sorted({f"commit {d['code']}" if d.get("code") else "a working tree (no commit recorded)" for d in docs})
+        )
+        + " (a commit: run from a `git archive` of it, so other work in the checkout could not change the code).",
+        "",
         "**Memory as a limit.** Each configuration's searches run in a child process inside its own cgroup v1 memory "
         "group (`memory.limit_in_bytes` and `memory.memsw.limit_in_bytes`, so swap cannot hide a shortfall; the "
         "kernel charges the process's anonymous memory and the page cache it faults in together). The limit is the "
@@ -108,7 +114,8 @@ def report_markdown(docs: list[dict[str, Any]]) -> str:
         f"queries, exact truth) and **p50 ≤ {m['slowdown']}× its unlimited p50**; an OOM kill, a timeout or a "
         "slower p50 fails (a p50 miss under 2.5× is retried once: the machine is shared). The query setting is the "
         "cheapest in the configuration's sweep that reaches the recall unlimited; p50 is one query per call at "
-        f"k={m['k']} after warm-up, the lowest median of three runs of {m['n_single']} queries. The budget is "
+        f"k={m['k']} after warm-up, the lowest median of {m.get('repeats', 3)} runs of {m['n_single']} queries. The "
+        "budget is "
         "bisected (doubling up from 1.2× the unlimited peak until one passes) to within 4% or 8 bytes: 'smallest "
         "limit' passed, 'fails at' is the largest budget that failed. Peak = the unlimited child's highest cgroup "
         "usage over its baseline (page cache of the store included). Disk = every file of the store. The float32 "
