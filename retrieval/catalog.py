@@ -12,11 +12,20 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from retrieval.collection_manifest import CollectionManifest, load_collection, manifest_path, scan_collections
+from retrieval.collection_manifest import (
+    ENCODER_OF,
+    CollectionManifest,
+    VectorKind,
+    VectorSpace,
+    load_collection,
+    manifest_path,
+    scan_collections,
+    store_name,
+)
 from retrieval.disk import file_bytes, folder_bytes
-from retrieval.errors import StoreError, StoreLockedError, StoreNotFoundError
+from retrieval.errors import CorruptManifestError, StoreError, StoreLockedError, StoreNotFoundError
 from retrieval.settings import Settings
 from retrieval.stores import FAISS_KINDS, QDRANT_INDEX
 from retrieval.stores.locks import lock_exclusive, unlock
@@ -30,6 +39,7 @@ __all__ = [
     "drop_index",
     "list_described",
     "owned_paths",
+    "resolve",
     "scan_one",
 ]
 
@@ -123,9 +133,10 @@ class DropReport:
     name: str
     removed: list[str] = field(default_factory=list)  # paths, and "qdrant server collection NAME"
     freed_bytes: int = 0
+    notes: list[str] = field(default_factory=list)  # e.g. the manifest was unreadable: what could not be known
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "removed": self.removed, "freed_bytes": self.freed_bytes}
+        return {"name": self.name, "removed": self.removed, "freed_bytes": self.freed_bytes, "notes": self.notes}
 
 
 def _writer_locks(settings: Settings, m: CollectionManifest) -> list[Any]:
@@ -203,8 +214,8 @@ def drop_collection(settings: Settings, name: str, cache: bool = False) -> DropR
     """Remove every index, the Qdrant collection, the manifest and the rejects file of a collection (the shared
     embedding cache stays: see ``ingest.cache``). The manifest goes last: a drop cut short can be run again.
     Refused, with nothing removed, while a writer (an ingest) holds the collection or an Edge shard is open."""
-    m = scan_one(settings, name)
-    rep = DropReport(name=name)
+    m, notes = resolve(settings, name)
+    rep = DropReport(name=name, notes=notes)
     held = _writer_locks(settings, m)
     try:
         _check_edge_free(settings, m)
@@ -227,6 +238,47 @@ def drop_collection(settings: Settings, name: str, cache: bool = False) -> DropR
 def scan_one(settings: Settings, name: str) -> CollectionManifest:
     """The manifest of one collection, or a clear error (unknown, or unreadable: the error names the file)."""
     return load_collection(settings.data_dir, name)
+
+
+def resolve(settings: Settings, name: str) -> tuple[CollectionManifest, list[str]]:
+    """The manifest of a collection to drop, and notes: for an unreadable manifest, a stand-in made from the
+    folders its name owns (``faiss/NAME``, ``faiss/NAME.image`` …, the Edge folder), so it can still be dropped;
+    an unknown name is a clear error."""
+    try:
+        return scan_one(settings, name), []
+    except CorruptManifestError as exc:
+        why = str(exc).split(" (", 1)[-1].split(")", 1)[0]
+    faiss = settings.data_dir / "faiss"
+    folders: list[tuple[VectorKind, str]] = [("text", name), ("image", f"{name}.image"), ("caption", f"{name}.caption")]
+    spaces: dict[str, VectorSpace] = {
+        space: VectorSpace(name=space, encoder=ENCODER_OF[space], model="unknown", fingerprint="unknown", dim=0)
+        for space, folder in folders
+        if (faiss / folder).is_dir()
+    }
+    modality: Literal["text", "image"] = "text" if set(spaces) <= {"text"} else "image"
+    spaces = {k: v for k, v in spaces.items() if (k == "text") == (modality == "text")}
+    kinds = {
+        kind.name
+        for space in spaces
+        if (folder := faiss / store_name(name, modality, space)).is_dir()
+        for kind in folder.iterdir()
+        if kind.is_dir() and kind.name in FAISS_KINDS
+    }
+    edge = (settings.qdrant.path or settings.data_dir / "qdrant-edge") / name
+    m = CollectionManifest(
+        name=name,
+        corpus="?",
+        corpus_fingerprint="",
+        modality=modality,
+        vectors=spaces,
+        indexes=sorted(kinds) + ([QDRANT_INDEX] if edge.is_dir() else []),
+        qdrant_mode="edge" if edge.is_dir() else None,
+    )
+    note = (
+        f"the manifest of {name!r} was unreadable ({why}): its files were found by name; a Qdrant collection it "
+        "may have had in local mode or on a server is not known from them and was left (delete it there)"
+    )
+    return m, [note]
 
 
 def drop_index(settings: Settings, m: CollectionManifest, index: str) -> list[str]:

@@ -128,7 +128,8 @@ def _read_sig(p: Path, name: str, pin: Pin | None = None) -> tuple[CollectionMan
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CorruptManifestError(
             f"collection manifest {p} is unreadable ({type(exc).__name__}: {first}); repair it by re-running the "
-            f"ingest that created it (`simlookup ingest SOURCE --name {name}`), or delete the file"
+            f"ingest that created it (`simlookup ingest SOURCE --name {name}`), or drop the collection and its files "
+            f"(`simlookup drop {name} --yes`)"
         ) from None
 
 

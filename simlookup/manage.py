@@ -36,20 +36,23 @@ def cmd_collections(args: argparse.Namespace) -> int:
 
 
 def cmd_drop(args: argparse.Namespace) -> int:
-    from retrieval.catalog import drop_collection, owned_paths, scan_one
+    from retrieval.catalog import drop_collection, owned_paths, resolve
 
     s = _settings(args)
-    m = scan_one(s, args.name)
+    m, notes = resolve(s, args.name)
     if not args.yes:
         what = [str(p) for p in owned_paths(s, m)]
         if m.qdrant_mode in ("server", "local") and "qdrant" in m.indexes:
             what.append(f"qdrant {m.qdrant_mode} collection {m.name}")
-        doc = {"name": m.name, "would_remove": what, "dropped": False}
-        _emit(args, doc, f"would delete collection {m.name!r}: " + ", ".join(what) + "\nre-run with --yes to delete")
+        doc = {"name": m.name, "would_remove": what, "dropped": False, "notes": notes}
+        text = f"would delete collection {m.name!r}: " + ", ".join(what) + "\nre-run with --yes to delete"
+        _emit(args, doc, "\n".join([*notes, text]))
         return 1
     rep = drop_collection(s, args.name)
     removed = list(rep.removed)
-    if args.cache:
+    if args.cache and notes:
+        rep.notes.append("--cache: the embedding cache shards are found from the manifest, which is unreadable: kept")
+    elif args.cache:
         import shutil
 
         from ingest.cache import cache_dirs
@@ -58,7 +61,8 @@ def cmd_drop(args: argparse.Namespace) -> int:
             shutil.rmtree(d, ignore_errors=True)
             removed.append(str(d))
     doc = {**rep.to_dict(), "removed": removed, "dropped": True}
-    _emit(args, doc, f"dropped collection {m.name!r} ({rep.freed_bytes / 1e6:.1f} MB): " + ", ".join(removed))
+    text = f"dropped collection {m.name!r} ({rep.freed_bytes / 1e6:.1f} MB): " + ", ".join(removed)
+    _emit(args, doc, "\n".join([*rep.notes, text]))
     return 0
 
 

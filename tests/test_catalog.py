@@ -183,3 +183,28 @@ def test_re_ingest_that_would_delete_an_open_edge_shard_is_refused(s: Settings, 
         holder.communicate("", timeout=60)
     summary = ingest(s, csv, minilm, indexes=["flat"], qdrant="none")  # the service stopped: it goes ahead
     assert str(edge) in summary.dropped and not edge.exists()
+
+
+def test_a_collection_with_a_corrupt_manifest_is_listed_and_dropped_by_name(
+    s: Settings, tmp_path: Path, minilm, capsys: pytest.CaptureFixture[str]  # type: ignore[no-untyped-def]
+) -> None:
+    ingest(s, write_csv(tmp_path / "a.csv", ROWS), minilm)
+    (s.data_dir / "rejects" / "c.jsonl").write_text("{}\n")
+    manifest = s.data_dir / "collections" / "c.json"
+    manifest.write_text('{"name": "c", "corp')  # cut short
+    base = ["--data-dir", str(s.data_dir)]
+    assert main([*base, "collections"]) == 0
+    out = capsys.readouterr().out
+    assert "c" in out and "UNREADABLE" in out and str(manifest) in out
+    assert main([*base, "drop", "c"]) == 1  # no --yes: what would go, from the name
+    out = capsys.readouterr().out
+    for sub in ("faiss/c", "qdrant-edge/c", "collections/c.json", "rejects/c.jsonl"):
+        assert str(s.data_dir / sub) in out, sub
+    assert manifest.exists()
+    assert main([*base, "drop", "c", "--yes", "--json"]) == 0  # before the fix: exit 2, the manifest is unreadable
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["dropped"] and "unreadable" in " ".join(doc["notes"])
+    for sub in ("faiss/c", "qdrant-edge/c", "collections/c.json", "rejects/c.jsonl"):
+        assert not (s.data_dir / sub).exists(), sub
+        assert str(s.data_dir / sub) in doc["removed"], sub
+    assert list_described(s) == []
