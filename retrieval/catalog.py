@@ -9,6 +9,7 @@ torch or an encoder.
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,10 +34,12 @@ from retrieval.tuning import stale
 
 __all__ = [
     "DropReport",
+    "IngestState",
     "check_droppable",
     "describe",
     "drop_collection",
     "drop_index",
+    "ingest_state",
     "list_described",
     "owned_paths",
     "resolve",
@@ -98,6 +101,7 @@ def describe(settings: Settings, m: CollectionManifest) -> dict[str, Any]:
                     "reached": op.get("reached"),
                     "stale": stale(op, m.count),
                 }
+    state = ingest_state(settings, m)
     return {
         "name": m.name,
         "model": first.model if first else None,
@@ -115,7 +119,82 @@ def describe(settings: Settings, m: CollectionManifest) -> dict[str, Any]:
         "qdrant_mode": m.qdrant_mode,
         "rejected": m.rejected,
         "index_details": details,
+        "state": state.state if state else "complete",
+        "ingest_pid": state.pid if state else None,
+        "state_message": state.message if state else None,
     }
+
+
+def _writer_pid(lock: Path) -> int | None:
+    """The process holding the write lock file ``lock`` (0: one does, but which is unknown); None: none does.
+    Read from /proc/locks (a look, no lock taken); where that names no holder, a non-blocking try confirms it."""
+    try:
+        st = lock.stat()
+    except OSError:
+        return None
+    try:
+        table = Path("/proc/locks").read_text()
+    except OSError:
+        table = ""
+    for line in table.splitlines():
+        f = line.split()
+        if "FLOCK" not in f or "->" in f:  # "->": a process waiting for a lock, not holding one
+            continue
+        try:
+            i = f.index("FLOCK")
+            pid, (major, minor, ino) = int(f[i + 3]), f[i + 4].split(":")
+            if int(ino) == st.st_ino and os.makedev(int(major, 16), int(minor, 16)) == st.st_dev:
+                return pid
+        except (IndexError, ValueError):
+            continue
+    try:
+        held = lock_exclusive(lock, "")
+    except StoreLockedError:
+        return 0
+    unlock(held)
+    return None
+
+
+@dataclass
+class IngestState:
+    """What an incomplete collection is going through: ``state`` 'ingest running' (a writer holds it),
+    'interrupted' (the last ingest stopped before it finished: killed, or it failed) or 'incomplete' (no FAISS
+    index to tell which); ``pid`` the writer's process; ``message`` for people."""
+
+    state: str
+    pid: int | None
+    message: str
+
+
+def ingest_state(settings: Settings, m: CollectionManifest) -> IngestState | None:
+    """Why a collection is incomplete (None: it is complete): an ingest is writing it now, or the last one
+    stopped midway. Its indexes then differ from each other and from the count as a matter of course."""
+    if m.complete:
+        return None
+    again = f"`simlookup ingest {m.corpus} --name {m.name}`"
+    locks = [d / "points" / ".lock" for d in _faiss_dirs(settings, m) if any(k in FAISS_KINDS for k in m.indexes)]
+    if not locks:
+        return IngestState(
+            "incomplete",
+            None,
+            f"collection {m.name!r} is incomplete: an ingest is running or stopped before it finished, so its "
+            f"indexes hold part of it; if none is running, complete it with {again}",
+        )
+    pids = [pid for lock in locks if (pid := _writer_pid(lock)) is not None]
+    if pids:
+        who = f"process {pids[0]}" if pids[0] else "another process"
+        return IngestState(
+            "ingest running",
+            pids[0] or None,
+            f"collection {m.name!r} is incomplete: an ingest is running ({who}), which holds {locks[0]}; its "
+            "indexes are being written and differ until it ends: check again then",
+        )
+    return IngestState(
+        "interrupted",
+        None,
+        f"collection {m.name!r} is incomplete: the last ingest stopped before it finished (killed, or it failed), "
+        f"so its indexes hold part of it; complete it with {again} (it resumes)",
+    )
 
 
 def list_described(settings: Settings) -> list[dict[str, Any]]:

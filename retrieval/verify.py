@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from retrieval.collection import Collection, CollectionManifest, VectorSpace
-from retrieval.errors import CorruptManifestError, InvalidInputError, SimlookupError
+from retrieval.errors import CorruptManifestError, InvalidInputError, SimlookupError, StoreLockedError
 from retrieval.settings import Settings
 from retrieval.stores import FAISS_KINDS, VectorStore
 from retrieval.stores import point_registry as registry
@@ -70,23 +70,38 @@ def verify(
 def _verify(
     settings: Settings, coll: Collection, sample: int | None, opened: Callable[[str, str], VectorStore] | None
 ) -> VerifyReport:
+    from retrieval.catalog import ingest_state
+
     m, name = coll.manifest, coll.name
     rep = VerifyReport(name=name, expected=m.count)
     repair = f"repair: `simlookup ingest {m.corpus} --name {name}`"
-    if not m.complete:
-        rep.differences.append("the last ingest did not finish: re-run it to complete the collection")
+    state = ingest_state(settings, m)
+    if state is not None:  # the indexes differ as a matter of course: said once, their differences are notes
+        rep.differences.append(state.message)
+    mid = "mid-write (expected while the collection is incomplete): "
     for space_name, space in m.vectors.items():
         stores: dict[str, VectorStore] = {}
         try:
             for index in m.indexes:
                 try:
                     st = opened(index, space_name) if opened is not None else coll.open_index(index, space_name)
+                except StoreLockedError as exc:
+                    if state is None or state.state == "interrupted":
+                        rep.differences.append(f"{space_name}/{index}: cannot open ({exc}); {repair}")
+                    else:
+                        rep.notes.append(f"{space_name}/{index}: not checked, the running ingest holds it ({exc})")
+                    continue
                 except Exception as exc:  # noqa: BLE001 - every failure is a difference to report
                     rep.differences.append(f"{space_name}/{index}: cannot open ({type(exc).__name__}: {exc}); {repair}")
                     continue
                 stores[index] = st
                 _check_space(space_name, index, st, space, rep, repair)
-            _compare(space_name, space, stores, m.count if space_name != "caption" else None, rep, sample)
+            before = len(rep.differences)
+            expected = m.count if space_name != "caption" and state is None else None
+            _compare(space_name, space, stores, expected, rep, sample)
+            if state is not None:
+                rep.notes += [mid + d for d in rep.differences[before:]]
+                del rep.differences[before:]
             _check_points(settings, m, space_name, rep, repair)
         finally:
             for st in stores.values() if opened is None else ():

@@ -24,11 +24,13 @@ def cmd_collections(args: argparse.Namespace) -> int:
         if "error" in c:
             lines.append(f"{c['name']:<20} UNREADABLE: {c['error']}")
             continue
+        state = {"complete": "yes", "ingest running": "running", "interrupted": "stopped"}.get(c["state"], "NO")
+        count = c["count"] if c["complete"] else "?"  # an ingest writes the count when it ends
         lines.append(
-            f"{c['name']:<20} {c['count']:>9} {c['dim'] or '-':>5} {c['disk_bytes'] / 1e6:>9.1f}  "
-            f"{'yes' if c['complete'] else 'NO ':<8}  {c['last_ingest'] or '-':<25}  {','.join(c['indexes'])} / "
-            f"{c['model']}"
+            f"{c['name']:<20} {count:>9} {c['dim'] or '-':>5} {c['disk_bytes'] / 1e6:>9.1f}  "
+            f"{state:<8}  {c['last_ingest'] or '-':<25}  {','.join(c['indexes'])} / {c['model']}"
         )
+    lines += [f"{c['name']}: {c['state_message']}" for c in rows if c.get("state_message")]
     if not rows:
         lines = [f"no collections in {s.data_dir}"]
     _emit(args, {"collections": rows}, "\n".join(lines))
