@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ingest.corpora.base import CorpusError, CorpusSpec, file_digest
+from ingest.corpora.files import text_lines
 
 PREFIX = "beir:"
 CORPUS_FILE = "corpus.jsonl"
@@ -71,7 +72,7 @@ def _jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
     """(line number, object) of every non-blank line; a line that is not a JSON object is an error naming it."""
     out = []
     try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
+        lines = text_lines(path.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError) as exc:
         raise BeirError(f"{path}: cannot read it ({exc})") from None
     for n, line in enumerate(lines, 1):
@@ -153,7 +154,7 @@ def read_beir(folder: Path | str) -> BeirSet:
 def read_qrels(path: Path, queries: dict[str, str], docs: dict[str, BeirDoc]) -> dict[str, dict[str, int]]:
     """``query-id <tab> corpus-id <tab> score`` lines after a header; every id must be known, each pair once."""
     try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
+        lines = text_lines(path.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError) as exc:
         raise BeirError(f"{path}: cannot read it ({exc})") from None
     if not lines or lines[0].split("\t")[0].strip() != "query-id":

@@ -16,6 +16,7 @@ import queue
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Generator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,11 +24,12 @@ from typing import Any
 
 from ingest.cache import EmbeddingCache, Shard
 from ingest.corpora import get_corpus
+from ingest.corpora.files import text_lines
 from ingest.corpora.vectors import VectorCorpus
 from ingest.options import IngestOptions
 from ingest.plan import GuardError, make_plan
-from ingest.rows import encode_shard, text_of
-from retrieval.catalog import check_droppable, drop_index
+from ingest.rows import encode_shard, reject_unstorable, text_of
+from retrieval.catalog import check_droppable, drop_collection, drop_index
 from retrieval.collection import (
     ENCODER_OF,
     Collection,
@@ -36,7 +38,7 @@ from retrieval.collection import (
     load_collection,
     space_names,
 )
-from retrieval.collection_manifest import EXTERNAL
+from retrieval.collection_manifest import EXTERNAL, manifest_path
 from retrieval.disk import folder_bytes
 from retrieval.encoders import load_encoder  # also a re-export: `from ingest.job import load_encoder` works
 from retrieval.errors import CorruptManifestError, InvalidInputError, SimlookupError, StoreNotFoundError
@@ -44,7 +46,7 @@ from retrieval.names import check_name
 from retrieval.settings import Settings
 from retrieval.stores import QDRANT_INDEX, VectorStore
 from retrieval.stores.faiss_params import FaissBuildParams
-from retrieval.stores.manifest import now_iso
+from retrieval.stores.manifest import atomic_write, now_iso
 
 log = logging.getLogger(__name__)
 @dataclass
@@ -198,6 +200,9 @@ def run_ingest(settings: Settings, opts: IngestOptions, encoders: dict[str, Any]
     manifest = _new_manifest(opts, spec, corpus_fp, spaces, old, qs if use_qdrant else None)
     coll = Collection(settings, opts.name, read_only=False, manifest=manifest)
     t0 = time.perf_counter()
+    mpath = manifest_path(settings.data_dir, opts.name)
+    before = mpath.read_bytes() if mpath.exists() else None  # put back when every row is rejected
+    rejected_all = False
     try:
         stores: dict[str, list[tuple[str, VectorStore]]] = {
             sp.name: [(kind, coll.store(kind, sp.name, create=True)) for kind in manifest.indexes] for sp in spaces
@@ -205,6 +210,9 @@ def run_ingest(settings: Settings, opts: IngestOptions, encoders: dict[str, Any]
         summary.seconds["open"] = time.perf_counter() - t0
         coll.save()  # complete=False until the run ends
         current = _pipeline(settings, opts, ds, corpus_fp, spaces, encoders, coll, summary)
+        rejected_all = bool(summary.rows_read) and not any(current.values())
+        if rejected_all:
+            raise _all_rejected(opts, summary, old if before is not None else None)
         if not opts.append:
             summary.removed = _remove_stale(spaces, stores, current)
         t_build = time.perf_counter()
@@ -221,6 +229,11 @@ def run_ingest(settings: Settings, opts: IngestOptions, encoders: dict[str, Any]
             coll.close()
         except SimlookupError as exc:
             log.warning("%s", exc)
+        if rejected_all:
+            try:
+                _write_nothing(settings, opts.name, before, Path(summary.rejects_file))
+            except (SimlookupError, OSError) as exc:
+                log.warning("could not undo the ingest that wrote nothing: %s", exc)
     manifest.count = summary.ingested
     manifest.rejected = summary.rejected
     manifest.complete = True
@@ -231,6 +244,33 @@ def run_ingest(settings: Settings, opts: IngestOptions, encoders: dict[str, Any]
             summary.dropped += drop_index(settings, old, index)
     summary.seconds["total"] = time.perf_counter() - t_start
     return summary
+
+
+def _all_rejected(opts: IngestOptions, summary: IngestSummary, old: CollectionManifest | None) -> InvalidInputError:
+    """The error of an ingest whose every row was rejected: the reasons counted, the rejects file, what stays."""
+    reasons = Counter(r["reason"] for r in rejects_of_file(Path(summary.rejects_file)))
+    said = "; ".join(f"{why[:100]!r} x{n}" for why, n in reasons.most_common(3))
+    kept = (
+        f"collection {opts.name!r} keeps the {old.count} points and the state it had"
+        if old is not None
+        else f"collection {opts.name!r} was not created"
+    )
+    return InvalidInputError(
+        f"all {summary.rows_read} rows of {opts.corpus} were rejected ({said}): each row and its reason are in "
+        f"{summary.rejects_file}; nothing was written: {kept}"
+    )
+
+
+def _write_nothing(settings: Settings, name: str, before: bytes | None, rejects: Path) -> None:
+    """Undo an ingest that wrote no point: a collection it created is dropped (its rejects file stays), an
+    existing one gets its manifest back."""
+    if before is not None:
+        atomic_write(manifest_path(settings.data_dir, name), lambda tmp: Path(tmp).write_bytes(before))
+        return
+    kept = rejects.read_bytes() if rejects.exists() else None
+    drop_collection(settings, name)
+    if kept is not None:
+        rejects.write_bytes(kept)
 
 
 def store_sizes(stores: list[tuple[str, VectorStore]]) -> dict[str, int]:
@@ -428,6 +468,7 @@ def _pipeline(
             if item is None:
                 break
             sp, shard, encoded_now = item
+            shard = reject_unstorable(shard, sp.name)  # a shard cached before the 64-bit integer rule
             if encoded_now:
                 summary.encoded_rows += shard.end - shard.start
             else:
@@ -479,6 +520,11 @@ def _local_shards(
 def rejects_of(data_dir: Path, name: str) -> list[dict[str, str]]:
     """The rejects file of a collection, parsed."""
     p = data_dir / "rejects" / f"{check_name(name)}.jsonl"
+    return rejects_of_file(p)
+
+
+def rejects_of_file(p: Path) -> list[dict[str, str]]:
+    """A rejects file, parsed ([] when there is none)."""
     if not p.exists():
         return []
-    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+    return [json.loads(line) for line in text_lines(p.read_text(encoding="utf-8")) if line.strip()]

@@ -48,6 +48,11 @@ class IngestOptions:
             raise InvalidInputError(f"unknown FAISS index kind(s) {unknown}: use {list(FAISS_KINDS)}")
         if self.qdrant is not None and self.qdrant not in QDRANT_CHOICES:
             raise InvalidInputError(f"--qdrant {self.qdrant!r}: use one of {list(QDRANT_CHOICES)}")
+        if not self.indexes and self.qdrant == "none":
+            raise InvalidInputError(
+                "no index to write: --index '' and --qdrant none leave the ingest nowhere to put the points; name a "
+                "FAISS kind (--index flat) or a Qdrant engine (--qdrant edge)"
+            )
         if self.limit is not None and self.limit < 1:
             raise InvalidInputError("--limit must be ≥ 1")
         if self.shard_size < 1:

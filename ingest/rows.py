@@ -15,6 +15,7 @@ from retrieval.collection import VectorSpace
 from retrieval.collection_manifest import EXTERNAL
 from retrieval.errors import InvalidInputError
 from retrieval.settings import Settings
+from retrieval.stores.payloads import check_int64, int64_problem
 
 
 def text_of(value: Any) -> str | None:
@@ -72,6 +73,10 @@ def encode_rows(
                 continue
             pl = clean_payload(row, {"id", "image"})
             pl["width"], pl["height"] = img.size
+            why = int64_problem(pl)  # an integer beyond 64 bits: every store refuses it (retrieval.stores.payloads)
+            if why is not None:
+                rejects.append({"id": rid, "space": space.name, "reason": why})
+                continue
             inputs.append(img)
         else:
             text = text_of(value)
@@ -83,6 +88,10 @@ def encode_rows(
                 continue
             pl = clean_payload(row, {"id", "image"})
             pl[space.column] = text  # a numeric cell is embedded, and returned, as its string form
+            why = int64_problem(pl)  # an integer beyond 64 bits: every store refuses it (retrieval.stores.payloads)
+            if why is not None:
+                rejects.append({"id": rid, "space": space.name, "reason": why})
+                continue
             inputs.append(text)
         ids.append(rid)
         payloads.append(pl)
@@ -118,6 +127,8 @@ def vector_rows(
         pl: dict[str, Any] | None = None
         if why is None:
             pl, why = payload_of(row[PAYLOAD]) if PAYLOAD in row else (clean_payload(row, {"id", VECTOR}), None)
+        if why is None and pl is not None:
+            why = int64_problem(pl)
         if why is not None or pl is None or vec is None:
             rejects.append({"id": rid, "space": space.name, "reason": why or "no vector"})
             continue
@@ -126,6 +137,32 @@ def vector_rows(
         payloads.append(pl)
     arr = np.stack(vecs) if vecs else np.zeros((0, space.dim), np.float32)
     return ids, arr.astype(np.float32, copy=False), payloads, rejects
+
+
+def reject_unstorable(shard: Shard, space: str) -> Shard:
+    """The shard without the points whose payload no store takes (an integer beyond 64 bits), each rejected with
+    its reason: shards cached before that rule still hold such rows (``encode_rows`` rejects them now)."""
+    try:
+        check_int64(shard.payloads, json.dumps(shard.payloads))
+        return shard
+    except (InvalidInputError, TypeError, ValueError):
+        pass
+    keep: list[int] = []
+    rejects = list(shard.rejects)
+    for i, pl in enumerate(shard.payloads):
+        why = int64_problem(pl)
+        if why is None:
+            keep.append(i)
+        else:
+            rejects.append({"id": shard.ids[i], "space": space, "reason": why})
+    return Shard(
+        shard.start,
+        shard.end,
+        [shard.ids[i] for i in keep],
+        shard.vectors[keep],
+        [shard.payloads[i] for i in keep],
+        rejects,
+    )
 
 
 def encode_shard(settings: Settings, space: VectorSpace, encoder: Any, rows: list[dict[str, Any]], start: int) -> Shard:

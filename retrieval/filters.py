@@ -30,7 +30,11 @@ Semantics (identical on every engine):
   else ``FilterError``: beyond it Qdrant (Edge, server) compares through doubles and qdrant-client local mode
   exactly, so the engines would answer differently. Within it every engine gives the exact answer, also for
   payload integers beyond 2**53 (up to ±2**63): a point holding 2**53 + 1 matches ``{"$gt": 2**53 - 1}`` and
-  never equals a filter value. Store larger identifiers as strings to select them exactly.
+  never equals a filter value. Store larger identifiers as strings to select them exactly. Payload integers
+  themselves must fit in 64 signed bits: every store refuses a larger one at write time
+  (``retrieval.stores.payloads.INT64``).
+- Field names. Any string not starting with ``$``, including dots, brackets, quotes and backslashes (on Qdrant a
+  key its JSON paths cannot name, one holding ``"`` or ``\\``, is evaluated in Python, with the same answer).
 - Null. ``{"f": null}`` (``$eq: null``) matches a point where f is missing, null, ``[]``, or an array holding
   null. ``{"$exists": true}`` matches where f has a value that is not null and not ``[]``; ``$exists: false``
   is its negation (missing, null or ``[]``).
@@ -400,6 +404,13 @@ def scalar_equal(x: Any, v: Scalar) -> bool:
     if isinstance(v, str):
         return isinstance(x, str) and x == v
     return is_number(x) and as_double(x) == as_double(v)
+
+
+def holds_path(payload: Mapping[str, Any], path: str) -> bool:
+    """Whether a payload holds ``path`` with a value or null (not missing, not ``[]``): what ``has_field`` asks
+    of every point (``$exists: true`` or a null)."""
+    raw = resolve(payload, path)
+    return not is_empty(raw) or is_null(raw)
 
 
 def _eq_raw(raw: list[Any], v: Value) -> bool:

@@ -24,6 +24,7 @@ from retrieval.errors import InvalidInputError
 from retrieval.filters import Filter
 from retrieval.settings import SearchLimits, Settings
 from retrieval.stores import Hit, SearchParams, VectorStore
+from retrieval.stores.vector_checks import as_float32
 
 __all__ = ["QueryKind", "Retriever", "SearchResult", "check_query"]
 
@@ -209,7 +210,7 @@ class Retriever:
         check_query(k, params, self.settings.limits)
         store = self.store(index, target)
         t0 = time.perf_counter()
-        hits = store.search(np.asarray(vector, dtype=np.float32), k, filter, params)[0]
+        hits = store.search(as_float32(vector), k, filter, params)[0]
         ms = (time.perf_counter() - t0) * 1e3
         notes = self.warnings(index, target, params)
         return SearchResult("<vector>", index, ms, hits, target, {"search_ms": ms}, notes)

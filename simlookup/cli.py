@@ -182,20 +182,21 @@ def _search_in_process(s: Settings, args: argparse.Namespace, flt: Any, vector: 
         else:
             res = r.search_text(args.query, index=args.index, k=args.k, filter=flt, params=params, target=args.target)
         doc = res.to_dict()
-        missing = _missing_fields(r, res.index, res.target, flt, short=len(res.hits) < args.k) if flt else []
+        missing = _missing_fields(r, res.index, res.target, flt) if flt else []
     if missing:
         doc["warnings"] = [*doc.get("warnings", []), *missing]
     return doc
 
 
-def _missing_fields(r: Any, index: str, target: str, flt: Any, short: bool) -> list[str]:
+def _missing_fields(r: Any, index: str, target: str, flt: Any) -> list[str]:
     """A warning per field the filter names that no point of the collection has (a misspelt field gives 0 hits
-    and no other sign). Asked of the searched index; where it cannot tell cheaply (Qdrant), and the search came
-    back short, of one of the collection's FAISS indexes (same points and payloads); else nothing is said."""
+    and no other sign), whatever the filter's form and the hits: asked of the searched index (FAISS from its
+    payload index, Qdrant by an exact count); a store that cannot tell asks one of the collection's FAISS indexes
+    (same points and payloads); else nothing is said."""
     from retrieval.stores import FAISS_KINDS
 
     fields = sorted(flt.fields)
-    faiss = [i for i in r.manifest.indexes if i in FAISS_KINDS and i != index][:1] if short else []
+    faiss = [i for i in r.manifest.indexes if i in FAISS_KINDS and i != index][:1]
     for i in [index, *faiss]:
         known = {f: r.store(i, target).has_field(f) for f in fields}
         if None not in known.values():
@@ -259,7 +260,12 @@ def _vector_arg(text: str) -> list[float]:
     except (OSError, ValueError) as exc:
         raise SimlookupError(f"--vector must be a JSON list of numbers or @FILE (.json, .npy): {exc}") from None
     ok = isinstance(vec, list) and vec and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in vec)
-    if not ok or not all(math.isfinite(x) for x in vec):
+    if not ok:
+        raise SimlookupError("--vector must be a non-empty JSON list of finite numbers")
+    from retrieval.stores.vector_checks import as_float32
+
+    as_float32(vec, "--vector")  # a component beyond float32 (or float64) is an InvalidInputError naming the range
+    if not all(math.isfinite(x) for x in vec):
         raise SimlookupError("--vector must be a non-empty JSON list of finite numbers")
     return [float(x) for x in vec]
 

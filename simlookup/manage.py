@@ -104,9 +104,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
             if path.suffix == ".npy":
                 queries = np.load(path, allow_pickle=False)
             else:
+                from ingest.corpora.files import text_lines
                 from retrieval.retriever import Retriever
 
-                lines = [t for t in path.read_text(encoding="utf-8").splitlines() if t.strip()]
+                lines = [t for t in text_lines(path.read_text(encoding="utf-8")) if t.strip()]
                 with Retriever(s, args.name) as r:
                     queries = np.stack([r.encode_query(t, "text", target) for t in lines])
         done = coll.tune(indexes, target=args.recall, k=args.k, queries=queries, min_points=100)

@@ -1,8 +1,8 @@
 """Hypothesis strategies for payloads and filters, shared by the filter tests.
 
 Small pools of keys and values so that random filters hit random payloads often: keys with dots, spaces, a
-double quote, non-ASCII, the empty string and ``_id`` (the key Qdrant keeps its point id under); values of every
-JSON kind, nested objects and arrays of objects.
+double quote, a backslash, non-ASCII, the empty string and ``_id`` (the key Qdrant keeps its point id under);
+values of every JSON kind, nested objects and arrays of objects.
 Payloads also hold integers at and beyond ±2**53 (up to the int64 limits) and doubles of that size; filter numbers
 stay within ±MAX_SAFE_INT (2**53 - 1, the documented limit: larger ones are a FilterError) and include its edges,
 so every engine must order a stored 2**53 + 1 exactly against them.
@@ -14,7 +14,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-TOP_KEYS = ["a", "b", "a.b", "Header 1", "é", "", 'q"k', "n", "_id", "_id~"]  # "_id": Qdrant's id key, escaped
+# 'q"k' and "b\\s": keys no Qdrant JSON path can name (evaluated in Python on Qdrant); "_id": Qdrant's id key, escaped
+TOP_KEYS = ["a", "b", "a.b", "Header 1", "é", "", 'q"k', "b\\s", "n", "_id", "_id~"]
 INNER_KEYS = ["b", "c", "d", "_id"]
 PATHS = [*TOP_KEYS, "a.c", "a.b.c", "b.c", "nope", "a.b.c.d", "_id.b", "a._id"]
 

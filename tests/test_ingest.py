@@ -169,9 +169,9 @@ def test_rejects_file_and_exit_codes(tmp_path: Path, minilm) -> None:  # type: i
         capture_output=True,
         text=True,
     )
-    assert r.returncode == 1, r.stderr
-    out = json.loads(r.stdout)
-    assert out["ingested"] == 0 and out["rejected"] == 2
+    # every row rejected: an error naming the rejects file, and no collection (it exited 1 and wrote one before)
+    assert r.returncode == 2 and "all 2 rows" in r.stderr and "rejects/allbad.jsonl" in r.stderr, r.stderr
+    assert not (s.data_dir / "collections" / "allbad.json").exists() and len(rejects_of(s.data_dir, "allbad")) == 2
 
 
 def test_verify_catches_drift(tmp_path: Path, minilm) -> None:  # type: ignore[no-untyped-def]

@@ -16,6 +16,15 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".ti
 CAPTION_FILES = ("captions.csv", "captions.jsonl")
 
 
+def text_lines(text: str) -> list[str]:
+    """The lines of a text file's content, split on "\\n" alone ("\\r\\n" too): a JSON string may hold U+2028, U+2029
+    and U+0085 as they are, which ``str.splitlines`` would take for line ends (and split the line)."""
+    if not text:
+        return []
+    lines = [ln.removesuffix("\r") for ln in text.split("\n")]
+    return lines[:-1] if lines[-1] == "" else lines
+
+
 class FileCorpus:
     """A table file: text from ``text_column``, id from ``id`` when present (else ``row-<n>``), the rest payload."""
 
@@ -90,7 +99,7 @@ class FileCorpus:
                 rows = [(i + 1, r) for i, r in enumerate(whole)]  # "line" = position in the array, from 1
         if rows is None:
             rows = []
-            for n, line in enumerate(text.splitlines(), 1):
+            for n, line in enumerate(text_lines(text), 1):
                 if not line.strip():
                     continue
                 try:
@@ -317,7 +326,7 @@ class ImageFolderCorpus:
                 with open(p, newline="", encoding="utf-8") as f:
                     rows = list(csv.DictReader(f))
             else:
-                rows = [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+                rows = [json.loads(line) for line in text_lines(p.read_text(encoding="utf-8")) if line.strip()]
             if rows and not {"file", "caption"} <= set(rows[0]):
                 raise CorpusError(f"{p}: needs columns 'file' and 'caption'")
             return {r["file"]: r["caption"] for r in rows}

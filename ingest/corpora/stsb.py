@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ingest.corpora.base import CorpusError, CorpusSpec, stable_id
+from ingest.corpora.files import text_lines
 
 SPLITS = ("train", "dev", "test")
 SPEC = CorpusSpec(
@@ -51,7 +52,7 @@ def read_pairs(split: str) -> list[StsPair]:
         raise CorpusError(f"unknown STS-B split {split!r}: use one of {SPLITS}")
     path = data_dir() / f"sts-{split}.csv"
     pairs = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(text_lines(path.read_text(encoding="utf-8")), 1):
         if not line.strip():
             continue
         f = line.split("\t")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ingest.corpora.base import CorpusError, CorpusSpec, file_digest
-from ingest.corpora.files import assign_ids
+from ingest.corpora.files import assign_ids, text_lines
 from retrieval.export import EXPORT_INFO_KEY
 
 VECTOR = "__simlookup_vector__"  # the vector column, renamed (not a payload key)
@@ -133,7 +133,7 @@ class VectorCorpus:
         if not p.is_file():
             raise CorpusError(f"{flag} {name}: for a .npy source it names a file with one line per row; none found")
         try:
-            lines = p.read_text(encoding="utf-8").splitlines()
+            lines = text_lines(p.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError) as exc:
             raise CorpusError(f"cannot read {p}: {exc}") from None
         if len(lines) != rows:

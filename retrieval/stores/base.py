@@ -19,6 +19,8 @@ from retrieval.errors import DimensionMismatchError, InvalidInputError, StoreClo
 from retrieval.filters import Filter
 from retrieval.metric import Metric
 from retrieval.settings import SearchLimits
+from retrieval.stores.payloads import check_int64
+from retrieval.stores.vector_checks import as_float32
 
 Payload = dict[str, Any]
 
@@ -254,15 +256,12 @@ class VectorStore(ABC):
             # every numpy call costs tens of µs); NaN, inf, float32 overflow and underflow fail the range test
             # and take the float64 path below, which raises or handles them
             row = vectors[0]
-            sq = float(row.dot(row))
+            sq = float(np.vdot(row, row))  # vdot: no RuntimeWarning when the float32 sum overflows
             if 1e-30 <= sq <= MAX_SQ_NORM:  # far from float32's subnormal range, where the sum loses digits
                 if self.metric is not Metric.COSINE or abs(math.sqrt(sq) - 1.0) <= 1e-5:
                     return vectors
                 return (vectors / np.float32(math.sqrt(sq))).astype(np.float32, copy=False)
-        try:
-            arr = np.asarray(vectors, dtype=np.float32)
-        except (TypeError, ValueError):
-            raise InvalidInputError(f"{what}s must be numeric arrays") from None
+        arr = as_float32(vectors, what)  # refuses components beyond float32 (the cast would make them inf)
         if arr.ndim == 1:
             arr = arr[None, :]
         if arr.ndim != 2:
@@ -312,10 +311,12 @@ class VectorStore(ABC):
             raise InvalidInputError(f"{n} points but {len(pls)} payloads")
         if all(type(p) is dict and all(type(k) is str for k in p) for p in pls):
             try:  # one C-level pass over the batch; the per-payload loop below runs only to name the error
-                _STRICT_JSON.encode(pls)
-                return pls
+                encoded = _STRICT_JSON.encode(pls)
             except (TypeError, ValueError):
                 pass
+            else:
+                check_int64(pls, encoded)  # integers beyond 64 bits (see payloads.INT64)
+                return pls
         for p in pls:
             if not isinstance(p, dict):
                 raise InvalidInputError(f"a payload must be a dict, got {type(p).__name__}")
@@ -329,6 +330,7 @@ class VectorStore(ABC):
                 _STRICT_JSON.encode(p)
             except (TypeError, ValueError) as exc:
                 raise InvalidInputError(f"payload is not JSON-serialisable: {exc}") from None
+        check_int64(pls)
         return pls
 
     def _check_open(self) -> None:

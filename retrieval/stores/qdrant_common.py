@@ -61,13 +61,14 @@ Fallback = Callable[[Node], list[Any]]
 def json_path(segments: Sequence[str], arrays: Sequence[bool] = ()) -> str | None:
     """The Qdrant JSON path of these keys (quoted where needed); ``arrays[i]``: step into an array after key i.
 
-    None when Qdrant cannot name a key (one holding a double quote).
+    None when Qdrant cannot name a key: a quoted key is any run of characters but a double quote and a backslash,
+    with no escapes (Qdrant's ``json_path`` parser), so a key holding either has no path.
     """
     parts = []
     for i, seg in enumerate(segments):
         if _BARE_KEY.match(seg):
             part = seg
-        elif '"' in seg:
+        elif '"' in seg or "\\" in seg:
             return None
         else:
             part = f'"{seg}"'
@@ -81,8 +82,9 @@ class QdrantFilterBuilder:
     Every translation is exact (see ``retrieval.filters`` for the semantics): numbers compare through a range
     (2 equals 2.0, a bool is never a number), bools through a typed match, null through IsEmpty/IsNull, dotted
     paths through every object/array-of-objects path they can take, with the literal key winning. A condition
-    Qdrant cannot express (a key holding a double quote, a path of more than ``MAX_NESTED_SEGMENTS`` keys) is
-    evaluated in Python by ``fallback`` (the ids of the points it matches) and sent as a HasId condition.
+    Qdrant cannot express (a key holding a double quote or a backslash, a path of more than
+    ``MAX_NESTED_SEGMENTS`` keys) is evaluated in Python by ``fallback`` (the ids of the points it matches) and
+    sent as a HasId condition.
     """
 
     def __init__(self, m: Any, edge: bool, fallback: Fallback | None = None) -> None:
@@ -163,22 +165,38 @@ class QdrantFilterBuilder:
             return self.not_(self.node(node.child))
         return self.leaf(node)
 
-    def leaf(self, cond: Leaf) -> Any:
-        path = cond.path
+    @staticmethod
+    def keys(path: str) -> tuple[str, list[str]] | None:
+        """The Qdrant keys of a filter path: the literal top-level key, and (for a dotted path) every object /
+        array-of-objects path it can take; None when Qdrant cannot name one of them (see ``json_path``)."""
         lit = json_path([stored_key(path)])
         segs = path.split(".")
         segs[0] = stored_key(segs[0])
         nested: list[str] = []
         if len(segs) > 1:
             if len(segs) > MAX_NESTED_SEGMENTS:
-                return self._fallback(cond)
+                return None
             for mask in range(2 ** (len(segs) - 1)):
                 p = json_path(segs, [bool(mask >> i & 1) for i in range(len(segs) - 1)])
                 if p is None:
-                    return self._fallback(cond)
+                    return None
                 nested.append(p)
-        if lit is None:
+        return None if lit is None else (lit, nested)
+
+    def holds(self, path: str) -> Any:
+        """Points holding ``path`` with a value or null (``retrieval.filters.holds_path``); None when Qdrant
+        cannot name the path. Over every key the path can take: a literal key that holds ``[]`` holds nothing."""
+        keys = self.keys(path)
+        if keys is None:
+            return None
+        lit, nested = keys
+        return self.any([self.any([self.not_(self.is_empty(k)), self.is_null(k)]) for k in [lit, *nested]])
+
+    def leaf(self, cond: Leaf) -> Any:
+        keys = self.keys(cond.path)
+        if keys is None:
             return self._fallback(cond)
+        lit, nested = keys
         if not nested:
             return self.on_keys(cond, [lit])
         # the literal key wins when a point has it with any value but []: present = not IsEmpty or IsNull

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from retrieval.errors import InvalidInputError, StoreError, StoreLockedError, StoreNotFoundError
-from retrieval.filters import Filter
+from retrieval.filters import Filter, holds_path
 from retrieval.metric import Metric
 from retrieval.settings import QdrantSettings
 from retrieval.stores.base import Hit, Payload, SearchParams, VectorStore
@@ -238,6 +238,16 @@ class QdrantStore(VectorStore):
 
     def _filters(self) -> QdrantFilterBuilder:
         return self.engine.filters(python_fallback(self._scroll))
+
+    def has_field(self, path: str) -> bool:
+        """Whether any point of this view holds ``path`` with a value or null: an exact count of such points (a
+        path Qdrant cannot name is evaluated in Python over the points)."""
+        self._check_open()
+        b = self.engine.filters()
+        cond = b.holds(path)
+        if cond is None:
+            return any(holds_path(split_id(r.payload)[1], path) for r in self._scroll())
+        return self.engine.count(self._in_view(b.filter(must=[cond]))) > 0
 
     def _in_view(self, qf: Any) -> Any:
         """qf limited to the points holding this view's vector (on a multi-vector collection)."""

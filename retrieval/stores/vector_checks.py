@@ -1,15 +1,18 @@
-"""Integrity of a point store's vector file: a crc32 per row recorded at each flush (table ``vector_crc`` in
-points.sqlite, one blob of little-endian uint32 per ``CRC_CHUNK`` rows), and ``check_vectors``, which
-``simlookup verify`` runs: every row against its checksum, and live rows no upsert could have stored."""
+"""Checks of vectors: ``as_float32``, the cast every store's input check (``VectorStore.check_vectors``) and every
+query entry point uses, which refuses components beyond float32's range; and the integrity of a point store's
+vector file: a crc32 per row recorded at each flush (table ``vector_crc`` in points.sqlite, one blob of
+little-endian uint32 per ``CRC_CHUNK`` rows), and ``check_vectors``, which ``simlookup verify`` runs: every row
+against its checksum, and live rows no upsert could have stored."""
 
 from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from retrieval.errors import InvalidInputError
 from retrieval.metric import Metric
 from retrieval.stores.vector_file import VectorFile, crcs_of
 
@@ -19,6 +22,34 @@ if TYPE_CHECKING:
 CRC_SCHEMA = "CREATE TABLE IF NOT EXISTS vector_crc (chunk INTEGER PRIMARY KEY, crcs BLOB NOT NULL)"
 CRC_CHUNK = 4096  # rows per vector_crc blob (16 KiB)
 UNIT_TOLERANCE = 1e-3  # a stored cosine vector is unit length (normalised on upsert); farther off is damage
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # 3.4028235e38
+
+
+def as_float32(values: Any, what: str = "vector") -> np.ndarray:
+    """``values`` as a float32 array, or InvalidInputError: not numeric, or a finite component beyond float32's
+    range (±3.4e38), which the cast would turn into inf (numpy only warns). NaN and inf pass through: the
+    caller's finiteness check names them."""
+    if isinstance(values, np.ndarray) and values.dtype == np.float32:
+        return values
+    try:
+        with np.errstate(over="raise"):
+            return np.asarray(values, dtype=np.float32)
+    except (FloatingPointError, OverflowError):
+        pass
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"{what}s must be numeric arrays") from None
+    rows: list[int] = []
+    try:
+        wide = np.asarray(values, dtype=np.float64)
+        if wide.ndim == 2:
+            rows = np.flatnonzero((np.abs(wide) > FLOAT32_MAX).any(axis=1))[:10].tolist()
+    except (OverflowError, TypeError, ValueError):
+        pass  # an integer beyond float64 too
+    where = f"{what} rows {rows} hold" if rows else f"the {what} holds"
+    raise InvalidInputError(
+        f"{where} a component beyond float32's range (±{FLOAT32_MAX:.4g}): vectors are stored and searched as "
+        "float32, where it would become infinite; scale the vector down"
+    )
 
 
 @dataclass

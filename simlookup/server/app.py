@@ -14,7 +14,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -34,6 +33,7 @@ from retrieval.filters import Filter
 from retrieval.retriever import Retriever, SearchResult
 from retrieval.settings import Settings
 from retrieval.stores import INDEX_NAMES, SearchParams
+from retrieval.stores.vector_checks import as_float32
 from simlookup.server.batching import MicroBatcher, QueueFullError
 from simlookup.server.limits import BodyLimit
 from simlookup.server.metrics import Metrics, RequestMetrics
@@ -256,7 +256,7 @@ def create_app(settings: Settings, name: str, encoders: Mapping[str, Encoder] | 
         dim = retriever.manifest.vectors[target].dim
         if len(req.vector) != dim:  # type: ignore[arg-type]
             raise HTTPException(422, f"vector has {len(req.vector)} dimensions, the index has {dim}")  # type: ignore[arg-type]
-        vec = np.asarray(req.vector, dtype=np.float32)
+        vec = as_float32(req.vector)  # a component beyond float32: 422 (the cast would make it inf)
         res = await in_thread(lambda: retriever.search_vector(vec, req.index, req.k, flt, params, target))
         return answer(res, "<vector>", t0)
 
