@@ -140,7 +140,9 @@ class Collection:
                 f"see only the points written so far; finish it with `simlookup ingest {m.corpus} --name {self.name}`"
             )
         op = m.tuning.get(target, {}).get(index) if index else None
-        default = params is None or (params.nprobe is None and params.hnsw_ef is None and params.rerank is None)
+        default = params is None or (
+            params.nprobe is None and params.hnsw_ef is None and params.rerank is None and params.oversampling is None
+        )
         if op and not op.get("reached") and default and not (params is not None and params.exact):
             out.append(
                 f"index {index} answers at {shortfall(op)}: "

@@ -28,7 +28,7 @@ def redact_url(text: str) -> str:
     return _USERINFO.sub(lambda m: f"{m.group('scheme')}***@", text)
 
 QdrantMode = Literal["edge", "server", "local"]
-Quantization = Literal["none", "scalar", "product"]
+Quantization = Literal["none", "scalar", "binary", "product"]
 PayloadIndexKind = Literal["keyword", "integer", "float", "bool"]
 
 
@@ -48,7 +48,23 @@ class QdrantSettings(BaseModel):
     hnsw_m: int = Field(default=16, ge=2)
     hnsw_ef_construct: int = Field(default=100, ge=4)
     hnsw_ef: int = Field(default=64, ge=1, description="default hnsw_ef at query time")
-    quantization: Quantization = "none"
+    quantization: Quantization | None = Field(
+        default=None,
+        description="scalar (int8) | binary (1 bit) | product | none, searched with rescoring by the original vectors; "
+        "unset: as the collection was created (none for a new one). A writer's change applies at the next build",
+    )
+    on_disk: bool | None = Field(
+        default=None,
+        description="original vectors and HNSW graph on disk (memory-mapped, read on demand; quantized vectors "
+        "stay in RAM); unset: as the collection was created (off for a new one)",
+    )
+    oversampling: float | None = Field(
+        default=None,
+        ge=1,
+        le=100,
+        description="quantized search: k × oversampling candidates rescored, when neither a search nor auto-tune "
+        "sets it (unset: 2 for scalar, 4 for product, 8 for binary quantization)",
+    )
     indexing_threshold_kb: int = Field(default=10, ge=0, description="edge/server: segments above this get HNSW")
     full_scan_threshold_kb: int = Field(
         default=1000, ge=0, description="below this many KB of vectors (or filter matches) Qdrant scans exactly"
@@ -153,6 +169,8 @@ class QueryParams(Protocol):
     def hnsw_ef(self) -> int | None: ...
     @property
     def rerank(self) -> int | None: ...
+    @property
+    def oversampling(self) -> float | None: ...
 
 
 class SearchLimits(BaseModel):
@@ -165,7 +183,9 @@ class SearchLimits(BaseModel):
     max_k: int = Field(default=10_000, ge=1, description="hits per query (CLI, Python API, REST)")
     max_ef: int = Field(default=4_096, ge=1, description="HNSW ef / Qdrant hnsw_ef at query time")
     max_nprobe: int = Field(default=65_536, ge=1, description="IVF lists visited per query")
-    max_rerank: int = Field(default=100, ge=1, description="re-rank factor (candidates = k × factor)")
+    max_rerank: int = Field(
+        default=100, ge=1, description="re-rank factor and Qdrant oversampling (candidates = k × factor)"
+    )
 
     def check(self, k: int, params: QueryParams | None = None) -> None:
         """Refuse a k, ef, nprobe or re-rank factor above its cap (InvalidInputError naming the variable)."""
@@ -179,6 +199,7 @@ class SearchLimits(BaseModel):
             ("ef", params.hnsw_ef, self.max_ef, "MAX_EF"),
             ("nprobe", params.nprobe, self.max_nprobe, "MAX_NPROBE"),
             ("rerank factor", params.rerank, self.max_rerank, "MAX_RERANK"),
+            ("oversampling", params.oversampling, self.max_rerank, "MAX_RERANK"),
         )
         for what, v, cap, var in caps:
             if v is not None and v > cap:

@@ -169,6 +169,8 @@ def _search_in_process(s: Settings, args: argparse.Namespace, flt: Any, vector: 
         hnsw_ef=args.ef,
         exact=args.exact,
         rerank=args.rerank_factor if args.rerank_factor is not None else (10 if args.rerank else None),
+        oversampling=args.oversampling,
+        rescore=False if args.no_rescore else None,
     )
     with Retriever(s, args.name) as r:
         if args.image:
@@ -229,6 +231,7 @@ def _search_service(
     body |= {"text": args.query} if vector is None else {"vector": vector}
     body |= {"rerank": args.rerank, "rerank_factor": args.rerank_factor, "nprobe": args.nprobe}
     body |= {"hnsw_ef": args.ef, "exact": args.exact}
+    body |= {"oversampling": args.oversampling, "rescore": False if args.no_rescore else None}
     return client.post("/search", {k: v for k, v in body.items() if v is not None})
 
 
@@ -468,6 +471,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--ef", type=_bounded(1, None), help="HNSW ef at query time (capped by SIMLOOKUP_LIMITS__MAX_EF)")
     sp.add_argument("--exact", action="store_true", help="brute force")
+    sp.add_argument(
+        "--oversampling",
+        type=float,
+        help="a quantized Qdrant collection: k × oversampling candidates rescored (>= 1; capped by "
+        "SIMLOOKUP_LIMITS__MAX_RERANK)",
+    )
+    sp.add_argument(
+        "--no-rescore", action="store_true", help="a quantized Qdrant collection: quantized scores, not rescored"
+    )
     sp.add_argument("--target", choices=["text", "image", "caption"], help="vector space to search")
     sp.add_argument("--vector", help="search by a vector: a JSON list of numbers, or @FILE (.json, .npy)")
     sp.add_argument("--url", help="a running 'simlookup serve' (default: the one serving NAME, if any)")

@@ -49,27 +49,44 @@ class SearchParams:
     nprobe: IVF lists to visit. hnsw_ef: HNSW candidate list (FAISS efSearch, Qdrant hnsw_ef).
     exact: brute force over stored vectors. rerank: fetch k×rerank candidates and rescore them exactly
     (None = the kind's default: 10 for FAISS ivfpq, off elsewhere; 0 or 1 = off).
+    oversampling, rescore: a quantized Qdrant collection's search (k×oversampling candidates found on the quantized
+    vectors, ≥ 1; rescored by the original vectors unless rescore is False, whose scores are the quantized ones).
     """
 
     nprobe: int | None = None
     hnsw_ef: int | None = None
     exact: bool = False
     rerank: int | None = None
+    oversampling: float | None = None
+    rescore: bool | None = None
 
     def __post_init__(self) -> None:
         for name in ("nprobe", "hnsw_ef", "rerank"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
                 raise InvalidInputError(f"search parameter {name} must be a non-negative integer, got {v!r}")
+        o = self.oversampling
+        if o is not None and (not isinstance(o, (int, float)) or isinstance(o, bool) or not 1 <= o < math.inf):
+            raise InvalidInputError(f"search parameter oversampling must be a number >= 1, got {o!r}")
+        if self.rescore is not None and not isinstance(self.rescore, bool):
+            raise InvalidInputError(f"search parameter rescore must be true or false, got {self.rescore!r}")
         # their upper bounds are the settings' (SearchLimits), applied by VectorStore.search
 
 
 _DEFAULT_PARAMS = SearchParams()  # frozen: one shared instance for calls that pass none
-PARAM_OPTIONS = {"nprobe": "--nprobe", "hnsw_ef": "--ef", "rerank": "--rerank-factor", "exact": "--exact"}
+PARAM_OPTIONS = {
+    "nprobe": "--nprobe",
+    "hnsw_ef": "--ef",
+    "rerank": "--rerank-factor",
+    "exact": "--exact",
+    "oversampling": "--oversampling",
+    "rescore": "--no-rescore",
+}
 
 
 def with_defaults(params: SearchParams | None, defaults: SearchParams) -> SearchParams:
-    """``params`` with the fields it leaves unset (None) taken from ``defaults``: explicit parameters win."""
+    """``params`` with the fields it leaves unset (None) taken from ``defaults``: explicit parameters win (rerank
+    and oversampling both size a candidate list: either one given replaces the default oversampling)."""
     if params is None:
         return defaults
     return SearchParams(
@@ -77,6 +94,10 @@ def with_defaults(params: SearchParams | None, defaults: SearchParams) -> Search
         hnsw_ef=params.hnsw_ef if params.hnsw_ef is not None else defaults.hnsw_ef,
         exact=params.exact,
         rerank=params.rerank if params.rerank is not None else defaults.rerank,
+        oversampling=params.oversampling
+        if params.oversampling is not None or params.rerank is not None
+        else defaults.oversampling,
+        rescore=params.rescore if params.rescore is not None else defaults.rescore,
     )
 
 
@@ -87,6 +108,7 @@ def used_params(params: SearchParams) -> list[str]:
         used.append("rerank")
     if params.exact:
         used.append("exact")
+    used.extend(n for n in ("oversampling", "rescore") if getattr(params, n) is not None)
     return used
 
 

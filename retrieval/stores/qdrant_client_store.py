@@ -31,6 +31,7 @@ from retrieval.stores.manifest import now_iso
 from retrieval.stores.qdrant_common import PayloadIndexType
 from retrieval.stores.qdrant_handles import HANDLES
 from retrieval.stores.qdrant_store import PointRow, QdrantBackend, QdrantStore, Shape
+from retrieval.stores.qdrant_tier import QuantSearch, Tier
 
 log = logging.getLogger(__name__)
 LOCAL_MODE_LIMIT = 20_000
@@ -99,10 +100,6 @@ class ClientBackend(QdrantBackend):
         self.uses_payload_indexes = settings.mode == "server"  # local mode ignores payload indexes
         self._released = False
 
-    def query_params(self) -> frozenset[str]:
-        """hnsw_ef and exact; rerank (the oversampling of quantized search) where quantization is on."""
-        return frozenset({"hnsw_ef", "exact", *(["rerank"] if self.settings.quantization != "none" else [])})
-
     # ---- open / create
     def read_shape(self) -> Shape | None:
         m = self.models
@@ -116,40 +113,49 @@ class ClientBackend(QdrantBackend):
         if first is None:
             raise StoreError(f"collection {self.name!r} has no dense vector")
         metric = {m.Distance.COSINE: "cosine", m.Distance.DOT: "dot", m.Distance.EUCLID: "l2"}[first.distance]
+        self.tier = Tier.from_meta(meta["tier"]) if "tier" in meta else self._found_tier(info, first)
         return Shape(
             int(first.size), Metric.parse(metric), meta.get("fingerprint"), named, where=Path(self.name) / "collection"
         )
 
+    def _found_tier(self, info: Any, vparams: Any) -> Tier:
+        """The tier of a collection made before tiers were recorded: what the server reports (local: none)."""
+        qc = getattr(info.config, "quantization_config", None)
+        q = "none"
+        for name in ("scalar", "binary", "product"):
+            if qc is not None and getattr(qc, name, None) is not None:
+                q = name
+        return Tier(q, bool(getattr(vparams, "on_disk", False)))
+
     def not_found(self, name: str) -> StoreNotFoundError:
         return StoreNotFoundError(f"no Qdrant collection named {name!r} ({self.mode} mode)")
 
-    def open(self, read_only: bool) -> None:
-        """The client is connected already."""
+    def open(self, read_only: bool, tier: Tier | None = None) -> None:
+        """The client is connected already (a new tier is made by ``apply_tier`` at the next build)."""
 
     def create(self, shape: Shape, indexes: list[tuple[str, str]]) -> None:
         m, s = self.models, self.settings
         dist = {Metric.COSINE: m.Distance.COSINE, Metric.DOT: m.Distance.DOT, Metric.L2: m.Distance.EUCLID}[
             shape.metric
         ]
-        vp: Any = m.VectorParams(size=shape.dim, distance=dist)
+        disk = self.tier.on_disk or None
+        vp: Any = m.VectorParams(size=shape.dim, distance=dist, on_disk=disk)
         if shape.vectors:
-            vp = {n: m.VectorParams(size=d, distance=dist) for n, d in shape.vectors.items()}
-        quant: Any = None
-        if s.quantization == "scalar":
-            quant = m.ScalarQuantization(scalar=m.ScalarQuantizationConfig(type=m.ScalarType.INT8, always_ram=True))
-        elif s.quantization == "product":
-            quant = m.ProductQuantization(
-                product=m.ProductQuantizationConfig(compression=m.CompressionRatio.X16, always_ram=True)
-            )
+            vp = {n: m.VectorParams(size=d, distance=dist, on_disk=disk) for n, d in shape.vectors.items()}
         kwargs: dict[str, Any] = {
             "collection_name": self.name,
             "vectors_config": vp,
             "hnsw_config": m.HnswConfigDiff(
-                m=s.hnsw_m, ef_construct=s.hnsw_ef_construct, full_scan_threshold=s.full_scan_threshold_kb
+                m=s.hnsw_m, ef_construct=s.hnsw_ef_construct, full_scan_threshold=s.full_scan_threshold_kb, on_disk=disk
             ),
             "optimizers_config": m.OptimizersConfigDiff(indexing_threshold=s.indexing_threshold_kb),
-            "quantization_config": quant,
-            "metadata": {"fingerprint": shape.fingerprint, "created": now_iso(), "simlookup": 1},
+            "quantization_config": self._quantization(self.tier),
+            "metadata": {
+                "fingerprint": shape.fingerprint,
+                "created": now_iso(),
+                "simlookup": 1,
+                "tier": self.tier.to_meta(),
+            },
         }
         if self.mode == "server":
             kwargs["shard_number"] = s.shard_number
@@ -159,6 +165,33 @@ class ClientBackend(QdrantBackend):
             self._retry(lambda: self.client.create_collection(**kwargs))
         for key, kind in indexes:
             self.create_field_index(key, kind)
+
+    def _quantization(self, tier: Tier) -> Any:
+        """The tier's quantization config (None: none), quantized vectors kept in RAM."""
+        m = self.models
+        if tier.quantization == "scalar":
+            return m.ScalarQuantization(scalar=m.ScalarQuantizationConfig(type=m.ScalarType.INT8, always_ram=True))
+        if tier.quantization == "binary":
+            return m.BinaryQuantization(binary=m.BinaryQuantizationConfig(always_ram=True))
+        if tier.quantization == "product":
+            return m.ProductQuantization(
+                product=m.ProductQuantizationConfig(compression=m.CompressionRatio.X16, always_ram=True)
+            )
+        return None
+
+    def apply_tier(self, tier: Tier) -> None:
+        """A server re-quantizes and moves vectors and graph in the background; local mode, brute force over the
+        original vectors whatever the tier, records it only. Both record it in the collection's metadata."""
+        m = self.models
+        kwargs: dict[str, Any] = {"metadata": {"tier": tier.to_meta()}}
+        if self.mode == "server":
+            vp = self._retry(lambda: self.client.get_collection(self.name)).config.params.vectors
+            names = list(vp) if isinstance(vp, dict) else [""]  # "": the unnamed vector
+            kwargs["vectors_config"] = {n: m.VectorParamsDiff(on_disk=tier.on_disk) for n in names}
+            kwargs["hnsw_config"] = m.HnswConfigDiff(on_disk=tier.on_disk)
+            kwargs["quantization_config"] = self._quantization(tier) or m.Disabled.DISABLED
+        self._retry(lambda: self.client.update_collection(self.name, **kwargs))
+        self.tier = tier
 
     def _retry(self, fn: Callable[[], T]) -> T:
         """Call fn with retries and exponential backoff on connection errors; then BackendUnavailableError."""
@@ -231,14 +264,18 @@ class ClientBackend(QdrantBackend):
         limit: int,
         hnsw_ef: int,
         exact: bool,
-        rerank: int | None,
+        quant: QuantSearch | None,
         with_payload: bool | list[str],
     ) -> list[list[Any]]:
         m = self.models
-        quant = None
-        if self.settings.quantization != "none":
-            quant = m.QuantizationSearchParams(rescore=True, oversampling=float(max(rerank or 2, 1)))
-        sp = m.SearchParams(hnsw_ef=hnsw_ef, exact=exact, quantization=quant)
+        qp = None
+        if quant is not None:  # an exact search over the original vectors, else the quantized ones rescored
+            qp = (
+                m.QuantizationSearchParams(ignore=True)
+                if exact
+                else m.QuantizationSearchParams(rescore=quant.rescore, oversampling=quant.oversampling)
+            )
+        sp = m.SearchParams(hnsw_ef=hnsw_ef, exact=exact, quantization=qp)
         reqs = [
             m.QueryRequest(query=q.tolist(), using=using, filter=flt, params=sp, limit=limit, with_payload=with_payload)
             for q in queries

@@ -31,6 +31,7 @@ from retrieval.stores.manifest import atomic_write, now_iso, write_json
 from retrieval.stores.qdrant_common import PayloadIndexType
 from retrieval.stores.qdrant_handles import HANDLES
 from retrieval.stores.qdrant_store import PointRow, QdrantBackend, QdrantStore, Shape
+from retrieval.stores.qdrant_tier import QuantSearch, Tier
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ class EdgeBackend(QdrantBackend):
     kind = "qdrant-edge"
     label = "Qdrant Edge"
     edge = True
+    can_drop_quantization = False  # a load with no quantization config keeps the shard's
 
     def __init__(self, root: Path, name: str, settings: QdrantSettings) -> None:
         self.name = name
@@ -93,17 +95,20 @@ class EdgeBackend(QdrantBackend):
         named = meta.get("vectors") or ({meta["vector_name"]: meta["dim"]} if meta.get("vector_name") else {})
         self._meta = meta
         self._named, self._metric, self._dim = dict(named), Metric.parse(meta["metric"]), int(meta["dim"])
+        self.tier = Tier.from_meta(meta.get("tier"))
         return Shape(int(meta["dim"]), self._metric, meta.get("fingerprint"), dict(named), where=self.meta_path)
 
     def not_found(self, name: str) -> StoreNotFoundError:
         return StoreNotFoundError(f"no Qdrant Edge collection named {name!r} under {self.dir.parent}")
 
-    def open(self, read_only: bool) -> None:
+    def open(self, read_only: bool, tier: Tier | None = None) -> None:
+        """Load the shard, or join this process's open handle on it. A writer's new ``tier`` is configured as
+        the first store loads it (the next optimize builds it; ``apply_tier`` records it)."""
         self._check_segments()
         try:
             self._shard = HANDLES.acquire(
                 self._key,
-                lambda: self._load(read_only),
+                lambda: self._load(read_only, tier),
                 lambda sh: sh.close(),
                 check=self._check_count,
                 writer=not read_only,
@@ -114,12 +119,13 @@ class EdgeBackend(QdrantBackend):
         except Exception as exc:  # noqa: BLE001 - Edge raises plain Exception
             raise _map_edge_error(exc, self.shard_path) from None
 
-    def _load(self, read_only: bool) -> Any:
+    def _load(self, read_only: bool, tier: Tier | None = None) -> Any:
         """Load the shard. Edge rewrites edge_config.json with the config a load resolves: a reader puts the
         bytes it found back (the search pool size still applies to this process), so it changes no file."""
         config_file = self.shard_path / "edge_config.json"
         before = config_file.read_bytes() if read_only and config_file.exists() else None
-        shard = self.models.EdgeShard.load(str(self.shard_path), self._load_config())
+        config = self._load_config() if tier is None or read_only else self._config(tier)
+        shard = self.models.EdgeShard.load(str(self.shard_path), config)
         if before is not None and config_file.read_bytes() != before:
             atomic_write(config_file, lambda tmp: Path(tmp).write_bytes(before))
         return shard
@@ -147,29 +153,48 @@ class EdgeBackend(QdrantBackend):
             "vectors": shape.vectors,
             "payload_indexes": shape.payload_indexes or {},
             "hnsw": {"m": self.settings.hnsw_m, "ef_construct": self.settings.hnsw_ef_construct},
+            "tier": self.tier.to_meta(),
             "created": now_iso(),
         }
         write_json(self.meta_path, self._meta)
 
-    def _vectors(self) -> Any:
-        e = self.models
+    def _vectors(self, tier: Tier | None = None) -> Any:
+        e, t = self.models, tier or self.tier
         dist = {Metric.COSINE: e.Distance.Cosine, Metric.DOT: e.Distance.Dot, Metric.L2: e.Distance.Euclid}[
             self._metric
         ]
+        mem = e.Memory.Cold if t.on_disk else None  # on disk: memory-mapped, read on demand
         if self._named:
-            return {n: e.EdgeVectorParams(size=d, distance=dist) for n, d in self._named.items()}
-        return e.EdgeVectorParams(size=self._dim, distance=dist)
+            return {n: e.EdgeVectorParams(size=d, distance=dist, memory=mem) for n, d in self._named.items()}
+        return e.EdgeVectorParams(size=self._dim, distance=dist, memory=mem)
 
-    def _config(self) -> Any:
-        e, s = self.models, self.settings
+    def _quantization(self, tier: Tier) -> Any:
+        """The tier's quantization config (None: none); the quantized vectors stay in RAM when the originals are
+        on disk."""
+        e, q = self.models, tier.quantization
+        mem = e.Memory.Pinned if tier.on_disk else None
+        if q == "scalar":
+            return e.ScalarQuantizationConfig(type=e.ScalarType.Int8, memory=mem)
+        if q == "binary":  # 1-bit codes, queries at 8 bits (asymmetric): better recall at the same size
+            return e.BinaryQuantizationConfig(
+                memory=mem, query_encoding=e.BinaryQuantizationQueryEncoding.Scalar8Bits
+            )
+        if q == "product":
+            return e.ProductQuantizationConfig(compression=e.CompressionRatio.X16, memory=mem)
+        return None
+
+    def _config(self, tier: Tier | None = None) -> Any:
+        e, s, t = self.models, self.settings, tier or self.tier
         return e.EdgeConfig(
-            vectors=self._vectors(),
+            vectors=self._vectors(t),
             hnsw_config=e.HnswIndexConfig(
                 m=s.hnsw_m,
                 ef_construct=s.hnsw_ef_construct,
                 full_scan_threshold=s.full_scan_threshold_kb,
                 max_indexing_threads=s.indexing_threads,
+                memory=e.Memory.Cold if t.on_disk else None,
             ),
+            quantization_config=self._quantization(t),
             optimizers=e.EdgeOptimizersConfig(indexing_threshold=s.indexing_threshold_kb),
             max_search_threads=s.search_threads,
             # what a load resolves them to: written now, so that a later open has nothing to add to edge_config.json
@@ -182,6 +207,50 @@ class EdgeBackend(QdrantBackend):
         if self.settings.search_threads is None:
             return None
         return self.models.EdgeConfig(vectors=self._vectors(), max_search_threads=self.settings.search_threads)
+
+    def persisted_tier(self) -> Tier:
+        """The tier the shard's own config (edge_config.json) holds: what a load configured."""
+        try:
+            config = json.loads((self.shard_path / "edge_config.json").read_text())
+        except (OSError, ValueError):
+            return Tier()
+        quant = next(iter(config.get("quantization_config") or {}), "none")
+        memory = {v.get("memory") for v in (config.get("vectors") or {}).values()}
+        return Tier.from_meta({"quantization": quant, "on_disk": memory == {"cold"}})
+
+    def apply_tier(self, tier: Tier) -> None:
+        """Configure this tier unless the shard's load did (reloading it with the tier's config, which needs the
+        only handle on it in this process), then record it; the optimize that follows re-quantizes and moves the
+        segments."""
+        if self.persisted_tier() != tier:
+            self._reload(tier)
+        self.tier = tier
+        meta = json.loads(self.meta_path.read_text())
+        meta["tier"] = tier.to_meta()
+        write_json(self.meta_path, meta)
+        self._meta = meta
+
+    def _reload(self, tier: Tier) -> None:
+        if HANDLES.users(self._key) > 1:
+            raise StoreLockedError(
+                f"Qdrant Edge shard {self.shard_path}: changing its tier to {tier.describe()} reloads it, but other "
+                "stores of this process have it open: close them, then build again"
+            )
+        self.close()
+        config = self._config(tier)
+        try:
+            self._shard = HANDLES.acquire(
+                self._key,
+                lambda: self.models.EdgeShard.load(str(self.shard_path), config),
+                lambda sh: sh.close(),
+                check=self._check_count,
+                writer=True,
+                on_writer=lambda sh: self._forget_count(),
+            )
+        except StoreError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - Edge raises plain Exception
+            raise _map_edge_error(exc, self.shard_path) from None
 
     # ---- damage checks: a shard that lost segments must not answer from what is left
     def _check_segments(self) -> None:
@@ -270,11 +339,18 @@ class EdgeBackend(QdrantBackend):
         limit: int,
         hnsw_ef: int,
         exact: bool,
-        rerank: int | None,
+        quant: QuantSearch | None,
         with_payload: bool | list[str],
     ) -> list[list[Any]]:
         e = self.models
-        sp = e.SearchParams(hnsw_ef=hnsw_ef, exact=exact)
+        qp = None
+        if quant is not None:  # an exact search over the original vectors, else the quantized ones rescored
+            qp = (
+                e.QuantizationSearchParams(ignore=True)
+                if exact
+                else e.QuantizationSearchParams(rescore=quant.rescore, oversampling=quant.oversampling)
+            )
+        sp = e.SearchParams(hnsw_ef=hnsw_ef, exact=exact, quantization=qp)
         reqs = [
             e.QueryRequest(
                 limit=limit,

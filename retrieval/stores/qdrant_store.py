@@ -8,6 +8,7 @@ which implements only the engine calls (``qdrant_edge_store.EdgeBackend``, ``qdr
 
 from __future__ import annotations
 
+import logging
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
@@ -37,7 +38,9 @@ from retrieval.stores.qdrant_common import (
     top_up,
     with_id,
 )
+from retrieval.stores.qdrant_tier import QuantSearch, Tier, check_change
 
+log = logging.getLogger(__name__)
 PointRow = tuple[str, Any, dict[str, Any]]  # (Qdrant point id, vector as the engine takes it, payload with the id)
 SCROLL_PAGE = 2048
 
@@ -66,6 +69,9 @@ class QdrantBackend(ABC):
     models: Any  # qdrant_edge, or qdrant_client.models
     edge: bool  # which flavour of filter models
     exact_only: bool = False  # every search is exact already (local mode): no top-up
+    # the collection's memory tier: a new one's (set by the store before create), else as read_shape found it
+    tier: Tier = Tier()
+    can_drop_quantization: bool = True  # an existing collection's quantization can be removed (not on Edge)
     uses_payload_indexes: bool = True  # inferred payload indexes are worth creating
 
     def query_params(self) -> frozenset[str]:
@@ -78,15 +84,16 @@ class QdrantBackend(ABC):
 
     @abstractmethod
     def read_shape(self) -> Shape | None:
-        """The collection's shape as persisted, None when there is no collection."""
+        """The collection's shape as persisted (and its recorded ``tier``), None when there is no collection."""
 
     @abstractmethod
     def not_found(self, name: str) -> StoreNotFoundError:
         """The error for a missing collection, naming where it was looked for."""
 
     @abstractmethod
-    def open(self, read_only: bool) -> None:
-        """Attach to the existing collection (a read-only open changes no file)."""
+    def open(self, read_only: bool, tier: Tier | None = None) -> None:
+        """Attach to the existing collection (a read-only open changes no file); ``tier``: a writer's new tier,
+        which an engine may configure as it loads (Edge), to be built by the next optimize."""
 
     @abstractmethod
     def create(self, shape: Shape, indexes: list[tuple[str, str]]) -> None:
@@ -120,10 +127,11 @@ class QdrantBackend(ABC):
         limit: int,
         hnsw_ef: int,
         exact: bool,
-        rerank: int | None,
+        quant: QuantSearch | None,
         with_payload: bool | list[str],
     ) -> list[list[Any]]:
-        """Scored points (id, score, payload) per query, best first."""
+        """Scored points (id, score, payload) per query, best first; ``quant``: how a quantized collection is
+        searched (None: not quantized), ignored by an exact search."""
 
     @abstractmethod
     def count(self, flt: Any) -> int:
@@ -139,6 +147,10 @@ class QdrantBackend(ABC):
 
     @abstractmethod
     def create_field_index(self, key: str, kind: str) -> None: ...
+
+    @abstractmethod
+    def apply_tier(self, tier: Tier) -> None:
+        """Give the existing collection this tier (the next optimize builds what it needs) and record it."""
 
     @abstractmethod
     def optimize(self) -> bool:
@@ -186,6 +198,8 @@ class QdrantStore(VectorStore):
         self.vector_name = vector_name
         self.named: dict[str, int] = {}
         self._lock = threading.RLock()  # a write reads, then writes: one at a time per store
+        self._pending: Tier | None = None  # a writer's tier change, applied by the next build()
+        engine.tier = Tier().wanted(settings)  # a new collection's; read_shape replaces it by an existing one's
         try:
             declared = check_payload_indexes(payload_indexes)  # before anything is created
             shape = engine.read_shape()
@@ -219,7 +233,24 @@ class QdrantStore(VectorStore):
             fingerprint=fingerprint if shape.fingerprint else None,  # a collection made without one takes any
         )
         super().__init__(name, dim_here, shape.metric, shape.fingerprint)
-        self.engine.open(self.read_only)
+        e = self.engine
+        wanted = e.tier.wanted(self.settings)
+        if wanted != e.tier and not self.read_only:  # a reader searches the collection as it is
+            check_change(e.tier, wanted, name, e.can_drop_quantization, e.label)
+            self._pending = wanted
+            log.warning(
+                "%s collection %r: %s now, %s from the settings at the next build",
+                e.label,
+                name,
+                e.tier.describe(),
+                wanted.describe(),
+            )
+        e.open(self.read_only, self._pending)
+
+    @property
+    def tier(self) -> Tier:
+        """The collection's memory tier (quantization, on disk) as built; a writer's change waits for build()."""
+        return self.engine.tier
 
     # ---- the view on one named vector
     def _set_view(self, named: dict[str, int], vector_name: str, err: type[Exception], name: str = "") -> str:
@@ -289,7 +320,7 @@ class QdrantStore(VectorStore):
         with self._lock:
             have = {str(r.id) for r in self.engine.retrieve(pids, False, False)} if self.multi else set()
             rows = [(pid, vectors[i], with_id(ids[i], payloads[i])) for i, pid in enumerate(pids)]
-            new = [(pid, self._point_vector(v), pl) for pid, v, pl in rows if pid not in have]
+            new = [(pid, self._point_vector(v, pl), pl) for pid, v, pl in rows if pid not in have]
             upd = [(pid, v, pl) for pid, v, pl in rows if pid in have]
             if new:
                 self.engine.upsert_points(new)
@@ -299,7 +330,7 @@ class QdrantStore(VectorStore):
                     self.engine.set_payload(pid, pl)
         return len(pids)
 
-    def _point_vector(self, v: np.ndarray) -> Any:
+    def _point_vector(self, v: np.ndarray, payload: Payload | None = None) -> Any:
         lst = v.tolist()
         return {self.vector_name: lst} if self.vector_name else lst
 
@@ -324,6 +355,9 @@ class QdrantStore(VectorStore):
         self._check_open()
         self._check_writable("build")
         with self._lock:
+            if self._pending is not None:
+                self.engine.apply_tier(self._pending)
+                self._pending = None
             wanted: dict[str, PayloadIndexType] = dict(self.settings.payload_indexes)
             if self.settings.auto_payload_indexes and self.engine.uses_payload_indexes:
                 wanted = {**infer_payload_schema(r.payload or {} for r in self._scroll()), **wanted}
@@ -345,8 +379,22 @@ class QdrantStore(VectorStore):
 
     # ---- reads
     def query_params(self) -> frozenset[str]:
-        """hnsw_ef and exact; rerank too where the engine searches quantized vectors (it sets the oversampling)."""
-        return self.engine.query_params()
+        """hnsw_ef and exact; on a quantized collection oversampling, rescore and rerank (the oversampling's
+        older name) too."""
+        quantized = {"oversampling", "rescore", "rerank"} if self.tier.quantized else set()
+        return self.engine.query_params() | quantized
+
+    def _quant(self, params: SearchParams) -> QuantSearch | None:
+        """How this search uses the quantized vectors (None: the collection has none)."""
+        if not self.tier.quantized:
+            return None
+        rerank = params.rerank if params.rerank is not None and params.rerank > 1 else None
+        if rerank is not None and params.oversampling is not None:
+            raise InvalidInputError(
+                "rerank and oversampling both set the oversampling of a quantized Qdrant search: give one"
+            )
+        over = params.oversampling if params.oversampling is not None else rerank
+        return QuantSearch(float(over or self.tier.oversampling(self.settings)), params.rescore is not False)
 
     def _search(
         self, queries: np.ndarray, k: int, flt: Filter | None, params: SearchParams, with_payload: bool = True
@@ -355,11 +403,10 @@ class QdrantStore(VectorStore):
         # the original id lives in the payload: without payload, ask for that key alone
         selector: bool | list[str] = True if with_payload else [ID_KEY]
         hnsw_ef = params.hnsw_ef or self.settings.hnsw_ef
+        quant = self._quant(params)
 
         def run(rows: np.ndarray, exact: bool) -> list[list[Hit]]:
-            res = self.engine.query_batch(
-                rows, self.vector_name or None, qf, k, hnsw_ef, exact, params.rerank, selector
-            )
+            res = self.engine.query_batch(rows, self.vector_name or None, qf, k, hnsw_ef, exact, quant, selector)
             return [to_hits(pts) for pts in res]
 
         hits = run(queries, params.exact)
@@ -394,7 +441,10 @@ class QdrantStore(VectorStore):
         self.engine.close()
 
     def _info(self) -> dict[str, Any]:
-        return self.engine.info()
+        out = {**self.engine.info(), "tier": self.tier.to_meta()}
+        if self._pending is not None:
+            out["tier_pending"] = self._pending.to_meta()  # the settings' tier, made at the next build
+        return out
 
 
 def to_hits(points: Iterable[Any]) -> list[Hit]:

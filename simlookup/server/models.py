@@ -38,12 +38,28 @@ class SearchRequest(BaseModel):
         default=None, ge=1, description="HNSW candidate list at query time (capped by SIMLOOKUP_LIMITS__MAX_EF)"
     )
     exact: bool = Field(default=False, description="brute force")
+    oversampling: float | None = Field(
+        default=None,
+        ge=1,
+        description="a quantized Qdrant collection: k×oversampling candidates rescored (capped by "
+        "SIMLOOKUP_LIMITS__MAX_RERANK)",
+    )
+    rescore: bool | None = Field(
+        default=None, description="a quantized Qdrant collection: false returns the quantized scores, not rescored"
+    )
     target: Literal["text", "image", "caption"] | None = Field(default=None, description="vector space")
 
     def search_params(self) -> SearchParams:
         """The query-time parameters of this request."""
         rerank = self.rerank_factor if self.rerank_factor is not None else (10 if self.rerank else None)
-        return SearchParams(nprobe=self.nprobe, hnsw_ef=self.hnsw_ef, exact=self.exact, rerank=rerank)
+        return SearchParams(
+            nprobe=self.nprobe,
+            hnsw_ef=self.hnsw_ef,
+            exact=self.exact,
+            rerank=rerank,
+            oversampling=self.oversampling,
+            rescore=self.rescore,
+        )
 
 
 class HitModel(BaseModel):
