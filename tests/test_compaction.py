@@ -266,7 +266,7 @@ def test_a_reader_beside_compactions_never_mixes_old_and_new(tmp_path: Path, dat
         s,
         f"""
         x = np.load({str(tmp_path / "x.npy")!r})
-        stores = [open_store(s, "c", k, create=False) for k in ("flat", "ivf", "ivfpq", "hnsw")]
+        stores = [open_store(s, "c", k, create=False) for k in {list(FAISS_KINDS)!r}]
         print("ready", flush=True)
         for r in range(1, 6):
             half = np.arange(r % 2, {N}, 2)
@@ -286,10 +286,12 @@ def test_a_reader_beside_compactions_never_mixes_old_and_new(tmp_path: Path, dat
 
     def check(st: VectorStore, where: str) -> None:
         nonlocal searches
+        # the sq8 kinds score with their 8-bit codes (no re-rank by default): near the vector's score, not equal
+        tol = 2e-2 if getattr(st, "kind", "").endswith("_sq8") else 1e-4
         for qi, hits in enumerate(st.search(data.xq, k=5)):
             for h in hits:
                 i = int(h.id[1:])
-                if h.payload.get("i") != i or abs(h.score - expected[qi, i]) > 1e-4:
+                if h.payload.get("i") != i or abs(h.score - expected[qi, i]) > tol:
                     errors.append(f"{where}: {h.id} payload {h.payload} score {h.score} vs {expected[qi, i]}")
         searches += 1
 
