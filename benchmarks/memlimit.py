@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,10 @@ def default_configs() -> list[MemConfig]:
     efs = [{"hnsw_ef": e} for e in (16, 32, 64, 128, 256, 512)]
     pq = [{"nprobe": p, "rerank": r} for r in (10, 20, 50) for p in (8, 16, 32, 64)]
     edge = {"m": 16, "ef_construct": 100}
+    # quantized Edge: the default oversampling first (scalar 2, binary 8), then binary at 16 and 32
+    binary = tuple(efs) + tuple({**e, "oversampling": o} for o in (16, 32) for e in efs)
+    scalar_disk = {"qdrant": {"quantization": "scalar", "on_disk": True}}
+    binary_disk = {"qdrant": {"quantization": "binary", "on_disk": True}}
     return [
         MemConfig("faiss-flat", "faiss", "flat"),
         MemConfig("faiss-ivf", "faiss", "ivf", {}, tuple(nprobes)),
@@ -86,17 +90,9 @@ def default_configs() -> list[MemConfig]:
         MemConfig(
             "qdrant-edge-scalar", "qdrant-edge", "qdrant", edge, tuple(efs), {"qdrant": {"quantization": "scalar"}}
         ),
-        MemConfig(
-            "qdrant-edge-binary", "qdrant-edge", "qdrant", edge, tuple(efs), {"qdrant": {"quantization": "binary"}}
-        ),
-        MemConfig(
-            "qdrant-edge-scalar+on_disk",
-            "qdrant-edge",
-            "qdrant",
-            edge,
-            tuple(efs),
-            {"qdrant": {"quantization": "scalar", "on_disk": True}},
-        ),
+        MemConfig("qdrant-edge-binary", "qdrant-edge", "qdrant", edge, binary, {"qdrant": {"quantization": "binary"}}),
+        MemConfig("qdrant-edge-scalar+on_disk", "qdrant-edge", "qdrant", edge, tuple(efs), scalar_disk),
+        MemConfig("qdrant-edge-binary+on_disk", "qdrant-edge", "qdrant", edge, binary, binary_disk),
     ]
 
 
@@ -231,8 +227,10 @@ def limit_search(
     log: Callable[[str], None] = print,
     retry_marginal: bool = True,
     slowdown: float = SLOWDOWN,
+    at_budgets: Sequence[int] = (),
 ) -> dict[str, Any]:
-    """The unlimited child (choose the setting, measure p50 and peak), then the bisection over budgets."""
+    """The unlimited child (choose the setting, measure p50 and peak), probes at ``at_budgets`` (bytes per vector),
+    then the bisection over budgets."""
     unl = run_child({**spec, "stop_at_recall": TARGET}, work, None, spec.get("timeout_s", 3600))
     out: dict[str, Any] = {"unlimited": unl, "probes": []}
     if "error" in unl:
@@ -257,32 +255,45 @@ def limit_search(
     probe_spec = {**spec, "sweep": [chosen["params"]], "cap_ms": slowdown * p50}
     timeout = min(spec.get("timeout_s", 3600), max(60.0, 10 * ref["wall_s"] + 30))
 
-    def passes(budget: int) -> bool:
-        res = run_child(probe_spec, work, budget * n, timeout)
+    def probe(budget: int, pspec: dict[str, Any], retry: bool) -> dict[str, Any]:
+        res = run_child(pspec, work, budget * n, timeout)
         why = judge(res, p50, slowdown=slowdown)
-        if why is not None and retry_marginal and why.startswith("p50") and res["settings"][-1]["p50_ms"] < 2.5 * p50:
-            res = run_child(probe_spec, work, budget * n, timeout)  # a marginal miss on a shared machine: once more
+        if why is not None and retry and why.startswith("p50") and res["settings"][-1]["p50_ms"] < 2.5 * p50:
+            res = run_child(pspec, work, budget * n, timeout)  # a marginal miss on a shared machine: once more
             why = judge(res, p50, slowdown=slowdown)
             res["retried"] = True
         s = res.get("settings", [{}])[-1]
-        out["probes"].append(
-            {
-                "budget_bytes_per_vector": budget,
-                "limit_bytes": res.get("limit_bytes"),
-                "ok": why is None,
-                "why": why,
-                "p50_ms": s.get("p50_ms"),
-                "id_recall@10": s.get("id_recall@10"),
-                "peak_bytes": res.get("peak_bytes"),
-                "open_s": res.get("open_s"),
-                "group": res.get("group"),
-                "child_wall_s": res.get("child_wall_s"),
-                "load_average": res.get("load_average"),
-                "retried": res.get("retried", False),
-            }
-        )
-        log(f"    {budget:>6} B/vector: {'ok' if why is None else 'FAIL ' + why}")
-        return why is None
+        return {
+            "budget_bytes_per_vector": budget,
+            "limit_bytes": res.get("limit_bytes"),
+            "ok": why is None,
+            "why": why,
+            "error": res.get("error"),
+            "p50_ms": s.get("p50_ms"),
+            "aborted": s.get("aborted"),
+            "id_recall@10": s.get("id_recall@10"),
+            "peak_bytes": res.get("peak_bytes"),
+            "open_s": res.get("open_s"),
+            "group": res.get("group"),
+            "child_wall_s": res.get("child_wall_s"),
+            "load_average": res.get("load_average"),
+            "retried": res.get("retried", False),
+        }
+
+    def passes(budget: int) -> bool:
+        rec = probe(budget, probe_spec, retry_marginal)
+        out["probes"].append(rec)
+        log(f"    {budget:>6} B/vector: {'ok' if rec['ok'] else 'FAIL ' + str(rec['why'])}")
+        return bool(rec["ok"])
+
+    # fixed budgets (the issue's 600 B/vector at 1M, 8 GB at 10M): the absolute p50 and recall there, with a
+    # generous abort (over half the queries slower than twice max(10 × p50, 25 ms))
+    out["at_budgets"] = []
+    for budget in at_budgets:
+        rec = probe(budget, {**probe_spec, "cap_ms": max(10 * p50, 25.0)}, False)
+        out["at_budgets"].append(rec)
+        got = "error " + str(rec["error"]) if rec["error"] else f"p50 {rec['p50_ms']:.3f} ms"
+        log(f"    at {budget} B/vector: {got}, id_recall@10 {rec['id_recall@10']}")
 
     peak = max(ref.get("peak_bytes", 0), 0)
     start = max(64, int(peak / n * 1.2) + 16)
@@ -316,6 +327,7 @@ def run_config(
     log: Callable[[str], None] = print,
     timeout_s: float = 3600,
     slowdown: float = SLOWDOWN,
+    at_budgets: Sequence[int] = (600,),
 ) -> dict[str, Any]:
     """Build ``cfg`` on ``xb`` under ``work``, then find its memory limit; the result document."""
     from benchmarks.runner import environment
@@ -366,7 +378,7 @@ def run_config(
         "timeout_s": timeout_s,
     }
     doc["store"] = {"index": spec["index"], "settings": spec["settings"]}
-    doc.update(limit_search(spec, n, work, log, slowdown=slowdown))
+    doc.update(limit_search(spec, n, work, log, slowdown=slowdown, at_budgets=at_budgets))
     doc["load_average_end"] = list(os.getloadavg())
     return doc
 
@@ -385,6 +397,8 @@ def run(
     keep_vectors: bool = False,
     log: Callable[[str], None] = print,
     code: str | None = None,
+    at_budgets: Sequence[int] = (600,),
+    nlist: int | None = None,
 ) -> list[dict[str, Any]]:
     """Every configuration at ``n`` vectors, one after another; a JSON file for each in ``out``, then the report.
 
@@ -411,7 +425,19 @@ def run(
                 continue
             try:
                 with tempfile.TemporaryDirectory(prefix="simlookup-memlimit-", dir=work_dir) as tmp:
-                    doc = run_config(cfg, xb, xq, truth, Path(tmp), dataset, threads, n_single, repeats, log)
+                    doc = run_config(
+                        with_nlist(cfg, nlist),
+                        xb,
+                        xq,
+                        truth,
+                        Path(tmp),
+                        dataset,
+                        threads,
+                        n_single,
+                        repeats,
+                        log,
+                        at_budgets=at_budgets,
+                    )
             except Exception as e:  # one configuration's failure (a build error) does not end the run
                 log(f"  {cfg.label}: FAILED {type(e).__name__}: {e}")
                 continue
@@ -427,6 +453,13 @@ def run(
             for f in (vectors, vectors.with_suffix(".queries.npy"), vectors.with_suffix(".truth.npy")):
                 f.unlink(missing_ok=True)
     return docs
+
+
+def with_nlist(cfg: MemConfig, nlist: int | None) -> MemConfig:
+    """``cfg`` with a fixed nlist when it is an IVF kind and ``nlist`` is given (its label says so)."""
+    if nlist is None or not cfg.kind.startswith("ivf"):
+        return cfg
+    return replace(cfg, label=f"{cfg.label}[nlist={nlist}]", params={**cfg.params, "nlist": nlist})
 
 
 def pick(configs: Sequence[MemConfig], names: str | None) -> list[MemConfig]:
@@ -495,6 +528,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         keep_vectors=a.keep_vectors,
         log=log,
         code=a.commit,
+        at_budgets=[int(x) for x in a.at.split(",") if x.strip()],
+        nlist=a.nlist,
     )
 
 

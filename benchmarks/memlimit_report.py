@@ -40,6 +40,15 @@ def _load(d: dict[str, Any]) -> str:
     return f"{min(loads):.1f}–{max(loads):.1f}"
 
 
+def _at(a: dict[str, Any]) -> str:
+    """One fixed-budget probe: 'at 600: 0.970, 1.234 ms' or its error."""
+    head = f"at {a['budget_bytes_per_vector']:,}: "
+    if a.get("error"):
+        return head + str(a["error"])
+    p50 = f"{a['p50_ms']:.3f} ms" + (" (aborted: slower)" if a.get("aborted") else "")
+    return head + f"{a['id_recall@10']:.3f}, {p50}"
+
+
 def _row(d: dict[str, Any]) -> tuple[Any, ...]:
     n = d["dataset"]["n"]
     best, fails = d.get("limit_bytes_per_vector"), d.get("fails_at_bytes_per_vector")
@@ -63,6 +72,7 @@ def _row(d: dict[str, Any]) -> tuple[Any, ...]:
         "—" if best is None else f"{best * n / 1e6:,.1f}",
         _f(d.get("p50_at_limit_ms")),
         "—" if fails is None else f"{fails:,}: {why}",
+        "<br>".join(_at(a) for a in d.get("at_budgets", [])) or "—",
         f"{len(d.get('probes', []))}",
         _load(d),
     )
@@ -88,6 +98,7 @@ def report_markdown(docs: list[dict[str, Any]]) -> str:
         "limit MB",
         "p50 ms at limit",
         "fails at B/vector: why",
+        "fixed budgets: id_recall@10, p50 ms",
         "probes",
         "load avg",
     )
@@ -118,10 +129,13 @@ def report_markdown(docs: list[dict[str, Any]]) -> str:
         "budget is "
         "bisected (doubling up from 1.2× the unlimited peak until one passes) to within 4% or 8 bytes: 'smallest "
         "limit' passed, 'fails at' is the largest budget that failed. Peak = the unlimited child's highest cgroup "
-        "usage over its baseline (page cache of the store included). Disk = every file of the store. The float32 "
+        "usage over its baseline (page cache of the store included). 'Fixed budgets' are single probes at the issue's "
+        "budgets (600 B/vector at 1M, 800 = 8 GB at 10M): the recall and the absolute p50 there, whatever the "
+        "unlimited p50 (a probe stops early once over half its queries take twice max(10 × the unlimited p50, 25 ms): "
+        "'aborted'). Disk = every file of the store. The float32 "
         f"vectors alone take {FLOAT32_BPV:,} B/vector.",
         "",
-        *md_table(header, (_row(d) for d in docs), "lrrrlrrrrrrlrl"),
+        *md_table(header, (_row(d) for d in docs), "lrrrlrrrrrrllrl"),
     ]
     skipped = sorted({s for d in docs for s in d.get("skipped", [])})
     if skipped:

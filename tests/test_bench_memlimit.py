@@ -110,6 +110,9 @@ def test_a_limit_is_found_and_a_smaller_one_fails(flat_limit: dict[str, Any]) ->
     too_small = by_budget[fails]
     assert not too_small["ok"] and too_small["why"]  # reported as failing, with the reason (OOM kill, p50)
     assert doc["p50_at_limit_ms"] is not None
+    # the fixed budget (600 B/vector) is probed on its own, with its recall and p50 or why it failed
+    (at,) = doc["at_budgets"]
+    assert at["budget_bytes_per_vector"] == 600 and (at["error"] or at["p50_ms"] is not None)
     # the store's files were out of the page cache before the child opened them
     assert doc["reference"]["evict"]["resident_after_bytes"] == 0
 
