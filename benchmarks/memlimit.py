@@ -497,6 +497,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="the commit this code is (recorded; run from a `git archive` of it so that "
         "other work in the checkout cannot change the code under test)",
     )
+    p.add_argument(
+        "--at",
+        default="600",
+        help="budgets (bytes per vector, comma-separated) probed for the absolute p50 and recall there, beside the "
+        "bisection (default 600: the issue's 1M target; empty: none)",
+    )
+    p.add_argument("--nlist", type=int, help="a fixed nlist for the IVF kinds (default: the store's 4·√N rule)")
     p.add_argument("--report", action="store_true", help="only re-render report.md and the plot in --out")
     a = p.parse_args(argv)
     if a.child:  # runs started before benchmarks.memchild existed launch their children this way
