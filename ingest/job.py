@@ -26,6 +26,7 @@ from ingest.cache import EmbeddingCache, Shard
 from ingest.corpora import get_corpus
 from ingest.corpora.files import text_lines
 from ingest.corpora.vectors import VectorCorpus
+from ingest.keyword_leg import keyword_spec
 from ingest.options import IngestOptions
 from ingest.plan import GuardError, make_plan
 from ingest.rows import encode_shard, reject_unstorable, text_of
@@ -198,6 +199,7 @@ def run_ingest(settings: Settings, opts: IngestOptions, encoders: dict[str, Any]
 
     # every check passed: the manifest to be is known, but written only once every store has opened
     manifest = _new_manifest(opts, spec, corpus_fp, spaces, old, qs if use_qdrant else None)
+    manifest.keyword = keyword_spec(settings, ds, spec.modality, old, opts.append)  # before any store opens
     coll = Collection(settings, opts.name, read_only=False, manifest=manifest)
     t0 = time.perf_counter()
     mpath = manifest_path(settings.data_dir, opts.name)

@@ -32,8 +32,11 @@ from retrieval.errors import (
     StoreError,
     StoreNotFoundError,
 )
+from retrieval.hybrid import KeywordLegs
+from retrieval.keyword.fusion import Fusion
 from retrieval.settings import Settings
 from retrieval.stores import FAISS_KINDS, INDEX_NAMES, QDRANT_INDEX, FaissStore, SearchParams, VectorStore, open_store
+from retrieval.stores.base import Hit
 from retrieval.stores.manifest import FileSig, Pin, file_sig
 from retrieval.stores.points import CompactReport
 from retrieval.tuning import DEFAULT_K, DEFAULT_TARGET, TUNE_MIN_POINTS, shortfall
@@ -94,6 +97,7 @@ class Collection:
         self._stores: dict[tuple[str, str], VectorStore] = {}
         self._lock = threading.RLock()
         self._closed = False
+        self.keyword = KeywordLegs(self)  # the keyword leg: BM25 on the texts (retrieval.hybrid)
 
     # ---- the manifest ----
     def refresh(self) -> bool:
@@ -197,6 +201,7 @@ class Collection:
                 payload_indexes=dict(m.payload_indexes),
                 vector_name=vname,
                 vectors=named,
+                sparse_vectors=self.keyword.sparse_vectors(),
             )
         if index not in INDEX_NAMES:
             raise InvalidInputError(f"unknown index {index!r}: use one of {list(INDEX_NAMES)}")
@@ -234,6 +239,7 @@ class Collection:
             if key not in self._stores:
                 st = self._open_checked(index, target, space, create)
                 st.tuned = self._tuned_params(index, target)
+                self.keyword.attach(index, st)
                 self._stores[key] = st
             return self._stores[key]
 
@@ -341,8 +347,39 @@ class Collection:
                 done.append(f"{index}/{target}")
             if report is not None:
                 report(index, target, time.perf_counter() - t0)
+        done += self.keyword.build(report)
         self.tune(only_stale=True)
         return done
+
+    # ---- search in every mode: dense, keyword, hybrid (retrieval.hybrid) ----
+    def search(
+        self,
+        index: str,
+        target: str = "text",
+        k: int = 10,
+        filter: Any = None,
+        params: SearchParams | None = None,
+        vector: np.ndarray | None = None,
+        text: str | None = None,
+        mode: str = "dense",
+        fusion: Fusion | None = None,
+        with_payload: bool = True,
+    ) -> list[Hit]:
+        """One query on one index: ``dense`` by ``vector``; ``keyword`` by ``text`` (BM25 on the keyword leg);
+        ``hybrid`` by both, the two legs fused (``fusion``, default from the settings: RRF). A filter pre-filters
+        every leg. A collection without the keyword leg refuses keyword and hybrid searches, naming the command
+        that builds it."""
+        from retrieval.hybrid import search
+
+        return search(self, index, target, k, filter, params, vector, text, mode, fusion, with_payload)
+
+    def build_keyword(self) -> dict[str, Any]:
+        """Build (or rebuild) the keyword leg from the stored texts and record it in the manifest (writers;
+        ``simlookup build-keyword``): what was done."""
+        self._check_open()
+        out = self.keyword.enable(self.settings.keyword.k1, self.settings.keyword.b)
+        self.save()
+        return out
 
     # ---- tuned defaults (retrieval.tuning) ----
     def tune(
@@ -415,6 +452,7 @@ class Collection:
             return
         for st in list(self._stores.values()):
             st.flush()
+        self.keyword.flush()
 
     def opened(self) -> list[tuple[str, str, VectorStore]]:
         """(index, space, store) of every store opened so far."""
@@ -422,6 +460,8 @@ class Collection:
 
     def close(self) -> None:
         """Flush (writers) and close every open store. Idempotent."""
+        if not self._closed and not self.read_only:
+            self.keyword.save_quietly()  # the FAISS keyword legs' files, while their stores are open
         with self._lock:
             if self._closed:
                 return

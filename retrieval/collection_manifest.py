@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from retrieval.errors import CorruptManifestError, StoreNotFoundError
+from retrieval.keyword.spec import KeywordSpec
 from retrieval.names import check_name
 from retrieval.stores.manifest import FileSig, Pin, read_pinned, write_json
 
@@ -77,6 +78,8 @@ class CollectionManifest(BaseModel):
     complete: bool = False
     # space -> index -> the tuned operating point (retrieval.tuning.OperatingPoint as a dict)
     tuning: dict[str, dict[str, dict[str, Any]]] = Field(default_factory=dict)
+    # the keyword leg (BM25 on the payload's text: retrieval.keyword); None: none built (`simlookup build-keyword`)
+    keyword: KeywordSpec | None = None
     created: str = ""
     updated: str = ""
     # this collection's identity, given by its first save (``save_collection``) and kept by every re-ingest; a

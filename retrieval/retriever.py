@@ -22,6 +22,9 @@ from retrieval.collection_manifest import EXTERNAL
 from retrieval.encoders import Encoder, ImageEncoder, load_encoder
 from retrieval.errors import InvalidInputError
 from retrieval.filters import Filter
+from retrieval.hybrid import check_mode
+from retrieval.keyword.fusion import Fusion
+from retrieval.keyword.terms import query_terms
 from retrieval.settings import SearchLimits, Settings
 from retrieval.stores import Hit, SearchParams, VectorStore
 from retrieval.stores.vector_checks import as_float32
@@ -40,6 +43,7 @@ class SearchResult:
     target: str = "text"
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # e.g. the collection is incomplete
+    mode: str = "dense"  # dense | keyword | hybrid (retrieval.hybrid)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of ``simlookup search --json`` (``warnings`` only when there are some)."""
@@ -52,6 +56,8 @@ class SearchResult:
         }
         if self.warnings:
             doc["warnings"] = list(self.warnings)
+        if self.mode != "dense":
+            doc["mode"] = self.mode
         return doc
 
 
@@ -170,13 +176,19 @@ class Retriever:
         filter: Filter | dict[str, Any] | None = None,
         params: SearchParams | None = None,
         target: str | None = None,
+        mode: str = "dense",
+        fusion: Fusion | None = None,
     ) -> SearchResult:
         """Encode one query and search one index; ``timings`` holds encode_ms and search_ms.
 
-        The store opens, the encoder loads and the limits are checked before the clock starts.
+        ``mode``: ``dense`` (the vectors), ``keyword`` (BM25 on the collection's keyword leg, text queries only: no
+        encoding) or ``hybrid`` (both legs, fused by ``fusion``: RRF by default). The store opens, the encoder
+        loads and the limits are checked before the clock starts.
         """
         target = target or self.default_target(kind)
         check_query(k, params, self.settings.limits)
+        if check_mode(mode) != "dense":
+            return self._search_text_modes(query, kind, index, k, filter, params, target, mode, fusion)
         store = self.store(index, target)
         space = self.space(target)
         if kind == "text" or space.encoder == "clip":  # a cold CLI's model load is not query time
@@ -196,6 +208,41 @@ class Retriever:
             {"encode_ms": (t1 - t0) * 1e3, "search_ms": (t2 - t1) * 1e3},
             self.warnings(index, target, params),
         )
+
+    def _search_text_modes(
+        self,
+        query: Any,
+        kind: QueryKind,
+        index: str,
+        k: int,
+        filter: Filter | dict[str, Any] | None,
+        params: SearchParams | None,
+        target: str,
+        mode: str,
+        fusion: Fusion | None,
+    ) -> SearchResult:
+        """A keyword or hybrid search (``search``)."""
+        if kind != "text":
+            raise InvalidInputError(f"a {mode} search takes a text query (image queries search by vector only)")
+        if not isinstance(query, str) or not query.strip():
+            raise InvalidInputError("the query text is empty")
+        self.collection.keyword.spec()  # a collection without the leg: the error naming build-keyword
+        self.store(index, target)
+        space = self.space(target)
+        if mode == "hybrid":
+            self.matching_encoder(space)  # a cold CLI's model load is not query time
+        t0 = time.perf_counter()
+        vec = self.encode_query(query, kind, target) if mode == "hybrid" else None
+        t1 = time.perf_counter()
+        hits = self.collection.search(index, target, k, filter, params, vec, query, mode, fusion)
+        t2 = time.perf_counter()
+        timings = {"search_ms": (t2 - t1) * 1e3}
+        if mode == "hybrid":
+            timings["encode_ms"] = (t1 - t0) * 1e3
+        notes = self.warnings(index, target, params)
+        if not len(query_terms(query)[0]):
+            notes.append("the query has no keyword tokens (letters or digits): the keyword leg found nothing")
+        return SearchResult(query, index, (t2 - t0) * 1e3, hits, target, timings, notes, mode)
 
     def search_vector(
         self,
@@ -223,9 +270,12 @@ class Retriever:
         filter: Filter | dict[str, Any] | None = None,
         params: SearchParams | None = None,
         target: str | None = None,
+        mode: str = "dense",
+        fusion: Fusion | None = None,
     ) -> SearchResult:
-        """Text query: encoded by the text model (text corpora) or the CLIP text tower (image corpora)."""
-        return self.search(text, "text", index, k, filter, params, target)
+        """Text query: encoded by the text model (text corpora) or the CLIP text tower (image corpora) for
+        ``mode="dense"``; ``"keyword"``: BM25 on the collection's keyword leg; ``"hybrid"``: both, fused."""
+        return self.search(text, "text", index, k, filter, params, target, mode, fusion)
 
     def search_image(
         self,

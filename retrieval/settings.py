@@ -236,6 +236,18 @@ class ApiSettings(BaseModel):
         return v
 
 
+class KeywordSettings(BaseModel):
+    """The keyword leg (BM25) and hybrid search (``retrieval.hybrid``): SIMLOOKUP_KEYWORD__*."""
+
+    enabled: bool = Field(default=True, description="ingest builds the keyword leg of text collections")
+    k1: float = Field(default=1.5, gt=0, description="BM25 term-frequency saturation (recorded when a leg is built)")
+    b: float = Field(default=0.75, ge=0, le=1, description="BM25 length normalisation (recorded when a leg is built)")
+    fusion: Literal["rrf", "dbsf"] = Field(default="rrf", description="how a hybrid search fuses its two legs")
+    alpha: float = Field(default=0.5, ge=0, le=1, description="the dense leg's share of a hybrid score")
+    rrf_k: int = Field(default=60, ge=1, description="RRF's constant k: score = sum of weight / (k + rank)")
+    candidates: int = Field(default=100, ge=1, description="hits each leg of a hybrid search fetches (at least k)")
+
+
 class IngestSettings(BaseModel):
     """How `simlookup ingest` encodes: in this process (local) or on a Ray cluster (ray)."""
 
@@ -272,6 +284,7 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     limits: SearchLimits = SearchLimits()
     ingest: IngestSettings = IngestSettings()
+    keyword: KeywordSettings = KeywordSettings()
 
     @field_validator("device")
     @classmethod

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from benchmarks.store_targets import FIXED_MATCHES, run_targets, target_row
-from retrieval.stores import FAISS_KINDS
+from retrieval.stores import DEFAULT_KINDS
 
 
 def recompute(row: dict[str, Any]) -> float:
@@ -44,7 +44,7 @@ def test_structure(tiny: tuple[dict[str, Any], Path]) -> None:
     assert len(res["run"]["load_average"]) == 3 and "faiss-cpu" in res["run"]["versions"]
     rows = res["targets"]
     by = {i: [r for r in rows if r["id"] == i] for i in "abcdef"}
-    assert {r["kind"] for r in by["d"]} == set(FAISS_KINDS)  # every FAISS kind
+    assert {r["kind"] for r in by["d"]} == set(DEFAULT_KINDS)  # the four default FAISS kinds
     # (d)'s raw call is the store's own index (flat: its own rows); a second copy is timed beside, apart
     for r in by["d"]:
         assert ("own faiss index object" in r["raw_call"]) == (r["kind"] != "flat"), r["raw_call"]
@@ -71,7 +71,7 @@ def test_structure(tiny: tuple[dict[str, Any], Path]) -> None:
     assert len(by["f"][0]["ours_first_string_filter_s"]) == len(by["f"][0]["ours_s"]) == 2
     # (e) counts the shared point store once: the folders add up to the measured bytes
     e = by["e"][0]
-    assert set(e["bytes_by_folder"]) == {"points", *FAISS_KINDS}
+    assert set(e["bytes_by_folder"]) == {"points", *DEFAULT_KINDS}
     assert sum(e["bytes_by_folder"].values()) == e["inputs"]["num"] and e["inputs"]["den"] == 2000 * 32 * 4
     report = (out / "report.md").read_text()
     assert report.count("| (") == len(rows)

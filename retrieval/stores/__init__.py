@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from retrieval.errors import UnknownKindError
@@ -41,6 +41,7 @@ def open_store(
     vector_name: str = "",
     payload_indexes: Mapping[str, Any] | None = None,
     vectors: Mapping[str, int] | None = None,
+    sparse_vectors: Sequence[str] = (),
     **build_overrides: Any,
 ) -> VectorStore:
     """Open (or create) the store ``name`` for one index: a FAISS kind or ``qdrant`` (mode from settings).
@@ -73,6 +74,7 @@ def open_store(
             "create": create,
             "vectors": vectors,
             "read_only": read_only,
+            "sparse": tuple(sparse_vectors),  # a new Qdrant collection's sparse vectors (the keyword leg)
         }
         if q.mode == "edge":
             from retrieval.stores.qdrant_edge_store import QdrantEdgeStore

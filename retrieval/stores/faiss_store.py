@@ -369,6 +369,13 @@ class FaissStore(KindFiles, VectorStore):
             raise StoreLockedError(f"FAISS store {self.dir} is open read-only: it cannot be compacted")
         return self._ps.compact()
 
+    def point_store(self) -> pts.PointStore:
+        """The collection's point store as of now (a read-only store follows its writer first): what the keyword
+        leg (``retrieval.keyword.index``) indexes. Read it under its ``lock``; write through this store."""
+        self._check_open()
+        self.refresh()
+        return self._ps
+
     def has_field(self, path: str) -> bool:
         """Whether any live point's payload holds ``path``: one lookup in the shared payload index."""
         self._check_open()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -97,6 +97,7 @@ class ClientBackend(QdrantBackend):
         self.models = models
         self.kind = "qdrant-server" if settings.mode == "server" else "qdrant-local"
         self.exact_only = settings.mode == "local"  # local mode is always exact
+        self.live_idf = settings.mode == "local"  # a server counts deleted points in its IDF until it vacuums them
         self.uses_payload_indexes = settings.mode == "server"  # local mode ignores payload indexes
         self._released = False
 
@@ -157,6 +158,8 @@ class ClientBackend(QdrantBackend):
                 "tier": self.tier.to_meta(),
             },
         }
+        if shape.sparse:  # the keyword leg's sparse vectors, IDF modifier on
+            kwargs["sparse_vectors_config"] = {n: m.SparseVectorParams(modifier=m.Modifier.IDF) for n in shape.sparse}
         if self.mode == "server":
             kwargs["shard_number"] = s.shard_number
             kwargs["replication_factor"] = s.replication_factor
@@ -348,6 +351,42 @@ class ClientBackend(QdrantBackend):
             )
         return out
 
+    # ---- sparse named vectors (the keyword leg)
+    def sparse_names(self) -> set[str]:
+        info = self._retry(lambda: self.client.get_collection(self.name))
+        return set(info.config.params.sparse_vectors or {})
+
+    def add_sparse(self, name: str) -> None:
+        m = self.models
+        conf = m.SparseVectorNameConfig(sparse=m.SparseVectorConfig(modifier=m.Modifier.IDF))
+        try:
+            self._retry(lambda: self.client.create_vector_name(self.name, name, conf, wait=True))
+        except BackendUnavailableError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a server too old for named-vector creation answers 404
+            raise StoreError(
+                f"Qdrant ({self.mode} mode) could not add the sparse vector {name!r} to the existing collection "
+                f"{self.name!r} ({type(exc).__name__}: {exc}); this needs a Qdrant server that can create vector "
+                "names: upgrade it, or ingest into a new collection (created with the keyword leg)"
+            ) from None
+
+    def sparse_vector(self, indices: list[int], values: list[float]) -> Any:
+        return self.models.SparseVector(indices=indices, values=values)
+
+    def query_sparse(
+        self, indices: list[int], values: list[float], using: str, flt: Any, limit: int, with_payload: bool | list[str]
+    ) -> list[Any]:
+        m = self.models
+        params = m.SearchParams(idf=m.IdfCorpusParams(corpus=m.Filter(must=[]))) if self.live_idf else None
+        q = m.SparseVector(indices=indices, values=values)
+        res = self._retry(
+            lambda: self.client.query_points(
+                self.name, query=q, using=using, query_filter=flt, limit=limit, search_params=params,
+                with_payload=with_payload,
+            )
+        )
+        return list(res.points)
+
     def snapshot(self) -> str:
         if self.mode != "server":
             raise StoreError("snapshots need a Qdrant server (qdrant-client local mode has none)")
@@ -377,6 +416,7 @@ class QdrantClientStore(QdrantStore):
         owns_client: bool = True,
         vectors: Mapping[str, int] | None = None,
         read_only: bool = False,
+        sparse: Sequence[str] = (),
     ) -> None:
         self.client_backend = ClientBackend(client, name, settings, owns_client)
         self.client = client
@@ -393,6 +433,7 @@ class QdrantClientStore(QdrantStore):
             create,
             vectors,
             read_only,
+            sparse=sparse,
         )
 
     def snapshot(self) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -86,6 +86,7 @@ class EdgeBackend(QdrantBackend):
         self._named: dict[str, int] = {}
         self._metric = Metric.COSINE
         self._dim = 0
+        self._sparse: list[str] = []  # sparse named vectors a new shard is created with
 
     # ---- open / create
     def read_shape(self) -> Shape | None:
@@ -132,6 +133,7 @@ class EdgeBackend(QdrantBackend):
 
     def create(self, shape: Shape, indexes: list[tuple[str, str]]) -> None:
         self._named, self._metric, self._dim = dict(shape.vectors), shape.metric, shape.dim
+        self._sparse = list(shape.sparse)
         self.dir.mkdir(parents=True, exist_ok=True)
         try:
             self._shard = HANDLES.acquire(
@@ -196,6 +198,7 @@ class EdgeBackend(QdrantBackend):
             ),
             quantization_config=self._quantization(t),
             optimizers=e.EdgeOptimizersConfig(indexing_threshold=s.indexing_threshold_kb),
+            sparse_vectors={n: e.EdgeSparseVectorParams(modifier=e.Modifier.Idf) for n in self._sparse} or None,
             max_search_threads=s.search_threads,
             # what a load resolves them to: written now, so that a later open has nothing to add to edge_config.json
             on_disk_payload=True,
@@ -413,6 +416,37 @@ class EdgeBackend(QdrantBackend):
         }
 
 
+    # ---- sparse named vectors (the keyword leg)
+    def sparse_names(self) -> set[str]:
+        """The shard's sparse vectors, as its edge_config.json records them (Edge keeps it current)."""
+        try:
+            config = json.loads((self.shard_path / "edge_config.json").read_text())
+        except (OSError, ValueError):
+            return set()
+        return set(config.get("sparse_vectors") or {})
+
+    def add_sparse(self, name: str) -> None:
+        e = self.models
+        self._call(self._shard.update, e.UpdateOperation.create_sparse_vector(name, e.Modifier.Idf))
+
+    def sparse_vector(self, indices: list[int], values: list[float]) -> Any:
+        return self.models.SparseVector(indices, values)
+
+    def query_sparse(
+        self, indices: list[int], values: list[float], using: str, flt: Any, limit: int, with_payload: bool | list[str]
+    ) -> list[Any]:
+        e = self.models
+        req = e.QueryRequest(
+            limit=limit,
+            query=e.Query.Nearest(e.SparseVector(indices, values), using=using),
+            filter=flt,
+            params=e.SearchParams(idf=e.IdfParams(corpus=e.Filter(must=[]))),  # IDF over the live points
+            with_payload=with_payload,
+            with_vector=False,
+        )
+        return list(self._call(self._shard.query, req))
+
+
 class QdrantEdgeStore(QdrantStore):
     """A Qdrant Edge shard holding one (optionally named) dense vector per point."""
 
@@ -431,6 +465,7 @@ class QdrantEdgeStore(QdrantStore):
         create: bool = True,
         vectors: Mapping[str, int] | None = None,
         read_only: bool = False,
+        sparse: Sequence[str] = (),
     ) -> None:
         self.edge_backend = EdgeBackend(root, name, settings)
         self.dir = self.edge_backend.dir
@@ -448,6 +483,7 @@ class QdrantEdgeStore(QdrantStore):
             create,
             vectors,
             read_only,
+            sparse=sparse,
         )
 
 

@@ -20,6 +20,8 @@ import numpy as np
 
 from retrieval.errors import InvalidInputError, StoreError, StoreLockedError, StoreNotFoundError
 from retrieval.filters import Filter, holds_path
+from retrieval.keyword.spec import KeywordSpec
+from retrieval.keyword.terms import doc_sparse
 from retrieval.metric import Metric
 from retrieval.settings import QdrantSettings
 from retrieval.stores.base import Hit, Payload, SearchParams, VectorStore
@@ -58,6 +60,7 @@ class Shape:
     vector_name: str = ""
     payload_indexes: dict[str, PayloadIndexType] = field(default_factory=dict)
     where: Path = Path(".")
+    sparse: list[str] = field(default_factory=list)  # sparse named vectors (IDF modifier): the keyword leg
 
 
 class QdrantBackend(ABC):
@@ -166,6 +169,27 @@ class QdrantBackend(ABC):
     @abstractmethod
     def info(self) -> dict[str, Any]: ...
 
+    # ---- sparse named vectors (the keyword leg, ``retrieval.keyword``): IDF modifier on
+    live_idf: bool = True  # IDF over the live points (Edge, local mode); a server counts its index's own stats
+
+    def sparse_names(self) -> set[str]:
+        """The collection's sparse named vectors."""
+        return set()
+
+    def add_sparse(self, name: str) -> None:
+        """Add a sparse named vector (IDF modifier) to the existing collection."""
+        raise StoreError(f"{self.label} cannot add a sparse vector to an existing collection")
+
+    def sparse_vector(self, indices: list[int], values: list[float]) -> Any:
+        """The engine's sparse vector object."""
+        raise StoreError(f"{self.label} has no sparse vectors")
+
+    def query_sparse(
+        self, indices: list[int], values: list[float], using: str, flt: Any, limit: int, with_payload: bool | list[str]
+    ) -> list[Any]:
+        """Scored points (id, score, payload) of one sparse query, best first (exact: an inverted index)."""
+        raise StoreError(f"{self.label} has no sparse vectors")
+
 
 class QdrantStore(VectorStore):
     """A Qdrant collection, or one named vector of it, through one engine backend.
@@ -176,6 +200,9 @@ class QdrantStore(VectorStore):
     """
 
     backend: ClassVar[str] = "qdrant"
+    # the keyword leg (set by the collection): upserts also write each text's BM25 factors as the sparse vector
+    # ``keyword.vector``, when the collection has it (``sparse``)
+    keyword: KeywordSpec | None = None
 
     def __init__(
         self,
@@ -190,7 +217,9 @@ class QdrantStore(VectorStore):
         create: bool = True,
         vectors: Mapping[str, int] | None = None,
         read_only: bool = False,
+        sparse: Sequence[str] = (),
     ) -> None:
+        """``sparse``: sparse named vectors a new collection is created with (the keyword leg's)."""
         self.engine = engine
         self.settings = settings
         self.read_only = read_only
@@ -214,8 +243,9 @@ class QdrantStore(VectorStore):
                 named = dict(vectors or ({vector_name: dim} if vector_name else {}))
                 vector_name = self._set_view(named, vector_name, InvalidInputError)
                 wanted = {**settings.payload_indexes, **declared}
-                new = Shape(dim, self.metric, fingerprint, self.named, vector_name, wanted)
+                new = Shape(dim, self.metric, fingerprint, self.named, vector_name, wanted, sparse=list(sparse))
                 engine.create(new, self._index_plan(wanted, set()))
+            self.sparse = engine.sparse_names()
         except BaseException:
             engine.close()
             raise
@@ -332,7 +362,84 @@ class QdrantStore(VectorStore):
 
     def _point_vector(self, v: np.ndarray, payload: Payload | None = None) -> Any:
         lst = v.tolist()
+        sparse = self._sparse_of(payload) if payload is not None and self.keyword is not None else None
+        if sparse is not None and self.keyword is not None:
+            return {self.vector_name: lst, self.keyword.vector: sparse}
         return {self.vector_name: lst} if self.vector_name else lst
+
+    # ---- the keyword leg: a sparse named vector holding each text's BM25 factors (``retrieval.keyword``)
+    def _sparse_of(self, payload: Payload) -> Any:
+        """The engine's sparse vector of one stored payload (None: no keyword leg here, or no tokens)."""
+        spec = self.keyword
+        if spec is None or self.multi or spec.vector not in self.sparse:
+            return None
+        got = doc_sparse(payload, spec)
+        return None if got is None else self.engine.sparse_vector(*got)
+
+    def ensure_sparse(self, name: str) -> bool:
+        """Add the sparse named vector ``name`` when the collection lacks it; True if it was added."""
+        self._check_open()
+        self._check_writable("adding a sparse vector")
+        with self._lock:
+            if name in self.sparse:
+                return False
+            self.engine.add_sparse(name)
+            self.sparse = self.engine.sparse_names()
+            return True
+
+    def rewrite_sparse(self) -> int:
+        """Write every point's keyword-leg sparse vector from its payload again (after the leg was added or its
+        average length changed); how many points got one."""
+        self._check_open()
+        self._check_writable("rewriting the keyword leg")
+        spec = self.keyword
+        if spec is None or spec.vector not in self.sparse:
+            raise StoreError(f"{self.engine.label} collection {self.name!r} has no keyword leg to write")
+        written = 0
+        with self._lock:
+            recs = self._scroll()
+            for i in range(0, len(recs), SCROLL_PAGE):
+                page = recs[i : i + SCROLL_PAGE]
+                rows: list[tuple[str, Any]] = []
+                empty: list[Any] = []
+                for r in page:
+                    sv = self._sparse_of(r.payload or {})
+                    if sv is None:
+                        empty.append(r.id)
+                    else:
+                        rows.append((r.id, {spec.vector: sv}))
+                if rows:
+                    self.engine.update_vectors(rows)
+                if empty:
+                    self.engine.delete_vectors(empty, spec.vector)
+                written += len(rows)
+        return written
+
+    def search_sparse(
+        self,
+        indices: np.ndarray | Sequence[int],
+        values: np.ndarray | Sequence[float],
+        k: int,
+        filter: Filter | Mapping[str, Any] | None = None,
+        with_payload: bool = True,
+    ) -> list[Hit]:
+        """The keyword leg: points holding any of the query's terms, best first by Σ value · IDF · stored factor
+        (BM25 with the factors ``retrieval.keyword.spec.doc_sparse`` wrote), at most ``k``; a filter pre-filters
+        and the IDF stays collection-wide."""
+        self._check_open()
+        self.limits.check(k, None)
+        spec = self.keyword
+        if spec is None or spec.vector not in self.sparse:
+            raise StoreError(f"{self.engine.label} collection {self.name!r} has no keyword leg")
+        if not len(indices):
+            return []
+        flt = None if filter is None else filter if isinstance(filter, Filter) else Filter.from_dict(filter)
+        qf = self._filters().build(flt if flt else None)
+        selector: bool | list[str] = True if with_payload else [ID_KEY]
+        pts = self.engine.query_sparse(
+            [int(i) for i in indices], [float(v) for v in values], spec.vector, qf, k, selector
+        )
+        return to_hits(pts)
 
     def _delete(self, ids: list[str]) -> int:
         """Delete these points (on a multi-vector collection: only this view's vector); how many had it."""
