@@ -84,6 +84,8 @@ class Retriever:
         self.read_only = read_only
         self.collection = Collection(settings, name, read_only=read_only)
         self._encoders: dict[str, Encoder] = dict(encoders or {})
+        self._injected = frozenset(self._encoders)
+        self._loaded_for: dict[str, str | None] = {}  # kind -> the model name it was loaded for
         self._lock = threading.Lock()
 
     @property
@@ -113,11 +115,14 @@ class Retriever:
     def encoder(self, kind: str) -> Encoder:
         """The text or CLIP encoder the collection was built with (loaded once, unless one was injected)."""
         with self._lock:
-            if kind not in self._encoders:
-                models: dict[str, str] = {}
-                for sp in self.manifest.vectors.values():  # an external space's --model encodes text queries
-                    models["text" if sp.encoder == EXTERNAL else sp.encoder] = sp.external_model or sp.model
+            models: dict[str, str] = {}
+            for sp in self.manifest.vectors.values():  # an external space's --model encodes text queries
+                models["text" if sp.encoder == EXTERNAL else sp.encoder] = sp.external_model or sp.model
+            stale = kind in self._loaded_for and self._loaded_for[kind] != models.get(kind)
+            if kind not in self._encoders or (stale and kind not in self._injected):
+                # (stale: the collection was dropped and re-created with another model since the load)
                 self._encoders[kind] = load_encoder(self.settings, kind, models.get(kind))
+                self._loaded_for[kind] = models.get(kind)
             return self._encoders[kind]
 
     def matching_encoder(self, space: VectorSpace) -> Encoder:

@@ -403,3 +403,71 @@ def test_read_only_store_follows_a_store_re_created_under_its_name(tmp_path: Pat
     with pytest.raises(StoreNotFoundError, match="re-created.*8-d.*open it again"):
         ro.search(x[7], k=1)
     ro.close()
+
+
+class _HashEncoder:
+    """A deterministic encoder per model name (each model maps a text to a different unit vector)."""
+
+    def __init__(self, model: str, dim: int = 8) -> None:
+        self.model, self._dim = model, dim
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def fingerprint(self) -> str:
+        return f"fp-{self.model}"
+
+    def encode_query(self, text: str) -> np.ndarray:
+        rng = np.random.default_rng(abs(hash((self.model, text))) % 2**32)
+        v = rng.normal(size=self._dim).astype(np.float32)
+        return v / np.linalg.norm(v)
+
+    def encode_queries(self, texts: list[str]) -> np.ndarray:
+        return np.stack([self.encode_query(t) for t in texts])
+
+    def encode_text(self, texts: list[str], batch_size: int | None = None) -> np.ndarray:
+        return self.encode_queries(texts)
+
+
+def test_a_retriever_loads_the_new_model_of_a_collection_re_created_with_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dropped and re-ingested with another model: the next text search encodes with the new collection's model
+    (it used to keep the old encoder and refuse every query as 'settings differ')."""
+    import retrieval.retriever as retriever_mod
+    from retrieval.catalog import drop_collection
+    from retrieval.collection import Collection, CollectionManifest, VectorSpace
+
+    loads: list[str | None] = []
+
+    def fake_load(settings: Settings, kind: str, model: str | None = None) -> _HashEncoder:
+        loads.append(model)
+        return _HashEncoder(model or "default")
+
+    monkeypatch.setattr(retriever_mod, "load_encoder", fake_load)
+    s = Settings(data_dir=tmp_path / "d")
+
+    def ingest(model: str) -> None:
+        enc = _HashEncoder(model)
+        space = VectorSpace(name="text", encoder="text", model=model, fingerprint=enc.fingerprint, dim=enc.dim)
+        m = CollectionManifest(name="c", corpus="t", corpus_fingerprint=model, modality="text",
+                               vectors={"text": space}, indexes=["flat"], complete=True)
+        coll = Collection(s, "c", read_only=False, manifest=m)
+        coll.store("flat", create=True)
+        texts = ["alpha", "beta", "gamma"]
+        coll.upsert([f"{model}-{t}" for t in texts], enc.encode_text(texts), [{} for _ in texts])
+        coll.build()
+        coll.flush()
+        coll.save()
+        coll.close()
+
+    ingest("m1")
+    with retriever_mod.Retriever(s, "c") as r:
+        assert r.search_text("beta", index="flat", k=1).hits[0].id == "m1-beta"
+        drop_collection(s, "c")
+        ingest("m2")
+        assert r.search_text("beta", index="flat", k=1).hits[0].id == "m2-beta"
+        assert r.search_text("gamma", index="flat", k=1).hits[0].id == "m2-gamma"
+    assert loads == ["m1", "m2"]  # loaded again once, not per query
