@@ -1,4 +1,4 @@
-"""The ``simlookup`` commands that manage collections: collections, drop, export, tune, compact."""
+"""The ``simlookup`` commands that manage collections: collections, drop, export, tune, compact, build-keyword."""
 
 from __future__ import annotations
 
@@ -144,6 +144,21 @@ def cmd_compact(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_build_keyword(args: argparse.Namespace) -> int:
+    from retrieval.collection import Collection
+
+    s = _settings(args)
+    with Collection(s, args.name, read_only=False) as coll:
+        done = coll.build_keyword()
+    _emit(
+        args,
+        done,
+        f"{args.name}: keyword leg built over {done['documents']} documents (average {done['avgdl']} tokens) "
+        f"for {', '.join(done['indexes']) or 'no index'} in {done['seconds']:.2f} s",
+    )
+    return 0
+
+
 def add_manage_commands(
     add: Callable[[str, Any, str], argparse.ArgumentParser], _bounded: Callable[[int, int | None], Any]
 ) -> None:
@@ -168,4 +183,7 @@ def add_manage_commands(
     sp.add_argument("--index", help="the index to read (default: flat, else another FAISS kind, else qdrant)")
     sp.add_argument("--target", choices=["text", "image", "caption"], help="vector space (default: text or image)")
     sp = add("compact", cmd_compact, "reclaim the FAISS vector rows of replaced and deleted points")
+    sp.add_argument("name", help="collection name")
+    sp = add("build-keyword", cmd_build_keyword, "build (or rebuild) a text collection's keyword leg (BM25) for "
+             "keyword and hybrid search, from its stored texts")
     sp.add_argument("name", help="collection name")

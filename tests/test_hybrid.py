@@ -6,6 +6,7 @@ on every engine, a collection without the leg says how to build it, and the lexi
 from __future__ import annotations
 
 import csv
+import json
 import zlib
 from pathlib import Path
 from typing import Any
@@ -194,16 +195,20 @@ def test_upserts_and_deletes_reach_the_keyword_leg_of_every_engine(
 
 
 def test_a_collection_without_the_leg_names_the_command_that_builds_it(
-    settings: Settings, sentences: list[str]
+    settings: Settings, sentences: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from simlookup.cli import main
+
     build(settings, "old", ["flat", "qdrant"], sentences[:200], keyword=False)
     with Collection(settings, "old") as coll:
         for mode in ("keyword", "hybrid"):
             with pytest.raises(InvalidInputError, match="simlookup build-keyword old"):
                 coll.search("flat", vector=vectors(["q"])[0], text="a man", k=5, mode=mode)
-    with Collection(settings, "old", read_only=False) as coll:
-        done = coll.build_keyword()
+    assert main(["--data-dir", str(settings.data_dir), "build-keyword", "old", "--json"]) == 0
+    done = json.loads(capsys.readouterr().out)  # Collection(..., read_only=False).build_keyword() in Python
     assert done["documents"] == 200 and set(done["indexes"]) == {"faiss", "qdrant"}
+    assert main(["--data-dir", str(settings.data_dir), "build-keyword", "nope"]) == 2
+    assert "nope" in capsys.readouterr().err
     assert done["avgdl"] == pytest.approx(average_length([len(tokenize(t)) for t in sentences[:200]]), rel=1e-3)
     with Collection(settings, "old") as coll:
         assert coll.manifest.keyword is not None
