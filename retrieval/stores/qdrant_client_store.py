@@ -367,7 +367,8 @@ class ClientBackend(QdrantBackend):
             raise StoreError(
                 f"Qdrant ({self.mode} mode) could not add the sparse vector {name!r} to the existing collection "
                 f"{self.name!r} ({type(exc).__name__}: {exc}); this needs a Qdrant server that can create vector "
-                "names: upgrade it, or ingest into a new collection (created with the keyword leg)"
+                "names: upgrade it, ingest into a new collection (created with the keyword leg), or leave the "
+                "keyword leg out (SIMLOOKUP_KEYWORD__ENABLED=false)"
             ) from None
 
     def sparse_vector(self, indices: list[int], values: list[float]) -> Any:
