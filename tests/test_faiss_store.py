@@ -412,6 +412,7 @@ def test_no_pickle_in_store_files(settings: Settings, data: Dataset) -> None:
         "hnsw/index.faiss",
         "hnsw/manifest.json",
         "points",
+        "points/payloads.idx",  # the payload index and id hashes (payload_index_file: no pickle either)
         "points/points.sqlite",
         "points/vectors.f32",
     }

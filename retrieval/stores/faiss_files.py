@@ -5,12 +5,14 @@ A mixin of ``FaissStore``: the store's state is declared here for the type check
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
@@ -34,6 +36,26 @@ from retrieval.stores.manifest import (
 
 log = logging.getLogger(__name__)
 _OPEN_TRIES = 50  # re-reads of a manifest that a writer keeps replacing while a reader opens the index
+_MOVED_TRIES = 20  # reloads of a read-only snapshot whose rows its writer keeps changing during one read
+_Read = TypeVar("_Read", bound=Callable[..., Any])
+
+
+def following(read: _Read) -> _Read:
+    """For the reads of a FAISS store: a read-only snapshot that finds the point store moved under it
+    (``SnapshotMovedError``: its writer replaced, deleted or compacted points since) reloads and reads again."""
+
+    @functools.wraps(read)
+    def run(self: KindFiles, *args: Any, **kwargs: Any) -> Any:
+        for _ in range(_MOVED_TRIES):
+            try:
+                return read(self, *args, **kwargs)
+            except pts.SnapshotMovedError:
+                self.refresh(force=True)
+        raise StoreLockedError(
+            f"FAISS store {self.dir}: its writer kept changing the points during {_MOVED_TRIES} reads: try again"
+        )
+
+    return cast(_Read, run)
 
 
 class KindFiles:
@@ -145,10 +167,11 @@ class KindFiles:
         ps = self._points
         return self.read_only and ps is not None and ps.read_only
 
-    def refresh(self) -> bool:
+    def refresh(self, force: bool = False) -> bool:
         """Reload when the writer has flushed a newer state since this snapshot was read (one stat when
-        nothing changed). True if it reloaded. Every read of a read-only store calls it first."""
-        if not self.follows_writer or file_sig(self.manifest_path) == self._sig:
+        nothing changed), or with ``force`` (a read found rows the writer changed since: the point store moved
+        ahead of the manifest). True if it reloaded. Every read of a read-only store calls it first."""
+        if not self.follows_writer or (not force and file_sig(self.manifest_path) == self._sig):
             return False
         old = self._ps
         with old.lock:

@@ -38,7 +38,7 @@ from retrieval.stores import points as pts
 from retrieval.stores.base import Hit, Payload, SearchParams, VectorStore
 from retrieval.stores.faiss_exact import bare_hits, exact, hits
 from retrieval.stores.faiss_exact import rerank as rerank_exact
-from retrieval.stores.faiss_files import KindFiles
+from retrieval.stores.faiss_files import KindFiles, following
 from retrieval.stores.faiss_params import (
     FAISS_KINDS,
     HNSW_KINDS,
@@ -66,7 +66,6 @@ from retrieval.stores.manifest import (
     now_iso,
     read_manifest_sig,
 )
-from retrieval.stores.payloads import payload_copy
 
 log = logging.getLogger(__name__)
 
@@ -411,6 +410,7 @@ class FaissStore(KindFiles, VectorStore):
                 return True
             return compacted
 
+    @following
     def _search(
         self, queries: np.ndarray, k: int, flt: Filter | None, params: SearchParams, with_payload: bool = True
     ) -> list[list[Hit]]:
@@ -531,23 +531,21 @@ class FaissStore(KindFiles, VectorStore):
         self.refresh()
         return len(self._ps)
 
+    @following
     def _ids(self) -> set[str]:
         self.refresh()
         with self._ps.lock:
-            return set(self._ps.id_to_fid)
+            return self._ps.all_ids()
 
+    @following
     def _fetch(self, ids: list[str]) -> dict[str, tuple[np.ndarray | None, Payload]]:
         self.refresh()
         ps = self._ps
         with ps.lock:
-            found = [(pid, fid) for pid in ids if (fid := ps.id_to_fid.get(pid)) is not None]
-            vecs = ps.vectors.read_rows(np.array([fid for _, fid in found], dtype=np.int64))
-            out: dict[str, tuple[np.ndarray | None, Payload]] = {}
-            for (pid, fid), vec in zip(found, vecs, strict=True):
-                row = ps.rows[fid]
-                assert row is not None  # id_to_fid lists live fids only
-                out[pid] = (vec, payload_copy(row[1]))
-            return out
+            have = ps.lookup(ids)  # id → (fid, payload text): the fids found by hash, the rows read once
+            found = [(pid, have[pid]) for pid in dict.fromkeys(ids) if pid in have]
+            vecs = ps.vectors.read_rows(np.array([fid for _, (fid, _) in found], dtype=np.int64))
+            return {pid: (v, ps.payload(fid, (pid, text))) for (pid, (fid, text)), v in zip(found, vecs, strict=True)}
 
     def _release(self) -> None:
         """Let go of the point store and the lock without flushing (what a killed process leaves)."""

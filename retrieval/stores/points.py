@@ -1,80 +1,65 @@
 """The point store of one FAISS collection, shared by all its index kinds.
 
-Under ``<data_dir>/faiss/<name>/points/``: ``points.sqlite`` (fid INTEGER → string id, payload JSON;
-meta: dim, metric, seq, next_fid, generation) and the vector file, ``vectors.f32`` (generation 0) or
-``vectors.<generation>.f32`` (float32 row ``fid`` = the vector of point ``fid``, memory-mapped). Ids,
-payloads and the payload index live in RAM from open on; SQLite is written, never read on the query
-path. fids only grow: a replaced point gets a new fid, so every index can tell old from new, and the old
-row stays as garbage in the vector file until a compaction.
+Under ``<data_dir>/faiss/<name>/points/``: ``points.sqlite`` (fid → string id, payload JSON, the live set and the
+meta; ``point_rows``), the vector file, ``vectors.f32`` (generation 0) or ``vectors.<generation>.f32`` (float32
+row ``fid`` = the vector of point ``fid``, memory-mapped), and ``payloads.idx`` (the payload index and the id
+hashes, saved by the writer; ``payload_index_file``). fids only grow: a replaced point gets a new fid, so every
+index can tell old from new, and the old row stays as garbage in the vector file until a compaction
+(``point_compact``: the live points renumbered 0..n-1; each open kind is told, ``on_renumber``, and remaps; a
+kind's manifest records the generation its index numbers, so a kind opened later remaps or rebuilds itself).
 
-Compaction (``compact``) reclaims the garbage rows: it writes the live rows, in fid order, to the next
-generation's vector file (fsynced), then in one SQLite transaction renumbers the points 0..n-1, rewrites
-their checksums (carried over from the old rows), records the renumbering (``renumber``: the old fid of
-each new one) and the new generation, then deletes the old file. The transaction is the switch: a kill
-before it leaves the old store (and an orphan file, deleted at the next writer open), after it the new one.
-Each open kind is then told (``on_renumber``) and remaps its index; a kind's manifest records the generation
-its index numbers, so a kind opened later remaps (with the recorded renumbering) or rebuilds itself.
+RAM holds a few bytes per point, no Python object per point: the live set (one bool per fid), the payload index
+(bitmaps and sorted arrays, ``retrieval.payload_index``) and the ids' 64-bit hashes with their fids (a sorted
+array: the fid of an id is found without SQLite, and a new id costs no read). Ids and payloads are read from
+SQLite on demand, for the hits of a search, a fetch or an upsert's changed points. Opening reads the live set (a
+few blobs), the saved index and the rows written since it was saved (the writer saves it at close, and at a flush
+once a sixteenth of the rows are not in it): seconds for ten million points. A store without a usable file (none
+yet, another generation, rows edited by hand: a trigger counts ``UPDATE``s) rebuilds it from every row.
 
-One ``PointStore`` object per folder and process (a refcounted registry): all kinds a process opens
-share it, each write happens once and is handed to every open kind (``listen``). One writer process
-per collection (an exclusive lock on ``points/.lock``); read-only opens take no lock and read a
-snapshot (or share this process's writer).
+A read-only store is a snapshot: its live set and index are those of one committed state, its vector file the one
+it opened. Rows read later come from the database as it is then: a row of a live fid is immutable while the fid
+lives, so a read either finds the snapshot's row or tells that a writer replaced, deleted or renumbered it since
+(``SnapshotMovedError``): the FAISS store then reloads and reads again.
 
-Integrity: every flush records the crc32 of each vector row written since the last one in the table
-``vector_crc`` (one blob of little-endian uint32 per ``CRC_CHUNK`` rows; only the chunks a flush touches are
-rewritten, in one transaction). Committed rows never change, so a recorded checksum stays valid and
-``check_vectors`` (``simlookup verify``) can compare every row, beside or after a writer. A store written
-before the table existed gets it, and its rows' checksums, at its next flush.
+One ``PointStore`` object per folder and process (a refcounted registry): all kinds a process opens share it,
+each write happens once and is handed to every open kind (``listen``). One writer process per collection (an
+exclusive lock on ``points/.lock``); read-only opens take no lock and read a snapshot (or share this process's
+writer). Integrity: every flush records the crc32 of each vector row written since the last one (``vector_crc``,
+``vector_checks``); committed rows never change, so ``check_vectors`` (``simlookup verify``) can compare every
+row, beside or after a writer.
 """
 
 from __future__ import annotations
 
-import json
-import os
+import contextlib
 import sqlite3
 import threading
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
+from retrieval import payload_index_file as pif
 from retrieval.disk import file_bytes
 from retrieval.errors import CorruptIndexError, ManifestMismatchError, StoreLockedError, StoreNotFoundError
 from retrieval.filters import Filter
 from retrieval.metric import Metric
-from retrieval.payload_index import PayloadIndex
-from retrieval.stores.faults import fault_point
+from retrieval.payload_index import PayloadIndex, SortedColumn, bitmap, str_hash
+from retrieval.stores import point_rows as pr
 from retrieval.stores.locks import lock_exclusive, unlock
-from retrieval.stores.payloads import Payload, canonical, is_flat, own_copy
-from retrieval.stores.vector_checks import CRC_CHUNK, CRC_SCHEMA, VectorCheck, check_vectors, read_crcs, record_crcs
-from retrieval.stores.vector_file import VectorFile, vector_file_name, write_gathered
+from retrieval.stores.payloads import Payload, canonical, own_copy
+from retrieval.stores.point_compact import CompactReport, compact
+from retrieval.stores.point_rows import SnapshotMovedError, stored_generation, stored_seq
+from retrieval.stores.vector_checks import CRC_SCHEMA, VectorCheck, check_vectors, read_crcs, record_crcs
+from retrieval.stores.vector_file import VectorFile, vector_file_name
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS points (fid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, payload TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
-RENUMBER_SCHEMA = "CREATE TABLE IF NOT EXISTS renumber (generation INTEGER PRIMARY KEY, old_fids BLOB NOT NULL)"
+__all__ = ["ChangeListener", "CompactReport", "PointStore", "SnapshotMovedError", "stored_generation", "stored_seq"]
+
 _LOAD_TRIES = 20  # read-only opens retried when a compaction replaced the vector file meanwhile
 POINTS_FORMAT = "1"
-
-
-@dataclass
-class CompactReport:
-    """What ``PointStore.compact`` reclaimed (rows: vector-file rows, live or not)."""
-
-    rows_before: int
-    rows_after: int
-    bytes_before: int
-    bytes_after: int
-    seconds: float
-    generation: int  # the store's generation after it (unchanged when there was nothing to reclaim)
-    compacted: bool  # False: no garbage row, nothing written
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+INDEX_FILE = "payloads.idx"
+INDEX_SAVE_MIN = 50_000  # rows a flush leaves out of the saved index before it saves it again (or 1/16 of them)
 
 
 class ChangeListener(Protocol):
@@ -83,7 +68,7 @@ class ChangeListener(Protocol):
     def on_change(self, added: np.ndarray, vectors: np.ndarray, removed: np.ndarray) -> None: ...
 
     def on_renumber(self, old_fids: np.ndarray) -> None:
-        """A compaction renumbered the points: new fid i was ``old_fids[i]`` (the live fids, sorted)."""
+        """A compaction renumbered the points: new fid i is ``old_fids[i]`` (the live fids, sorted)."""
 
 
 class PointStore:
@@ -92,6 +77,7 @@ class PointStore:
     def __init__(self, folder: Path, repair: str, read_only: bool) -> None:
         self.folder = folder
         self.sqlite_path = folder / "points.sqlite"
+        self.index_path = folder / INDEX_FILE
         self.vector_path = folder / vector_file_name(0)  # the current generation's, once loaded
         self.generation = 0
         self.read_only = read_only
@@ -101,6 +87,8 @@ class PointStore:
         self._refs = 0
         self._lockfile: Any = None
         self._db: sqlite3.Connection | None = None
+        self._loaded = False
+        self._saved: tuple[int, int] | None = None  # (generation, rows) the saved payload index describes
         self._crc_rows = 0  # rows 0.. whose checksums are recorded (the writer's count)
         if not self.sqlite_path.exists():
             raise StoreNotFoundError(f"point store {self.sqlite_path} is missing; {repair}")
@@ -128,7 +116,7 @@ class PointStore:
         tmp.unlink(missing_ok=True)
         db = sqlite3.connect(tmp)
         try:
-            db.executescript(SCHEMA + CRC_SCHEMA + ";")
+            db.executescript(f"{pr.SCHEMA}{CRC_SCHEMA};{pr.LIVE_SCHEMA};{pr.EDITS_TRIGGER};")
             db.executemany(
                 "INSERT INTO meta(key, value) VALUES(?, ?)",
                 [
@@ -138,6 +126,8 @@ class PointStore:
                     ("seq", "0"),
                     ("next_fid", "0"),
                     ("generation", "0"),
+                    ("edits", "0"),
+                    ("live_bits", "0"),
                 ],
             )
             db.commit()
@@ -161,89 +151,109 @@ class PointStore:
                 self._load()
                 return
             except (CorruptIndexError, FileNotFoundError):
+                self._close_files()
                 last = not self.read_only or attempt == _LOAD_TRIES - 1
                 if last or stored_generation(self.folder) == self.generation:
                     raise
 
     def _load(self) -> None:
+        """Read one committed state in one read transaction: meta, live set, vector file, payload index."""
         try:
-            db = self._connect()
+            self._db = db = self._connect()
+            db.execute("BEGIN")
             try:
-                db.execute("BEGIN")
                 meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
-                rows = db.execute("SELECT fid, id, payload FROM points ORDER BY fid").fetchall()
+                self._read_meta(meta)
+                live = pr.read_live(db, self.next_fid, self.seq)
+                upgrade = live is None
+                if live is None:  # a store written before live_bits (or by one without): its writer records them below
+                    live = pr.live_from_rows(db, self.next_fid)
+                self.vector_path = self.folder / vector_file_name(self.generation)
+                self.vectors = VectorFile(self.vector_path, self.dim, self.next_fid, not self.read_only, self.repair)
+                self._load_index(db, live)
+            finally:
                 db.execute("COMMIT")
-            except BaseException:
-                db.close()
-                raise
-        except sqlite3.Error as exc:
+            if not self.read_only:
+                self._upgrade(db, upgrade)
+        except (sqlite3.Error, ValueError) as exc:
             raise CorruptIndexError(f"point store {self.sqlite_path} is unreadable ({exc}); {self.repair}") from None
-        if self.read_only:
-            db.close()  # a read-only store is a snapshot in RAM: no connection, no files created
-        else:
-            self._db = db
+        if not self.read_only:  # files of other generations: the old one of a compaction, or an orphan of a kill
+            for other in self.folder.glob("vectors*.f32"):
+                if other.name != self.vector_path.name:
+                    other.unlink(missing_ok=True)
+        self._loaded = True
+
+    def _read_meta(self, meta: dict[str, str]) -> None:
         try:
             self.dim = int(meta["dim"])
             self.metric = Metric.parse(meta["metric"])
             self.seq = int(meta["seq"])
             self.next_fid = int(meta["next_fid"])
             self.generation = int(meta.get("generation", 0))
+            self._edits = int(meta.get("edits", 0))
         except (KeyError, ValueError) as exc:
             raise CorruptIndexError(
                 f"point store {self.sqlite_path} has no valid meta ({exc}); {self.repair}"
             ) from None
-        if rows and (rows[-1][0] >= self.next_fid or rows[0][0] < 0):
-            raise CorruptIndexError(f"point store {self.sqlite_path}: fids outside 0..next_fid; {self.repair}")
-        if self._db is not None:
-            try:
-                self._db.execute(CRC_SCHEMA)  # a store written before checksums: its next flush records them
-                self._crc_rows = min(len(read_crcs(self._db)), self.next_fid)
-            except sqlite3.Error as exc:
-                raise CorruptIndexError(
-                    f"point store {self.sqlite_path}: its vector checksums are unreadable ({exc}); {self.repair}"
-                ) from None
-        self.vector_path = self.folder / vector_file_name(self.generation)
-        self.vectors = VectorFile(self.vector_path, self.dim, self.next_fid, not self.read_only, self.repair)
-        if not self.read_only:  # files of other generations: the old one of a compaction, or an orphan of a kill
-            for other in self.folder.glob("vectors*.f32"):
-                if other.name != self.vector_path.name:
-                    other.unlink(missing_ok=True)
-        self.id_to_fid: dict[str, int] = {}
-        # row fid → (id, payload), None for a fid whose point was replaced or deleted: a list, as one lookup
-        # per hit touches one slot (a dict lookup touches its index and its entry: two cold cache lines)
-        self.rows: list[tuple[str, Payload] | None] = [None] * self.next_fid
-        self.nested: set[int] = set()  # fids whose payload holds a list or an object (copied deeply)
-        self._live = np.zeros(max(self.next_fid, 1024), dtype=bool)
-        fids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        try:
-            payloads = [json.loads(r[2]) for r in rows]
-            for (fid, pid, _), pl in zip(rows, payloads, strict=True):
-                self.id_to_fid[pid] = fid
-                self.rows[fid] = (pid, pl)
-                if not is_flat(pl):  # AttributeError: not a JSON object
-                    self.nested.add(fid)
-        except (ValueError, TypeError, AttributeError):
-            self._bad_payload(rows)
-        self._live[fids] = True
-        self.index = PayloadIndex()
-        self.index.add(fids, payloads)
+        if self.next_fid < 0:
+            raise CorruptIndexError(f"point store {self.sqlite_path}: next_fid {self.next_fid} < 0; {self.repair}")
 
-    def _bad_payload(self, rows: list[Any]) -> NoReturn:
-        """Raise the error that names the first row whose payload is not a JSON object, and the repair."""
-        for fid, pid, text in rows:
-            try:
-                value = json.loads(text)
-                why = "" if isinstance(value, dict) else f"a JSON {type(value).__name__}"
-            except (ValueError, TypeError) as exc:
-                why = str(exc)
-            if why:
+    def _load_index(self, db: sqlite3.Connection, live: np.ndarray) -> None:
+        """The payload index and id hashes: the saved file when it describes these rows (the rows written since
+        added), else rebuilt from every row. Runs inside the load's read transaction."""
+        loaded = pif.load(self.index_path, self._verify) if self.index_path.exists() else None
+        start, usable = 0, False
+        if loaded is not None:
+            index, extra, meta = loaded
+            covered = meta.get("covered")
+            ids = extra.get("ids")
+            usable = (
+                ids is not None
+                and isinstance(covered, int)
+                and meta.get("generation") == self.generation
+                and meta.get("edits") == self._edits
+                and (self.read_only or covered <= self.next_fid)  # a writer never builds on fids it may reuse
+            )
+            if usable and ids is not None and isinstance(covered, int):
+                self.index, self._ids, start = index, ids, min(covered, self.next_fid)
+        if not usable:
+            self.index, self._ids = PayloadIndex(self._verify), SortedColumn(np.uint64)
+        for batch in pr.stream_rows(db, start, self.next_fid):
+            fids = np.fromiter((r[0] for r in batch), np.int64, len(batch))
+            if len(fids) and (fids[0] < 0 or not live[fids].all()):
                 raise CorruptIndexError(
-                    f"point store {self.sqlite_path}: the payload of row fid {fid} (id {pid!r}) is not a JSON "
-                    f"object ({why}); repair: set it to {{}} (`sqlite3 {self.sqlite_path} \"UPDATE points SET "
-                    f"payload='{{}}' WHERE fid={fid}\"`), then re-run the ingest, which rewrites that point, or "
-                    f"delete {self.folder.parent} and ingest again"
+                    f"point store {self.sqlite_path}: its rows and live bits disagree; {self.repair}"
                 )
-        raise CorruptIndexError(f"point store {self.sqlite_path} holds an unreadable payload; {self.repair}")
+            payloads = [pr.parse_payload(self.sqlite_path, fid, pid, text) for fid, pid, text in batch]
+            self.index.add(fids, payloads)
+            self._ids.add(fids, np.fromiter((str_hash(r[1]) for r in batch), np.uint64, len(batch)))
+        self._live = np.zeros(max(self.next_fid, 1024), dtype=bool)
+        self._live[: self.next_fid] = live
+        self.count = int(live.sum())
+        self.index.set_live(bitmap(np.flatnonzero(live)))
+        self._saved = (self.generation, self.next_fid) if usable and start == self.next_fid else None
+
+    def _upgrade(self, db: sqlite3.Connection, live_bits: bool) -> None:
+        """A writer brings a store written by an older simlookup up to date: live bits, the edit counter, and
+        checksums of its vector rows (recorded at its next flush)."""
+        cur = db.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            cur.execute(CRC_SCHEMA)
+            if live_bits:
+                pr.record_all_live(cur, self.live, self.seq)
+            cur.execute("INSERT OR IGNORE INTO meta(key, value) VALUES('edits', ?)", (str(self._edits),))
+            cur.execute(pr.EDITS_TRIGGER)
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        try:
+            self._crc_rows = min(len(read_crcs(db)), self.next_fid)
+        except (sqlite3.Error, ValueError) as exc:
+            raise CorruptIndexError(
+                f"point store {self.sqlite_path}: its vector checksums are unreadable ({exc}); {self.repair}"
+            ) from None
 
     def check(self, dim: int, metric: Metric, where: Path | None) -> None:
         """Refuse a kind whose manifest (``where``; None for a new kind) disagrees with the vectors stored here."""
@@ -263,9 +273,9 @@ class PointStore:
                 f"{self.metric.value} vectors; {self.repair}"
             )
 
-    # ---- reads (RAM and mmap only) ----
+    # ---- reads: the live set, the index and the vector file in RAM / mapped; rows from SQLite ----
     def __len__(self) -> int:
-        return len(self.id_to_fid)
+        return self.count
 
     @property
     def live(self) -> np.ndarray:
@@ -282,9 +292,90 @@ class PointStore:
     def vectors_of(self, fids: np.ndarray) -> np.ndarray:
         return self.vectors.view()[fids]
 
+    def rows_of(self, fids: Iterable[int]) -> pr.Rows:
+        """fid → (id, payload JSON text) of the live fids among these (others are left out: no such point)."""
+        arr = np.unique(np.fromiter(fids, dtype=np.int64))
+        arr = arr[(arr >= 0) & (arr < self.next_fid)]
+        return self._read(arr[self._live[arr]]) if len(arr) else {}
+
+    def payload(self, fid: int, row: tuple[str, str]) -> Payload:
+        """The payload of a row ``rows_of`` returned (a fresh object: the caller's own)."""
+        payload: Payload = pr.parse_payload(self.sqlite_path, fid, row[0], row[1])
+        return payload
+
+    def payloads(self, fids: Sequence[int] | np.ndarray) -> list[Payload]:
+        """The payloads of these live fids, in their order (SnapshotMovedError / CorruptIndexError when one is
+        not live here or its row is gone)."""
+        arr = np.asarray(fids, dtype=np.int64).reshape(-1)
+        if len(arr) and (arr.min() < 0 or arr.max() >= self.next_fid or not self._live[arr].all()):
+            raise CorruptIndexError(f"point store {self.sqlite_path}: asked for the payload of a fid not live")
+        rows = self._read(np.unique(arr)) if len(arr) else {}
+        return [self.payload(f, rows[f]) for f in arr.tolist()]
+
+    def _verify(self, fids: np.ndarray) -> list[Payload]:
+        return self.payloads(fids)
+
+    def _read(self, fids: np.ndarray) -> pr.Rows:
+        """The rows of these live fids, checked against this store's state (see the module docstring)."""
+        if self._db is None:
+            raise StoreLockedError(f"point store {self.sqlite_path} is closed")
+        with self.lock:
+            rows, gen, seq = pr.read_rows(self._db, fids.tolist())
+        if gen == self.generation and len(rows) == len(fids):
+            return rows
+        if self.read_only and (gen != self.generation or seq != self.seq):
+            raise SnapshotMovedError(
+                f"point store {self.sqlite_path} was changed by its writer since this read-only snapshot was read "
+                f"(seq {self.seq} → {seq}): reload it"
+            )
+        missing = [f for f in fids.tolist() if f not in rows][:5]
+        raise CorruptIndexError(
+            f"point store {self.sqlite_path}: the rows of live fids {missing} are missing (generation "
+            f"{gen}, expected {self.generation}; deleted by another program?); {self.repair}"
+        )
+
+    def lookup(self, ids: Sequence[str], hashes: np.ndarray | None = None) -> dict[str, tuple[int, str]]:
+        """id → (fid, payload JSON text) of the live points among these ids: candidates by hash (``hashes``: the
+        ids' ``str_hash`` when the caller has them), then their rows."""
+        if not ids or not self.count:
+            return {}
+        if hashes is None:
+            hashes = np.fromiter((str_hash(i) for i in ids), np.uint64, len(ids))
+        cand = self._ids.find(hashes)
+        cand = cand[cand < self.next_fid]
+        cand = cand[self._live[cand]]
+        if not len(cand):
+            return {}
+        wanted = set(ids)
+        return {pid: (fid, text) for fid, (pid, text) in self._read(cand).items() if pid in wanted}
+
+    def all_ids(self) -> set[str]:
+        """Every live point's id."""
+        if self._db is None:
+            raise StoreLockedError(f"point store {self.sqlite_path} is closed")
+        with self.lock:
+            rows, gen, seq = pr.read_all_ids(self._db)
+        live, n = self._live, self.next_fid
+        out = {pid for fid, (pid, _) in rows.items() if fid < n and live[fid]}
+        if gen == self.generation and len(out) == self.count:
+            return out
+        if self.read_only and (gen != self.generation or seq != self.seq):
+            raise SnapshotMovedError(f"point store {self.sqlite_path} was changed by its writer: reload it")
+        raise CorruptIndexError(
+            f"point store {self.sqlite_path} holds {len(out)} rows of its {self.count} live points; {self.repair}"
+        )
+
+    def id_of(self, fid: int) -> str | None:
+        """The string id of a live fid (None for a replaced or deleted one, or one that cannot be read now)."""
+        try:
+            row = self.rows_of([fid]).get(fid)
+        except (SnapshotMovedError, CorruptIndexError):
+            return None
+        return None if row is None else row[0]
+
     def garbage(self) -> int:
         """Vector-file rows of replaced or deleted points (what ``compact`` reclaims)."""
-        return self.next_fid - len(self.id_to_fid)
+        return self.next_fid - self.count
 
     def garbage_fraction(self) -> float:
         """The share of the vector file's rows that are garbage (0.0 for an empty store)."""
@@ -295,17 +386,7 @@ class PointStore:
         compaction's record); None otherwise (a kind that far behind rebuilds its index)."""
         if generation != self.generation - 1:
             return None
-        db = sqlite3.connect(f"file:{self.sqlite_path}?mode=ro", uri=True)
-        try:
-            row = db.execute("SELECT old_fids FROM renumber WHERE generation=?", (self.generation,)).fetchone()
-        except sqlite3.Error:
-            return None
-        finally:
-            db.close()
-        if row is None or not isinstance(row[0], bytes) or len(row[0]) % 8 or len(row[0]) > 8 * self.next_fid:
-            return None
-        old = np.frombuffer(row[0], dtype="<i8").astype(np.int64)
-        return old if len(old) < 2 or bool((np.diff(old) > 0).all()) else None
+        return pr.read_renumbering(self.sqlite_path, self.generation, self.next_fid)
 
     # ---- writes ----
     def listen(self, who: ChangeListener) -> None:
@@ -317,42 +398,54 @@ class PointStore:
             self._listeners = [x for x in self._listeners if x is not who]
 
     def _write(self, fn: Callable[[sqlite3.Cursor], object]) -> None:
-        if self._db is None:
+        if self.read_only or self._db is None:
             raise StoreLockedError(f"point store {self.sqlite_path} is open read-only")
         cur = self._db.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
             fn(cur)
             cur.execute("UPDATE meta SET value=? WHERE key='seq'", (str(self.seq + 1),))
+            pr.mark_live(cur, self.seq + 1)  # every write keeps the live bits
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
             raise
         self.seq += 1
 
+    def _set_live(self, off: np.ndarray, start: int, end: int) -> None:
+        """After a commit: the fids ``off`` died, start..end were born."""
+        if end > len(self._live):
+            grown = np.zeros(max(end, 2 * len(self._live)), dtype=bool)
+            grown[: len(self._live)] = self._live
+            self._live = grown
+        self._live[off] = False
+        self._live[start:end] = True
+        self.count += (end - start) - len(off)
+
     def upsert(self, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[Payload]) -> None:
         """Insert or replace; unchanged points are left alone (no write, no new fid)."""
         with self.lock:
             texts = [canonical(p) for p in payloads]
+            hashes = np.fromiter((str_hash(i) for i in ids), np.uint64, len(ids))
+            have = self.lookup(ids, hashes)
             take: list[int] = []
             replaced: list[int] = []
-            view = self.vectors.view()
             for i, pid in enumerate(ids):
-                old = self.id_to_fid.get(pid)
+                old = have.get(pid)
                 if old is not None:
-                    row = self.rows[old]
-                    assert row is not None  # id_to_fid lists live fids only
-                    if np.array_equal(view[old], vectors[i]) and canonical(row[1]) == texts[i]:
+                    if old[1] == texts[i] and np.array_equal(self.vectors.view()[old[0]], vectors[i]):
                         continue
-                    replaced.append(old)
+                    replaced.append(old[0])
                 take.append(i)
             if not take:
                 return
             start = self.next_fid
-            new_fids = np.arange(start, start + len(take), dtype=np.int64)
+            end = start + len(take)
+            new_fids = np.arange(start, end, dtype=np.int64)
             vecs = vectors[take] if len(take) != len(ids) else vectors
             self.vectors.write(start, vecs)  # rows beyond next_fid are garbage until the commit below
-            end = start + len(take)
+            rem = np.array(sorted(replaced), dtype=np.int64)
+            bits = pr.live_rows(self._live, rem, start, end)
 
             def tx(cur: sqlite3.Cursor) -> None:
                 if replaced:
@@ -362,156 +455,80 @@ class PointStore:
                     [(start + j, ids[i], texts[i]) for j, i in enumerate(take)],
                 )
                 cur.execute("UPDATE meta SET value=? WHERE key='next_fid'", (str(end),))
+                pr.write_live(cur, bits)
 
             self._write(tx)
             self.vectors.commit(end)
             self.next_fid = end
-            rem = np.array(replaced, dtype=np.int64)
-            self._forget(rem)
-            if end > len(self._live):
-                grown = np.zeros(max(end, 2 * len(self._live)), dtype=bool)
-                grown[: len(self._live)] = self._live
-                self._live = grown
-            self._live[start:end] = True
-            copies = [own_copy(payloads[i], texts[i]) for i in take]  # our own: callers may mutate theirs
-            pls = [pl for pl, _ in copies]
-            self.rows.extend([None] * (end - len(self.rows)))
-            for j, i in enumerate(take):
-                self.id_to_fid[ids[i]] = start + j
-                self.rows[start + j] = (ids[i], pls[j])
-            self.nested.update(start + j for j, (_, flat) in enumerate(copies) if not flat)
-            self.index.add(new_fids, pls)
+            self._set_live(rem, start, end)
+            self.index.remove(rem)
+            # the index reads the payloads as stored (JSON keys are strings): the caller's own when that is so
+            self.index.add(new_fids, [own_copy(payloads[i], texts[i])[0] for i in take])
+            self._ids.add(new_fids, hashes[take])
             for who in self._listeners:
                 who.on_change(new_fids, vecs, rem)
 
     def delete(self, ids: Sequence[str]) -> int:
         """Delete by id; unknown ids are ignored. Returns how many were deleted."""
         with self.lock:
-            fids = sorted({self.id_to_fid[i] for i in ids if i in self.id_to_fid})
+            fids = sorted(fid for fid, _ in self.lookup(list(dict.fromkeys(ids))).values())
             if not fids:
                 return 0
-            self._write(lambda cur: cur.executemany("DELETE FROM points WHERE fid=?", [(f,) for f in fids]))
             rem = np.array(fids, dtype=np.int64)
-            self._forget(rem)
+            bits = pr.live_rows(self._live, rem, 0, 0)
+
+            def tx(cur: sqlite3.Cursor) -> None:
+                cur.executemany("DELETE FROM points WHERE fid=?", [(f,) for f in fids])
+                pr.write_live(cur, bits)
+
+            self._write(tx)
+            self._set_live(rem, 0, 0)
+            self.index.remove(rem)
             empty = np.zeros(0, dtype=np.int64)
             for who in self._listeners:
                 who.on_change(empty, np.zeros((0, self.dim), np.float32), rem)
             return len(fids)
 
     def compact(self) -> CompactReport:
-        """Reclaim the rows of replaced and deleted points (see the module docstring): the live points get fids
-        0..n-1 in their old order, and every listener remaps its index. A no-op without garbage."""
+        """Reclaim the rows of replaced and deleted points (``point_compact``): the live points get fids 0..n-1 in
+        their old order, and every listener remaps its index. A no-op without garbage."""
         with self.lock:
-            if self._db is None:
-                raise StoreLockedError(f"point store {self.sqlite_path} is open read-only: it cannot be compacted")
-            t0 = time.perf_counter()
-            rows_before, bytes_before = self.next_fid, self.disk_bytes()
-            live = self.live_fids()
-            n = len(live)
-            if n == rows_before:
-                return CompactReport(
-                    rows_before, n, bytes_before, bytes_before, time.perf_counter() - t0, self.generation, False
-                )
-            self.sync()  # every row checksummed: the new rows carry their recorded checksums over
-            crcs = read_crcs(self._db)[:rows_before]
-            if len(crcs) < rows_before:  # a chunk went missing: recomputed from the file, as a flush does
-                crcs = np.concatenate([crcs, self.vectors.row_crcs(len(crcs), rows_before)])
-            gen = self.generation + 1
-            new_path = self.folder / vector_file_name(gen)
-            new_path.unlink(missing_ok=True)
-            write_gathered(new_path, self.vectors.view(), live)
-            fault_point("compact:vectors-written")
-            data, width = crcs[live].astype("<u4").tobytes(), CRC_CHUNK * 4
-            renumber = live.astype("<i8").tobytes()
+            return compact(self)
 
-            def tx(cur: sqlite3.Cursor) -> None:
-                old = cur.execute("SELECT fid, id, payload FROM points ORDER BY fid").fetchall()
-                if not np.array_equal(np.fromiter((r[0] for r in old), np.int64, len(old)), live):
-                    raise CorruptIndexError(
-                        f"point store {self.sqlite_path}: its rows differ from the ones this process read "
-                        f"(written by another program?); {self.repair}"
-                    )
-                cur.execute("DELETE FROM points")
-                cur.executemany(
-                    "INSERT INTO points(fid, id, payload) VALUES(?,?,?)", [(i, r[1], r[2]) for i, r in enumerate(old)]
-                )
-                cur.execute("DELETE FROM vector_crc")
-                cur.executemany(
-                    "INSERT INTO vector_crc(chunk, crcs) VALUES(?, ?)",
-                    [(i // width, data[i : i + width]) for i in range(0, len(data), width)],
-                )
-                cur.execute(RENUMBER_SCHEMA)
-                cur.execute("DELETE FROM renumber")
-                cur.execute("INSERT INTO renumber(generation, old_fids) VALUES(?, ?)", (gen, renumber))
-                cur.execute("UPDATE meta SET value=? WHERE key='next_fid'", (str(n),))
-                cur.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('generation', ?)", (str(gen),))
-
-            self._db.execute("PRAGMA synchronous=FULL")  # the switch is durable when the commit returns
-            try:
-                self._write(tx)
-            except BaseException:
-                new_path.unlink(missing_ok=True)
-                raise
-            finally:
-                self._db.execute("PRAGMA synchronous=NORMAL")
-            fault_point("compact:committed")
-            self._switch(live, new_path, gen)
-            fault_point("compact:old-removed")
-            for who in list(self._listeners):
-                who.on_renumber(live)
-                fault_point("compact:kind-renumbered")
-            return CompactReport(
-                rows_before, n, bytes_before, self.disk_bytes(), time.perf_counter() - t0, gen, True
-            )
-
-    def _switch(self, live: np.ndarray, new_path: Path, gen: int) -> None:
-        """After the compaction's commit: map the new vector file, delete the old, renumber the RAM state."""
+    def after_compaction(self, live: np.ndarray) -> None:
+        """The RAM state renumbered after a compaction's commit (``live``: the old fids of the new 0..n-1)."""
         n = len(live)
-        old_vf, old_path = self.vectors, self.vector_path
-        self.vectors = VectorFile(new_path, self.dim, n, True, self.repair)
-        for _ in range(old_vf.resident_holders):
-            self.vectors.hold_resident()
-        old_vf.discard()
-        self.vector_path, self.generation, self.next_fid, self._crc_rows = new_path, gen, n, n
-        old_path.unlink(missing_ok=True)  # readers elsewhere that mapped it keep their pages
-        dfd = os.open(self.folder, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-        rows = [self.rows[f] for f in live.tolist()]
-        self.rows = rows
-        self.id_to_fid = {r[0]: i for i, r in enumerate(rows) if r is not None}
-        if self.nested:
-            self.nested = set(np.searchsorted(live, np.fromiter(self.nested, np.int64)).tolist())
         self._live = np.zeros(max(n, 1024), dtype=bool)
         self._live[:n] = True
-        self.index = PayloadIndex()
-        self.index.add(np.arange(n, dtype=np.int64), [r[1] for r in rows if r is not None])
+        self.count = n
+        self.index.renumber(live)
+        self._ids.renumber(live)
+        self._saved, self._crc_rows = None, n
         if self._db is not None:  # the renumbered table out of the WAL (a reader mid-read leaves it for later)
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
-    def _forget(self, fids: np.ndarray) -> None:
-        if not len(fids):
-            return
-        for fid in fids.tolist():
-            row = self.rows[fid]
-            assert row is not None
-            self.rows[fid] = None
-            del self.id_to_fid[row[0]]
-            self.nested.discard(fid)
-        self._live[fids] = False
-        self.index.remove(fids)
-
     def sync(self) -> None:
         """Make every committed write durable (vectors fsynced, their checksums recorded, SQLite WAL
-        checkpointed)."""
+        checkpointed), and save the payload index when a sixteenth of the rows are not in the saved one."""
         with self.lock:
-            if self._db is None:
+            if self.read_only or self._db is None:
                 return
             self.vectors.sync()
             self._record_crcs()
             self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            saved_gen, saved_rows = self._saved or (-1, 0)
+            if saved_gen != self.generation or self.next_fid - saved_rows > max(INDEX_SAVE_MIN, saved_rows // 16):
+                self._save_index()
+
+    @property
+    def _state(self) -> tuple[int, int]:
+        return self.generation, self.next_fid
+
+    def _save_index(self) -> None:
+        """Save the payload index and the id hashes (``payload_index_file``) as of the committed rows."""
+        meta = {"generation": self.generation, "covered": self.next_fid, "edits": self._edits}
+        pif.save(self.index, self.index_path, meta, extra={"ids": self._ids})
+        self._saved = (self.generation, self.next_fid)
 
     def _record_crcs(self) -> None:
         """Record the checksums of the rows committed since the last flush (rewrites the chunks they touch)."""
@@ -540,54 +557,40 @@ class PointStore:
         (``vector_checks.check_vectors``)."""
         return check_vectors(self)
 
-    def id_of(self, fid: int) -> str | None:
-        """The string id of a live fid (None for a replaced or deleted one)."""
-        row = self.rows[fid] if 0 <= fid < len(self.rows) else None
-        return None if row is None else row[0]
-
     def disk_bytes(self) -> int:
-        """Bytes of the point store: the SQLite file and its WAL (their lengths) and the vector file (its blocks)."""
-        sqlite = sum(file_bytes(p, apparent=True) for p in (self.sqlite_path, Path(f"{self.sqlite_path}-wal")))
-        return sqlite + self.vectors.disk_bytes()
+        """Bytes of the point store: the SQLite file and its WAL (their lengths), the saved payload index and the
+        vector file (its blocks)."""
+        files = (self.sqlite_path, Path(f"{self.sqlite_path}-wal"), self.index_path)
+        return sum(file_bytes(p, apparent=True) for p in files) + self.vectors.disk_bytes()
 
     def _close_files(self) -> None:
+        if self._loaded and not self.read_only and self._db is not None and self._saved != self._state:
+            with contextlib.suppress(OSError):  # a full disk: the next open rebuilds it
+                self._save_index()  # the next open reads it instead of every row
+        self._loaded = False
         vf = getattr(self, "vectors", None)
         if vf is not None:
             vf.close()
         if self._db is not None:
-            try:
-                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-                # back to a rollback journal: a later read-only open then creates no -wal/-shm files
-                self._db.execute("PRAGMA journal_mode=DELETE")
-            except sqlite3.Error:
-                pass  # a reader elsewhere holds it: the WAL stays, which is fine
+            if not self.read_only:
+                try:
+                    self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                    # back to a rollback journal: a later read-only open then creates no -wal/-shm files
+                    self._db.execute("PRAGMA journal_mode=DELETE")
+                except sqlite3.Error:
+                    pass  # a reader elsewhere holds it: the WAL stays, which is fine
             self._db.close()
             self._db = None
         lockfile, self._lockfile = self._lockfile, None
         unlock(lockfile)
 
+    # ---- the views callers used before rows were read on demand ----
+    @property
+    def rows(self) -> pr.RowsView:
+        """fid → (id, payload) or None, read on demand (prefer ``rows_of`` / ``payloads`` for many fids)."""
+        return pr.RowsView(self)
 
-def stored_seq(folder: Path) -> int | None:
-    """The sequence number the point store's last committed write left on disk (None: unreadable)."""
-    try:
-        db = sqlite3.connect(f"file:{folder / 'points.sqlite'}?mode=ro", uri=True)
-        try:
-            row = db.execute("SELECT value FROM meta WHERE key='seq'").fetchone()
-        finally:
-            db.close()
-        return int(row[0]) if row else None
-    except (sqlite3.Error, ValueError):
-        return None
-
-
-def stored_generation(folder: Path) -> int | None:
-    """The generation (compactions so far) of the point store on disk (None: unreadable)."""
-    try:
-        db = sqlite3.connect(f"file:{folder / 'points.sqlite'}?mode=ro", uri=True)
-        try:
-            row = db.execute("SELECT value FROM meta WHERE key='generation'").fetchone()
-        finally:
-            db.close()
-        return int(row[0]) if row else 0
-    except (sqlite3.Error, ValueError):
-        return None
+    @property
+    def id_to_fid(self) -> pr.IdsView:
+        """id → fid of the live points, read on demand (prefer ``lookup`` for many ids)."""
+        return pr.IdsView(self)
