@@ -206,7 +206,9 @@ def tune(
             group = group[:cap]
             if not group:
                 break
-        found, top = _first_reaching(group, measure, lambda r: r >= needed(target, _margin(r, pairs)))
+        found, top = _first_reaching(
+            group, measure, lambda r: r >= needed(target, _margin(r, pairs)), top_first=cap is not None
+        )
         if top is not None and (best is None or top[0] > best[0]):
             best = top
         if found is not None:
@@ -264,13 +266,18 @@ def _fresh_like(store: VectorStore, x: np.ndarray, own: list[str], seed: int) ->
 
 
 def _first_reaching(
-    group: list[dict[str, int]], measure: Callable[[dict[str, int]], float], ok: Callable[[float], bool]
+    group: list[dict[str, int]],
+    measure: Callable[[dict[str, int]], float],
+    ok: Callable[[float], bool],
+    top_first: bool = False,
 ) -> tuple[tuple[float, dict[str, int]] | None, tuple[float, dict[str, int]] | None]:
     """The first setting of ``group`` (recall growing along it) whose measured recall is ``ok``, and the best one
     measured. Galloping from the cheap end (positions 0, 1, 3, 7, ...), then a binary search between the last
     setting short of it and the first that reached: a search costs about what its setting does, so the settings
     tried stay near the answer instead of starting at the middle of the list. A doubled setting that gains no
-    recall ends the group there (IVF-PQ at a small re-rank: its codes, not the lists visited, cap the recall)."""
+    recall ends the group there (IVF-PQ at a small re-rank: its codes, not the lists visited, cap the recall).
+    ``top_first``: the last setting is tried first and, when it falls short, alone (a larger re-rank factor
+    cut to fewer lists than the last factor needed)."""
     found: tuple[float, dict[str, int]] | None = None
     best: tuple[float, dict[str, int]] | None = None
 
@@ -285,6 +292,10 @@ def _first_reaching(
         return False
 
     lo, i, last = 0, 0, len(group) - 1
+    if top_first:  # only settings cheaper than one known to reach are left: if the dearest fails, all do
+        if not reaches(last):
+            return None, best
+        i = last
     prev = -1.0
     while i < last and not reaches(i):
         assert best is not None
@@ -292,7 +303,7 @@ def _first_reaching(
             return None, best
         prev = best[0]
         lo, i = i + 1, min(2 * i + 1, last)
-    hi = i - 1 if found is not None or reaches(i) else -1
+    hi = i - 1 if found is not None or reaches(i) else -1  # (top_first: found already, i = last)
     while lo <= hi:
         mid = (lo + hi) // 2
         if reaches(mid):

@@ -212,15 +212,20 @@ def test_the_search_finds_the_first_setting_that_reaches_trying_each_at_most_onc
 
     for n in range(1, 22):
         for answer in range(n + 1):  # answer == n: no setting reaches
-            calls: list[int] = []
+            for top_first in (False, True):
+                calls: list[int] = []
 
-            def measure(c: dict[str, int], answer: int = answer, calls: list[int] = calls) -> float:
-                calls.append(c["i"])
-                return 0.99 if c["i"] >= answer else 0.5 + 0.01 * c["i"]
+                def measure(c: dict[str, int], answer: int = answer, calls: list[int] = calls) -> float:
+                    calls.append(c["i"])
+                    return 0.99 if c["i"] >= answer else 0.5 + 0.01 * c["i"]
 
-            found, best = _first_reaching([{"i": i} for i in range(n)], measure, lambda r: r >= 0.95)
-            assert (found[1]["i"] if found else None) == (answer if answer < n else None)
-            assert best is not None and len(calls) == len(set(calls)) <= 2 * n.bit_length() + 1
+                found, best = _first_reaching(
+                    [{"i": i} for i in range(n)], measure, lambda r: r >= 0.95, top_first=top_first
+                )
+                assert (found[1]["i"] if found else None) == (answer if answer < n else None)
+                assert best is not None and len(calls) == len(set(calls)) <= 2 * n.bit_length() + 1
+                if top_first and answer == n:
+                    assert calls == [n - 1]  # the dearest setting fell short: nothing cheaper is tried
 
 
 def test_a_group_whose_recall_stops_growing_is_left_early() -> None:
