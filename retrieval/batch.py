@@ -1,9 +1,11 @@
 """Many queries through one retriever at once: one encode per vector space, one store search per group.
 
 The service's micro-batcher hands every query that arrived within its window to ``search_batch``; a batch of one
-is the unbatched path, so batching on and off run the same code. Queries are grouped for the search by
-(index, k, target, filter, params); a query that fails (empty text, broken image, unknown filter field) gets its
-own error and the rest of the batch still gets answers.
+is the unbatched path, so batching on and off run the same code. Dense queries are grouped for the search by
+(index, k, target, filter, params); keyword and hybrid queries (``mode``) are searched one by one through the
+collection facade (a hybrid query's vector still comes from the batch's one encode, a keyword query is not
+encoded); a query that fails (empty text, broken image, unknown filter field, no keyword leg) gets its own error
+and the rest of the batch still gets answers.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ import numpy as np
 from retrieval.collection import VectorSpace
 from retrieval.errors import InvalidInputError, SimlookupError
 from retrieval.filters import Filter
+from retrieval.hybrid import check_mode
+from retrieval.keyword.fusion import Fusion
+from retrieval.keyword.terms import query_terms
 from retrieval.retriever import Retriever, SearchResult, check_query
 from retrieval.stores import SearchParams
 
@@ -36,6 +41,8 @@ class Query:
     filter: Filter = Filter()
     params: SearchParams = SearchParams()
     target: str | None = None
+    mode: str = "dense"  # dense | keyword | hybrid (retrieval.hybrid)
+    fusion: Fusion | None = None  # hybrid: how the legs are fused (None: the settings')
 
     def label(self) -> str:
         """What the answer calls the query: the text itself, or a placeholder for an image."""
@@ -58,10 +65,13 @@ def search_batch(retriever: Retriever, queries: Sequence[Query]) -> list[SearchR
     for i, q in enumerate(queries):
         try:  # the settings' caps on k, ef, nprobe and re-rank, as Retriever.search applies them
             check_query(q.k, q.params, retriever.settings.limits)
+            if check_mode(q.mode) != "dense" and q.kind != "text":
+                raise InvalidInputError(f"a {q.mode} search takes a text query (image queries search by vector only)")
         except InvalidInputError as exc:
             out[i] = exc
             continue
-        by_space[(q.kind, q.target or default_target(retriever, q.kind))].append(i)
+        if q.mode != "keyword":  # a keyword query is not encoded
+            by_space[(q.kind, q.target or default_target(retriever, q.kind))].append(i)
     for (kind, target), idx in by_space.items():
         t0 = time.perf_counter()
         for i, vec in _encode(retriever, kind, target, [queries[i] for i in idx], idx).items():
@@ -71,9 +81,14 @@ def search_batch(retriever: Retriever, queries: Sequence[Query]) -> list[SearchR
                 vectors[i] = vec
         ms = (time.perf_counter() - t0) * 1e3
         encode_ms.update({i: ms for i in idx})
+    for i, q in enumerate(queries):
+        if q.mode != "dense" and out[i] is None:
+            out[i] = _search_one(retriever, q, vectors.get(i), encode_ms.get(i), len(queries))
     groups: dict[tuple[Any, ...], list[int]] = defaultdict(list)
     for i in vectors:
         q = queries[i]
+        if q.mode != "dense":
+            continue
         groups[(q.index, q.k, q.target or default_target(retriever, q.kind), q.filter, q.params)].append(i)
     for (index, k, target, flt, params), idx in groups.items():
         t0 = time.perf_counter()
@@ -90,6 +105,26 @@ def search_batch(retriever: Retriever, queries: Sequence[Query]) -> list[SearchR
             notes = retriever.warnings(index, target, params)
             out[i] = SearchResult(queries[i].label(), index, encode_ms[i] + ms, h, target, timings, notes)
     return [r if r is not None else InvalidInputError("query not answered") for r in out]
+
+
+def _search_one(
+    retriever: Retriever, q: Query, vector: np.ndarray | None, encode_ms: float | None, size: int
+) -> SearchResult | SimlookupError:
+    """A keyword or hybrid query through the collection facade (both legs under the query's filter, fused)."""
+    target = q.target or default_target(retriever, q.kind)
+    t0 = time.perf_counter()
+    try:
+        hits = retriever.collection.search(q.index, target, q.k, q.filter, q.params, vector, q.item, q.mode, q.fusion)
+    except Exception as exc:  # noqa: BLE001 - this query's own error
+        return exc if isinstance(exc, SimlookupError) else SimlookupError(f"search failed ({exc!r})")
+    ms = (time.perf_counter() - t0) * 1e3
+    timings = {"search_ms": ms, "batch": float(size)}
+    if encode_ms is not None:
+        timings["encode_ms"] = encode_ms
+    notes = retriever.warnings(q.index, target, q.params)
+    if not len(query_terms(q.item)[0]):
+        notes.append("the query has no keyword tokens (letters or digits): the keyword leg found nothing")
+    return SearchResult(q.label(), q.index, (encode_ms or 0.0) + ms, hits, target, timings, notes, q.mode)
 
 
 def _encode(

@@ -145,9 +145,14 @@ def cmd_search(args: argparse.Namespace) -> int:
     vector = _vector_arg(args.vector) if args.vector else None
     if sum(x is not None for x in (args.query, args.image, vector)) != 1:
         raise SimlookupError("give exactly one of a QUERY text, --image PATH and --vector")
+    fusion = _fusion_args(s, args)
     url = _service_url(args, s)
-    doc = _search_service(url, s, args, flt, vector) if url else _search_in_process(s, args, flt, vector)
-    lines = [f"{doc['index']} · {len(doc['hits'])} hits · {doc['took_ms']:.1f} ms" + (f" · via {url}" if url else "")]
+    doc = _search_service(url, s, args, flt, vector) if url else _search_in_process(s, args, flt, vector, fusion)
+    doc["mode"] = args.mode
+    if fusion is not None:
+        doc |= {"fusion": fusion.method, "alpha": fusion.alpha}
+    how = f" · {args.mode}" * (args.mode != "dense") + (f" ({fusion.method}, α {fusion.alpha:g})" if fusion else "")
+    lines = [f"{doc['index']}{how} · {len(doc['hits'])} hits · {doc['took_ms']:.1f} ms" + (f" · via {url}" * bool(url))]
     for i, h in enumerate(doc["hits"], 1):
         p = h["payload"]
         label = p.get("text") or p.get("caption") or p.get("file") or ""
@@ -158,7 +163,25 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
-def _search_in_process(s: Settings, args: argparse.Namespace, flt: Any, vector: list[float] | None) -> dict[str, Any]:
+def _fusion_args(s: Settings, args: argparse.Namespace) -> Any:
+    """--mode / --fusion / --alpha checked: the Fusion of a hybrid search (the settings' defaults for what is not
+    given), None for the other modes; keyword and hybrid searches take a QUERY text."""
+    if args.mode != "dense" and args.query is None:
+        raise SimlookupError(f"--mode {args.mode} searches by a QUERY text (the keyword leg reads words), not by "
+                             "--image or --vector")
+    if args.mode != "hybrid":
+        if args.fusion is not None or args.alpha is not None:
+            raise SimlookupError(f"--fusion and --alpha tune a hybrid search (--mode hybrid), not a {args.mode} one")
+        return None
+    from retrieval.keyword.fusion import Fusion
+
+    ks = s.keyword
+    return Fusion(args.fusion or ks.fusion, ks.alpha if args.alpha is None else args.alpha, ks.rrf_k)
+
+
+def _search_in_process(
+    s: Settings, args: argparse.Namespace, flt: Any, vector: list[float] | None, fusion: Any = None
+) -> dict[str, Any]:
     import numpy as np
 
     from retrieval.retriever import Retriever
@@ -182,7 +205,8 @@ def _search_in_process(s: Settings, args: argparse.Namespace, flt: Any, vector: 
             vec = np.asarray(vector, dtype=np.float32)
             res = r.search_vector(vec, index=args.index, k=args.k, filter=flt, params=params, target=target)
         else:
-            res = r.search_text(args.query, index=args.index, k=args.k, filter=flt, params=params, target=args.target)
+            res = r.search_text(args.query, index=args.index, k=args.k, filter=flt, params=params, target=args.target,
+                                mode=args.mode, fusion=fusion)
         doc = res.to_dict()
         missing = _missing_fields(r, res.index, res.target, flt) if flt else []
     if missing:
@@ -232,6 +256,8 @@ def _search_service(
     body |= {"rerank": args.rerank, "rerank_factor": args.rerank_factor, "nprobe": args.nprobe}
     body |= {"hnsw_ef": args.ef, "exact": args.exact}
     body |= {"oversampling": args.oversampling, "rescore": False if args.no_rescore else None}
+    if args.mode != "dense":
+        body |= {"mode": args.mode, "fusion": args.fusion, "alpha": args.alpha}
     return client.post("/search", {k: v for k, v in body.items() if v is not None})
 
 
@@ -356,12 +382,23 @@ def _bounded(lo: int, hi: int | None) -> Any:
     return parse
 
 
+def _unit(text: str) -> float:
+    """An argparse type: a number in [0, 1] (``--alpha``)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"{v} is out of range: use 0 to 1")
+    return v
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
-    from benchmarks.relevance import EvalRequest, parse_indexes, parse_modes, run_eval
+    from benchmarks.relevance import EvalRequest, parse_fusions, parse_indexes, parse_modes, run_eval
     from benchmarks.relevance_report import summary_lines, verdicts, write_report
 
     req = EvalRequest(args.dataset, args.name, parse_indexes(args.index), parse_modes(args.mode), args.k,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, fusions=parse_fusions(args.fusion), alpha=args.alpha)
     quiet = args.json or args.no_progress
     result = run_eval(_settings(args), req, log=lambda line: quiet or print(line, file=sys.stderr))
     written = write_report(result, Path(args.out)) if args.out else []
@@ -481,6 +518,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-rescore", action="store_true", help="a quantized Qdrant collection: quantized scores, not rescored"
     )
     sp.add_argument("--target", choices=["text", "image", "caption"], help="vector space to search")
+    sp.add_argument("--mode", choices=["dense", "keyword", "hybrid"], default="dense",
+                    help="dense: the vectors (default); keyword: BM25 on the keyword leg; hybrid: both, fused")
+    sp.add_argument("--fusion", choices=["rrf", "dbsf"], help="hybrid: how the legs are fused (default "
+                    "SIMLOOKUP_KEYWORD__FUSION, rrf)")
+    sp.add_argument("--alpha", type=_unit, help="hybrid: the dense leg's share of the fused score, 0 to 1 (default "
+                    "SIMLOOKUP_KEYWORD__ALPHA, 0.5: equal; 1: dense order, 0: keyword order)")
     sp.add_argument("--vector", help="search by a vector: a JSON list of numbers, or @FILE (.json, .npy)")
     sp.add_argument("--url", help="a running 'simlookup serve' (default: the one serving NAME, if any)")
 
@@ -490,7 +533,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--name", required=True, help="collection (ingested from the set's corpus when it does not exist)")
     sp.add_argument("--index", help="indexes, comma-separated: flat, ivf, ivfpq, hnsw, ivf_sq8, hnsw_sq8, qdrant "
                     "(default: all but the sq8 kinds; flat always runs)")
-    sp.add_argument("--mode", help="search modes, comma-separated (default and only one today: dense)")
+    sp.add_argument("--mode", help="search modes, comma-separated, of dense, keyword, hybrid (default: dense)")
+    sp.add_argument("--fusion", help="hybrid rows: fusion methods, comma-separated, of rrf, dbsf (default: "
+                    "SIMLOOKUP_KEYWORD__FUSION, rrf)")
+    sp.add_argument("--alpha", type=_unit, help="hybrid: the dense leg's share, 0 to 1 (default "
+                    "SIMLOOKUP_KEYWORD__ALPHA, 0.5: equal)")
     sp.add_argument("-k", "--k", type=_bounded(1, 100), default=10, help="cutoff of nDCG@k and MRR@k (default 10)")
     sp.add_argument("--out", help="folder for results.json, report.md and eval.png")
     sp.add_argument("--no-progress", action="store_true")

@@ -10,7 +10,16 @@ from typing import Any
 
 import pytest
 
-from benchmarks.relevance import EvalError, EvalRequest, metrics, parse_indexes, parse_modes, ranked_run, run_eval
+from benchmarks.relevance import (
+    EvalError,
+    EvalRequest,
+    metrics,
+    parse_fusions,
+    parse_indexes,
+    parse_modes,
+    ranked_run,
+    run_eval,
+)
 from ingest.beir import BeirError, read_beir
 from retrieval.errors import InvalidInputError
 from retrieval.settings import QdrantSettings, Settings
@@ -80,9 +89,16 @@ def test_metrics_keep_the_engines_order_on_tied_scores() -> None:
 # ---- lists of indexes and modes ----
 def test_modes_are_a_list_that_rejects_unknown_modes() -> None:
     assert parse_modes(None) == ("dense",)
-    assert parse_modes("dense") == ("dense",)
-    with pytest.raises(InvalidInputError, match=r"unknown \['hybrid'\].*dense.*not available yet"):
-        parse_modes("dense,hybrid")
+    assert parse_modes("dense,keyword,hybrid") == ("dense", "keyword", "hybrid")
+    with pytest.raises(InvalidInputError, match=r"unknown \['sparse'\].*dense.*keyword.*hybrid"):
+        parse_modes("dense,sparse")
+    assert parse_fusions(None) == () and parse_fusions("rrf,dbsf") == ("rrf", "dbsf")
+    with pytest.raises(InvalidInputError, match=r"unknown \['weighted'\].*rrf.*dbsf"):
+        parse_fusions("weighted")
+    req = EvalRequest("x", "x", modes=("hybrid", "dense"), fusions=("dbsf", "rrf"), alpha=0.3)
+    runs = req.runs(Settings())
+    assert [(m, f.method if f else None, f.alpha if f else None) for m, f in runs] == [
+        ("hybrid", "dbsf", 0.3), ("hybrid", "rrf", 0.3), ("dense", None, None)]
     assert parse_indexes("hnsw,qdrant") == ("flat", "hnsw", "qdrant")  # flat is the reference of the loss
     with pytest.raises(InvalidInputError, match="'annoy'"):
         parse_indexes("flat,annoy")
@@ -270,9 +286,74 @@ class _RecordingRetriever:
 
 
 def test_each_query_asks_one_more_hit_and_its_own_id_is_not_counted() -> None:
-    from benchmarks.relevance import _search_all
+    from benchmarks.relevance import Search
 
     r = _RecordingRetriever(["q1", "a", "b", "c"])
-    ranked, took = _search_all(r, "hnsw", ["q1", "q2"], [None, None], 2)
+    ranked, took = Search("dense").all(r, "hnsw", ["q1", "q2"], [None, None], ["x", "y"], 2)
     assert r.asked == [3, 3] and took == [1.0, 1.0]
     assert ranked == {"q1": ["a", "b"], "q2": ["q1", "a"]}
+
+
+# ---- search modes (issue 27): dense, keyword and hybrid rows, the lexical set ----
+def test_eval_scores_every_mode_and_fusion_with_overlap_against_flat(
+    evaluated: tuple[Settings, Path, dict[str, Any]], minilm: Any, tmp_path: Path
+) -> None:
+    from benchmarks.relevance_report import summary_lines, verdicts, write_report
+
+    settings, folder, first = evaluated
+    req = EvalRequest(str(folder), "topics", parse_indexes("hnsw,qdrant"), modes=("dense", "keyword", "hybrid"),
+                      fusions=("rrf", "dbsf"), progress=False)
+    res = run_eval(settings, req, encoders={"text": minilm})
+    assert res["ingest"] is None and res["collection"]["keyword"]["tokenizer"]
+    got = [(r["index"], r["mode"], r.get("fusion")) for r in res["results"]]
+    assert got == [(i, m, f) for m, f in [("dense", None), ("keyword", None), ("hybrid", "rrf"), ("hybrid", "dbsf")]
+                   for i in ("flat", "hnsw", "qdrant")]
+    rows = {(r["index"], r["mode"], r.get("fusion")): r for r in res["results"]}
+    assert rows["flat", "dense", None]["ndcg@10"] == pytest.approx(first["results"][0]["ndcg@10"], abs=1e-6)
+    for index in ("hnsw", "qdrant"):  # 40 points: every engine answers every mode as flat does
+        for mode, fusion in [("keyword", None), ("hybrid", "rrf"), ("hybrid", "dbsf")]:
+            assert rows[index, mode, fusion]["top10_overlap_flat"] == pytest.approx(1.0)
+            assert rows[index, mode, fusion]["ndcg@10"] == pytest.approx(rows["flat", mode, fusion]["ndcg@10"])
+    # the topics' paraphrases share few words with their queries: BM25 finds some, the dense leg most
+    assert 0.0 < rows["flat", "keyword", None]["ndcg@10"] < rows["flat", "dense", None]["ndcg@10"]
+    assert rows["flat", "hybrid", "rrf"]["alpha"] == 0.5 and "fusion" not in rows["flat", "keyword", None]
+    text = "\n".join([*summary_lines(res), *verdicts(res)])
+    assert "| qdrant | hybrid dbsf |" in text and "| hnsw | keyword |" in text
+    assert "flat and Qdrant hybrid rrf answers share 1.000 of their top 10" in text
+    assert "better single leg" in text and "lexical set" not in text  # the topics are not a lexical set
+    write_report(res, tmp_path / "r")
+    assert "Keyword leg: tokenizer" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_a_keyword_mode_on_a_collection_without_the_leg_names_build_keyword(
+    minilm: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = Settings(data_dir=tmp_path / "data", qdrant=QdrantSettings(mode="edge"))
+    settings = settings.model_copy(update={"keyword": settings.keyword.model_copy(update={"enabled": False})})
+    folder = write_beir(tmp_path / "set", GOOD_DOCS, GOOD_QUERIES, GOOD_QRELS)
+    run_eval(settings, EvalRequest(str(folder), "nokw", ("flat",), progress=False), encoders={"text": minilm})
+    with pytest.raises(InvalidInputError, match="simlookup build-keyword nokw"):
+        run_eval(settings, EvalRequest(str(folder), "nokw", ("flat",), modes=("dense", "hybrid"), progress=False),
+                 encoders={"text": minilm})
+    rc = main(["--data-dir", str(settings.data_dir), "eval", str(folder), "--name", "nokw", "--index", "flat",
+               "--mode", "keyword", "--no-progress"])
+    assert rc == 2 and "simlookup build-keyword nokw" in capsys.readouterr().err
+
+
+def test_stsb_parts_is_a_lexical_set_of_unique_codes_queried_alone(tmp_path: Path) -> None:
+    import re
+
+    from ingest.judged_sets import PARTS_QUERIES, judged_set_folder
+
+    data = read_beir(judged_set_folder(tmp_path, "stsb-parts"))
+    paraphrase = read_beir(judged_set_folder(tmp_path, "stsb-paraphrase"))
+    assert len(data.docs) == len(paraphrase.docs) and len(data.queries) == PARTS_QUERIES
+    codes = [re.fullmatch(r"(.*) Part number ([A-Z]{2}-\d{4})\.", d.text) for d in data.docs.values()]
+    assert all(codes) and len({m[2] for m in codes if m}) == len(codes)  # every document, its own code
+    assert {m[1] for m in codes if m} == {d.text.strip() for d in paraphrase.docs.values()}
+    for q, rel in data.qrels.items():
+        (doc,) = rel
+        assert rel[doc] == 1 and q not in data.docs  # the query is not a document: nothing is dropped
+        assert data.docs[doc].text.endswith(f" Part number {data.queries[q].removeprefix('part ')}.")
+    assert read_beir(judged_set_folder(tmp_path / "again", "stsb-parts")).queries == data.queries  # seeded
+    assert "part code" in data.provenance["source"] or "code" in data.provenance["source"]

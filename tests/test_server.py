@@ -39,7 +39,8 @@ def test_text_search(client: TestClient) -> None:
     r = client.post("/search", json={"text": "A man is playing a flute.", "k": 3, "index": "hnsw"}, headers=AUTH)
     assert r.status_code == 200, r.text
     doc = r.json()
-    assert set(doc) == {"query", "index", "target", "took_ms", "hits"} and doc["index"] == "hnsw"
+    assert set(doc) == {"query", "index", "target", "took_ms", "hits", "mode"} and doc["index"] == "hnsw"
+    assert doc["mode"] == "dense"  # every answer says its search mode (issue 27)
     assert len(doc["hits"]) == 3 and set(doc["hits"][0]) == {"id", "score", "payload"}
     assert "flute" in doc["hits"][0]["payload"]["text"].lower()
     r = client.post(

@@ -7,6 +7,11 @@
 Every write goes to every index of the collection (FAISS kinds and Qdrant alike); searches go through ``index``.
 Scores: ``similarity_search_with_score`` gives the index's own score (cosine or dot similarity, higher is
 closer; l2 distance, lower is closer); ``similarity_search_with_relevance_scores`` maps it into [0, 1].
+
+Retrieval modes, as langchain-qdrant's ``RetrievalMode``: ``DENSE`` (the default: the embeddings), ``SPARSE``
+(BM25 on the collection's keyword leg: the query is not embedded) and ``HYBRID`` (both, fused by ``fusion``):
+
+    store = SimlookupVectorStore("stsb", index="qdrant", retrieval_mode=RetrievalMode.HYBRID)
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from enum import Enum, StrEnum
 from typing import Any
 
 import numpy as np
@@ -23,12 +29,45 @@ from langchain_core.vectorstores import VectorStore
 from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
 from retrieval.errors import InvalidInputError
+from retrieval.keyword.fusion import Fusion
 from retrieval.metric import Metric
 from retrieval.settings import Settings, load_settings
 from retrieval.stores import Hit, SearchParams
 from retrieval.stores.base import VectorStore as BaseStore
 from simlookup.integrations.embedder import Embedder, FunctionEmbedder, external_fingerprint
 from simlookup.integrations.text_collection import FilterSpec, TextCollection
+
+
+class RetrievalMode(StrEnum):
+    """How the store finds documents for a text query (the names and values of langchain-qdrant's, whose enum
+    is accepted too): the embeddings, the keyword leg (BM25), or both fused."""
+
+    DENSE = "dense"
+    SPARSE = "sparse"
+    HYBRID = "hybrid"
+
+
+_MODES = {"dense": "dense", "sparse": "keyword", "keyword": "keyword", "hybrid": "hybrid"}
+
+
+def search_mode(mode: RetrievalMode | str) -> str:
+    """simlookup's search mode (dense, keyword, hybrid) of a retrieval mode, or a clear error."""
+    value = mode.value if isinstance(mode, Enum) else mode
+    if not isinstance(value, str) or value.lower() not in _MODES:
+        raise InvalidInputError(f"unknown retrieval_mode {mode!r}: use RetrievalMode.DENSE, SPARSE or HYBRID")
+    return _MODES[value.lower()]
+
+
+def keyword_relevance(score: float) -> float:
+    """A BM25 score (0 and up) → relevance in [0, 1): s / (1 + s), monotone."""
+    return max(0.0, score) / (1.0 + max(0.0, score))
+
+
+def fused_relevance(fusion: Fusion) -> Callable[[float], float]:
+    """A fused score → relevance in [0, 1]: RRF by its largest value (rank 1 in both legs), DBSF by the weights'
+    sum (each leg's normalised score is about [0, 1]), clipped."""
+    top = sum(fusion.weights) / (fusion.rrf_k + 1) if fusion.method == "rrf" else sum(fusion.weights)
+    return lambda s: min(1.0, max(0.0, s / top))
 
 
 class _EncoderEmbeddings(Embeddings):
@@ -86,6 +125,10 @@ class SimlookupVectorStore(VectorStore):
     read_only: search an existing collection without taking its write locks (FAISS shares the index with readers).
     embedding_fingerprint: the name recorded for (and checked against) an external ``embedding``
     (default ``external:<module>.<class>[:<model>]``).
+    retrieval_mode: ``RetrievalMode.DENSE`` (default), ``SPARSE`` (BM25 on the keyword leg) or ``HYBRID`` (both
+    legs fused); a collection without the keyword leg refuses SPARSE and HYBRID, naming ``simlookup build-keyword``.
+    Searches by vector (``*_by_vector``) are dense in every mode: a vector has no words.
+    fusion: HYBRID's ``Fusion`` (method rrf or dbsf, the dense leg's share ``alpha``); default from the settings.
     """
 
     def __init__(
@@ -100,11 +143,17 @@ class SimlookupVectorStore(VectorStore):
         read_only: bool = False,
         embedding_fingerprint: str | None = None,
         search_params: SearchParams | None = None,
+        retrieval_mode: RetrievalMode | str = RetrievalMode.DENSE,
+        fusion: Fusion | None = None,
     ) -> None:
         self._embedding = embedding
         self.search_params = search_params
+        self.mode = search_mode(retrieval_mode)
+        s = settings or load_settings()
+        ks = s.keyword
+        self.fusion = fusion or Fusion(ks.fusion, ks.alpha, ks.rrf_k)
         self.collection = TextCollection(
-            settings or load_settings(),
+            s,
             collection,
             index=index,
             embedder=_embedder_of(embedding, embedding_fingerprint) if embedding is not None else None,
@@ -113,6 +162,8 @@ class SimlookupVectorStore(VectorStore):
             read_only=read_only,
             origin="langchain",
         )
+        if self.mode != "dense":
+            self.collection.require_keyword()  # an existing collection without the leg: say how to build it
 
     # ---- what it is ----
     @property
@@ -194,9 +245,22 @@ class SimlookupVectorStore(VectorStore):
         text, md = self.collection.split(payload)
         return Document(page_content=text, metadata=md, id=pid)
 
-    def _hits(self, vector: Any, k: int, filter: FilterSpec, kwargs: dict[str, Any]) -> list[Hit]:
+    @property
+    def retrieval_mode(self) -> RetrievalMode:
+        """The store's retrieval mode."""
+        return RetrievalMode.SPARSE if self.mode == "keyword" else RetrievalMode(self.mode)
+
+    def _hits(
+        self, vector: Any, k: int, filter: FilterSpec, kwargs: dict[str, Any], text: str | None = None
+    ) -> list[Hit]:
+        """Dense hits of a vector, or (``text`` given) the hits of the store's retrieval mode."""
         params = kwargs.pop("params", None) or self.search_params
-        return self.collection.search(vector, k, filter, params)
+        mode = "dense" if text is None else self.mode
+        return self.collection.search(vector, k, filter, params, text=text, mode=mode, fusion=self.fusion)
+
+    def _query_vector(self, query: str) -> Any:
+        """The query's embedding, unless the mode reads words only (SPARSE)."""
+        return None if self.mode == "keyword" else self.collection.embedder.embed_query(query)
 
     def similarity_search(
         self, query: str, k: int = 4, filter: FilterSpec = None, **kwargs: Any
@@ -207,9 +271,13 @@ class SimlookupVectorStore(VectorStore):
     def similarity_search_with_score(
         self, query: str, k: int = 4, filter: FilterSpec = None, **kwargs: Any
     ) -> list[tuple[Document, float]]:
-        """(document, index score) pairs, best first (similarity for cosine/dot, distance for l2)."""
-        vec = self.collection.embedder.embed_query(query)
-        return self.similarity_search_with_score_by_vector(vec, k, filter, **kwargs)
+        """(document, score) pairs, best first: DENSE the index's score (similarity for cosine/dot, distance for
+        l2), SPARSE the BM25 score, HYBRID the fused score."""
+        if self.mode == "dense":
+            vec = self.collection.embedder.embed_query(query)
+            return self.similarity_search_with_score_by_vector(vec, k, filter, **kwargs)
+        hits = self._hits(self._query_vector(query), k, filter, kwargs, text=query)
+        return [(self._doc(h.id, h.payload), float(h.score)) for h in hits]
 
     def similarity_search_by_vector(
         self, embedding: list[float], k: int = 4, filter: FilterSpec = None, **kwargs: Any
@@ -224,6 +292,10 @@ class SimlookupVectorStore(VectorStore):
         return [(self._doc(h.id, h.payload), float(h.score)) for h in self._hits(embedding, k, filter, kwargs)]
 
     def _select_relevance_score_fn(self) -> Callable[[float], float]:
+        if self.mode == "keyword":
+            return keyword_relevance
+        if self.mode == "hybrid":
+            return fused_relevance(self.fusion)
         return relevance_fn(self.collection.metric)
 
     def max_marginal_relevance_search(
@@ -235,9 +307,11 @@ class SimlookupVectorStore(VectorStore):
         filter: FilterSpec = None,
         **kwargs: Any,
     ) -> list[Document]:
-        """k documents chosen for relevance and diversity among the fetch_k nearest."""
+        """k documents chosen for relevance and diversity among the fetch_k best of the store's retrieval mode
+        (relevance and diversity by the embeddings)."""
         vec = self.collection.embedder.embed_query(query)
-        return self.max_marginal_relevance_search_by_vector(vec, k, fetch_k, lambda_mult, filter, **kwargs)
+        text = None if self.mode == "dense" else query
+        return self._mmr(vec, k, fetch_k, lambda_mult, filter, kwargs, text)
 
     def max_marginal_relevance_search_by_vector(
         self,
@@ -249,7 +323,19 @@ class SimlookupVectorStore(VectorStore):
         **kwargs: Any,
     ) -> list[Document]:
         """MMR over the fetch_k nearest, using the stored vectors (re-embedded where an index keeps none)."""
-        hits = self._hits(embedding, max(k, fetch_k), filter, kwargs)
+        return self._mmr(embedding, k, fetch_k, lambda_mult, filter, kwargs)
+
+    def _mmr(
+        self,
+        embedding: Any,
+        k: int,
+        fetch_k: int,
+        lambda_mult: float,
+        filter: FilterSpec,
+        kwargs: dict[str, Any],
+        text: str | None = None,
+    ) -> list[Document]:
+        hits = self._hits(embedding, max(k, fetch_k), filter, kwargs, text)
         if not hits:
             return []
         stored = {i: v for i, v, _ in self.collection.fetch([h.id for h in hits])}
@@ -304,4 +390,4 @@ class SimlookupVectorStore(VectorStore):
         self.close()
 
 
-__all__ = ["SimlookupVectorStore", "relevance_fn"]
+__all__ = ["RetrievalMode", "SimlookupVectorStore", "relevance_fn"]

@@ -8,6 +8,12 @@
 LlamaIndex embeds nodes and queries itself; the store keeps the node text (``stores_text=True``) under the
 payload key ``text`` and the node's metadata (with LlamaIndex's ``_node_content``, ``ref_doc_id``...) beside
 it. Every write goes to every index of the collection; queries go through ``index``.
+
+Query modes: ``DEFAULT`` (dense), ``SPARSE`` / ``TEXT_SEARCH`` (BM25 on the collection's keyword leg, by
+``query_str``) and ``HYBRID`` (both legs fused, ``alpha`` the dense leg's share, ``sparse_top_k`` the keyword
+leg's depth, ``hybrid_top_k`` the answer's size), as LlamaIndex's Qdrant store reads them:
+
+    retriever = index.as_retriever(vector_store_query_mode="hybrid", similarity_top_k=10, alpha=0.5)
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_
 
 from retrieval.errors import InvalidInputError
 from retrieval.filters import Filter
+from retrieval.keyword.fusion import Fusion, fuse
 from retrieval.metric import Metric, exact_scores, top_k
 from retrieval.settings import Settings, load_settings
 from retrieval.stores import Hit, SearchParams
@@ -37,6 +44,12 @@ from simlookup.integrations.llama_filters import translate_filters
 from simlookup.integrations.text_collection import TextCollection
 
 DEFAULT_FINGERPRINT = "external:llama-index"
+_MODES = {
+    VectorStoreQueryMode.DEFAULT: "dense",
+    VectorStoreQueryMode.SPARSE: "keyword",
+    VectorStoreQueryMode.TEXT_SEARCH: "keyword",
+    VectorStoreQueryMode.HYBRID: "hybrid",
+}
 
 
 def _no_embedding(_: Any) -> Any:
@@ -57,6 +70,8 @@ class SimlookupVectorStore(BasePydanticVectorStore):
     read_only: search an existing collection without taking its write locks (FAISS shares the index with readers).
     embed_model / embedding_fingerprint: name the embedding model; a new collection records it and an existing
     one refuses another (without either, a new collection records ``external:llama-index`` and nothing is checked).
+    fusion: how HYBRID queries fuse the legs (``Fusion``: rrf or dbsf; a query's ``alpha`` overrides its alpha);
+    default from the settings (SIMLOOKUP_KEYWORD__FUSION, rrf).
     """
 
     stores_text: bool = True
@@ -79,12 +94,16 @@ class SimlookupVectorStore(BasePydanticVectorStore):
         embed_model: Any = None,
         embedding_fingerprint: str | None = None,
         search_params: SearchParams | None = None,
+        fusion: Fusion | None = None,
     ) -> None:
         # pydantic sets this subclass's own fields; mypy checks against the base's synthesized __init__ only
         super().__init__(collection_name=collection, index=index)  # type: ignore[call-arg]
         fp = embedding_fingerprint or (external_fingerprint(embed_model) if embed_model is not None else None)
+        settings = settings or load_settings()
+        ks = settings.keyword
+        self._fusion = fusion or Fusion(ks.fusion, ks.alpha, ks.rrf_k)
         self._collection = TextCollection(
-            settings or load_settings(),
+            settings,
             collection,
             index=index,
             embedder=FunctionEmbedder(fp or DEFAULT_FINGERPRINT, _no_embedding, _no_embedding),
@@ -157,26 +176,56 @@ class SimlookupVectorStore(BasePydanticVectorStore):
         return [self._node(i, pl) for i, _, pl in rows if flt is None or flt.matches(pl)]
 
     def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
-        """Nearest nodes to ``query.query_embedding``, with filters, doc_ids and node_ids applied exactly."""
-        if query.mode != VectorStoreQueryMode.DEFAULT:
-            raise InvalidInputError(f"query mode {query.mode.value!r} is not supported: use the default (dense) mode")
-        if query.query_embedding is None:
+        """The best nodes for a query, with filters, doc_ids and node_ids applied exactly: DEFAULT by
+        ``query_embedding`` (similarity: the index's, l2 as 1/(1+d)); SPARSE / TEXT_SEARCH by BM25 on
+        ``query_str`` (``sparse_top_k`` or ``similarity_top_k`` hits; similarity: the BM25 score); HYBRID by both,
+        fused (similarity: the fused score). HYBRID's legs: with ``sparse_top_k`` given, the dense leg
+        ``similarity_top_k`` deep and the keyword leg ``sparse_top_k`` deep, as LlamaIndex's Qdrant store fetches
+        them; without it, both legs ``max(k, SIMLOOKUP_KEYWORD__CANDIDATES)`` deep as every other simlookup
+        surface. The answer holds ``hybrid_top_k`` (default ``similarity_top_k``) nodes."""
+        mode = _MODES.get(query.mode)
+        if mode is None:
+            raise InvalidInputError(
+                f"query mode {query.mode.value!r} is not supported: use default (dense), sparse, text_search or hybrid"
+            )
+        if mode != "keyword" and query.query_embedding is None:
             raise InvalidInputError("the query has no embedding (LlamaIndex embeds the query before calling query)")
+        if mode != "dense" and not (query.query_str or "").strip():
+            raise InvalidInputError(f"a {query.mode.value} query needs query_str: the keyword leg reads its words")
         spec = translate_filters(query.filters)
         if query.doc_ids:
             docs = {"ref_doc_id": {"$in": list(query.doc_ids)}}
             spec = docs if spec is None else {"$and": [spec, docs]}
         k = query.similarity_top_k
+        params = kwargs.get("params") or self._search_params
         if query.node_ids:  # LlamaIndex's retriever passes [] for "no restriction"
+            if mode != "dense":
+                raise InvalidInputError(f"node_ids restrict default (dense) queries only, not {query.mode.value} ones")
             hits = self._among(query.node_ids, query.query_embedding, k, spec)
+        elif mode == "dense":
+            hits = self._collection.search(query.query_embedding, k, spec, params)
+        elif mode == "keyword":
+            hits = self._collection.search(None, query.sparse_top_k or k, spec, None, query.query_str, "keyword")
         else:
-            hits = self._collection.search(query.query_embedding, k, spec, kwargs.get("params") or self._search_params)
+            hits = self._hybrid(query, spec, params)
         metric = self._collection.metric
         return VectorStoreQueryResult(
             nodes=[self._node(h.id, h.payload) for h in hits],
-            similarities=[similarity(metric, float(h.score)) for h in hits],
+            similarities=[similarity(metric, float(h.score)) if mode == "dense" else float(h.score) for h in hits],
             ids=[h.id for h in hits],
         )
+
+    def _hybrid(self, query: VectorStoreQuery, spec: dict[str, Any] | None, params: SearchParams | None) -> list[Hit]:
+        f = self._fusion
+        fusion = Fusion(f.method, f.alpha if query.alpha is None else query.alpha, f.rrf_k)
+        size = query.hybrid_top_k or query.similarity_top_k
+        text, vec = query.query_str, query.query_embedding
+        if query.sparse_top_k is None:
+            return self._collection.search(vec, size, spec, params, text, "hybrid", fusion)
+        self._collection.require_keyword()
+        dense = self._collection.search(vec, query.similarity_top_k, spec, params)
+        keyword = self._collection.keyword_hits(text or "", query.sparse_top_k, spec)
+        return fuse(dense, keyword, fusion, size)
 
     def _among(self, node_ids: list[str], vector: Any, k: int, spec: dict[str, Any] | None) -> list[Hit]:
         """Exact top k among the given nodes (their stored vectors), after the filter."""

@@ -5,6 +5,11 @@ kinds and Qdrant), so the same ids are in each, and searches through the one ind
 A new collection gets the indexes passed in ``indexes`` (default: just the searched one); it is created on
 the first write, when the embedding dimension is known. Document text lives in the payload under
 ``text_key`` (``"text"``, as ``simlookup ingest`` writes it); metadata is the rest of the payload.
+
+Search modes (``search(..., mode=...)``): ``dense`` (the vectors), ``keyword`` (BM25 on the collection's keyword
+leg) and ``hybrid`` (both legs, fused), as ``Collection.search`` runs them. A new collection gets the keyword leg
+(unless ``SIMLOOKUP_KEYWORD__ENABLED=false``), its average document length measured on the first write's texts;
+``simlookup build-keyword NAME`` measures it again on everything written since.
 """
 
 from __future__ import annotations
@@ -20,6 +25,10 @@ from retrieval.collection import Collection, CollectionManifest, VectorSpace
 from retrieval.encoders import load_encoder
 from retrieval.errors import InvalidInputError, StoreNotFoundError
 from retrieval.filters import Filter
+from retrieval.keyword.bm25 import average_length
+from retrieval.keyword.fusion import Fusion
+from retrieval.keyword.spec import KeywordSpec
+from retrieval.keyword.tokenize import tokenize
 from retrieval.metric import Metric
 from retrieval.settings import Settings
 from retrieval.stores import INDEX_NAMES, QDRANT_INDEX, Hit, SearchParams, VectorStore
@@ -144,7 +153,19 @@ class TextCollection:
         assert self.coll is not None
         return self.coll.store(index, "text", create=not self.read_only)
 
-    def _create(self, dim: int, fingerprint: str) -> None:
+    def _keyword_spec(self, payloads: Sequence[Mapping[str, Any]]) -> KeywordSpec | None:
+        """The keyword leg of a new collection, weighed by the first write's average text length (None: the
+        setting turns it off, or the texts hold no token)."""
+        ks = self.settings.keyword
+        if not ks.enabled:
+            return None
+        texts = [pl.get(self.text_key) for pl in payloads]
+        avgdl = average_length([len(tokenize(t)) if isinstance(t, str) else 0 for t in texts])
+        if avgdl <= 0:
+            return None
+        return KeywordSpec(field=self.text_key, k1=ks.k1, b=ks.b, avgdl=avgdl, built=now_iso())
+
+    def _create(self, dim: int, fingerprint: str, payloads: Sequence[Mapping[str, Any]] = ()) -> None:
         model = self.settings.text_model if isinstance(self._embedder, EncoderEmbedder) else fingerprint
         now = now_iso()
         self.manifest = CollectionManifest(
@@ -160,6 +181,7 @@ class TextCollection:
             complete=True,
             created=now,
             updated=now,
+            keyword=self._keyword_spec(payloads),
         )
         self.coll = Collection(self.settings, self.name, read_only=False, manifest=self.manifest, check_counts=False)
         self.coll.save()
@@ -199,9 +221,9 @@ class TextCollection:
             raise InvalidInputError(f"{len(ids)} ids but embeddings of shape {vecs.shape}")
         with self._lock:
             self._check_open()
-            if self.manifest is None:
-                self._create(int(vecs.shape[1]), self.embedder.fingerprint)  # (read_only needs an existing one)
             pls = list(payloads)
+            if self.manifest is None:  # (read_only needs an existing one)
+                self._create(int(vecs.shape[1]), self.embedder.fingerprint, pls)
             self._each_index("upsert", lambda st: st.upsert(ids, vecs, pls))
         return ids
 
@@ -242,14 +264,40 @@ class TextCollection:
         return [(i, got[i][0], got[i][1]) for i in dict.fromkeys(ids) if i in got]
 
     def search(
-        self, vector: Any, k: int, filter: FilterSpec = None, params: SearchParams | None = None
+        self,
+        vector: Any,
+        k: int,
+        filter: FilterSpec = None,
+        params: SearchParams | None = None,
+        text: str | None = None,
+        mode: str = "dense",
+        fusion: Fusion | None = None,
     ) -> list[Hit]:
-        """Nearest points to one query vector, best first."""
+        """The best points for one query, best first: nearest to ``vector`` (``dense``), by BM25 on ``text``
+        (``keyword``: no vector needed) or both fused (``hybrid``; ``fusion``: the settings' by default)."""
         st = self.search_store()
         if st is None:
             return []
         with self._lock:
-            return st.search(np.asarray(vector, dtype=np.float32), k, filter, params)[0]
+            if mode == "dense":
+                return st.search(np.asarray(vector, dtype=np.float32), k, filter, params)[0]
+            assert self.coll is not None
+            vec = None if vector is None else np.asarray(vector, dtype=np.float32)
+            return self.coll.search(self.index, "text", k, filter, params, vec, text, mode, fusion)
+
+    def keyword_hits(self, text: str, k: int, filter: FilterSpec = None) -> list[Hit]:
+        """The keyword leg alone, at most k deep (documents holding a query term, best first by BM25)."""
+        if self.search_store() is None:
+            return []
+        assert self.coll is not None
+        flt = None if filter is None else filter if isinstance(filter, Filter) else Filter.from_dict(filter)
+        with self._lock:
+            return self.coll.keyword.search(self.index, "text", text, k, flt or None)
+
+    def require_keyword(self) -> None:
+        """The error naming ``simlookup build-keyword NAME`` when the collection has no keyword leg."""
+        if self.coll is not None:
+            self.coll.keyword.spec()
 
     def matching_ids(self, filter: FilterSpec) -> list[str]:
         """Every id whose payload matches the filter (all ids for no filter), by an exact filtered search."""

@@ -30,6 +30,7 @@ from retrieval.errors import (
     StoreNotFoundError,
 )
 from retrieval.filters import Filter
+from retrieval.keyword.fusion import Fusion
 from retrieval.retriever import Retriever, SearchResult
 from retrieval.settings import Settings
 from retrieval.stores import INDEX_NAMES, SearchParams
@@ -221,26 +222,43 @@ def create_app(settings: Settings, name: str, encoders: Mapping[str, Encoder] | 
             if f"{stage}_ms" in res.timings:
                 metrics.stage.labels(stage, res.index).observe(res.timings[f"{stage}_ms"] / 1e3)
 
-    def answer(res: SearchResult, label: str, t0: float) -> Response:
+    def answer(res: SearchResult, label: str, t0: float, fusion: Fusion | None = None) -> Response:
         """The SearchResponse document, serialised once (the hits come from the stores as plain JSON data)."""
         observe_stages(res)
-        doc = {
+        doc: dict[str, Any] = {
             "query": label,
             "index": res.index,
             "target": res.target,
             "took_ms": (time.perf_counter() - t0) * 1e3,
             "hits": [{"id": h.id, "score": float(h.score), "payload": h.payload} for h in res.hits],
+            "mode": res.mode,
         }
+        if fusion is not None:
+            doc |= {"fusion": fusion.method, "alpha": fusion.alpha}
         if res.warnings:
             doc["warnings"] = res.warnings
         return Response(json.dumps(doc, default=str), media_type="application/json")
 
+    def request_fusion(req: SearchRequest) -> Fusion | None:
+        """The fusion of a hybrid request (the settings' defaults for what it leaves out); 'fusion' and 'alpha'
+        on another mode, and 'vector' on a keyword or hybrid one, are refused (422)."""
+        if req.mode != "dense" and req.text is None:
+            raise HTTPException(422, f"a {req.mode} search takes 'text' (the keyword leg reads words, not vectors)")
+        if req.mode != "hybrid":
+            if req.fusion is not None or req.alpha is not None:
+                raise HTTPException(422, f"'fusion' and 'alpha' tune a hybrid search, not a {req.mode} one")
+            return None
+        ks = settings.keyword
+        return Fusion(req.fusion or ks.fusion, ks.alpha if req.alpha is None else req.alpha, ks.rrf_k)
+
     @app.post("/search", response_model=SearchResponse, responses=ERRORS, dependencies=[Depends(require_key)])
     async def search(req: SearchRequest, request: Request) -> Response:
-        """Search by text (encoded by the collection's model, micro-batched) or by a raw vector."""
+        """Search by text (encoded by the collection's model, micro-batched) or by a raw vector; ``mode`` keyword
+        (BM25 on the collection's keyword leg) or hybrid (both legs, fused by ``fusion`` with ``alpha``) by text."""
         flt = check_common(request, req.index, req.k, req.filter, req.target)
         if (req.text is None) == (req.vector is None):
             raise HTTPException(422, "give exactly one of 'text' and 'vector'")
+        fusion = request_fusion(req)
         t0 = time.perf_counter()
         params = req.search_params()
         if req.text is not None:
@@ -250,8 +268,8 @@ def create_app(settings: Settings, name: str, encoders: Mapping[str, Encoder] | 
                 )
             if not req.text.strip():
                 raise HTTPException(422, "the query text is empty")
-            query = Query("text", req.text, req.index, req.k, flt, params, req.target)
-            return answer(await batchers["text"].submit(query), req.text, t0)
+            query = Query("text", req.text, req.index, req.k, flt, params, req.target, req.mode, fusion)
+            return answer(await batchers["text"].submit(query), req.text, t0, fusion)
         target = req.target or ("text" if retriever.manifest.modality == "text" else "image")
         dim = retriever.manifest.vectors[target].dim
         if len(req.vector) != dim:  # type: ignore[arg-type]
@@ -295,6 +313,7 @@ def create_app(settings: Settings, name: str, encoders: Mapping[str, Encoder] | 
     )
     async def indexes() -> IndexesResponse:
         """What is loaded: per index and vector space, model, dim, kind and count."""
+
         def collect() -> list[IndexInfo]:
             out = []
             retriever.refresh()

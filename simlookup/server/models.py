@@ -28,8 +28,9 @@ class SearchRequest(BaseModel):
     # the upper bounds are the settings' (SIMLOOKUP_LIMITS__*), applied by the retriever with the same message
     # as the CLI and the Python API
     rerank_factor: int | None = Field(
-        default=None, ge=0, description="re-rank k×factor candidates (0 turns it off, ivfpq too; capped by "
-        "SIMLOOKUP_LIMITS__MAX_RERANK)"
+        default=None,
+        ge=0,
+        description="re-rank k×factor candidates (0 turns it off, ivfpq too; capped by SIMLOOKUP_LIMITS__MAX_RERANK)",
     )
     nprobe: int | None = Field(
         default=None, ge=1, description="IVF lists to visit (capped by SIMLOOKUP_LIMITS__MAX_NPROBE)"
@@ -48,6 +49,20 @@ class SearchRequest(BaseModel):
         default=None, description="a quantized Qdrant collection: false returns the quantized scores, not rescored"
     )
     target: Literal["text", "image", "caption"] | None = Field(default=None, description="vector space")
+    mode: Literal["dense", "keyword", "hybrid"] = Field(
+        default="dense",
+        description="dense: the vectors; keyword: BM25 on the collection's keyword leg; hybrid: both, fused "
+        "(keyword and hybrid take 'text')",
+    )
+    fusion: Literal["rrf", "dbsf"] | None = Field(
+        default=None, description="hybrid: how the legs are fused (default SIMLOOKUP_KEYWORD__FUSION, rrf)"
+    )
+    alpha: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="hybrid: the dense leg's share of the fused score (default SIMLOOKUP_KEYWORD__ALPHA, 0.5)",
+    )
 
     def search_params(self) -> SearchParams:
         """The query-time parameters of this request."""
@@ -76,6 +91,9 @@ class SearchResponse(BaseModel):
     target: str
     took_ms: float
     hits: list[HitModel]
+    mode: str = Field(default="dense", description="the search mode: dense, keyword or hybrid")
+    fusion: str | None = Field(default=None, description="hybrid: the fusion method (rrf or dbsf)")
+    alpha: float | None = Field(default=None, description="hybrid: the dense leg's share of the fused score")
     warnings: list[str] | None = Field(
         default=None, description="present when the answer needs a caveat (the collection is incomplete)"
     )
