@@ -27,7 +27,7 @@ from retrieval.errors import InvalidInputError, SimlookupError, StoreError
 from retrieval.filters import Filter
 from retrieval.keyword import files
 from retrieval.keyword.bm25 import average_length
-from retrieval.keyword.fusion import Fusion, canonical, fuse
+from retrieval.keyword.fusion import Fusion, fuse, top_with_ties
 from retrieval.keyword.index import READ_BATCH, KeywordIndex, payloads_of
 from retrieval.keyword.spec import KeywordSpec
 from retrieval.keyword.terms import doc_terms, query_terms, text_of
@@ -44,7 +44,6 @@ Mode = Literal["dense", "keyword", "hybrid"]
 MODES: tuple[Mode, ...] = ("dense", "keyword", "hybrid")
 FilterSpec = Filter | Mapping[str, Any] | None
 log = logging.getLogger(__name__)
-TIE_MARGIN = 16  # the keyword leg fetches this many more than asked, to order the ties at the cut alike everywhere
 
 
 def check_mode(mode: str) -> Mode:
@@ -164,12 +163,11 @@ class KeywordLegs:
         self, index: str, target: str, text: str, k: int, flt: Filter | None, with_payload: bool = True
     ) -> list[Hit]:
         """The keyword leg of one index: documents holding a query term, best first by BM25 (ties in id order), at
-        most k. Fetched ``TIE_MARGIN`` deeper and cut after the ties are ordered, so that engines agree on which of
-        a run of tied documents make the cut (whenever the run is shorter than the margin)."""
+        most k. Every document tied with the k-th is fetched before the cut (``top_with_ties``), so that engines
+        agree on which of a run of tied documents make it, however long the run."""
         self.spec()
         self.coll.settings.limits.check(k, None)
-        deeper = min(k + TIE_MARGIN, max(k, self.coll.settings.limits.max_k))
-        return canonical(self._search(index, target, text, deeper, flt, with_payload))[:k]
+        return top_with_ties(lambda n: self._search(index, target, text, n, flt, with_payload), k)
 
     def _search(self, index: str, target: str, text: str, k: int, flt: Filter | None, with_payload: bool) -> list[Hit]:
         spec = self.spec()
@@ -178,7 +176,7 @@ class KeywordLegs:
         if isinstance(st, QdrantStore):
             if st.keyword is None or spec.vector not in st.sparse:
                 raise no_keyword_leg(self.coll.name)
-            return st.search_sparse(q_ids, q_tf, k, flt, with_payload)
+            return st.search_sparse(q_ids, q_tf, k, flt, with_payload, capped=False)
         if not isinstance(st, FaissStore):
             raise StoreError(f"index {index} of {self.coll.name!r} has no keyword leg")
         kw = self.faiss_index(st, target)
@@ -294,6 +292,8 @@ def search(
     fusion = fusion or Fusion(ks.fusion, ks.alpha, ks.rrf_k)
     depth = min(max(k, ks.candidates), coll.settings.limits.max_k)
     assert vector is not None
-    dense = coll.store(index, target).search(vector, depth, flt, params, with_payload)[0]
+    st = coll.store(index, target)
+    cap = max(depth, coll.settings.limits.max_k)  # the dense leg's run of ties at the cut, as deep as max_k allows
+    dense = top_with_ties(lambda n: st.search(vector, n, flt, params, with_payload)[0], depth, cap)
     keyword = legs.search(index, target, text, depth, flt, with_payload)
     return fuse(dense, keyword, fusion, k)

@@ -9,8 +9,11 @@
 - The weighted form: ``alpha`` in [0, 1] is the dense leg's share, 1 - alpha the keyword leg's, as weights
   2·alpha and 2·(1 - alpha) (0.5: both 1, plain RRF / DBSF; 1: dense order only; 0: keyword order only).
 
-Each leg's ties are first put in id order (``canonical``); fused ties break by the best rank a hit had in any leg,
-then the dense leg first, then the id, so every engine that returns the same legs returns the same fused list.
+Ties: scores within ``TIE_RTOL`` (1e-6, relative) of a run's first score are tied, on every leg and engine (FAISS
+scores in float64, Qdrant in float32). Each leg is fetched deep enough to hold every document tied with its k-th
+hit (``top_with_ties``) and its ties put in id order (``canonical``) before the cut; fused ties break by the best
+rank a hit had in any leg, then the dense leg first, then the id, so every engine that scores alike returns the same
+fused list.
 Qdrant's native ``FusionQuery`` is not used: its RRF scores 1 / (k + rank - 1) with weights applied to the rank, and
 it orders ties its own way, so simlookup fuses the two legs itself on Qdrant too.
 """
@@ -18,7 +21,7 @@ it orders ties its own way, so simlookup fuses the two legs itself on Qdrant too
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -54,19 +57,53 @@ class Fusion:
 
 
 TIE_RTOL = 1e-6  # scores this close (relative) are a tie: engines compute them in float32 or float64
+TIE_MARGIN = 16  # a leg is first fetched this many deeper than asked, then deeper while its cut falls in a tie
+
+
+def tie_groups(hits: Sequence[Hit]) -> list[list[Hit]]:
+    """A ranked list's runs of tied scores: a run holds every following hit within ``TIE_RTOL`` (relative) of its
+    first hit's score. The one tie rule of every leg and engine."""
+    out: list[list[Hit]] = []
+    for h in hits:
+        if out:
+            lead = out[-1][0].score
+            if abs(h.score - lead) <= TIE_RTOL * max(abs(lead), 1e-12):
+                out[-1].append(h)
+                continue
+        out.append([h])
+    return out
 
 
 def canonical(hits: Sequence[Hit]) -> list[Hit]:
     """A leg's hits with every run of tied scores ordered by id: engines order ties each their own way (and differ
     in the last float32 digit), so the legs are made canonical before they are fused or returned."""
-    out: list[Hit] = []
-    group: list[Hit] = []
-    for h in hits:
-        if group and abs(h.score - group[0].score) > TIE_RTOL * max(abs(group[0].score), 1e-12):
-            out += sorted(group, key=lambda x: x.id)
-            group = []
-        group.append(h)
-    return out + sorted(group, key=lambda x: x.id)
+    return [h for group in tie_groups(hits) for h in sorted(group, key=lambda x: x.id)]
+
+
+def cut_in_tie(hits: Sequence[Hit], k: int) -> bool:
+    """Whether the last of these ranked hits ties the k-th one: a deeper fetch may hold more of that run."""
+    if len(hits) <= k:
+        return False
+    groups = tie_groups(hits)
+    seen = 0
+    for group in groups:
+        seen += len(group)
+        if seen >= k:
+            return group is groups[-1]
+    return False
+
+
+def top_with_ties(fetch: Callable[[int], list[Hit]], k: int, cap: int | None = None) -> list[Hit]:
+    """The best k of a leg, alike on every engine: ``fetch(n)`` (the engine's best n, in its own tie order) is
+    asked ``TIE_MARGIN`` deeper than k, then twice as deep while the last hit ties the k-th (every document of the
+    run at the cut is fetched, up to ``cap`` hits), and the runs are put in id order before the cut. Engines that
+    score alike therefore return the same k hits, whichever of the tied documents each found first."""
+    limit = k + TIE_MARGIN if cap is None else max(min(k + TIE_MARGIN, cap), min(k, cap))
+    while True:
+        got = fetch(limit)
+        if len(got) < limit or not cut_in_tie(got, k) or (cap is not None and limit >= cap):
+            return canonical(got)[:k]
+        limit = 2 * limit if cap is None else min(2 * limit, cap)
 
 
 def rrf_scores(legs: Sequence[Sequence[Hit]], weights: Sequence[float], k: int = RRF_K) -> dict[str, float]:
@@ -119,5 +156,6 @@ def fuse(dense: Sequence[Hit], keyword: Sequence[Hit], fusion: Fusion, limit: in
                 first[h.id] = (rank, leg, h)
             elif rank < seen[0]:
                 first[h.id] = (rank, seen[1], seen[2])
-    order = sorted(first, key=lambda i: (-scores[i], first[i][0], first[i][1], i))
-    return [Hit(i, float(scores[i]), first[i][2].payload) for i in order[:limit]]
+    ranked = [Hit(i, float(scores[i]), first[i][2].payload) for i in sorted(first, key=lambda i: -scores[i])]
+    out = [h for g in tie_groups(ranked) for h in sorted(g, key=lambda h: (first[h.id][0], first[h.id][1], h.id))]
+    return out[:limit]

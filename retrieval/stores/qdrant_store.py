@@ -422,12 +422,15 @@ class QdrantStore(VectorStore):
         k: int,
         filter: Filter | Mapping[str, Any] | None = None,
         with_payload: bool = True,
+        capped: bool = True,
     ) -> list[Hit]:
         """The keyword leg: points holding any of the query's terms, best first by Σ value · IDF · stored factor
         (BM25 with the factors ``retrieval.keyword.spec.doc_sparse`` wrote), at most ``k``; a filter pre-filters
-        and the IDF stays collection-wide."""
+        and the IDF stays collection-wide. ``capped=False``: k may pass the max_k limit (the collection's keyword
+        leg fetching a run of tied documents at its cut, ``retrieval.keyword.fusion.top_with_ties``)."""
         self._check_open()
-        self.limits.check(k, None)
+        if capped:
+            self.limits.check(k, None)
         spec = self.keyword
         if spec is None or spec.vector not in self.sparse:
             raise StoreError(f"{self.engine.label} collection {self.name!r} has no keyword leg")
