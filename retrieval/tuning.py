@@ -35,7 +35,7 @@ REACH = 10  # sample queries are stored points moved by the distance to their RE
 _EF = [16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096]
 _NPROBE = [1, 2, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 2048, 4096]
 _RERANK = [10, 20, 50, 100]
-PLATEAU = 0.001  # a doubled setting gaining no more recall than this: the kind cannot get further by searching more
+PLATEAU = 0.001  # a 4x dearer setting gaining no more recall than this: the kind cannot get further by searching more
 # a quantized Qdrant collection's candidates per hit, rescored. Not 1: it rescores only the k hits themselves, so
 # the quantization's ranking error passes through, and the sample misjudged it (scalar, 100k clustered 384-d:
 # sample 0.963, fresh queries 0.944)
@@ -123,6 +123,8 @@ def needed(target: float, margin: float) -> float:
 
 
 def _advice(store: VectorStore) -> str:
+    """The build or limit change that would let ``store`` reach a target its tuning fell short of: the real limit
+    (codes, graph, re-rank cap), and the nprobe cap only where it stops short of the index's lists."""
     kind = getattr(store, "kind", store.backend)
     if "oversampling" in (store.query_params() or ()):
         return (
@@ -130,20 +132,27 @@ def _advice(store: VectorStore) -> str:
             "(SIMLOOKUP_QDRANT__QUANTIZATION=scalar, made at the next build), a larger oversampling cap "
             "(SIMLOOKUP_LIMITS__MAX_RERANK) or a larger m (SIMLOOKUP_QDRANT__HNSW_M)"
         )
+    nlist, cap = int(store.info().get("nlist") or 0), store.limits.max_nprobe
+    probes = (f"more lists visited than the nprobe cap allows: raise SIMLOOKUP_LIMITS__MAX_NPROBE (now {cap}, the "
+              f"index has {nlist} lists)") if cap < nlist else ""
+    rerank = "a larger re-rank factor cap (SIMLOOKUP_LIMITS__MAX_RERANK)"
+    graph = "a larger M (SIMLOOKUP_FAISS__HNSW_M, e.g. 48 or 64), then rebuild"
     if kind == "ivfpq":
-        return ("PQ codes too coarse for this target: more PQ bytes (SIMLOOKUP_FAISS__PQ_M, e.g. dim/4) or a larger "
-                "re-rank factor cap (SIMLOOKUP_LIMITS__MAX_RERANK), then rebuild")
-    if kind == "ivf":
-        return "more lists visited than the nprobe cap allows: raise SIMLOOKUP_LIMITS__MAX_NPROBE"
-    if kind == "hnsw":
-        return "graph too sparse for this target: a larger M (SIMLOOKUP_FAISS__HNSW_M, e.g. 48 or 64), then rebuild"
-    if kind in ("ivf_sq8", "hnsw_sq8"):
-        more = ("raise SIMLOOKUP_LIMITS__MAX_NPROBE" if kind == "ivf_sq8" else
-                "a larger M (SIMLOOKUP_FAISS__HNSW_M, e.g. 48 or 64), then rebuild")
-        if getattr(store, "reranks", False):
-            return f"{more}; or a larger re-rank factor cap (SIMLOOKUP_LIMITS__MAX_RERANK)"
-        return (f"8-bit codes too coarse for this target: re-rank on (SIMLOOKUP_FAISS__SQ8_RERANK=true: rows read "
-                f"from the vector file), then `simlookup tune`; or {more}")
+        ways = [f"PQ codes too coarse for this target: more PQ bytes (SIMLOOKUP_FAISS__PQ_M, e.g. dim/4) or {rerank}, "
+                "then rebuild", probes]
+    elif kind == "ivf":
+        ways = [probes or f"every one of the {nlist} lists visited and still short: the sample cannot show this "
+                "target (near-ties at rank k); tune to a lower target"]
+    elif kind == "hnsw":
+        ways = [f"graph too sparse for this target: {graph}"]
+    elif kind in ("ivf_sq8", "hnsw_sq8"):  # without re-rank the 8-bit codes, not nprobe or ef, cap the recall
+        codes = ("8-bit codes too coarse for this target: re-rank on (SIMLOOKUP_FAISS__SQ8_RERANK=true: rows read "
+                 "from the vector file), then `simlookup tune`")
+        ways = [rerank if getattr(store, "reranks", False) else codes, probes if kind == "ivf_sq8" else graph]
+    else:
+        ways = []
+    if ways:
+        return "; or ".join(w for w in ways if w)
     return ("graph too sparse for this target: a larger m (SIMLOOKUP_QDRANT__HNSW_M, e.g. 32 or 48) or ef_construct, "
             "then rebuild; or raise SIMLOOKUP_LIMITS__MAX_EF")
 
@@ -272,12 +281,12 @@ def _first_reaching(
     top_first: bool = False,
 ) -> tuple[tuple[float, dict[str, int]] | None, tuple[float, dict[str, int]] | None]:
     """The first setting of ``group`` (recall growing along it) whose measured recall is ``ok``, and the best one
-    measured. Galloping from the cheap end (positions 0, 1, 3, 7, ...), then a binary search between the last
-    setting short of it and the first that reached: a search costs about what its setting does, so the settings
-    tried stay near the answer instead of starting at the middle of the list. A doubled setting that gains no
-    recall ends the group there (IVF-PQ at a small re-rank: its codes, not the lists visited, cap the recall).
-    ``top_first``: the last setting is tried first and, when it falls short, alone (a larger re-rank factor
-    cut to fewer lists than the last factor needed)."""
+    measured. Galloping from the cheap end (each try at least 4× the last setting), then a binary search between
+    the last setting short of it and the first that reached: a search costs about what its setting does, so the
+    settings tried stay near the answer instead of starting at the middle of the list. A 4× dearer setting that
+    gains no recall ends the group there (IVF-PQ at a small re-rank: its codes, not the lists visited, cap the
+    recall). ``top_first``: the last setting is tried first and, when it falls short, alone (a larger re-rank
+    factor cut to fewer lists than the last factor needed)."""
     found: tuple[float, dict[str, int]] | None = None
     best: tuple[float, dict[str, int]] | None = None
 
@@ -299,10 +308,10 @@ def _first_reaching(
     prev = -1.0
     while i < last and not reaches(i):
         assert best is not None
-        if best[0] <= prev + PLATEAU:  # twice as much work found nothing more (ivfpq: the codes cap it): stop
+        if best[0] <= prev + PLATEAU:  # 4x the work found nothing more (ivfpq: the codes cap it): stop
             return None, best
         prev = best[0]
-        lo, i = i + 1, min(2 * i + 1, last)
+        lo, i = i + 1, _next_gallop(group, i)
     hi = i - 1 if found is not None or reaches(i) else -1  # (top_first: found already, i = last)
     while lo <= hi:
         mid = (lo + hi) // 2
@@ -311,6 +320,20 @@ def _first_reaching(
         else:
             lo = mid + 1
     return found, best
+
+
+def _next_gallop(group: list[dict[str, int]], i: int) -> int:
+    """The next position to try after ``i``: the first whose swept setting (nprobe, ef) is at least 4× this one's,
+    or the next position (positions without a swept number: doubling, 0, 1, 3, 7, ...)."""
+    last = len(group) - 1
+    now = group[i].get("nprobe") or group[i].get("hnsw_ef")
+    if not now:
+        return min(2 * i + 1, last)
+    for j in range(i + 1, last + 1):
+        v = group[j].get("nprobe") or group[j].get("hnsw_ef") or 0
+        if v >= 4 * now:
+            return j
+    return last
 
 
 def _monotone_groups(cands: list[dict[str, int]]) -> list[list[dict[str, int]]]:

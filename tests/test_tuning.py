@@ -4,6 +4,7 @@ overlap on its own points, records it, and default searches use it; explicit par
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -242,3 +243,26 @@ def test_a_group_whose_recall_stops_growing_is_left_early() -> None:
     found, best = _first_reaching([{"i": i} for i in range(21)], capped, lambda r: r >= 0.95)
     assert found is None and best is not None and best[0] == 0.93
     assert max(calls) < 20 and len(calls) <= 5
+
+
+def test_galloping_over_nprobe_settings_steps_by_four_times_the_work() -> None:
+    """Over the real nprobe list the galloping tries settings at least 4× apart (1, 4, 16, 64, ...), so a kind
+    capped below the target stops after one 4× step that gained nothing (not at the nprobe cap)."""
+    from retrieval.tuning import _NPROBE, _first_reaching
+
+    group = [{"nprobe": p} for p in _NPROBE]
+    tried: list[int] = []
+
+    def capped(c: dict[str, int]) -> float:
+        tried.append(c["nprobe"])
+        return min(0.5 + 0.02 * c["nprobe"], 0.93)
+
+    found, _ = _first_reaching(group, capped, lambda r: r >= 0.95)
+    assert found is None and tried == [1, 4, 16, 64, 256]  # 64 and 256 read the same: stop there
+    for answer in _NPROBE:  # every reachable answer is still found exactly
+        found, _ = _first_reaching(
+            group,
+            lambda c, a=answer: 0.99 if c["nprobe"] >= a else min(0.3 + 0.05 * math.log2(c["nprobe"]), 0.94),
+            lambda r: r >= 0.95,
+        )
+        assert found is not None and found[1]["nprobe"] == answer
