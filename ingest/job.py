@@ -423,6 +423,7 @@ def _new_manifest(
         uid=old.uid if old is not None else "",  # the same collection (a new one gets its uid when first saved)
         tuning=old.tuning if old is not None else {},  # kept; build() re-tunes an index whose count moved by half
         updated=now_iso(),
+        ingest=opts.recorded(),  # the command that resumes it is printed whole
     )
     return m
 

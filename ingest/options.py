@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
+from retrieval.collection_manifest import INGEST_FLAGS
 from retrieval.errors import InvalidInputError
 from retrieval.names import check_name
 from retrieval.stores import DEFAULT_KINDS, FAISS_KINDS
@@ -35,6 +37,12 @@ class IngestOptions:
     model: str | None = None  # the sentence-transformers model that made the vectors: text queries then work
     metric: str | None = None  # cosine, dot or l2 (None: the source's recorded metric, else cosine)
     dim: int | None = None  # keep vectors of this length, reject the others (None: the column's one length)
+
+    def recorded(self) -> dict[str, Any]:
+        """The options a resume must repeat (``retrieval.collection_manifest.INGEST_FLAGS``) that were given away
+        from their defaults: the collection manifest's ``ingest``."""
+        defaults = {f.name: f.default for f in fields(self)}
+        return {k: getattr(self, k) for k in INGEST_FLAGS if getattr(self, k) != defaults.get(k)}
 
     @property
     def vectors(self) -> bool:

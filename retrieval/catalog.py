@@ -20,6 +20,7 @@ from retrieval.collection_manifest import (
     CollectionManifest,
     VectorKind,
     VectorSpace,
+    ingest_command,
     load_collection,
     manifest_path,
     scan_collections,
@@ -171,7 +172,7 @@ def ingest_state(settings: Settings, m: CollectionManifest) -> IngestState | Non
     stopped midway. Its indexes then differ from each other and from the count as a matter of course."""
     if m.complete:
         return None
-    again = f"`simlookup ingest {m.corpus} --name {m.name}`"
+    again = f"`{ingest_command(m)}`"
     locks = [d / "points" / ".lock" for d in _faiss_dirs(settings, m) if any(k in FAISS_KINDS for k in m.indexes)]
     if not locks:
         return IngestState(

@@ -16,6 +16,7 @@ from retrieval.collection_manifest import (
     EncoderKind,
     VectorKind,
     VectorSpace,
+    ingest_command,
     list_collections,
     load_collection,
     load_collection_pinned,
@@ -141,7 +142,7 @@ class Collection:
         if not m.complete:
             out.append(
                 f"collection {self.name!r} is incomplete: an ingest is writing it or was interrupted, so searches "
-                f"see only the points written so far; finish it with `simlookup ingest {m.corpus} --name {self.name}`"
+                f"see only the points written so far; finish it with `{ingest_command(m)}`"
             )
         op = m.tuning.get(target, {}).get(index) if index else None
         default = params is None or (
@@ -264,10 +265,7 @@ class Collection:
 
     def repair_hint(self) -> str:
         """What a user runs to check and repair this collection."""
-        m = self.manifest
-        return (
-            f"run `simlookup verify --name {self.name}`; repair with `simlookup ingest {m.corpus} --name {self.name}`"
-        )
+        return f"run `simlookup verify --name {self.name}`; repair with `{ingest_command(self.manifest)}`"
 
     def check_store(self, index: str, target: str, st: VectorStore, space: VectorSpace) -> None:
         """Refuse a store of another model or dimension, or one that lost points: never answer from a fraction."""

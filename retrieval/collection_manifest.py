@@ -10,6 +10,7 @@ the ``--model`` that made them (text queries then work) or ``external`` (vector 
 from __future__ import annotations
 
 import json
+import shlex
 import uuid
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +20,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 from retrieval.errors import CorruptManifestError, StoreNotFoundError
 from retrieval.keyword.spec import KeywordSpec
 from retrieval.names import check_name
+from retrieval.stores.faiss_params import FAISS_KINDS
 from retrieval.stores.manifest import FileSig, Pin, read_pinned, write_json
 
 VectorKind = Literal["text", "image", "caption"]
@@ -26,6 +28,24 @@ EncoderKind = Literal["text", "clip", "external"]
 # the encoder kind of vectors a user brought, and their model when no --model named the one that made them
 EXTERNAL: Literal["external"] = "external"
 ENCODER_OF: dict[str, EncoderKind] = {"text": "text", "image": "clip", "caption": "clip"}
+
+
+# the ``simlookup ingest`` options, besides the corpus, the name, --index and --qdrant (the manifest's indexes and
+# qdrant_mode), that change what an ingest writes: the last ingest records those it was given
+# (``CollectionManifest.ingest``, option → value), so that the command to resume or repeat it is printed whole
+INGEST_FLAGS: dict[str, str] = {
+    "limit": "--limit",
+    "append": "--append",
+    "text_column": "--text-column",
+    "id_column": "--id-column",
+    "image_column": "--image-column",
+    "shard_size": "--shard-size",
+    "vector_column": "--vector-column",
+    "payload_column": "--payload-column",
+    "model": "--model",
+    "metric": "--metric",
+    "dim": "--dim",
+}
 
 
 def new_uid() -> str:
@@ -82,6 +102,8 @@ class CollectionManifest(BaseModel):
     keyword: KeywordSpec | None = None
     created: str = ""
     updated: str = ""
+    # the last ingest's options of ``INGEST_FLAGS`` that it was given away from their defaults (see ingest_command)
+    ingest: dict[str, Any] = Field(default_factory=dict)
     # this collection's identity, given by its first save (``save_collection``) and kept by every re-ingest; a
     # drop and a new ingest under the same name give another: a reader that finds another one behind the name
     # re-opens its stores instead of answering from the dropped ones. Read from an older manifest without one:
@@ -93,13 +115,30 @@ class CollectionManifest(BaseModel):
     def _space_names(cls, data: Any) -> Any:
         # manifests written before spaces carried their name: the key is the name
         if isinstance(data, dict) and isinstance(data.get("vectors"), dict):
-            data = {**data, "vectors": {k: ({"name": k, **v} if isinstance(v, dict) else v)
-                                        for k, v in data["vectors"].items()}}
+            data = {
+                **data,
+                "vectors": {k: ({"name": k, **v} if isinstance(v, dict) else v) for k, v in data["vectors"].items()},
+            }
         return data
 
     def store_name(self, vector: str) -> str:
         """FAISS store name of one vector space (the plain name for text corpora)."""
         return store_name(self.name, self.modality, vector)
+
+
+def ingest_command(m: CollectionManifest) -> str:
+    """The ``simlookup ingest`` command that repeats the last ingest of a collection as it was asked: its corpus,
+    its indexes (``--index``, ``--qdrant``) and the options it recorded (``INGEST_FLAGS``), so that running it
+    resumes an interrupted ingest (or repairs one) without adding, dropping or pruning anything else."""
+    faiss = [i for i in m.indexes if i in FAISS_KINDS]
+    parts = ["simlookup", "ingest", m.corpus, "--name", m.name, "--index", ",".join(faiss)]
+    parts += ["--qdrant", m.qdrant_mode if "qdrant" in m.indexes and m.qdrant_mode else "none"]
+    for key, flag in INGEST_FLAGS.items():
+        v = m.ingest.get(key)
+        if v is None or v is False:
+            continue
+        parts += [flag] if v is True else [flag, str(v)]
+    return shlex.join(parts)
 
 
 def store_name(name: str, modality: str, vector: str) -> str:

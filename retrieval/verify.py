@@ -1,6 +1,7 @@
 """``simlookup verify``: every index of a collection holds the same ids and vectors, and the expected count.
 
-Also reported: an unreadable collection manifest, a store that cannot be opened (a missing or garbage file,
+Also reported: a quantized FAISS index whose codes of a sample of its points miss the stored vectors, an
+unreadable collection manifest, a store that cannot be opened (a missing or garbage file,
 a payload that is not JSON), a store whose dimension or model differs from the collection's, stored vectors of
 the wrong size, and FAISS vector rows that differ from the checksums recorded when they were flushed (a vector
 file overwritten or damaged on disk) or that no upsert could have stored (NaN, inf; zero or non-unit vectors of
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from retrieval.collection import Collection, CollectionManifest, VectorSpace
+from retrieval.collection_manifest import ingest_command
 from retrieval.errors import CorruptManifestError, InvalidInputError, SimlookupError, StoreLockedError
 from retrieval.settings import Settings
 from retrieval.stores import FAISS_KINDS, VectorStore
@@ -34,6 +36,11 @@ class VerifyReport:
     expected: int = 0
     differences: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # worth knowing, not a difference (ok stays True)
+    # an incomplete collection (``retrieval.catalog.ingest_state``): its indexes differ mid-write as a matter of
+    # course, so that is no difference; ``ok`` is False, ``differences`` holds only what is wrong besides
+    state: str = "complete"  # complete | ingest running | interrupted | incomplete | unreadable
+    state_message: str | None = None
+    ingest_pid: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -59,7 +66,7 @@ def verify(
     try:
         coll = collection if collection is not None else Collection(settings, name, read_only=True)
     except CorruptManifestError as exc:
-        return VerifyReport(name=name, ok=False, differences=[str(exc)])
+        return VerifyReport(name=name, ok=False, differences=[str(exc)], state="unreadable")
     try:
         return _verify(settings, coll, sample, opened)
     finally:
@@ -74,10 +81,10 @@ def _verify(
 
     m, name = coll.manifest, coll.name
     rep = VerifyReport(name=name, expected=m.count)
-    repair = f"repair: `simlookup ingest {m.corpus} --name {name}`"
+    repair = f"repair: `{ingest_command(m)}`"
     state = ingest_state(settings, m)
     if state is not None:  # the indexes differ as a matter of course: said once, their differences are notes
-        rep.differences.append(state.message)
+        rep.state, rep.state_message, rep.ingest_pid = state.state, state.message, state.pid
     mid = "mid-write (expected while the collection is incomplete): "
     for space_name, space in m.vectors.items():
         stores: dict[str, VectorStore] = {}
@@ -96,6 +103,7 @@ def _verify(
                     continue
                 stores[index] = st
                 _check_space(space_name, index, st, space, rep, repair)
+                _check_codes(f"{space_name}/{index}", st, rep, repair, sample)
             before = len(rep.differences)
             expected = m.count if space_name != "caption" and state is None else None
             _compare(space_name, space, stores, expected, rep, sample)
@@ -107,7 +115,7 @@ def _verify(
             for st in stores.values() if opened is None else ():
                 st.close()
     _check_tuning(m, rep, name)
-    rep.ok = not rep.differences
+    rep.ok = not rep.differences and state is None
     return rep
 
 
@@ -147,9 +155,27 @@ def _check_space(
         )
 
 
-def _check_points(
-    settings: Settings, m: CollectionManifest, space_name: str, rep: VerifyReport, repair: str
-) -> None:
+def _check_codes(where: str, st: VectorStore, rep: VerifyReport, repair: str, sample: int | None) -> None:
+    """A coded FAISS kind (ivfpq, ivf_sq8, hnsw_sq8) whose codes of a sample of its points are far from the
+    stored vectors (values outside the ranges or codebooks it was trained on) answers them with wrong scores."""
+    check = getattr(st, "check_codes", None)
+    got = check(sample) if check is not None else None
+    if not got:
+        return
+    if got["off"]:
+        rep.differences.append(
+            f"{where}: {got['off']} of {got['checked']} points checked are coded far from their stored vectors "
+            f"(error up to {got['worst']:.3g}, the index allows {got['limit']:.3g}: values outside what it was "
+            f"trained on), so it answers them with wrong scores; {repair} (its build re-trains the index)"
+        )
+    if got["held_out"]:
+        rep.notes.append(
+            f"{where}: {got['held_out']} point(s) written since the last build lie outside the codes the index was "
+            "trained on: they are answered exactly, and the next build re-trains it"
+        )
+
+
+def _check_points(settings: Settings, m: CollectionManifest, space_name: str, rep: VerifyReport, repair: str) -> None:
     """Every row of the FAISS point store's vector file against its recorded checksum, and no NaN / zero rows."""
     folder = settings.data_dir / "faiss" / m.store_name(space_name) / "points"
     if not any(i in FAISS_KINDS for i in m.indexes) or not (folder / "points.sqlite").exists():

@@ -312,12 +312,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
         from retrieval.verify import verify
 
         doc = verify(s, args.name, sample=args.sample).to_dict()
-    text = ("OK: " if doc["ok"] else "DIFFERENCES:\n  " + "\n  ".join(doc["differences"]) + "\ncounts: ") + json.dumps(
-        doc["counts"]
-    )
-    text += "".join(f"\nnote: {n}" for n in doc.get("notes") or [])
-    _emit(args, doc, text + (f" · via {url}" if url else ""))
-    return 0 if doc["ok"] else 1
+    from retrieval.verify_text import exit_status, report_text
+
+    _emit(args, doc, report_text(doc) + (f" · via {url}" if url else ""))
+    return exit_status(doc)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

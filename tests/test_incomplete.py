@@ -81,12 +81,15 @@ def test_verify_and_collections_say_an_ingest_is_running(
     s: Settings, running: int, capsys: pytest.CaptureFixture[str]
 ) -> None:
     rep = verify(s, "c")
-    assert not rep.ok
-    assert f"an ingest is running (process {running})" in rep.differences[0]
-    text = "\n".join(rep.differences)
-    assert "expected 0" not in text and "missing" not in text and "did not finish" not in text
+    assert not rep.ok and rep.differences == [], rep.differences  # nothing is wrong: an ingest is writing it
+    assert rep.state == "ingest running" and rep.ingest_pid == running
+    assert rep.state_message and f"an ingest is running (process {running})" in rep.state_message
+    text = "\n".join([rep.state_message, *rep.notes])
+    assert "expected 0" not in text and "did not finish" not in text
     assert "repair" not in text  # nothing to repair: the ingest is writing it
-    assert all("cannot open" not in d for d in rep.differences)  # the Edge shard the ingest holds: a note
+    assert main(["--data-dir", str(s.data_dir), "verify", "--name", "c"]) == 3  # incomplete: not 1 (damage)
+    out = capsys.readouterr().out
+    assert out.startswith("INCOMPLETE: ") and "DIFFERENCES" not in out
     [c] = list_described(s)
     assert c["state"] == "ingest running" and c["ingest_pid"] == running and c["complete"] is False
     assert main(["--data-dir", str(s.data_dir), "collections"]) == 0
@@ -101,12 +104,16 @@ def test_verify_and_collections_say_an_ingest_was_interrupted(
     proc.communicate(timeout=60)
     assert proc.returncode == -9
     rep = verify(s, "c")
-    assert not rep.ok
-    first = rep.differences[0]
-    assert "stopped before it finished" in first and "simlookup ingest c.csv --name c" in first
-    assert len(rep.differences) == 1, rep.differences  # the mid-write differences are notes, not corruption
+    assert not rep.ok and rep.state == "interrupted"
+    first = rep.state_message or ""
+    assert "stopped before it finished" in first
+    assert "simlookup ingest c.csv --name c --index flat,hnsw --qdrant edge" in first
+    assert rep.differences == [], rep.differences  # the mid-write differences are notes, not corruption
     assert any("missing 20 id(s)" in n for n in rep.notes)
-    assert all("expected 0" not in line for line in rep.differences + rep.notes)
+    assert all("expected 0" not in line for line in rep.notes)
+    assert main(["--data-dir", str(s.data_dir), "verify", "--name", "c", "--json"]) == 3
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["state"] == "interrupted" and doc["ok"] is False and doc["differences"] == []
     [c] = list_described(s)
     assert c["state"] == "interrupted" and c["ingest_pid"] is None
     assert main(["--data-dir", str(s.data_dir), "collections", "--json"]) == 0

@@ -104,7 +104,7 @@ def test_a_zeroed_vector_file_is_reported_with_its_rows_and_repair(coll: Path) -
     assert not rep.ok
     (line,) = [x for x in _damage_lines(rep.differences) if "checksum" in x]
     assert f"{N} vector(s) in {vf} differ from the checksum" in line
-    assert "fid 0 (id 'p0')" in line and "`simlookup ingest synthetic --name syn`" in line
+    assert "fid 0 (id 'p0')" in line and "`simlookup ingest synthetic --name syn --index flat," in line
     assert not any("not unit length" in x for x in rep.differences)  # the damaged rows are reported once
 
 

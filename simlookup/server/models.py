@@ -143,3 +143,6 @@ class VerifyResponse(BaseModel):
     expected: int
     differences: list[str]
     notes: list[str] = Field(default_factory=list, description="worth knowing, not a difference (ok stays true)")
+    state: str = Field(default="complete", description="complete | ingest running | interrupted | incomplete")
+    state_message: str | None = Field(default=None, description="an incomplete collection: why, and what to run")
+    ingest_pid: int | None = Field(default=None, description="the running ingest's process, when known")
