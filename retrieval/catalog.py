@@ -9,6 +9,7 @@ torch or an encoder.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from retrieval.errors import CorruptManifestError, StoreError, StoreLockedError,
 from retrieval.settings import Settings
 from retrieval.stores import FAISS_KINDS, QDRANT_INDEX
 from retrieval.stores.locks import lock_exclusive, unlock
+from retrieval.stores.qdrant_tier import Tier
 from retrieval.tuning import stale
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
     "ingest_state",
     "list_described",
     "owned_paths",
+    "qdrant_tier",
     "resolve",
     "scan_one",
 ]
@@ -73,6 +76,25 @@ def _bytes(p: Path) -> int:
     return folder_bytes(p) if p.is_dir() else file_bytes(p)
 
 
+def qdrant_tier(settings: Settings, m: CollectionManifest) -> dict[str, Any] | None:
+    """The memory tier of the collection's Qdrant index (``{"quantization", "on_disk"}``) as the engine recorded
+    it, read from its files (Edge: ``simlookup.json``; local mode: the collection's metadata in ``meta.json``; one
+    recorded before tiers: none, in RAM). None: no Qdrant index, a server collection (not contacted here: its
+    store's ``info()`` and ``GET /indexes`` show it), or files that cannot be read."""
+    if QDRANT_INDEX not in m.indexes or m.qdrant_mode not in ("edge", "local"):
+        return None
+    try:
+        if m.qdrant_mode == "edge":
+            edge = _edge_dir(settings, m)
+            meta = json.loads((edge / "simlookup.json").read_text()) if edge is not None else None
+            return Tier.from_meta(meta.get("tier")).to_meta() if isinstance(meta, dict) else None
+        folder = settings.qdrant.path or settings.data_dir / "qdrant-local"
+        conf = json.loads((folder / "meta.json").read_text())["collections"][m.name]
+        return Tier.from_meta((conf.get("metadata") or {}).get("tier")).to_meta()
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
 def describe(settings: Settings, m: CollectionManifest) -> dict[str, Any]:
     """What ``simlookup collections --json`` prints for one collection (read from files: no store is opened)."""
     first = next(iter(m.vectors.values()), None)
@@ -83,6 +105,7 @@ def describe(settings: Settings, m: CollectionManifest) -> dict[str, Any]:
             if kind == QDRANT_INDEX:
                 edge = _edge_dir(settings, m)
                 details.setdefault(kind, {"engine": m.qdrant_mode, "disk_bytes": _bytes(edge) if edge else None})
+                details[kind]["tier"] = qdrant_tier(settings, m)
                 continue
             kdir = folder / kind
             d = details.setdefault(kind, {"engine": "faiss", "disk_bytes": 0})
@@ -118,6 +141,7 @@ def describe(settings: Settings, m: CollectionManifest) -> dict[str, Any]:
         "modality": m.modality,
         "spaces": {k: {"model": v.model, "dim": v.dim, "metric": v.metric} for k, v in m.vectors.items()},
         "qdrant_mode": m.qdrant_mode,
+        "qdrant_tier": details.get(QDRANT_INDEX, {}).get("tier"),
         "rejected": m.rejected,
         "index_details": details,
         "state": state.state if state else "complete",

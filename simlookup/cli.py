@@ -20,8 +20,10 @@ from simlookup.manage import add_manage_commands
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    from retrieval.catalog import qdrant_tier
     from retrieval.collection import scan_collections
     from retrieval.encoders.loader import load_encoder
+    from retrieval.stores.qdrant_tier import Tier
 
     s = _settings(args)
     data: dict[str, Any] = {"settings": s.public()}
@@ -48,6 +50,7 @@ def cmd_info(args: argparse.Namespace) -> int:
             # each tuned index's default setting and the recall@k it measured (retrieval.tuning)
             "tuned": {f"{i}/{sp}": {"params": op["params"], "recall": op["recall"], "reached": op["reached"]}
                       for sp, pts in c.tuning.items() for i, op in pts.items()},
+            "qdrant_tier": qdrant_tier(s, c),  # quantization, on_disk as the engine recorded them (None: no Qdrant)
         }
         for c in good
     ] + [{"name": n, "error": why} for n, why in broken.items()]
@@ -62,6 +65,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         if "error" in c
         else f"collection {c['name']}: {c['count']} points, indexes {c['indexes']}"
         + "".join(f"; {k} tuned {v['params']} recall {v['recall']:.3f}" for k, v in c.get("tuned", {}).items())
+        + (f"; qdrant tier: {Tier.from_meta(c['qdrant_tier']).describe()}" if c.get("qdrant_tier") else "")
         for c in data["collections"]
     ]
     _emit(args, data, "\n".join(lines))

@@ -28,13 +28,21 @@ def cmd_collections(args: argparse.Namespace) -> int:
         count = c["count"] if c["complete"] else "?"  # an ingest writes the count when it ends
         lines.append(
             f"{c['name']:<20} {count:>9} {c['dim'] or '-':>5} {c['disk_bytes'] / 1e6:>9.1f}  "
-            f"{state:<8}  {c['last_ingest'] or '-':<25}  {','.join(c['indexes'])} / {c['model']}"
+            f"{state:<8}  {c['last_ingest'] or '-':<25}  {','.join(map(_tiered(c), c['indexes']))} / {c['model']}"
         )
     lines += [f"{c['name']}: {c['state_message']}" for c in rows if c.get("state_message")]
     if not rows:
         lines = [f"no collections in {s.data_dir}"]
     _emit(args, {"collections": rows}, "\n".join(lines))
     return 0
+
+
+def _tiered(c: dict[str, Any]) -> Callable[[str], str]:
+    """An index's name for the collections table: the Qdrant one with its memory tier when not the default
+    (``qdrant(scalar,on_disk)``)."""
+    tier = c.get("qdrant_tier") or {}
+    parts = [p for p in (tier.get("quantization", "none"), "on_disk" if tier.get("on_disk") else "none") if p != "none"]
+    return lambda i: f"{i}({','.join(parts)})" if i == "qdrant" and parts else i
 
 
 def cmd_drop(args: argparse.Namespace) -> int:
