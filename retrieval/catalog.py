@@ -46,6 +46,7 @@ __all__ = [
     "list_described",
     "owned_paths",
     "qdrant_tier",
+    "writer_busy",
     "resolve",
     "scan_one",
 ]
@@ -219,6 +220,37 @@ def ingest_state(settings: Settings, m: CollectionManifest) -> IngestState | Non
         None,
         f"collection {m.name!r} is incomplete: the last ingest stopped before it finished (killed, or it failed), "
         f"so its indexes hold part of it; complete it with {again} (it resumes)",
+    )
+
+
+def writer_busy(settings: Settings, name: str, command: str) -> str | None:
+    """What a command that writes a whole collection (``command``: compact, build-keyword, tune) says when another
+    process holds its FAISS write lock: who holds it (the process, an ingest when the manifest says one is under way)
+    and that it must finish first. None: no FAISS writer holds it (another lock refused: its own message stands)."""
+    try:
+        m: CollectionManifest | None = load_collection(settings.data_dir, name)
+    except (CorruptManifestError, StoreNotFoundError):
+        m = None
+    pid = None
+    if m is not None:
+        for d in _faiss_dirs(settings, m):
+            locks = [d / "points" / ".lock", *(d / k / ".lock" for k in m.indexes if k in FAISS_KINDS)]
+            pid = next((p for lock in locks if (p := _writer_pid(lock)) is not None), None)
+            if pid is not None:
+                break
+    if pid is None and (m is None or m.complete):
+        return None
+    who = f"process {pid}" if pid else "another process"
+    again = f"then run `simlookup {command} {name}` again; nothing was changed"
+    if m is not None and not m.complete:
+        return (
+            f"collection {name!r} is being ingested ({who} is writing it): `simlookup {command}` needs the collection "
+            f"to itself, so the ingest must finish first (or be stopped); {again}"
+        )
+    return (
+        f"collection {name!r} is open for writing in {who} (an ingest, or a program writing through the Python API "
+        f"or an adapter): `simlookup {command}` needs the collection to itself, so that process must finish first "
+        f"(or be stopped); {again}"
     )
 
 

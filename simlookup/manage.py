@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +99,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from retrieval.collection import Collection
 
     s = _settings(args)
-    with Collection(s, args.name, read_only=False) as coll:
+    with _alone(s, args.name, "tune"), Collection(s, args.name, read_only=False) as coll:
         m = coll.manifest
         target = args.target or ("text" if m.modality == "text" else "image")
         indexes = [i for i in args.index.split(",") if i] if args.index else list(m.indexes)
@@ -132,11 +133,25 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextmanager
+def _alone(s: Any, name: str, command: str) -> Iterator[None]:
+    """A whole-collection write (compact, build-keyword, tune) refused while another process writes the collection:
+    said so, naming the process (an ingest's, when one is under way), not the store's generic lock message."""
+    from retrieval.errors import StoreLockedError
+
+    try:
+        yield
+    except StoreLockedError as exc:
+        from retrieval.catalog import writer_busy
+
+        raise StoreLockedError(writer_busy(s, name, command) or str(exc)) from None
+
+
 def cmd_compact(args: argparse.Namespace) -> int:
     from retrieval.collection import Collection
 
     s = _settings(args)
-    with Collection(s, args.name, read_only=False) as coll:
+    with _alone(s, args.name, "compact"), Collection(s, args.name, read_only=False) as coll:
         spaces = {target: r.to_dict() for target, r in coll.compact().items()}
     keys = ("rows_before", "rows_after", "bytes_before", "bytes_after", "seconds")
     doc: dict[str, Any] = {"name": args.name, **{k: sum(sp[k] for sp in spaces.values()) for k in keys}}
@@ -156,7 +171,7 @@ def cmd_build_keyword(args: argparse.Namespace) -> int:
     from retrieval.collection import Collection
 
     s = _settings(args)
-    with Collection(s, args.name, read_only=False) as coll:
+    with _alone(s, args.name, "build-keyword"), Collection(s, args.name, read_only=False) as coll:
         done = coll.build_keyword()
     _emit(
         args,
