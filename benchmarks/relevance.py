@@ -144,6 +144,16 @@ def ensure_collection(
     return run_ingest(settings, opts, encoders).to_dict()
 
 
+def rejected_documents(settings: Settings, data: BeirSet, name: str) -> dict[str, Any]:
+    """The set's documents the collection's ingest rejected (``ingest.beir.ingest_losses``: counts, the judged
+    ones, warnings naming the rejects file)."""
+    from ingest.beir import ingest_losses
+    from ingest.job import rejects_of
+
+    path = settings.data_dir / "rejects" / f"{name}.jsonl"
+    return ingest_losses(data, rejects_of(settings.data_dir, name), path)
+
+
 def metrics(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]], k: int) -> dict[str, float]:
     """Mean graded nDCG@k, RR@k (MRR), R@100 and AP@100 (MAP) over every judged query (no hits: 0), by
     ``ir_measures`` (trec_eval's definitions: nDCG with linear gains, relevant = grade > 0)."""
@@ -181,6 +191,7 @@ def run_eval(
     folder = dataset_folder(settings, req.dataset)
     data = read_beir(folder)  # every check before anything is written
     ingest = ensure_collection(settings, data, req, encoders)
+    losses = rejected_documents(settings, data, req.name)  # judged documents the ingest rejected: said, not silent
     t_start = time.perf_counter()
     qids = list(data.queries)
     runs = req.runs(settings)
@@ -240,7 +251,8 @@ def run_eval(
         "dataset": data.name,
         "queries": len(qids),
         "results": rows,
-        "documents": len(data.docs),
+        "documents": manifest.count,  # searched: the corpus less the rejected documents (losses)
+        **losses,
         "judgments": sum(len(v) for v in data.qrels.values()),
         "folder": str(folder),
         "provenance": data.provenance,

@@ -91,7 +91,7 @@ def _jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
 def _id_of(path: Path, n: int, obj: dict[str, Any], seen: dict[str, int]) -> str:
     raw = obj.get("_id")
     if isinstance(raw, bool) or not isinstance(raw, str | int) or not str(raw).strip():
-        raise BeirError(f"{path}:{n}: missing or empty \"_id\" (each line needs a non-empty string id)")
+        raise BeirError(f'{path}:{n}: missing or empty "_id" (each line needs a non-empty string id)')
     key = str(raw)
     if key in seen:
         raise BeirError(f"{path}:{n}: duplicate _id {key!r} (first on line {seen[key]})")
@@ -209,3 +209,39 @@ class BeirCorpus:
 
     def fingerprint(self) -> str:
         return "beir@" + file_digest([_need(self.folder, CORPUS_FILE)])
+
+
+def ingest_losses(data: BeirSet, rejects: list[dict[str, Any]], rejects_file: str | Path) -> dict[str, Any]:
+    """How the set's documents fared at its collection's ingest, from the collection's rejects file (``rejects``:
+    its rows, ``rejects_file``: its path): ``corpus_documents`` (in corpus.jsonl), ``rejected_documents`` (the
+    documents of this set the ingest rejected: an empty title and text, ...), ``rejected_judged`` (the judged
+    ones among them: no query can find them, and every metric counts them as misses), ``affected_queries`` and
+    ``warnings`` (one line naming the rejects file when a judged document was rejected, or any document)."""
+    why: dict[str, str] = {}
+    for r in rejects:
+        i = str(r.get("id", ""))
+        if i in data.docs and i not in why:
+            why[i] = str(r.get("reason") or "rejected")
+    relevant = {q: {d for d, g in r.items() if g > 0} for q, r in data.qrels.items() if q in data.queries}
+    judged = sorted({d for docs in relevant.values() for d in docs} & set(why))
+    affected = sorted(q for q, docs in relevant.items() if docs & set(why))
+    warnings = []
+    if judged:
+        shown = ", ".join(f"{d!r} ({why[d]})" for d in judged[:5]) + (", ..." if len(judged) > 5 else "")
+        warnings.append(
+            f"{len(judged)} judged document(s) of {data.name} were rejected at ingest ({shown}; see {rejects_file}): "
+            f"{len(affected)} judged quer{'y' if len(affected) == 1 else 'ies'} can never find them, and every "
+            "metric counts them as misses"
+        )
+    elif why:
+        warnings.append(
+            f"{len(why)} document(s) of {data.name} were rejected at ingest (none of them judged; see {rejects_file})"
+        )
+    return {
+        "corpus_documents": len(data.docs),
+        "rejected_documents": len(why),
+        "rejected_judged": judged,
+        "affected_queries": len(affected),
+        "rejects_file": str(rejects_file),
+        "warnings": warnings,
+    }

@@ -405,7 +405,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     result = run_eval(_settings(args), req, log=lambda line: quiet or print(line, file=sys.stderr))
     written = write_report(result, Path(args.out)) if args.out else []
     doc = {"dataset": result["dataset"], "queries": result["queries"], "results": result["results"]}
-    text = "\n".join([f"{result['dataset']}: {result['documents']:,} documents, {result['queries']:,} queries",
+    keys = ("documents", "corpus_documents", "rejected_documents", "rejected_judged", "warnings")
+    doc |= {k: result[k] for k in keys if k in result}
+    for w in result.get("warnings", []):
+        print(f"warning: {w}", file=sys.stderr)
+    gone = f" ({result['rejected_documents']:,} rejected at ingest)" if result.get("rejected_documents") else ""
+    text = "\n".join([f"{result['dataset']}: {result['documents']:,} documents{gone}, {result['queries']:,} queries",
                       *summary_lines(result), *verdicts(result), *[f"wrote {p}" for p in written]])
     _emit(args, doc, text)
     return 0

@@ -236,7 +236,8 @@ def test_eval_again_reuses_the_collection_and_cli_prints_the_json_shape(
                "hnsw,qdrant", "--json", "--out", str(out)])
     assert rc == 0
     doc = json.loads(capsys.readouterr().out)
-    assert set(doc) == {"dataset", "queries", "results"} and doc["dataset"] == "topics" and doc["queries"] == 8
+    assert set(doc) >= {"dataset", "queries", "results", "documents", "warnings"} and doc["dataset"] == "topics"
+    assert doc["queries"] == 8 and doc["documents"] == 40 and doc["warnings"] == []
     assert [(r["index"], r["mode"]) for r in doc["results"]] == [("flat", "dense"), ("hnsw", "dense"),
                                                                   ("qdrant", "dense")]
     assert doc["results"][0]["ndcg@10"] == pytest.approx(first["results"][0]["ndcg@10"], abs=1e-6)
