@@ -134,6 +134,29 @@ def test_open_reads_the_saved_index_and_only_rows_written_since(
     w._close_files()  # noqa: SLF001
 
 
+def test_an_index_saved_before_a_compaction_is_renumbered_at_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader opening after a compaction the writer has not saved its index since: the saved one is remapped
+    with the compaction's record, and only the rows written after it was saved are parsed."""
+    folder, x, payloads = _store(tmp_path)
+    w = pts.PointStore(folder, "repair", read_only=False)
+    w.upsert([f"p{i}" for i in range(40)], x[:40], [{"genre": "again", "i": i} for i in range(40)])
+    w.delete([f"p{i}" for i in range(100, 300)])
+    assert w.compact().compacted and w.generation == 1 and w.next_fid == 400
+    parsed: list[int] = []
+    real = pr.parse_payload
+    monkeypatch.setattr(pr, "parse_payload", lambda p, f, i, t: parsed.append(f) or real(p, f, i, t))
+    ro = pts.PointStore(folder, "repair", read_only=True)
+    assert sorted(parsed) == list(range(360, 400))  # the 40 rewritten points, now last
+    live = _by_fid(ro)
+    assert len(live) == 400 and sum(pl.get("genre") == "again" for pl in live.values()) == 40
+    _check(ro.match, live)
+    assert [ro.id_of(int(f)) for f in ro.match(Filter.from_dict({"i": 7}))] == ["p7"]
+    ro._close_files()  # noqa: SLF001
+    w._close_files()  # noqa: SLF001
+
+
 def test_a_hand_edited_row_makes_the_next_open_rebuild_the_index(tmp_path: Path) -> None:
     folder, _, _ = _store(tmp_path)
     db = sqlite3.connect(folder / "points.sqlite")
@@ -224,3 +247,20 @@ def test_a_reader_whose_rows_were_replaced_reloads_and_answers_the_new_point(tmp
     assert reader.fetch(["p3"])["p3"][1] == {"v": 2}
     writer.close()
     reader.close()
+
+
+def test_loading_a_npy_hashes_none_of_its_vectors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The write path of `simlookup ingest FILE.npy`: the table over the memory-mapped array gets a fingerprint
+    of its own; datasets would otherwise hash the whole table (6.3 GB of copies at the peak for 1M 384-d rows)."""
+    import datasets.arrow_dataset as ad
+
+    from ingest.corpora.vectors import VectorCorpus
+
+    np.save(tmp_path / "v.npy", np.random.default_rng(0).standard_normal((50, DIM)).astype(np.float32))
+
+    def refuse(*args: Any, **kwargs: Any) -> str:
+        raise AssertionError("the whole table was hashed")
+
+    monkeypatch.setattr(ad, "generate_fingerprint", refuse)
+    ds = VectorCorpus(str(tmp_path / "v.npy"), None).load()
+    assert len(ds) == 50 and ds[7]["id"] == "7"

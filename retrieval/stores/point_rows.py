@@ -19,14 +19,11 @@ import json
 import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from retrieval.errors import CorruptIndexError, StoreError
-
-if TYPE_CHECKING:
-    from retrieval.stores.points import PointStore
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS points (fid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, payload TEXT NOT NULL);
@@ -157,15 +154,12 @@ def _chunk(live: np.ndarray, c: int) -> list[tuple[int, bytes]]:
     return [(c, np.packbits(seg, bitorder="little").tobytes())]
 
 
-def read_renumbering(sqlite_path: Path, generation: int, next_fid: int) -> np.ndarray | None:
+def read_renumbering(db: sqlite3.Connection, generation: int, next_fid: int) -> np.ndarray | None:
     """The old fid of each fid of ``generation`` as its compaction recorded it (None: no usable record)."""
-    db = sqlite3.connect(f"file:{sqlite_path}?mode=ro", uri=True)
     try:
         row = db.execute("SELECT old_fids FROM renumber WHERE generation=?", (generation,)).fetchone()
     except sqlite3.Error:
         return None
-    finally:
-        db.close()
     if row is None or not isinstance(row[0], bytes) or len(row[0]) % 8 or len(row[0]) > 8 * next_fid:
         return None
     old = np.frombuffer(row[0], dtype="<i8").astype(np.int64)
@@ -187,40 +181,6 @@ def parse_payload(sqlite_path: Path, fid: int, pid: str, text: str) -> Any:
             f"delete {sqlite_path.parent.parent} and ingest again"
         )
     return value
-
-
-class RowsView:
-    """fid → (id, payload) or None, one row read per lookup (``PointStore.rows``)."""
-
-    def __init__(self, ps: PointStore) -> None:
-        self._ps = ps
-
-    def __len__(self) -> int:
-        return self._ps.next_fid
-
-    def __getitem__(self, fid: int) -> tuple[str, dict[str, Any]] | None:
-        row = self._ps.rows_of([fid]).get(fid)
-        return None if row is None else (row[0], self._ps.payload(fid, row))
-
-
-class IdsView:
-    """id → fid of the live points, one lookup per id (``PointStore.id_to_fid``)."""
-
-    def __init__(self, ps: PointStore) -> None:
-        self._ps = ps
-
-    def __len__(self) -> int:
-        return len(self._ps)
-
-    def __iter__(self) -> Any:
-        return iter(self._ps.all_ids())
-
-    def __contains__(self, pid: object) -> bool:
-        return isinstance(pid, str) and self.get(pid) is not None
-
-    def get(self, pid: str, default: int | None = None) -> int | None:
-        hit = self._ps.lookup([pid]).get(pid)
-        return default if hit is None else hit[0]
 
 
 def stored_seq(folder: Path) -> int | None:

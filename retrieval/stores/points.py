@@ -14,7 +14,8 @@ array: the fid of an id is found without SQLite, and a new id costs no read). Id
 SQLite on demand, for the hits of a search, a fetch or an upsert's changed points. Opening reads the live set (a
 few blobs), the saved index and the rows written since it was saved (the writer saves it at close, and at a flush
 once a sixteenth of the rows are not in it): seconds for ten million points. A store without a usable file (none
-yet, another generation, rows edited by hand: a trigger counts ``UPDATE``s) rebuilds it from every row.
+yet, two compactions behind, rows edited by hand: a trigger counts ``UPDATE``s) rebuilds it from every row; one
+saved before the last compaction is renumbered with its record.
 
 A read-only store is a snapshot: its live set and index are those of one committed state, its vector file the one
 it opened. Rows read later come from the database as it is then: a row of a live fid is immutable while the fid
@@ -207,15 +208,21 @@ class PointStore:
             index, extra, meta = loaded
             covered = meta.get("covered")
             ids = extra.get("ids")
-            usable = (
-                ids is not None
-                and isinstance(covered, int)
-                and meta.get("generation") == self.generation
-                and meta.get("edits") == self._edits
-                and (self.read_only or covered <= self.next_fid)  # a writer never builds on fids it may reuse
-            )
+            usable = ids is not None and isinstance(covered, int) and meta.get("edits") == self._edits
+            old = None  # saved before the last compaction: renumbered with its record
+            if usable and meta.get("generation") == self.generation - 1 and isinstance(covered, int):
+                old = pr.read_renumbering(db, self.generation, self.next_fid)
+                usable = old is not None
+            usable = usable and (meta.get("generation") == self.generation or old is not None)
             if usable and ids is not None and isinstance(covered, int):
-                self.index, self._ids, start = index, ids, min(covered, self.next_fid)
+                if old is not None:
+                    index.renumber(old)
+                    ids.renumber(old)
+                    covered = int(np.searchsorted(old, covered))  # the saved rows' new fids are those below
+                if self.read_only or covered <= self.next_fid:  # a writer never builds on fids it may reuse
+                    self.index, self._ids, start = index, ids, min(covered, self.next_fid)
+                else:
+                    usable = False
         if not usable:
             self.index, self._ids = PayloadIndex(self._verify), SortedColumn(np.uint64)
         for batch in pr.stream_rows(db, start, self.next_fid):
@@ -386,7 +393,11 @@ class PointStore:
         compaction's record); None otherwise (a kind that far behind rebuilds its index)."""
         if generation != self.generation - 1:
             return None
-        return pr.read_renumbering(self.sqlite_path, self.generation, self.next_fid)
+        db = sqlite3.connect(f"file:{self.sqlite_path}?mode=ro", uri=True)
+        try:
+            return pr.read_renumbering(db, self.generation, self.next_fid)
+        finally:
+            db.close()
 
     # ---- writes ----
     def listen(self, who: ChangeListener) -> None:
@@ -583,14 +594,3 @@ class PointStore:
             self._db = None
         lockfile, self._lockfile = self._lockfile, None
         unlock(lockfile)
-
-    # ---- the views callers used before rows were read on demand ----
-    @property
-    def rows(self) -> pr.RowsView:
-        """fid → (id, payload) or None, read on demand (prefer ``rows_of`` / ``payloads`` for many fids)."""
-        return pr.RowsView(self)
-
-    @property
-    def id_to_fid(self) -> pr.IdsView:
-        """id → fid of the live points, read on demand (prefer ``lookup`` for many ids)."""
-        return pr.IdsView(self)
