@@ -3,6 +3,7 @@ reads only its candidates' rows from the vector file, never mapping the file int
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,11 +12,15 @@ import numpy as np
 import pytest
 
 from benchmarks.datasets import Dataset, clustered
+from retrieval.collection import Collection
 from retrieval.retriever import Retriever
 from retrieval.settings import FaissSettings, SearchLimits, Settings
 from retrieval.stores import SearchParams, open_store
+from retrieval.stores.faiss_params import faiss_module
 from retrieval.stores.faiss_store import FaissStore
 from retrieval.stores.vector_file import VectorFile
+from retrieval.tuning import tune
+from retrieval.verify import verify
 from tests.test_tuning import exact_ids, id_recall, make
 
 SQ8 = ["ivf_sq8", "hnsw_sq8"]
@@ -217,3 +222,155 @@ def test_an_unreachable_sq8_target_names_the_build_change(tmp_path: Path, hard: 
     op = coll.manifest.tuning["text"]["hnsw_sq8"]
     assert not op["reached"] and "SIMLOOKUP_FAISS__SQ8_RERANK=true" in op["advice"] and "HNSW_M" in op["advice"]
     coll.close()
+
+
+def blobs(n: int, seed: int, d: int = 32) -> np.ndarray:
+    """Unit vectors in 20 tight clusters; another seed draws other clusters (a corpus of another kind)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(20, d))[rng.integers(0, 20, n)] + 0.3 * rng.normal(size=(n, d))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def score_error(st: Any, x: np.ndarray, q: np.ndarray, params: SearchParams | None = None) -> tuple[float, float]:
+    """(largest |score - true cosine| over the hits, recall@10 against exact search) of 10-NN searches of q."""
+    err, rec = 0.0, []
+    for hits, v in zip(st.search(q, 10, params=params), q, strict=True):
+        true = x @ v
+        err = max([err] + [abs(h.score - float(true[int(h.id[1:])])) for h in hits])
+        rec.append(len(set(np.argsort(-true)[:10].tolist()) & {int(h.id[1:]) for h in hits}) / 10)
+    return err, float(np.mean(rec))
+
+
+@pytest.mark.parametrize("kind", [*SQ8, "ivfpq"])
+def test_vectors_replaced_from_another_distribution_are_never_answered_from_clipped_codes(
+    tmp_path: Path, kind: str
+) -> None:
+    """300 of 2,000 points re-written in place with vectors of other clusters (a re-ingest of another corpus
+    under the same ids): before, the 8-bit codes clipped them to the old ranges (ivf_sq8 put a point first at
+    0.49 whose cosine is 0.37; max score error 0.25, recall 0.72) and PQ coded them with the old codebooks, and
+    build kept the index. Now a write holds them out of the index (answered exactly) and build retrains."""
+    a, b, q = blobs(2000, 0), blobs(300, 2), np.concatenate([blobs(25, 5), blobs(25, 6)])
+    ids = [f"p{i}" for i in range(2000)]
+    st = open_store(Settings(data_dir=tmp_path / "d"), "c", kind, dim=32, **({"pq_m": 8} if kind == "ivfpq" else {}))
+    st.upsert(ids, a)
+    st.build()
+    x = a.copy()
+    x[:300] = b
+    st.upsert(ids[:300], b)
+    codes = SearchParams(rerank=0)  # ivfpq re-ranks by default: its codes alone show the scores they give
+    err, recall = score_error(st, x, q, codes)
+    assert err < (0.08 if kind == "ivfpq" else 0.01) and recall >= (0.8 if kind == "ivfpq" else 0.95), (err, recall)
+    assert st.info()["held_out"] > 0 and st.stats["held_out_searches"] > 0
+    assert st.build() is True  # retrained on the data as it is now: as good as a fresh build of it
+    assert st.info()["held_out"] == 0 and st.check_codes(None)["off"] == 0  # type: ignore[attr-defined]
+    err, recall = score_error(st, x, q, codes)
+    assert st.build() is False  # nothing held out: kept
+    st.close()
+    fresh = open_store(Settings(data_dir=tmp_path / "f"), "c", kind, dim=32, **({"pq_m": 8} if kind == "ivfpq" else {}))
+    fresh.upsert(ids, x)
+    fresh.build()
+    fresh_err, fresh_recall = score_error(fresh, x, q, codes)
+    fresh.close()
+    assert err <= 1.5 * fresh_err + 0.005 and recall >= fresh_recall - 0.03, (err, recall, fresh_err, fresh_recall)
+
+
+@pytest.mark.parametrize("kind", SQ8)
+def test_held_out_points_survive_reopen_filters_compaction_and_deletes(tmp_path: Path, kind: str) -> None:
+    """Held-out points are recorded with the index (a reader opens them), answered exactly under a filter, keep
+    their ids through a compaction, leave with a delete; past the exact-filter limit the index is dropped
+    (untrained: the next search or build trains it)."""
+    s = Settings(data_dir=tmp_path / "d", faiss=FaissSettings(exact_filter_limit=250))  # a filter of 1,000: index
+    a, b, q = blobs(2000, 0), blobs(300, 2), blobs(20, 6)
+    ids = [f"p{i}" for i in range(2000)]
+    st = open_store(s, "c", kind, dim=32)
+    st.upsert(ids, a, [{"half": i % 2} for i in range(2000)])
+    st.build()
+    x = a.copy()
+    x[:300] = b
+    st.upsert(ids[:300], b, [{"half": i % 2} for i in range(300)])
+    held = st.info()["held_out"]
+    assert 0 < held <= 250 and st.info()["garbage_rows"] == 300
+    st.flush()
+    ro = open_store(s, "c", kind, create=False, read_only=True)
+    assert ro.info()["held_out"] == held and score_error(ro, x, q)[0] < 0.01
+    ro.close()
+    searches = st.stats["held_out_searches"]
+    odd = st.search(q, 10, filter={"half": 1})  # 1,000 matches: the index answers, the held-out merged in
+    assert st.stats["held_out_searches"] == searches + 1
+    assert all(h.payload["half"] == 1 for row in odd for h in row) and [len(r) for r in odd] == [10] * len(q)
+    assert max(abs(h.score - float(x[int(h.id[1:])] @ v)) for row, v in zip(odd, q, strict=True) for h in row) < 0.01
+    assert st.compact().compacted  # type: ignore[attr-defined]
+    assert st.info()["held_out"] == held and score_error(st, x, q)[0] < 0.01
+    st.delete(ids[:300])
+    assert st.info()["held_out"] == 0 and st.count() == 1700
+    st.close()
+    tight = Settings(data_dir=tmp_path / "e", faiss=FaissSettings(exact_filter_limit=50))
+    st = open_store(tight, "c", kind, dim=32)
+    st.upsert(ids, a)
+    st.build()
+    st.upsert(ids[:300], b)  # more held out than a search scores exactly: dropped, trained again when searched
+    assert st.info()["trained"] is False and st.stats["dropped"] == 1
+    assert score_error(st, x, q)[0] < 0.01 and st.info()["trained"] is True
+    st.close()
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["recorded", "unrecorded"])
+def test_verify_flags_codes_far_from_their_vectors_and_build_retrains(tmp_path: Path, legacy: bool) -> None:
+    """An ivf_sq8 index whose codes clip its points (ranges narrower than its data: what an index built before
+    codes were checked holds after a re-ingest of other data): verify reports it with the repair; build finds it
+    (every code checked when the manifest records no limit, else a sample of them) and retrains."""
+    s = Settings(data_dir=tmp_path / "d")
+    a = blobs(2000, 0)
+    coll = make(s, "v", 32, ["flat", "ivf_sq8"])
+    for kind in ("flat", "ivf_sq8"):
+        coll.store(kind, create=True)
+    coll.upsert([f"p{i}" for i in range(2000)], a, [{} for _ in a])
+    coll.build()
+    st = coll.store("ivf_sq8")
+    assert isinstance(st, FaissStore)
+    live = st._ps.live_fids()
+    idx = st.faiss_index
+    lo, hi = a.min(axis=0), a.max(axis=0)
+    narrow = np.concatenate([(3 * lo + hi) / 4, (hi - lo) / 2]).astype(np.float32)  # the middle half of each range
+    faiss_module().copy_array_to_vector(narrow, idx.sq.trained)  # faiss RS_minmax: vmin, then vdiff
+    idx.reset()
+    idx.add_with_ids(a[live], live)
+    coll.manifest.count = 2000
+    coll.flush()
+    coll.save()
+    coll.close()
+    if legacy:
+        path = s.data_dir / "faiss" / "v" / "ivf_sq8" / "manifest.json"
+        doc = json.loads(path.read_text())
+        del doc["codes"]
+        path.write_text(json.dumps(doc))
+    rep = verify(s, "v")
+    assert not rep.ok
+    bad = [d for d in rep.differences if d.startswith("text/ivf_sq8:") and "coded far from their stored vectors" in d]
+    assert bad and "repair: `simlookup ingest" in bad[0] and "build re-trains" in bad[0], rep.differences
+    coll = Collection(s, "v", read_only=False)
+    st = coll.store("ivf_sq8")
+    assert st.build() is True
+    assert st.check_codes(None)["off"] == 0  # type: ignore[attr-defined]
+    coll.flush()
+    coll.close()
+    assert verify(s, "v").ok
+
+
+def test_the_advice_names_the_limit_the_tuning_met(tmp_path: Path, hard: Dataset) -> None:
+    """ivf_sq8 without re-rank cannot reach 0.999: its 8-bit codes stop it, not nprobe (the cap, 65,536, is far
+    above its lists; it used to advise raising it). ivf with nprobe capped below its lists names the cap."""
+    s = Settings(data_dir=tmp_path / "d", limits=SearchLimits(max_nprobe=4))
+    for kind in ("ivf_sq8", "ivf"):
+        st = open_store(Settings(data_dir=s.data_dir) if kind == "ivf_sq8" else s, "a", kind, dim=hard.dim)
+        if kind == "ivf_sq8":
+            st.upsert(hard.point_ids(), hard.xb)
+        st.build()
+        op = tune(st, target=0.999 if kind == "ivf_sq8" else 0.99)
+        assert op is not None and not op.reached
+        if kind == "ivf_sq8":
+            assert "SIMLOOKUP_FAISS__SQ8_RERANK=true" in op.advice and "MAX_NPROBE" not in op.advice, op.advice
+        else:
+            nlist = st.info()["nlist"]
+            assert f"SIMLOOKUP_LIMITS__MAX_NPROBE (now 4, the index has {nlist} lists)" in op.advice, op.advice
+        st.close()

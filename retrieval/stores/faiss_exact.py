@@ -103,6 +103,17 @@ def rerank(
     return fids, out
 
 
+def merged(
+    a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], k: int, l2: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """The k best of two (fids, scores) results of the same queries (fids < 0, no result, last)."""
+    fids = np.concatenate([a[0], b[0]], axis=1)
+    scores = np.concatenate([a[1], b[1]], axis=1).astype(np.float32)
+    key = np.where(fids >= 0, scores if l2 else -scores, np.inf)
+    order = np.argsort(key, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(fids, order, 1), np.take_along_axis(scores, order, 1)
+
+
 def bare_hits(ps: pts.PointStore, fids: np.ndarray, scores: np.ndarray) -> list[list[Hit]]:
     """Hits with ids and scores only (``with_payload=False``): the ids read for them, no payload parsed."""
     rows = ps.rows_of(fids.ravel())  # one read for every query's hits

@@ -78,6 +78,9 @@ class KindFiles:
     _index_sum: str | None
     _tomb: np.ndarray
     _tomb_sel: Any
+    _uncoded: np.ndarray
+    _code_limit: float | None
+    _scan_due: bool
     _nlist: int | None
     _trained_on: int
     _created: str
@@ -187,7 +190,7 @@ class KindFiles:
             self._check_same_shape(manifest)
             self._pin.swap(pin)
             kept = (self._index, self._index_sum, self._tomb, self._tomb_sel, self._nlist, self._trained_on,
-                    self._created, self._sig, self._disk_gen)
+                    self._created, self._sig, self._disk_gen, self._uncoded, self._code_limit, self._scan_due)
             new = registry.acquire_latest(self.coll_dir / "points", repair_hint(self.name))
             try:
                 new.check(self.dim, self.metric, self.manifest_path)
@@ -202,7 +205,7 @@ class KindFiles:
                     new.vectors.release_resident()
                 self._points = old
                 (self._index, self._index_sum, self._tomb, self._tomb_sel, self._nlist, self._trained_on,
-                 self._created, self._sig, self._disk_gen) = kept
+                 self._created, self._sig, self._disk_gen, self._uncoded, self._code_limit, self._scan_due) = kept
                 registry.release(new)
                 raise
             if self._resident:
@@ -260,6 +263,10 @@ class KindFiles:
                 "params": asdict(self.params),
                 "nlist": self._nlist,
                 "trained_on": self._trained_on,
+                # a coded kind's error limit and the points held out of the index (faiss_codes); None: not checked
+                "codes": {"limit": self._code_limit, "uncoded": self._uncoded.tolist()}
+                if has_index and self._code_limit is not None
+                else None,
                 "count": len(ps),
                 "seq": ps.seq,
                 "generation": ps.generation,  # the point-store numbering the index holds

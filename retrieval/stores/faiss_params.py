@@ -4,9 +4,10 @@ and functions over faiss objects; ``faiss_store`` uses them.
 
 The memory tiers: ``flat`` / ``ivf`` / ``hnsw`` search float32 vectors (4·dim bytes each), ``ivf_sq8`` and
 ``hnsw_sq8`` 8-bit scalar-quantized codes (dim bytes each, faiss ``QT_8bit``: one min/max range per dimension,
-trained on a sample), ``ivfpq`` product-quantized codes (pq_m bytes each). Exact re-rank reads the candidates'
-float rows on demand from the vector file (``VectorFile.read_rows``, pread: nothing stays resident but the page
-cache), so the quantized kinds never need the float vectors in RAM."""
+spanning every point trained on; ``faiss_codes`` holds out what a later write adds outside them), ``ivfpq``
+product-quantized codes (pq_m bytes each). Exact re-rank reads the candidates' float rows on demand from the
+vector file (``VectorFile.read_rows``, pread: nothing stays resident but the page cache), so the quantized kinds
+never need the float vectors in RAM."""
 
 from __future__ import annotations
 
@@ -207,8 +208,9 @@ def train_index(
     b: FaissBuildParams, dim: int, faiss_metric: int, live: np.ndarray, vectors_of: Callable[[np.ndarray], np.ndarray]
 ) -> tuple[Any, int | None, int]:
     """An empty trained index of a TRAINED_KINDS kind for the live points: (index, nlist or None, points trained
-    on). Trains on at most ``max_train`` of them (a seeded sample). IVF kinds get a hashtable direct map
-    (remove_ids in O(removed)); hnsw_sq8 is an IndexHNSWSQ (8-bit codes) under an id map."""
+    on). Trains on at most ``max_train`` of them (a seeded sample); the 8-bit kinds' ranges span every live point.
+    IVF kinds get a hashtable direct map (remove_ids in O(removed)); hnsw_sq8 is an IndexHNSWSQ (8-bit codes)
+    under an id map."""
     f = faiss_module()
     n = len(live)
     nlist = b.nlist_for(n) if b.kind in IVF_KINDS else None
@@ -221,8 +223,8 @@ def train_index(
         quantizer = f.IndexFlat(dim, faiss_metric)
         if b.kind == "ivf":
             index = f.IndexIVFFlat(quantizer, dim, nlist, faiss_metric)
-        elif b.kind == "ivf_sq8":
-            index = f.IndexIVFScalarQuantizer(quantizer, dim, nlist, qt, faiss_metric)
+        elif b.kind == "ivf_sq8":  # codes of the vectors, not of their residuals: ranges that no list changes
+            index = f.IndexIVFScalarQuantizer(quantizer, dim, nlist, qt, faiss_metric, False)
         else:
             index = f.IndexIVFPQ(quantizer, dim, nlist, b.pq_m, b.pq_nbits, faiss_metric)
     max_train = b.max_train(nlist)
@@ -232,10 +234,46 @@ def train_index(
         index.cp.min_points_per_centroid = max(1, min(MIN_POINTS_PER_LIST, len(sample) // nlist))
     if b.kind == "ivfpq":
         index.pq.cp.min_points_per_centroid = max(1, min(MIN_POINTS_PER_LIST, len(sample) // 2**b.pq_nbits))
-    index.train(np.ascontiguousarray(vectors_of(sample)))
+    train = np.ascontiguousarray(vectors_of(sample))
+    index.train(train)
+    if b.kind in SQ8_KINDS:  # 8-bit ranges over every point, not the sample: training clips none of them
+        set_ranges(index, b.kind, *value_ranges(live, vectors_of, train))
     if nlist is not None:
         index.set_direct_map_type(f.DirectMap.Hashtable)
     return index, nlist, len(sample)
+
+
+def scalar_quantizer(index: Any, kind: str) -> Any:
+    """The ScalarQuantizer of an ivf_sq8 / hnsw_sq8 index (None for other kinds)."""
+    f = faiss_module()
+    if kind == "ivf_sq8":
+        return index.sq
+    if kind == "hnsw_sq8":
+        return f.downcast_index(f.downcast_index(index.index).storage).sq
+    return None
+
+
+def value_ranges(
+    fids: np.ndarray, vectors_of: Callable[[np.ndarray], np.ndarray], first: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension (min, max) over the vectors of ``fids`` (read a chunk at a time), or over ``first`` when it
+    already holds them all."""
+    if first is not None and len(first) == len(fids):
+        return first.min(axis=0), first.max(axis=0)
+    lo: np.ndarray | None = None
+    hi: np.ndarray | None = None
+    for i in range(0, len(fids), 65536):
+        v = vectors_of(fids[i : i + 65536])
+        lo = v.min(axis=0) if lo is None else np.minimum(lo, v.min(axis=0))
+        hi = v.max(axis=0) if hi is None else np.maximum(hi, v.max(axis=0))
+    assert lo is not None and hi is not None
+    return lo, hi
+
+
+def set_ranges(index: Any, kind: str, lo: np.ndarray, hi: np.ndarray) -> None:
+    """Make an 8-bit index code the values in [lo, hi] per dimension (before anything is added)."""
+    trained = np.concatenate([lo, hi - lo]).astype(np.float32)  # faiss RS_minmax: vmin, then vdiff
+    faiss_module().copy_array_to_vector(trained, scalar_quantizer(index, kind).trained)
 
 
 def index_ids(index: Any, kind: str) -> np.ndarray:

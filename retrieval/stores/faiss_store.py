@@ -10,7 +10,10 @@ than a quarter of the vector rows are garbage) every open kind remaps its index 
 the same trained quantizer, vectors added again; hnsw: the same graph, its id map rewritten) and
 flushes; the manifest's ``generation`` says which numbering the index uses, so a kind opened later
 remaps or rebuilds itself. Filters are a true pre-filter through faiss IDSelector; small match sets are
-answered exactly, and a filtered search returns k hits whenever k points match.
+answered exactly, and a filtered search returns k hits whenever k points match. A quantized kind (ivfpq,
+ivf_sq8, hnsw_sq8) decodes what it adds: a point its codes miss (outside what it was trained on) is held out
+of the index and answered exactly until the next build retrains the kind (``faiss_codes``); the index mixins
+live in ``faiss_files`` (files), ``faiss_codes`` (code checks) and ``faiss_sync`` (the change feed).
 """
 
 from __future__ import annotations
@@ -36,9 +39,10 @@ from retrieval.metric import Metric
 from retrieval.stores import point_registry as registry
 from retrieval.stores import points as pts
 from retrieval.stores.base import Hit, Payload, SearchParams, VectorStore
+from retrieval.stores.faiss_codes import CODED_KINDS, code_limit, uncoded_due
 from retrieval.stores.faiss_exact import bare_hits, exact, hits
 from retrieval.stores.faiss_exact import rerank as rerank_exact
-from retrieval.stores.faiss_files import KindFiles, following
+from retrieval.stores.faiss_files import following
 from retrieval.stores.faiss_params import (
     FAISS_KINDS,
     HNSW_KINDS,
@@ -52,12 +56,11 @@ from retrieval.stores.faiss_params import (
     faiss_module,
     faiss_search_params,
     filter_selector,
-    index_ids,
     new_hnsw,
-    remove_ids,
     repair_hint,
     train_index,
 )
+from retrieval.stores.faiss_sync import SyncedKind
 from retrieval.stores.locks import lock_exclusive, unlock
 from retrieval.stores.manifest import (
     FileSig,
@@ -79,7 +82,7 @@ __all__ = [  # the parameters live in faiss_params; these names stay importable 
     "repair_hint",
 ]
 
-class FaissStore(KindFiles, VectorStore):
+class FaissStore(SyncedKind, VectorStore):
     """One FAISS index kind of a collection, over the collection's shared point store."""
 
     backend: ClassVar[str] = "faiss"
@@ -113,6 +116,9 @@ class FaissStore(KindFiles, VectorStore):
         self._trained_on = 0
         self._tomb = np.zeros(0, dtype=np.int64)
         self._tomb_sel: Any = None
+        self._uncoded = np.zeros(0, dtype=np.int64)  # live points held out of a coded index: answered exactly
+        self._code_limit: float | None = None  # the error a code may have (faiss_codes); None: not checked
+        self._scan_due = False  # an index built before codes were checked: build checks every code once
         self._lockfile: Any = None
         self._points: pts.PointStore | None = None
         self._resident = False  # whether this store holds the point store's resident vector copy
@@ -195,16 +201,19 @@ class FaissStore(KindFiles, VectorStore):
         self._index = None
         self._tomb = np.zeros(0, dtype=np.int64)
         self._tomb_sel = None
+        self._uncoded = np.zeros(0, dtype=np.int64)
         if self.kind == "hnsw":
             self._index = new_hnsw(self.params, self.dim, self._faiss_metric())
         elif self.kind in TRAINED_KINDS:
             self._nlist = None
             self._trained_on = 0
 
-    def _add_live(self, fids: np.ndarray, chunk: int = 65536) -> None:
+    def _add_live(self, fids: np.ndarray, chunk: int = 65536) -> float:
+        worst = 0.0
         for i in range(0, len(fids), chunk):  # pread, not the file map: building maps no vector page in
             part = fids[i : i + chunk]
-            self._index.add_with_ids(self._ps.vectors.read_rows(part), part)
+            worst = max(worst, self._add(part, self._ps.vectors.read_rows(part)))
+        return worst
 
     def _train_ivf(self) -> None:
         """Train the index (a TRAINED_KINDS kind) on the live points and add them."""
@@ -223,76 +232,18 @@ class FaissStore(KindFiles, VectorStore):
         self._index, self._nlist, self._trained_on = train_index(
             self.params, self.dim, self._faiss_metric(), live, self._ps.vectors.read_rows
         )
-        self._add_live(live)
-
-    def _catch_up(self) -> None:
-        """Make the index hold exactly the live points (after a crash before flush, or another kind's writes)."""
-        if self._index is None:
-            return
-        ids = index_ids(self._index, self.kind)
-        live = self._ps.live
-        inside = (ids >= 0) & (ids < len(live))  # hnsw: nodes of points dropped by a compaction hold ids < 0
-        gone = ids[~inside | ~live[np.where(inside, ids, 0)]]
-        have = np.zeros(len(live), dtype=bool)
-        have[ids[inside]] = True
-        missing = np.flatnonzero(live & ~have).astype(np.int64)
-        if self.kind in HNSW_KINDS:
-            self._tomb = np.unique(gone)
-            self._tomb_sel = None
-            if len(missing):
-                self._add_live(missing)
-            self._maybe_compact()
-        else:
-            if len(gone):
-                remove_ids(self._index, gone)
-            if len(missing):
-                self._add_live(missing)
-
-    def _renumber(self, old_fids: np.ndarray | None) -> None:
-        """Make the index use the point store's fids after a compaction: ``old_fids[i]`` is the old fid of new
-        fid i (None: unknown, the index is rebuilt). IVF kinds keep their trained quantizer and add every
-        vector again; HNSW kinds keep their graph and rewrite the id map (nodes of dead points become tombstones
-        with ids -1-node, unique and outside every fid range), so searches answer exactly as before."""
-        if self._index is None:
-            return  # flat, or not trained yet: nothing holds fids
-        if self.kind not in HNSW_KINDS:
-            self._index.reset()
-            self._add_live(self._ps.live_fids())
-            return
-        if old_fids is None:
-            self._rebuild_hnsw()
-            self.stats["rebuilds"] += 1
-            return
-        f = faiss_module()
-        ids = f.vector_to_array(self._index.id_map).astype(np.int64)
-        kept = np.zeros(len(ids), dtype=bool)
-        pos = np.zeros(len(ids), dtype=np.int64)
-        if len(old_fids):
-            pos = np.minimum(np.searchsorted(old_fids, ids), len(old_fids) - 1)
-            kept = (ids >= 0) & (old_fids[pos] == ids)
-        new = np.where(kept, pos, np.where(ids < 0, ids, -1 - np.arange(len(ids), dtype=np.int64)))
-        f.copy_array_to_vector(np.ascontiguousarray(new, dtype=np.int64), self._index.id_map)
-        self._tomb = np.unique(new[new < 0])
-        self._tomb_sel = None
-
-    def _rebuild_hnsw(self) -> None:
-        if self.kind == "hnsw_sq8" and len(self._ps):  # a fresh graph needs trained codes: learn the ranges again
-            self._train_ivf()
-            return
-        self._new_index()
-        self._add_live(self._ps.live_fids())
-
-    def _maybe_compact(self) -> None:
-        ntotal = self._index.ntotal if self._index is not None else 0
-        if len(self._tomb) and len(self._tomb) > self.defaults.hnsw_compact_fraction * max(ntotal, 1):
-            self._rebuild_hnsw()  # a graph full of deleted nodes loses recall: rebuild it from the live points
-            self.stats["compactions"] += 1
+        self._uncoded, self._code_limit, self._scan_due = np.zeros(0, dtype=np.int64), None, False
+        self._code_limit = code_limit(self._index, self.kind, self._add_live(live))
 
     def _load(self, manifest: dict[str, Any]) -> None:
         manifest, behind = self._open_index(manifest)
         self._created = manifest.get("created", now_iso())
         self._nlist = manifest.get("nlist")
         self._trained_on = int(manifest.get("trained_on") or 0)
+        codes = manifest.get("codes") if not behind else None
+        self._uncoded = np.asarray((codes or {}).get("uncoded") or [], dtype=np.int64)
+        self._code_limit = (codes or {}).get("limit")
+        self._scan_due = codes is None and self._index is not None and self.kind in CODED_KINDS
         if self._index is not None and self._index.d != self.dim:
             raise CorruptIndexError(
                 f"{self.manifest_path} says dim {self.dim} but {self.index_path} is {self._index.d}-d; "
@@ -311,11 +262,12 @@ class FaissStore(KindFiles, VectorStore):
                      self._ps.generation)
             self._renumber(self._ps.renumbering(self._disk_gen))
             self._catch_up()
-            return
-        if seq != self._ps.seq:
-            log.info("FAISS store %s: index at seq %s, points at %s; catching up", self.dir, seq, self._ps.seq)
-        if seq != self._ps.seq or self.kind in HNSW_KINDS:  # find the tombstones (nodes of dead points)
+        elif seq != self._ps.seq or self.kind in HNSW_KINDS:  # catch up; HNSW: find the tombstones
+            if seq != self._ps.seq:
+                log.info("FAISS store %s: index at seq %s, points at %s; catching up", self.dir, seq, self._ps.seq)
             self._catch_up()
+        if self._scan_due:
+            self._limit_from_codes()
 
     def query_params(self) -> frozenset[str]:
         """The query parameters this kind uses (``QUERY_PARAMS``)."""
@@ -325,27 +277,6 @@ class FaissStore(KindFiles, VectorStore):
     def reranks(self) -> bool:
         """Whether a default search re-ranks (ivfpq; the sq8 kinds with sq8_rerank): tuning tries factors too."""
         return self.defaults.rerank_for(self.kind) > 1
-
-    # ---- the point store's change feed ----
-    def on_change(self, added: np.ndarray, vectors: np.ndarray, removed: np.ndarray) -> None:
-        """Apply one committed write of the point store to this index (called under the store's lock)."""
-        if self._index is None:
-            return  # flat, or not trained yet: the point store holds everything
-        if len(removed):
-            if self.kind in HNSW_KINDS:
-                self._tomb = np.union1d(self._tomb, removed)  # faiss HNSW cannot remove: tombstones
-                self._tomb_sel = None
-            else:
-                remove_ids(self._index, removed)
-        if len(added):
-            self._index.add_with_ids(np.ascontiguousarray(vectors), added)
-        if self.kind in HNSW_KINDS and len(removed):
-            self._maybe_compact()
-
-    def on_renumber(self, old_fids: np.ndarray) -> None:
-        """The point store was compacted (under its lock): remap the index, and a writer records it at once."""
-        self._renumber(old_fids)
-        self._flush()
 
     # ---- adapter hooks ----
     def _upsert(self, ids: list[str], vectors: np.ndarray, payloads: list[Payload]) -> int:
@@ -404,7 +335,11 @@ class FaissStore(KindFiles, VectorStore):
             n = len(self._ps)
             if n == 0:
                 return compacted
-            stale = self._index is not None and self.params.retrain_due(self._nlist, self._trained_on, n)
+            if self._index is not None and self.kind in CODED_KINDS:
+                self._recheck()
+            stale = self._index is not None and (
+                self.params.retrain_due(self._nlist, self._trained_on, n) or uncoded_due(len(self._uncoded), n)
+            )
             if self._index is None or stale:
                 self._train_ivf()
                 return True
@@ -448,6 +383,8 @@ class FaissStore(KindFiles, VectorStore):
             rerank = self.defaults.rerank_for(self.kind)
         fetch = min(k * rerank, n) if rerank > 1 else k
         fids, scores = self._index_search(queries, fetch, allowed, params)
+        if len(self._uncoded):  # points the codes miss, held out of the index: scored exactly and merged in
+            fids, scores = self._with_held_out(queries, fetch, allowed, (fids, scores))
         if rerank > 1:
             fids, scores = rerank_exact(self._ps, self.metric, queries, fids, k)
         # a search returns k hits whenever k points match: where the index found fewer (a selective
@@ -462,12 +399,14 @@ class FaissStore(KindFiles, VectorStore):
 
     def _selector(self, allowed: np.ndarray | None) -> tuple[Any, Any]:
         """(selector, buffer to keep alive) for a filter's matches, or the HNSW tombstones."""
-        if allowed is not None:
-            return filter_selector(allowed, self._ps.next_fid)
-        if self.kind in HNSW_KINDS and len(self._tomb):
+        hnsw = self.kind in HNSW_KINDS
+        if allowed is not None:  # a graph keeps its held-out nodes: left out of the matches
+            held = hnsw and len(self._uncoded)
+            return filter_selector(np.setdiff1d(allowed, self._uncoded) if held else allowed, self._ps.next_fid)
+        if hnsw and (len(self._tomb) or len(self._uncoded)):
             if self._tomb_sel is None:
                 f = faiss_module()
-                self._tomb_sel = f.IDSelectorNot(f.IDSelectorBatch(self._tomb))
+                self._tomb_sel = f.IDSelectorNot(f.IDSelectorBatch(np.union1d(self._tomb, self._uncoded)))
             return self._tomb_sel, None
         return None, None
 
@@ -575,6 +514,8 @@ class FaissStore(KindFiles, VectorStore):
             "params": asdict(self.params),
             "nlist": self._nlist,
             "trained": self._index is not None or self.kind == "flat",
+            "held_out": len(self._uncoded),  # points outside the codes, answered exactly until the next build
+            "code_limit": self._code_limit,
             "index_bytes": size,
             "points_bytes": points,  # shared by every kind of the collection
             "sidecar_bytes": points,
