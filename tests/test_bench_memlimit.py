@@ -13,7 +13,7 @@ import pytest
 from benchmarks import memcg
 from benchmarks.datasets import clustered
 from benchmarks.memchild import id_recall
-from benchmarks.memlimit import MemConfig, bisect_budget, run_config, unavailable
+from benchmarks.memlimit import MemConfig, bisect_budget, bound, run_config, unavailable
 from benchmarks.memlimit_report import load_results, report_markdown
 
 NO_CGROUP = memcg.unavailable()
@@ -36,6 +36,12 @@ def test_bisect_finds_the_threshold_within_its_resolution() -> None:
 def test_bisect_reports_none_when_no_budget_passes() -> None:
     best, fails = bisect_budget(lambda b: False, hi=100, max_hi=800)
     assert best is None and fails == 800
+
+
+def test_a_slow_probe_that_never_neared_its_limit_is_not_memory_bound() -> None:
+    assert not bound({"limit_bytes": 500 << 20, "group": {"max_usage_bytes": 300 << 20}})
+    assert bound({"limit_bytes": 500 << 20, "group": {"max_usage_bytes": (500 << 20) - (1 << 20)}})
+    assert bound({"error": "timeout"})  # nothing to tell by: counted as bound
 
 
 def test_id_recall_is_plain_overlap() -> None:
