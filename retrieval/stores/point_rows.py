@@ -40,7 +40,6 @@ READ_BATCH = 20_000  # rows per fetch when rows are streamed (a rebuild of the p
 _STATE = "SELECT -1 - (key = 'seq'), value, NULL FROM meta WHERE key IN ('generation', 'seq')"
 _BY_FID = f"SELECT fid, id, payload FROM points WHERE fid IN (SELECT value FROM json_each(?)) UNION ALL {_STATE}"
 _BY_ID = f"SELECT fid, id, payload FROM points WHERE id IN (SELECT value FROM json_each(?)) UNION ALL {_STATE}"
-_ALL_IDS = f"SELECT fid, id, NULL FROM points UNION ALL {_STATE}"
 
 
 class SnapshotMovedError(StoreError):
@@ -61,9 +60,17 @@ def read_ids(db: sqlite3.Connection, ids: Sequence[str]) -> tuple[Rows, int, int
     return _rows(db.execute(_BY_ID, (json.dumps(list(ids)),)))
 
 
-def read_all_ids(db: sqlite3.Connection) -> tuple[Rows, int, int]:
-    """Every row's id (payload texts left empty), and (generation, seq) at that moment."""
-    return _rows(db.execute(_ALL_IDS))
+def read_live_ids(db: sqlite3.Connection, live: np.ndarray) -> tuple[set[str], int, int]:
+    """The ids of the rows whose fid is live in ``live`` (bool per fid), streamed (no row kept but its id), and
+    (generation, seq) of the database at that moment (one read transaction)."""
+    db.execute("BEGIN")
+    try:
+        state = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('generation', 'seq')").fetchall())
+        n = len(live)
+        out = {pid for fid, pid in db.execute("SELECT fid, id FROM points") if fid < n and live[fid]}
+    finally:
+        db.execute("COMMIT")
+    return out, int(state.get("generation", 0)), int(state.get("seq", -1))
 
 
 def _rows(cur: sqlite3.Cursor) -> tuple[Rows, int, int]:

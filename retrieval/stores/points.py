@@ -361,9 +361,7 @@ class PointStore:
         if self._db is None:
             raise StoreLockedError(f"point store {self.sqlite_path} is closed")
         with self.lock:
-            rows, gen, seq = pr.read_all_ids(self._db)
-        live, n = self._live, self.next_fid
-        out = {pid for fid, (pid, _) in rows.items() if fid < n and live[fid]}
+            out, gen, seq = pr.read_live_ids(self._db, self.live)
         if gen == self.generation and len(out) == self.count:
             return out
         if self.read_only and (gen != self.generation or seq != self.seq):
