@@ -27,7 +27,8 @@ def stsb_vectors(
     # an ingest with no stores only fills the embedding cache (and reuses what is there); it writes under cache_dir
     run_ingest(
         scratch,
-        IngestOptions("stsb", "bench-stsb-cache", indexes=[], qdrant="none", limit=limit, progress=False),
+        IngestOptions("stsb", "bench-stsb-cache", indexes=[], qdrant="none", limit=limit, progress=False,
+                      embed_only=True),
         encoders={"text": enc},
     )
     ids, vecs = EmbeddingCache(scratch.data_dir, enc.fingerprint, corpus.fingerprint(), "text").vectors()

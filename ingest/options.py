@@ -30,6 +30,7 @@ class IngestOptions:
     append: bool = False  # False: the collection becomes equal to the source (rows gone from it are deleted)
     guard: bool = False  # True (the CLI without --yes): refuse an ingest that would remove points or drop indexes
     dry_run: bool = False  # True: read the source, work out the plan, write nothing
+    embed_only: bool = False  # True: no index at all, only the embedding cache is filled (the benchmarks' use)
 
     # vectors a user brought (a .npy corpus, or --vector-column): no encoder runs
     vector_column: str | None = None
@@ -56,7 +57,7 @@ class IngestOptions:
             raise InvalidInputError(f"unknown FAISS index kind(s) {unknown}: use {list(FAISS_KINDS)}")
         if self.qdrant is not None and self.qdrant not in QDRANT_CHOICES:
             raise InvalidInputError(f"--qdrant {self.qdrant!r}: use one of {list(QDRANT_CHOICES)}")
-        if not self.indexes and self.qdrant == "none":
+        if not self.indexes and self.qdrant == "none" and not self.embed_only:
             raise InvalidInputError(
                 "no index to write: --index '' and --qdrant none leave the ingest nowhere to put the points; name a "
                 "FAISS kind (--index flat) or a Qdrant engine (--qdrant edge)"

@@ -13,7 +13,7 @@ from benchmarks.report import markdown
 from benchmarks.scale import run_scale_curve, scale_markdown
 from benchmarks.tuned import MAX_COST_RATIO, setting_text
 from retrieval.settings import Settings
-from retrieval.tuning import TUNE_MIN_POINTS
+from retrieval.tuning import SAMPLE, TUNE_MIN_POINTS
 from simlookup.cli import main
 
 RESULTS = Path(__file__).parents[1] / "benchmarks" / "results"
@@ -57,7 +57,7 @@ def test_every_configuration_has_a_tuned_row(curve: tuple[dict[str, Any], Path])
     assert ivf["tuned"] is True and set(ivf["params"]) == {"nprobe"} and ivf["params"]["nprobe"] >= 1
     assert qd["tuned"] is True and set(qd["params"]) == {"hnsw_ef"}
     for t in (ivf, qd):
-        assert t["sample"] == 300 and t["settings_tried"] >= 1 and 0 < t["sample_recall"] <= 1
+        assert t["sample"] == SAMPLE and t["settings_tried"] >= 1 and 0 < t["sample_recall"] <= 1
         assert t["reached"] is (t["advice"] == "")
     # the sweep ran on the untuned store: its rows are the explicit settings only
     assert all(r["params"] for r in by["faiss-ivf"]["results"])

@@ -50,7 +50,8 @@ def test_stores_ingest_and_benchmarks_agree(tmp_path: Path) -> None:
         for _, st in stores:
             st.close()
     assert all(sizes[kind] == folders[kind] > 0 for kind in folders)
-    # the point store: its SQLite file and WAL by length, its vector file by the blocks it holds
+    # the point store: its SQLite file and WAL and its saved payload index by length, its vector file by the
+    # blocks it holds
     assert len(vectors) == 1 and sizes["points"] == points
-    sqlite = [f for f in files if f.endswith((".sqlite", ".sqlite-wal"))]
-    assert sqlite and points == sum(files[f] for f in sqlite) + sum(vectors.values())
+    by_length = [f for f in files if f.endswith((".sqlite", ".sqlite-wal", "payloads.idx"))]
+    assert by_length and points == sum(files[f] for f in by_length) + sum(vectors.values())

@@ -106,7 +106,7 @@ def test_build_progress_and_per_index_seconds(
         assert re.search(rf"^build: {index}: .*\.\.\.$", err, re.M), err
         assert re.search(rf"^build: {index}: .* done in \d+\.\d s$", err, re.M), err
     assert "build: flat" not in err  # nothing slow to announce
-    assert set(summary.build_seconds) == {"flat", "ivf", "qdrant"}
+    assert set(summary.build_seconds) == {"flat", "ivf", "qdrant", "keyword"}  # a text ingest builds the keyword leg
     assert all(v >= 0 for v in summary.build_seconds.values())
     assert summary.seconds["build"] >= summary.build_seconds["ivf"]  # existing fields kept
     assert summary.to_dict()["build_seconds"] == summary.build_seconds
