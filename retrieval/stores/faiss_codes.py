@@ -25,87 +25,119 @@ MIN_LIMIT = 1e-4  # an index that codes its training points exactly still allows
 CHUNK = 65536  # points decoded and compared at a time
 
 
+def codes_vectors(index: Any, kind: str) -> bool:
+    """Whether an 8-bit index codes the vectors themselves (not their residuals from a list centre, as an ivf_sq8
+    trained before these checks does)."""
+    return kind == "hnsw_sq8" or (kind == "ivf_sq8" and not index.by_residual)
+
+
+def _ranges(index: Any, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    trained = faiss_module().vector_to_array(scalar_quantizer(index, kind).trained)
+    return trained[: index.d], trained[index.d :]  # faiss RS_minmax: vmin, vdiff
+
+
 def sq_limit(index: Any, kind: str) -> float:
     """The error limit of an 8-bit index: twice the most a vector inside the ranges can be off (half a step of
     vdiff/255 in each dimension); only a clipped vector passes it."""
-    sq = scalar_quantizer(index, kind)
-    vdiff = faiss_module().vector_to_array(sq.trained)[index.d :]
+    vdiff = _ranges(index, kind)[1]
     return max(2.0 * float(np.sqrt(np.sum((vdiff / 255 / 2) ** 2))), MIN_LIMIT)
 
 
-def decode(index: Any, kind: str, fids: np.ndarray, nodes: np.ndarray | None = None) -> np.ndarray:
-    """What the index holds for ``fids``: IVF kinds by id (hashtable direct map), hnsw_sq8 by graph node
-    (``nodes``: the nodes holding them; None: the last len(fids) nodes added)."""
-    f = faiss_module()
-    if kind not in HNSW_KINDS:
-        return np.asarray(index.reconstruct_batch(np.ascontiguousarray(fids, dtype=np.int64)))
-    inner = f.downcast_index(index.index)
-    if nodes is None:
-        return np.asarray(inner.reconstruct_n(index.ntotal - len(fids), len(fids)))
-    return np.asarray(inner.reconstruct_batch(np.ascontiguousarray(nodes, dtype=np.int64)))
+def _by_id(index: Any, fids: np.ndarray, vectors: np.ndarray) -> Any:
+    """How far an IVF index's codes of ``fids`` are from ``vectors``, decoded by id (its hashtable direct map)."""
+    return np.linalg.norm(index.reconstruct_batch(np.ascontiguousarray(fids, dtype=np.int64)) - vectors, axis=1)
 
 
-def code_errors(index: Any, kind: str, fids: np.ndarray, vectors: np.ndarray, nodes: np.ndarray | None = None) -> Any:
-    """Per vector, how far the index's code of it is from the vector (L2)."""
-    if not len(fids):
-        return np.zeros(0, dtype=np.float32)
-    return np.linalg.norm(decode(index, kind, fids, nodes) - vectors, axis=1)
+def added_errors(index: Any, kind: str, fids: np.ndarray, vectors: np.ndarray) -> Any:
+    """Per vector just added, how far its code is from it: an 8-bit code of the vector itself at most by what the
+    ranges clip plus half a step in each dimension (numpy, no decoding); other codes decoded by id."""
+    if codes_vectors(index, kind):
+        lo, vdiff = _ranges(index, kind)
+        off = np.clip(vectors, lo, lo + vdiff)  # in place from here: one (n, d) temporary, a few passes over it
+        np.subtract(vectors, off, out=off)
+        np.abs(off, out=off)
+        off += (vdiff / 255 / 2).astype(off.dtype)
+        return np.sqrt(np.einsum("nd,nd->n", off, off))
+    return _by_id(index, fids, vectors)
 
 
-def sample_errors(
-    index: Any, kind: str, vectors_of: Callable[[np.ndarray], np.ndarray], held: np.ndarray, n: int | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """(fids, errors) of up to ``n`` points the index holds (a seeded sample; None: every one), ``held`` (sorted
-    fids excluded from answers) left out."""
+def _stored(index: Any, kind: str) -> Any:
+    """(fids, decode) per block of the codes the index stores (the graph's, or each IVF list's): decode(rows)
+    decodes the block's codes at positions ``rows``."""
     f = faiss_module()
     if kind in HNSW_KINDS:
-        ids = f.vector_to_array(index.id_map).astype(np.int64)
-        nodes = np.flatnonzero((ids >= 0) & ~np.isin(ids, held))
-    else:
+        storage = f.downcast_index(f.downcast_index(index.index).storage)
+        codes = f.rev_swig_ptr(storage.codes.data(), storage.ntotal * storage.code_size)
+        codes = codes.reshape(storage.ntotal, storage.code_size)
+        yield f.vector_to_array(index.id_map).astype(np.int64), lambda nodes: storage.sq.decode(codes[nodes])
+        return
+    inv, size = index.invlists, index.code_size
+    quant = index.sq if kind == "ivf_sq8" else index.pq
+    for lst in range(inv.nlist):
+        n = inv.list_size(lst)
+        if not n:
+            continue
+        ids = f.rev_swig_ptr(inv.get_ids(lst), n).astype(np.int64)
+        codes = f.rev_swig_ptr(inv.get_codes(lst), n * size).reshape(n, size).copy()
+        centre = index.quantizer.reconstruct(lst) if index.by_residual else 0.0
+        yield ids, lambda rows, c=codes, z=centre: quant.decode(c[rows]) + z
+
+
+def stored_errors(
+    index: Any, kind: str, vectors_of: Callable[[np.ndarray], np.ndarray], held: np.ndarray, n: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(fids, errors): how far the codes the index stores are from the stored vectors, for up to ``n`` of the
+    points it answers from (a seeded sample; None: every one), ``held`` (sorted fids it skips) left out."""
+    if n is not None and kind not in HNSW_KINDS:  # a sample of an IVF index: decoded by id
         ids = index_ids(index, kind)
-        nodes = np.arange(len(ids))
-    if n is not None and len(nodes) > n:
-        nodes = np.sort(np.random.default_rng(0).choice(nodes, n, replace=False))
-    fids = ids[nodes]
-    errs = [
-        code_errors(index, kind, fids[i : i + CHUNK], vectors_of(fids[i : i + CHUNK]), nodes[i : i + CHUNK])
-        for i in range(0, len(fids), CHUNK)
-    ]
-    return fids, np.concatenate(errs) if errs else np.zeros(0, dtype=np.float32)
+        if len(ids) > n:
+            ids = np.sort(np.random.default_rng(0).choice(ids, n, replace=False))
+        got = [_by_id(index, ids[i : i + CHUNK], vectors_of(ids[i : i + CHUNK])) for i in range(0, len(ids), CHUNK)]
+        return ids, np.concatenate(got) if got else np.zeros(0, dtype=np.float32)
+    fids, errs = [], []
+    for ids, decoded in _stored(index, kind):
+        rows = np.flatnonzero((ids >= 0) & ~np.isin(ids, held))
+        if n is not None and len(rows) > n:
+            rows = np.sort(np.random.default_rng(0).choice(rows, n, replace=False))
+        for i in range(0, len(rows), CHUNK):
+            part = rows[i : i + CHUNK]
+            errs.append(np.linalg.norm(decoded(part) - vectors_of(ids[part]), axis=1))
+            fids.append(ids[part])
+    if not fids:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    return np.concatenate(fids), np.concatenate(errs)
 
 
-def code_limit(index: Any, kind: str, worst: float | None, sampled: np.ndarray | None = None) -> float | None:
+def code_limit(index: Any, kind: str, trained: np.ndarray | None, sampled: np.ndarray | None = None) -> float | None:
     """The error past which a code of ``index`` misses its vector: the 8-bit kinds' ``sq_limit``; ivfpq twice the
-    worst error of the points coded at training (``worst``) or, for an index trained before limits were recorded,
-    three times the median error of ``sampled`` points; None for kinds without codes."""
+    worst error of ``trained`` (a sample of the points it was trained on, encoded and decoded) or, for an index
+    trained before limits were recorded, three times the median error of ``sampled`` codes; None for other kinds."""
     if kind in ("ivf_sq8", "hnsw_sq8"):
         return sq_limit(index, kind)
     if kind != "ivfpq":
         return None
-    if worst is not None:
+    if trained is not None and len(trained):
+        worst = float(np.linalg.norm(index.sa_decode(index.sa_encode(trained)) - trained, axis=1).max())
         return max(2.0 * worst, MIN_LIMIT)
     return max(3.0 * float(np.median(sampled)), MIN_LIMIT) if sampled is not None and len(sampled) else None
 
 
-def uncoded_due(held: int, n: int) -> bool:
-    """Whether build retrains a kind holding ``held`` of its ``n`` points out: more than 0.1% of them (any, below
-    1,000 points) or more than UNCODED_KEEP."""
-    return held > min(n // 1000, UNCODED_KEEP)
+def retrain_due(index: Any, kind: str, held: int, n: int) -> bool:
+    """Whether build retrains a coded kind holding ``held`` of its ``n`` points out: more than 0.1% of them (any,
+    below 1,000 points) or more than UNCODED_KEEP; and an ivf_sq8 of residuals (trained before these checks, its
+    ranges from a sample)."""
+    return held > min(n // 1000, UNCODED_KEEP) or (kind == "ivf_sq8" and not codes_vectors(index, kind))
 
 
 class CodedKind(KindFiles):
     """The code checks of a FAISS kind: a mixin of ``FaissStore`` over the state ``KindFiles`` declares."""
 
-    def _add(self, fids: np.ndarray, vectors: np.ndarray) -> float:
-        """Add points to the index; a coded kind decodes them again and holds out (answers exactly) those its
-        codes miss by more than its limit. The largest code error added (0: a kind without codes)."""
+    def _add(self, fids: np.ndarray, vectors: np.ndarray) -> None:
+        """Add points to the index; a coded kind with a limit (not while it trains) checks their codes and holds
+        out (answers exactly) those further off than its limit."""
         self._index.add_with_ids(vectors, fids)
-        if self.kind not in CODED_KINDS or not len(fids):
-            return 0.0
-        err = code_errors(self._index, self.kind, fids, vectors)
-        if self._code_limit is not None:
-            self._hold_out(fids[err > self._code_limit])
-        return float(err.max())
+        if self._code_limit is not None and self.kind in CODED_KINDS and len(fids):
+            self._hold_out(fids[added_errors(self._index, self.kind, fids, vectors) > self._code_limit])
 
     def _hold_out(self, fids: np.ndarray) -> None:
         if len(fids):  # out of an IVF index; an HNSW graph keeps the nodes and its selector skips them
@@ -117,7 +149,7 @@ class CodedKind(KindFiles):
 
     def _sampled_errors(self, n: int | None) -> tuple[np.ndarray, np.ndarray]:
         held = np.union1d(self._tomb, self._uncoded)
-        return sample_errors(self._index, self.kind, self._ps.vectors.read_rows, held, n)
+        return stored_errors(self._index, self.kind, self._ps.vectors.read_rows, held, n)
 
     def _limit_from_codes(self) -> None:
         """An index built before codes were checked (no recorded limit): one from a sample of its own codes."""

@@ -39,7 +39,7 @@ from retrieval.metric import Metric
 from retrieval.stores import point_registry as registry
 from retrieval.stores import points as pts
 from retrieval.stores.base import Hit, Payload, SearchParams, VectorStore
-from retrieval.stores.faiss_codes import CODED_KINDS, code_limit, uncoded_due
+from retrieval.stores.faiss_codes import CODED_KINDS, code_limit, retrain_due
 from retrieval.stores.faiss_exact import bare_hits, exact, hits
 from retrieval.stores.faiss_exact import rerank as rerank_exact
 from retrieval.stores.faiss_files import following
@@ -208,12 +208,10 @@ class FaissStore(SyncedKind, VectorStore):
             self._nlist = None
             self._trained_on = 0
 
-    def _add_live(self, fids: np.ndarray, chunk: int = 65536) -> float:
-        worst = 0.0
+    def _add_live(self, fids: np.ndarray, chunk: int = 65536) -> None:
         for i in range(0, len(fids), chunk):  # pread, not the file map: building maps no vector page in
             part = fids[i : i + chunk]
-            worst = max(worst, self._add(part, self._ps.vectors.read_rows(part)))
-        return worst
+            self._add(part, self._ps.vectors.read_rows(part))
 
     def _train_ivf(self) -> None:
         """Train the index (a TRAINED_KINDS kind) on the live points and add them."""
@@ -233,7 +231,10 @@ class FaissStore(SyncedKind, VectorStore):
             self.params, self.dim, self._faiss_metric(), live, self._ps.vectors.read_rows
         )
         self._uncoded, self._code_limit, self._scan_due = np.zeros(0, dtype=np.int64), None, False
-        self._code_limit = code_limit(self._index, self.kind, self._add_live(live))
+        self._add_live(live)  # unchecked: what it was trained on (the 8-bit ranges span every point)
+        some = live if len(live) <= 4096 else np.sort(np.random.default_rng(1).choice(live, 4096, replace=False))
+        trained = self._ps.vectors.read_rows(some) if self.kind == "ivfpq" else None  # its limit: their errors
+        self._code_limit = code_limit(self._index, self.kind, trained)
 
     def _load(self, manifest: dict[str, Any]) -> None:
         manifest, behind = self._open_index(manifest)
@@ -338,7 +339,8 @@ class FaissStore(SyncedKind, VectorStore):
             if self._index is not None and self.kind in CODED_KINDS:
                 self._recheck()
             stale = self._index is not None and (
-                self.params.retrain_due(self._nlist, self._trained_on, n) or uncoded_due(len(self._uncoded), n)
+                self.params.retrain_due(self._nlist, self._trained_on, n)
+                or (self.kind in CODED_KINDS and retrain_due(self._index, self.kind, len(self._uncoded), n))
             )
             if self._index is None or stale:
                 self._train_ivf()

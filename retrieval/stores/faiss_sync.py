@@ -21,7 +21,7 @@ class SyncedKind(CodedKind):
 
     defaults: FaissQueryDefaults
 
-    def _add_live(self, fids: np.ndarray, chunk: int = 65536) -> float:
+    def _add_live(self, fids: np.ndarray, chunk: int = 65536) -> None:
         raise NotImplementedError
 
     def _train_ivf(self) -> None:
