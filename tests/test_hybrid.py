@@ -318,3 +318,35 @@ def test_the_setting_turns_the_ingest_s_keyword_leg_off(
         assert coll.manifest.keyword is None
         with pytest.raises(InvalidInputError, match="simlookup build-keyword off"):
             coll.search("qdrant", text="flute", k=2, mode="keyword")
+
+
+def test_a_read_only_keyword_search_follows_a_writer_that_changed_points(tmp_path: Path, sentences: list[str]) -> None:
+    """A writer in another process deletes and replaces points and dies before it flushes: a read-only
+    collection's keyword search reloads and answers from the new points (before: SnapshotMovedError raised)."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    s = Settings(data_dir=tmp_path / "data")
+    build(s, "r", ["flat"], sentences[:100])
+    ro = Collection(s, "r")
+    assert [h.id for h in ro.search("flat", text=sentences[3], k=1, mode="keyword")] == ["d3"]
+    tests = str(Path(__file__).resolve().parent)
+    code = textwrap.dedent(
+        f"""
+        import os, sys
+        sys.path[:0] = [{str(Path(tests).parent)!r}, {tests!r}]
+        from test_hybrid import vectors
+        from retrieval.collection import Collection
+        from retrieval.settings import Settings
+        c = Collection(Settings(data_dir={str(s.data_dir)!r}), "r", read_only=False)
+        c.delete(["d3"])
+        c.upsert(["d4"], vectors(["x"]), [{{"text": "the okapi replaced it", "g": 0, "n": 4}}])
+        os._exit(0)
+        """
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": ""})
+    assert "d3" not in [h.id for h in ro.search("flat", text=sentences[3], k=10, mode="keyword")]
+    assert [h.id for h in ro.search("flat", text="okapi", k=3, mode="keyword")] == ["d4"]
+    ro.close()

@@ -36,7 +36,7 @@ from retrieval.stores.manifest import (
 
 log = logging.getLogger(__name__)
 _OPEN_TRIES = 50  # re-reads of a manifest that a writer keeps replacing while a reader opens the index
-_MOVED_TRIES = 20  # reloads of a read-only snapshot whose rows its writer keeps changing during one read
+MOVED_TRIES = 20  # reloads of a read-only snapshot whose rows its writer keeps changing during one read
 _Read = TypeVar("_Read", bound=Callable[..., Any])
 
 
@@ -46,13 +46,13 @@ def following(read: _Read) -> _Read:
 
     @functools.wraps(read)
     def run(self: KindFiles, *args: Any, **kwargs: Any) -> Any:
-        for _ in range(_MOVED_TRIES):
+        for _ in range(MOVED_TRIES):
             try:
                 return read(self, *args, **kwargs)
             except pts.SnapshotMovedError:
                 self.refresh(force=True)
         raise StoreLockedError(
-            f"FAISS store {self.dir}: its writer kept changing the points during {_MOVED_TRIES} reads: try again"
+            f"FAISS store {self.dir}: its writer kept changing the points during {MOVED_TRIES} reads: try again"
         )
 
     return cast(_Read, run)
