@@ -21,6 +21,8 @@ from retrieval.settings import QdrantSettings, Settings
 from retrieval.stores import Hit, SearchParams, VectorStore, open_store
 
 STORE_NAME = "bench"
+# the keys of a store's info() that are build parameters as the store resolved them (results.json's resolved_build)
+RESOLVED_KEYS = ("kind", "params", "nlist", "trained", "held_out", "code_limit", "hnsw", "tier", "engine", "metric")
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,15 @@ class Engine(ABC):
         (FAISS IVF at a small nprobe); 0 for engines that return what their index finds."""
         stats = getattr(self.store, "stats", None)
         return int(stats.get("topup", 0)) if stats is not None else 0
+
+    def resolved_build(self) -> dict[str, Any]:
+        """Every build parameter the built store resolved (FAISS: its params and the nlist it chose for the point
+        count, held-out points and code limit; Qdrant: the HNSW config and the memory tier): its info() without
+        counters, sizes and paths."""
+        if self.store is None:
+            return {}
+        info = self.store.info()
+        return {k: info[k] for k in RESOLVED_KEYS if k in info}
 
     def close(self) -> None:
         """Close the layer store and the raw engine (the store's files stay for disk and memory)."""

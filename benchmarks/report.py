@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.claims import FLAT_RATIO, topup_counts
+from benchmarks.loadavg import BUSY, busy
 from benchmarks.metrics import pareto_front
 from benchmarks.tables import md_table
 from benchmarks.tuned import tuned_legend, tuned_table
@@ -54,6 +55,27 @@ def topup_note(results: dict[str, Any]) -> str | None:
         "answered those queries by exact search, so their recall and time are the exact search's: "
         + "; ".join(parts)
         + ". The raw call does no such top-up."
+    )
+
+
+def label_of(c: dict[str, Any]) -> str:
+    """A configuration's label, marked § when it was measured above ``loadavg.BUSY``."""
+    return c["label"] + ("§" if busy(c.get("load_average")) else "")
+
+
+def load_note(results: dict[str, Any]) -> str | None:
+    """The footnote for configurations measured while the 1-minute load average exceeded 1.0 (marked §)."""
+    parts = [
+        f"{c['label']} {la['start']:.2f} / {la['max']:.2f} / {la['end']:.2f}"
+        for c in results["configs"]
+        if busy(la := c.get("load_average"))
+    ]
+    if not parts:
+        return None
+    return (
+        f"§ measured while the machine's 1-minute load average exceeded {BUSY:g} (other work beside it: its "
+        "times read slower than on a quiet machine; compare ratios). Load average start / highest / end through "
+        "the build and the sweep: " + "; ".join(parts) + "."
     )
 
 
@@ -116,6 +138,9 @@ def markdown(results: dict[str, Any]) -> str:
     lines.append("")
     lines.append("\\* raw call is the PQ search without the exact re-rank, so the ratio includes the re-rank itself.")
     note = topup_note(results)
+    if note:
+        lines.append(note)
+    note = load_note(results)
     if note:
         lines.append(note)
     n_base = ds.get("n_base", ds["n"])
@@ -184,7 +209,7 @@ def _build_table(results: dict[str, Any]) -> list[str]:
         disk = c.get("disk_bytes", -1)
         rows.append(
             (
-                c["label"],
+                label_of(c),
                 f"{b['configure_s']:.2f}",
                 f"{b['upload_s']:.2f}{mark}",
                 f"{b['index_s']:.2f}",
@@ -221,7 +246,7 @@ def _search_table(results: dict[str, Any]) -> list[str]:
             at10, at100 = topup_counts(r)
             rows.append(
                 (
-                    c["label"],
+                    label_of(c),
                     _params(r) or "—",
                     _f(r.get("recall@1")),
                     _f(r.get("recall@10")) + ("‡" if at10 else ""),

@@ -28,6 +28,7 @@ import numpy as np
 from benchmarks.data import ground_truth, load
 from benchmarks.datasets import Dataset
 from benchmarks.engines import BuildConfig, Engine, FaissEngine, QdrantEdgeEngine, QdrantServerEngine
+from benchmarks.loadavg import LoadSampler
 from benchmarks.metrics import distances, knn_recalls, percentiles
 from benchmarks.timing import rotated, timed
 from benchmarks.tuned import setting_text, tune_store
@@ -375,25 +376,28 @@ def run_config(
         "build_params": cfg.params,
         "results": [],
     }
-    try:
-        eng.build(ids, ds.xb, payloads)
-        entry["build"] = eng.timings
-        entry["threads"] = eng.thread_record()
-        has_raw = raw and eng.open_raw()
-        entry["raw_baseline"] = has_raw
-        for qp in cfg.sweep:
-            r = measure(eng, ds, truth, qp, n_single, raw=has_raw, wide=wide, pos_of=pos_of)
-            entry["results"].append(r)
-            log(
-                f"  {cfg.label:<42} {json.dumps(qp):<32} recall@10 {r['recall@10']:.3f} "
-                f"p50 {r['single']['p50_ms']:.3f} ms  qps {r['batch']['qps']:.0f}"
-            )
-            if stop_at_recall is not None and r["recall@10"] >= stop_at_recall:
-                break
-        if tuned:
-            entry["tuned"] = tuned_default(eng, ds, truth, n_single, pos_of, log)
-    finally:
-        eng.close()
+    with LoadSampler() as sampler:  # the load average through the build and the sweep
+        try:
+            eng.build(ids, ds.xb, payloads)
+            entry["build"] = eng.timings
+            entry["resolved_build"] = eng.resolved_build()  # every build parameter as the store resolved it (nlist)
+            entry["threads"] = eng.thread_record()
+            has_raw = raw and eng.open_raw()
+            entry["raw_baseline"] = has_raw
+            for qp in cfg.sweep:
+                r = measure(eng, ds, truth, qp, n_single, raw=has_raw, wide=wide, pos_of=pos_of)
+                entry["results"].append(r)
+                log(
+                    f"  {cfg.label:<42} {json.dumps(qp):<32} recall@10 {r['recall@10']:.3f} "
+                    f"p50 {r['single']['p50_ms']:.3f} ms  qps {r['batch']['qps']:.0f}"
+                )
+                if stop_at_recall is not None and r["recall@10"] >= stop_at_recall:
+                    break
+            if tuned:
+                entry["tuned"] = tuned_default(eng, ds, truth, n_single, pos_of, log)
+        finally:
+            eng.close()
+    entry["load_average"] = sampler.record()  # start, highest and end
     if cfg.engine == "qdrant-server":
         entry.update({"disk_bytes": -1, "ram_bytes": -1, "note": "disk and RAM are on the server"})
         return entry

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.claims import evaluate_claims
+from benchmarks.report import label_of
 from benchmarks.runner import configs, run
 from retrieval.settings import Settings
 from simlookup.cli import main
@@ -58,6 +59,13 @@ def test_quick_run_outputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
         if c["kind"] in ("flat", "hnsw", "qdrant"):
             assert ram["hits_returned"] == nq * 10 * len(c["results"])
     assert by["faiss-flat"]["results"][0]["recall@10"] == 1.0
+    # every build parameter as the store resolved it: the nlist IVF chose for 4,000 points, Edge's HNSW config
+    assert by["faiss-ivf"]["resolved_build"]["nlist"] >= 1 and by["faiss-ivf"]["resolved_build"]["kind"] == "ivf"
+    assert by["qdrant-edge-hnsw(m=16,efc=100)"]["resolved_build"]["hnsw"]["m"] == 16
+    for c in doc["configs"]:  # the load average sampled through each configuration's build and sweep
+        la = c["load_average"]
+        assert la["samples"] >= 2 and la["max"] >= max(la["start"], la["end"]) >= 0
+        assert ("§" in label_of(c)) is (la["max"] > 1.0)
     assert any(f.endswith("index.faiss") for f in by["faiss-ivf"]["disk_files"])
     assert len(by["faiss-ivf"]["disk_files"]) >= 2  # the index and the point store it needs
     assert (
@@ -70,7 +78,8 @@ def test_quick_run_outputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
         assert t["tuned"] is False and 0 <= t["id_recall@10"] <= t["recall@10"] <= 1 and t["p50_ms"] > 0
     md = (out / "report.md").read_text()
     assert "| R@10 | id R@10 |" in md and "## Tuned defaults" in md
-    line = next(ln for ln in md.splitlines() if ln.startswith("| faiss-hnsw(M=16,efC=100) | hnsw_ef=10 |"))
+    label = label_of(by["faiss-hnsw(M=16,efC=100)"])  # marked § when measured above load 1.0
+    line = next(ln for ln in md.splitlines() if ln.startswith(f"| {label} | hnsw_ef=10 |"))
     assert f"| {hnsw[0]['recall@10']:.3f} |" in line
     for png in ("recall_vs_qps.png", "latency_percentiles.png", "memory_vs_recall.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
