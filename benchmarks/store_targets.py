@@ -65,9 +65,40 @@ FIXED_MATCHES = (100, 1000)
 Log = Callable[[str], None]
 
 
-def payloads_for(n: int) -> list[dict[str, Any]]:
-    """bucket: 1% selectivity per value; m100 / m1000: exactly 100 / 1,000 points carry "t" at every N."""
-    return [{"bucket": i % 100, "m100": "t" if i < 100 else "u", "m1000": "t" if i < 1000 else "u"} for i in range(n)]
+REGIONS = 100  # the correlated filter's values: about 1% of the points each
+
+
+def regions_for(xb: np.ndarray, seed: int = 0) -> np.ndarray:
+    """A payload correlated with the data (issue 25 item 6): each point's nearest of ``REGIONS`` anchors drawn
+    from the points themselves (seeded), so a value selects whole clusters of one part of the space, about 1% of
+    the points, where ``bucket`` selects 1% spread evenly over it."""
+    anchors = xb[np.sort(np.random.default_rng(seed + 7).choice(len(xb), REGIONS, replace=False))]
+    out = np.empty(len(xb), dtype=np.int64)
+    for i in range(0, len(xb), 65536):
+        out[i : i + 65536] = np.argmax(xb[i : i + 65536] @ anchors.T, axis=1)
+    return out
+
+
+def payloads_for(n: int, regions: np.ndarray | None = None) -> list[dict[str, Any]]:
+    """bucket: 1% selectivity per value; m100 / m1000: exactly 100 / 1,000 points carry "t" at every N; region
+    (when given): the correlated 1% (``regions_for``)."""
+    out: list[dict[str, Any]] = [
+        {"bucket": i % 100, "m100": "t" if i < 100 else "u", "m1000": "t" if i < 1000 else "u"} for i in range(n)
+    ]
+    if regions is not None:
+        for p, r in zip(out, regions.tolist(), strict=True):
+            p["region"] = r
+    return out
+
+
+PATHS = ("exact", "index", "topup")  # a FAISS store's search counters: who answered (``FaissStore.stats``)
+
+
+def path_counts(st: VectorStore, before: dict[str, int] | None = None) -> dict[str, int]:
+    """The store's search-path counters (exact: brute force below EXACT_FILTER_LIMIT or flat; index: the ANN
+    index; topup: queries the index left short of k, answered exactly), minus ``before``."""
+    now = st.info().get("searches", {})
+    return {p: int(now.get(p, 0)) - int((before or {}).get(p, 0)) for p in PATHS}
 
 
 # ---- the run ----
@@ -91,6 +122,7 @@ class TargetRun:
     ) -> None:
         self.out, self.sizes, self.dim, self.nq, self.repeats, self.warmup = out, list(sizes), dim, nq, repeats, warmup
         self.threads, self.build_threads, self.work, self.log, self.seed = threads, build_threads, work, log, seed
+        self.regions: np.ndarray | None = None  # the correlated filter's values at the size being measured
         self.baseline = baseline
         self.t0 = time.perf_counter()
         self.results: dict[str, Any] = {
@@ -175,38 +207,52 @@ class TargetRun:
 
     # ---- targets ----
     def filtered(self, n: int, stores: dict[str, VectorStore], xb: np.ndarray, xq: np.ndarray) -> None:
-        """(a) 1% selective and (b) fixed-match filtered searches at this size; numbers kept per size."""
+        """(a) 1% selective filtered searches, spread evenly (``bucket``) and correlated with the data (``region``:
+        whole clusters), and (b) fixed-match ones at this size; numbers and the paths that answered kept per
+        size."""
         import faiss
 
-        buckets = np.arange(n) % 100
+        cases = [("1pct", "bucket", np.arange(n) % 100)]
+        if self.regions is not None and len(self.regions) == n:
+            cases.append(("1pct_correlated", "region", self.regions))
         block: dict[str, Any] = {}
-        bq = [j % 100 for j in range(len(xq))]  # 1%: query j filters on bucket j % 100
+        fq = [j % 100 for j in range(len(xq))]  # 1%: query j filters on value j % 100
         for kind, st in stores.items():
             rows: dict[str, Any] = {}
-            # ground truth = exact top-k among that bucket
-            truth = np.full((len(xq), K), -1, dtype=np.int64)
-            for b in sorted(set(bq)):
-                members = np.flatnonzero(buckets == b)
-                qs = [j for j in range(len(xq)) if bq[j] == b]
-                _, lab = faiss.knn(xq[qs], xb[members], min(K, len(members)), faiss.METRIC_INNER_PRODUCT)
-                truth[qs, : lab.shape[1]] = np.where(lab >= 0, members[np.maximum(lab, 0)], -1)
-            counter = iter(range(10**12))
             params = layer_params(kind, RERANK if kind == "ivfpq" else None)
+            for key, field, values in cases:
+                # ground truth = exact top-k among the points holding that value
+                truth = np.full((len(xq), K), -1, dtype=np.int64)
+                for v in sorted(set(fq)):
+                    members = np.flatnonzero(values == v)
+                    qs = [j for j in range(len(xq)) if fq[j] == v]
+                    if not len(members):
+                        continue
+                    _, lab = faiss.knn(xq[qs], xb[members], min(K, len(members)), faiss.METRIC_INNER_PRODUCT)
+                    truth[qs, : lab.shape[1]] = np.where(lab >= 0, members[np.maximum(lab, 0)], -1)
+                counter = iter(range(10**12))
 
-            def one(q: np.ndarray, st: VectorStore = st, params: SearchParams = params, c: Any = counter) -> Any:
-                j = next(c) % len(xq)
-                return st.search(q, K, filter={"bucket": bq[j]}, params=params)[0]
+                def one(
+                    q: np.ndarray, st: VectorStore = st, params: SearchParams = params, c: Any = counter, f: str = field
+                ) -> Any:
+                    j = next(c) % len(xq)
+                    return st.search(q, K, filter={f: fq[j]}, params=params)[0]
 
-            # queries are replayed in order so that query j always carries filter j
-            p50s, res = self._replay(one, xq, counter)
-            hits = [len(h) for h in res]
-            rows["1pct"] = {
-                "p50_us": p50s,
-                "min_hits": min(hits),
-                "k": K,
-                **recalls(res, truth, xq, xb),
-                "matches": int(n // 100),
-            }
+                before = path_counts(st)
+                # queries are replayed in order so that query j always carries filter j
+                p50s, res = self._replay(one, xq, counter)
+                hits = [len(h) for h in res]
+                sizes = np.bincount(values, minlength=100)[fq]
+                rows[key] = {
+                    "p50_us": p50s,
+                    "min_hits": min(hits),
+                    "k": K,
+                    **recalls(res, truth, xq, xb),
+                    "matches": int(np.median(sizes)),
+                    "matches_range": [int(sizes.min()), int(sizes.max())],
+                    "field": field,
+                    "paths": path_counts(st, before),  # every search of the replay, warm-up included
+                }
             for m in FIXED_MATCHES:
                 if m > n:
                     continue
@@ -236,22 +282,29 @@ class TargetRun:
         lo, hi = min(self.sizes), max(self.sizes)
         big = self.results["measurements"].get(f"filtered@{hi}", {})
         for kind, rows in big.items():
-            r = rows["1pct"]
-            self.add(
-                target_row(
-                    "a",
-                    f"{kind}, N={hi:,}, {r['matches']:,} matches",
-                    "median",
-                    {"values": r["p50_us"]},
-                    "µs",
-                    {"every query returned k hits": r["min_hits"] >= r["k"]},
-                    size=hi,
-                    kind=kind,
-                    recall_at_10=r["recall@10"],
-                    id_recall_at_10=r.get("id_recall@10"),
-                    scale_to_ms=1e-3,
+            for key, how in (("1pct", ""), ("1pct_correlated", ", correlated filter (whole clusters)")):
+                if key not in rows:
+                    continue
+                r = rows[key]
+                paths = r.get("paths")
+                said = "" if not paths else " [" + ", ".join(f"{p} {c:,}" for p, c in paths.items() if c) + "]"
+                self.add(
+                    target_row(
+                        "a",
+                        f"{kind}, N={hi:,}, {r['matches']:,} matches{how}{said}",
+                        "median",
+                        {"values": r["p50_us"]},
+                        "µs",
+                        {"every query returned k hits": r["min_hits"] >= r["k"]},
+                        size=hi,
+                        kind=kind,
+                        filter=r.get("field", "bucket"),
+                        paths=paths,
+                        recall_at_10=r["recall@10"],
+                        id_recall_at_10=r.get("id_recall@10"),
+                        scale_to_ms=1e-3,
+                    )
                 )
-            )
         small = self.results["measurements"].get(f"filtered@{lo}", {})
         if lo == hi:
             return
@@ -468,7 +521,8 @@ class TargetRun:
             t_size = time.perf_counter()
             ds = clustered(n=n, d=self.dim, nq=self.nq, seed=self.seed)
             xb, xq = ds.xb, ds.xq
-            payloads = payloads_for(n)
+            self.regions = regions_for(xb, self.seed)
+            payloads = payloads_for(n, self.regions)
             if n == first:
                 first_xq = xq.copy()
             self.log(f"targets {n}: {n:,} × {self.dim}, {len(xq)} queries (load {os.getloadavg()[0]:.2f})")

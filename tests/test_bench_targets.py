@@ -8,9 +8,10 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
-from benchmarks.store_targets import FIXED_MATCHES, run_targets, target_row
+from benchmarks.store_targets import FIXED_MATCHES, REGIONS, regions_for, run_targets, target_row
 from retrieval.stores import DEFAULT_KINDS
 
 
@@ -59,6 +60,16 @@ def test_structure(tiny: tuple[dict[str, Any], Path]) -> None:
     # recall from the harness's one function: ties credited, and the plain id overlap beside it
     for r in by["a"]:
         assert 0 < r["id_recall_at_10"] <= r["recall_at_10"] <= 1
+    # (a) twice per kind: the even 1% (bucket) and the correlated one (region: whole clusters), each saying which
+    # path answered its searches (flat: always exact; a top-up is a search the index answered short)
+    assert sorted((r["kind"], r["filter"]) for r in by["a"]) == [
+        (k, f) for k in ("flat", "ivf") for f in ("bucket", "region")
+    ]
+    for r in by["a"]:
+        paths = r["paths"]
+        assert paths["exact"] + paths["index"] >= 12 and paths["topup"] <= paths["index"] * 12
+        assert r["kind"] != "flat" or paths["index"] == 0
+        assert ("correlated" in r["label"]) is (r["filter"] == "region") and "exact" in r["label"]
     assert [r["kind"] for r in by["c"]] == ["ivfpq"] and len(by["e"]) == len(by["f"]) == 1
     assert {r["kind"] for r in by["a"]} == {"flat", "ivf"} and all(r["size"] == 4000 for r in by["a"])
     assert {(r["kind"], r["matches"]) for r in by["b"]} == {(k, m) for k in ("flat", "ivf") for m in FIXED_MATCHES}
@@ -130,3 +141,15 @@ def test_plot_rerenders_an_old_targets_run(tmp_path: Path, capsys: pytest.Captur
     for r in d:  # the payload-free columns read — for a run that did not time them
         line = next(ln for ln in overhead.splitlines() if ln.startswith(f"| {r['kind']} |"))
         assert f"| {r['raw_p50_us']:,.0f} | {r['measured']:,.0f} | — |" in line
+
+
+def test_the_correlated_filter_selects_whole_parts_of_the_space() -> None:
+    """regions_for: every value held by some point, and a region's points nearer each other than points at large."""
+    from benchmarks.datasets import clustered
+
+    xb = clustered(n=5000, d=32, nq=1, seed=3).xb
+    reg = regions_for(xb, seed=0)
+    assert reg.shape == (5000,) and set(reg.tolist()) == set(range(REGIONS))
+    assert np.array_equal(reg, regions_for(xb, seed=0))  # seeded
+    same = np.mean([float(np.mean(xb[reg == r] @ xb[reg == r].mean(0))) for r in range(REGIONS)])
+    assert same > float(np.mean(xb @ xb.mean(0))) + 0.3
