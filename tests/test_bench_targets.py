@@ -70,6 +70,9 @@ def test_structure(tiny: tuple[dict[str, Any], Path]) -> None:
         assert paths["exact"] + paths["index"] >= 12 and paths["topup"] <= paths["index"] * 12
         assert r["kind"] != "flat" or paths["index"] == 0
         assert ("correlated" in r["label"]) is (r["filter"] == "region") and "exact" in r["label"]
+        # a fast answer far from the exact filtered top-10 is not met
+        assert r["conditions"]["id_recall@10 >= 0.95"] is (r["id_recall_at_10"] >= 0.95)
+        assert not r["met"] or r["id_recall_at_10"] >= 0.95
     assert [r["kind"] for r in by["c"]] == ["ivfpq"] and len(by["e"]) == len(by["f"]) == 1
     assert {r["kind"] for r in by["a"]} == {"flat", "ivf"} and all(r["size"] == 4000 for r in by["a"])
     assert {(r["kind"], r["matches"]) for r in by["b"]} == {(k, m) for k in ("flat", "ivf") for m in FIXED_MATCHES}
