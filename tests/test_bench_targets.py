@@ -131,7 +131,7 @@ def test_plot_rerenders_an_old_targets_run(tmp_path: Path, capsys: pytest.Captur
     """`bench --plot` on a targets results.json written before the payload-free fields: its report, from the JSON."""
     from simlookup.cli import main
 
-    src = Path(__file__).parents[1] / "benchmarks" / "results" / "targets" / "results.json"
+    src = Path(__file__).parents[1] / "benchmarks" / "results" / "targets" / "run-g" / "results.json"  # an old run
     old = json.loads(src.read_text())
     assert not any("no_payload" in r or "judged" in r for r in old["targets"])  # an old run indeed
     assert main(["bench", "--plot", str(src), "--out", str(tmp_path), "--json"]) == 0
