@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from retrieval.errors import InvalidInputError, SimlookupError, StoreError, StoreLockedError
+from retrieval.errors import InvalidInputError, SimlookupError, StoreError
 from retrieval.filters import Filter
 from retrieval.keyword import files
 from retrieval.keyword.bm25 import average_length
@@ -34,9 +34,8 @@ from retrieval.keyword.terms import doc_terms, query_terms, text_of
 from retrieval.stores import FAISS_KINDS, QDRANT_INDEX, FaissStore, Hit, SearchParams, VectorStore
 from retrieval.stores.base import used_params
 from retrieval.stores.faiss_exact import bare_hits, hits
-from retrieval.stores.faiss_files import MOVED_TRIES
+from retrieval.stores.faiss_files import read_following
 from retrieval.stores.manifest import now_iso
-from retrieval.stores.point_rows import SnapshotMovedError
 from retrieval.stores.qdrant_store import QdrantStore
 
 if TYPE_CHECKING:
@@ -181,15 +180,8 @@ class KeywordLegs:
             return st.search_sparse(q_ids, q_tf, k, flt, with_payload, capped=False)
         if not isinstance(st, FaissStore):
             raise StoreError(f"index {index} of {self.coll.name!r} has no keyword leg")
-        for _ in range(MOVED_TRIES):
-            try:
-                return self._faiss_search(st, target, spec, q_ids, q_tf, k, flt, with_payload)
-            except SnapshotMovedError:  # a read-only snapshot whose writer changed points since: follow it
-                st.refresh(force=True)
-        raise StoreLockedError(
-            f"collection {self.coll.name!r}: its writer kept changing the points during {MOVED_TRIES} keyword "
-            "searches: try again"
-        )
+        # a read-only snapshot whose writer changed points since follows it, as the store's own reads do
+        return read_following(st, lambda: self._faiss_search(st, target, spec, q_ids, q_tf, k, flt, with_payload))
 
     def _faiss_search(
         self,

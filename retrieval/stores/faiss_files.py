@@ -36,24 +36,30 @@ from retrieval.stores.manifest import (
 
 log = logging.getLogger(__name__)
 _OPEN_TRIES = 50  # re-reads of a manifest that a writer keeps replacing while a reader opens the index
-MOVED_TRIES = 20  # reloads of a read-only snapshot whose rows its writer keeps changing during one read
+_MOVED_TRIES = 20  # reloads of a read-only snapshot whose rows its writer keeps changing during one read
 _Read = TypeVar("_Read", bound=Callable[..., Any])
+_T = TypeVar("_T")
+
+
+def read_following(store: KindFiles, read: Callable[[], _T]) -> _T:
+    """``read()`` of a FAISS store's points: a read-only snapshot that finds the point store moved under it
+    (``SnapshotMovedError``: its writer replaced, deleted or compacted points since) reloads and reads again."""
+    for _ in range(_MOVED_TRIES):
+        try:
+            return read()
+        except pts.SnapshotMovedError:
+            store.refresh(force=True)
+    raise StoreLockedError(
+        f"FAISS store {store.dir}: its writer kept changing the points during {_MOVED_TRIES} reads: try again"
+    )
 
 
 def following(read: _Read) -> _Read:
-    """For the reads of a FAISS store: a read-only snapshot that finds the point store moved under it
-    (``SnapshotMovedError``: its writer replaced, deleted or compacted points since) reloads and reads again."""
+    """For the reads of a FAISS store: ``read_following`` around each call."""
 
     @functools.wraps(read)
     def run(self: KindFiles, *args: Any, **kwargs: Any) -> Any:
-        for _ in range(MOVED_TRIES):
-            try:
-                return read(self, *args, **kwargs)
-            except pts.SnapshotMovedError:
-                self.refresh(force=True)
-        raise StoreLockedError(
-            f"FAISS store {self.dir}: its writer kept changing the points during {MOVED_TRIES} reads: try again"
-        )
+        return read_following(self, lambda: read(self, *args, **kwargs))
 
     return cast(_Read, run)
 
