@@ -92,6 +92,38 @@ def payloads_for(n: int, regions: np.ndarray | None = None) -> list[dict[str, An
     return out
 
 
+def filtered_truth(xb: np.ndarray, xq: np.ndarray, values: np.ndarray, fq: Sequence[int]) -> np.ndarray:
+    """(nq, K) base positions of the exact top-K of query j among the points whose value is ``fq[j]`` (-1 where
+    fewer match)."""
+    import faiss
+
+    truth = np.full((len(xq), K), -1, dtype=np.int64)
+    for v in sorted(set(fq)):
+        members = np.flatnonzero(values == v)
+        qs = [j for j in range(len(xq)) if fq[j] == v]
+        if not len(members):
+            continue
+        _, lab = faiss.knn(xq[qs], xb[members], min(K, len(members)), faiss.METRIC_INNER_PRODUCT)
+        truth[qs, : lab.shape[1]] = np.where(lab >= 0, members[np.maximum(lab, 0)], -1)
+    return truth
+
+
+def replay_filtered(
+    st: VectorStore, xq: np.ndarray, field: str | None, fq: Sequence[int], params: SearchParams | None, repeats: int
+) -> tuple[list[float], list[Any]]:
+    """``single_p50s`` of query j searched with the filter {field: fq[j]} (None: unfiltered), the warm-up done as a
+    whole pass, so that query j meets filter j in every repeat."""
+    counter = iter(range(10**12))
+
+    def one(q: np.ndarray) -> Any:
+        j = next(counter) % len(xq)
+        return st.search(q, K, filter=None if field is None else {field: fq[j]}, params=params)[0]
+
+    for q in xq:
+        one(q[None, :])
+    return single_p50s(one, xq, repeats, 0)
+
+
 PATHS = ("exact", "index", "topup")  # a FAISS store's search counters: who answered (``FaissStore.stats``)
 
 
@@ -211,44 +243,25 @@ class TargetRun:
         """(a) 1% selective filtered searches, spread evenly (``bucket``) and correlated with the data (``region``:
         whole clusters), and (b) fixed-match ones at this size; numbers and the paths that answered kept per
         size."""
-        import faiss
-
         cases = [("1pct", "bucket", np.arange(n) % 100)]
         if self.regions is not None and len(self.regions) == n:
             cases.append(("1pct_correlated", "region", self.regions))
         block: dict[str, Any] = {}
         fq = [j % 100 for j in range(len(xq))]  # 1%: query j filters on value j % 100
+        truths = {key: filtered_truth(xb, xq, values, fq) for key, _, values in cases}  # the same for every kind
         for kind, st in stores.items():
             rows: dict[str, Any] = {}
             params = layer_params(kind, RERANK if kind == "ivfpq" else None)
             for key, field, values in cases:
-                # ground truth = exact top-k among the points holding that value
-                truth = np.full((len(xq), K), -1, dtype=np.int64)
-                for v in sorted(set(fq)):
-                    members = np.flatnonzero(values == v)
-                    qs = [j for j in range(len(xq)) if fq[j] == v]
-                    if not len(members):
-                        continue
-                    _, lab = faiss.knn(xq[qs], xb[members], min(K, len(members)), faiss.METRIC_INNER_PRODUCT)
-                    truth[qs, : lab.shape[1]] = np.where(lab >= 0, members[np.maximum(lab, 0)], -1)
-                counter = iter(range(10**12))
-
-                def one(
-                    q: np.ndarray, st: VectorStore = st, params: SearchParams = params, c: Any = counter, f: str = field
-                ) -> Any:
-                    j = next(c) % len(xq)
-                    return st.search(q, K, filter={f: fq[j]}, params=params)[0]
-
                 before = path_counts(st)
-                # queries are replayed in order so that query j always carries filter j
-                p50s, res = self._replay(one, xq, counter)
+                p50s, res = replay_filtered(st, xq, field, fq, params, self.repeats)
                 hits = [len(h) for h in res]
                 sizes = np.bincount(values, minlength=100)[fq]
                 rows[key] = {
                     "p50_us": p50s,
                     "min_hits": min(hits),
                     "k": K,
-                    **recalls(res, truth, xq, xb),
+                    **recalls(res, truths[key], xq, xb),
                     "matches": int(np.median(sizes)),
                     "matches_range": [int(sizes.min()), int(sizes.max())],
                     "field": field,
@@ -271,12 +284,6 @@ class TargetRun:
                 + ", ".join(f"{f} {np.median(r['p50_us']):.0f} µs" for f, r in rows.items() if f != "1pct")
             )
         self.measure(f"filtered@{n}", block)
-
-    def _replay(self, one: Callable[[np.ndarray], Any], xq: np.ndarray, counter: Any) -> tuple[list[float], list[Any]]:
-        """single_p50s over xq with the warm-up done as whole passes, so query j meets filter j in every repeat."""
-        for q in xq:
-            one(q[None, :])
-        return single_p50s(one, xq, self.repeats, 0)
 
     def judge_filtered(self) -> None:
         """(a) at the largest size per kind, (b) smallest → largest per kind and match count."""
