@@ -343,8 +343,11 @@ def run_config(
     timeout_s: float = 3600,
     slowdown: float = SLOWDOWN,
     at_budgets: Sequence[int] = (600,),
+    build_threads: int | None = None,
 ) -> dict[str, Any]:
-    """Build ``cfg`` on ``xb`` under ``work``, then find its memory limit; the result document."""
+    """Build ``cfg`` on ``xb`` under ``work``, then find its memory limit; the result document.
+
+    ``build_threads``: FAISS OpenMP threads for the build only (default: ``threads``, which the searches use)."""
     from benchmarks.runner import environment
     from benchmarks.versions import library_versions  # noqa: F401 - environment() records the versions
     from retrieval.disk import tree_bytes
@@ -365,12 +368,16 @@ def run_config(
             "repeats": repeats,
         },
     }
-    log(f"  {cfg.label}: build {n:,} × {xb.shape[1]}")
+    bthreads = build_threads or threads
+    doc["method"]["build_threads"] = bthreads
+    log(f"  {cfg.label}: build {n:,} × {xb.shape[1]} on {bthreads} thread(s)")
     t0 = time.perf_counter()
     try:
+        _omp_threads(bthreads)
         eng.build([f"p{i}" for i in range(n)], xb, None)
         doc["build"] = eng.timings
     finally:
+        _omp_threads(threads)
         eng.close()
     doc["build_wall_s"] = time.perf_counter() - t0
     doc["disk_bytes"] = sum(tree_bytes(root).values())
@@ -398,6 +405,12 @@ def run_config(
     return doc
 
 
+def _omp_threads(n: int) -> None:
+    import faiss
+
+    faiss.omp_set_num_threads(n)
+
+
 def run(
     n: int,
     out: Path,
@@ -414,6 +427,7 @@ def run(
     code: str | None = None,
     at_budgets: Sequence[int] = (600,),
     nlist: int | None = None,
+    build_threads: int | None = None,
 ) -> list[dict[str, Any]]:
     """Every configuration at ``n`` vectors, one after another; a JSON file for each in ``out``, then the report.
 
@@ -452,6 +466,7 @@ def run(
                         repeats,
                         log,
                         at_budgets=at_budgets,
+                        build_threads=build_threads,
                     )
             except Exception as e:  # one configuration's failure (a build error) does not end the run
                 log(f"  {cfg.label}: FAILED {type(e).__name__}: {e}")
@@ -503,7 +518,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--nq", type=int, default=1000)
     p.add_argument("--n-single", type=int, default=300)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1, help="threads of each search (and of the build by default)")
+    p.add_argument("--build-threads", type=int, help="FAISS threads for the build only (default: --threads)")
     p.add_argument("--work-dir")
     p.add_argument("--vectors", help="a .npy path for memory-mapped base vectors (generated there from 2M)")
     p.add_argument("--keep-vectors", action="store_true", help="keep the --vectors file afterwards")
@@ -552,6 +568,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         code=a.commit,
         at_budgets=[int(x) for x in a.at.split(",") if x.strip()],
         nlist=a.nlist,
+        build_threads=a.build_threads,
     )
 
 
