@@ -107,7 +107,9 @@ def tuned_legend(target: float = DEFAULT_TARGET) -> str:
     """What the tuned-default table shows."""
     return (
         "After each configuration's build its store is tuned as a collection build tunes it "
-        f"(`retrieval.tuning.tune`: {SAMPLE} of its own points moved off themselves, exact ground truth, the cheapest "
+        f"(`retrieval.tuning.tune`: {SAMPLE} of its own points as fresh queries' stand-ins (graphs: moved off "
+        "themselves; inverted lists: half unmoved with their own id left out, half moved, the lower recall counts), "
+        "exact ground truth, the cheapest "
         f"setting whose id recall@10 reaches {target} plus a margin; stores under {TUNE_MIN_POINTS:,} points keep "
         "the built-in defaults, flat is exact), and a search with **no query parameters** is then measured on the "
         "held-out queries. 'tuning sample id recall' is what the tuning measured on its own sample; id_recall@10 "
