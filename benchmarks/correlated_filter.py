@@ -7,7 +7,9 @@ Seeded clustered 384-d vectors; each point's ``region`` is its nearest of 100 an
 j % 100, so its matches mostly lie away from it. Each engine at its tuned default (no query parameters) is
 compared with the exact filtered top-10 (``store_targets.filtered_truth``; id_recall@10 by plain id overlap,
 recall@10 with ties credited), unfiltered and filtered; the FAISS kinds run with ``exact_filter_limit`` =
-``--limit`` so that the regions (about N/100 matches) go through the index rather than the exact path. p50 is one
+``--limit`` so that the regions (about N/100 matches) are not sent to the exact path by their count alone, and
+``--cost`` as their ``exact_filter_cost`` (0: the index whenever more than ``--limit`` match; the default: the IVF
+kinds answer exactly the filters that match at most twice the rows their index would read). p50 is one
 query per call, the lowest of ``REPEATS`` after a warm-up pass (``store_targets.replay_filtered``). One JSON file
 with the paths each store reports.
 """
@@ -35,8 +37,11 @@ ENGINES = ("ivf", "hnsw", "qdrant")
 REPEATS = 3
 
 
-def run(n: int, limit: int, nq: int = 100, seed: int = 0, repeats: int = REPEATS) -> dict[str, Any]:
-    """Recall and p50 of each engine, unfiltered and under the correlated filter."""
+def run(
+    n: int, limit: int, nq: int = 100, seed: int = 0, repeats: int = REPEATS, cost: float | None = None
+) -> dict[str, Any]:
+    """Recall and p50 of each engine, unfiltered and under the correlated filter. ``cost``: the FAISS kinds'
+    ``exact_filter_cost`` (None: the library's default; 0: the index whenever more than ``limit`` points match)."""
     ds = clustered(n=n, d=384, nq=nq, seed=seed)
     region = regions_for(ds.xb, seed)
     ids = [f"p{i}" for i in range(n)]
@@ -51,9 +56,10 @@ def run(n: int, limit: int, nq: int = 100, seed: int = 0, repeats: int = REPEATS
     out: dict[str, Any] = {
         "n": n, "nq": nq, "repeats": repeats, "exact_filter_limit": limit, "engines": {}, "load_start": os.getloadavg()
     }
+    faiss_settings = FaissSettings(exact_filter_limit=limit, **({} if cost is None else {"exact_filter_cost": cost}))
+    out["exact_filter_cost"] = faiss_settings.exact_filter_cost
     try:
         for kind in ENGINES:
-            faiss_settings = FaissSettings(exact_filter_limit=limit)
             s = Settings(data_dir=work / kind, faiss=faiss_settings, qdrant=QdrantSettings(mode="edge"))
             st = open_store(s, "c", kind, dim=384)
             try:
@@ -79,12 +85,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--limit", type=int, default=100, help="the FAISS kinds' exact_filter_limit")
+    ap.add_argument(
+        "--cost",
+        type=float,
+        help="the FAISS kinds' exact_filter_cost (default: the library's; 0: only --limit sends a filter to the "
+        "exact path); the file name says it when given",
+    )
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
-    doc = run(a.n, a.limit)
+    doc = run(a.n, a.limit, cost=a.cost)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"results-n{a.n}.json").write_text(json.dumps(doc, indent=1, default=str))
+    name = f"results-n{a.n}" + ("" if a.cost is None else f"-cost{a.cost:g}")
+    (out / f"{name}.json").write_text(json.dumps(doc, indent=1, default=str))
     for kind, r in doc["engines"].items():
         print(kind, {k: v for k, v in r.items() if k in ("unfiltered", "correlated")})
 

@@ -150,6 +150,13 @@ class FaissSettings(BaseModel):
     exact_filter_limit: int = Field(
         default=4096, ge=0, description="a filter matching at most this many points is answered by exact search"
     )
+    exact_filter_cost: float = Field(
+        default=2.0,
+        ge=0,
+        description="IVF kinds: a filter matching at most this many times the rows the index would read for the "
+        "query (its centroids, its probed lists' codes as full rows, its re-rank) is answered by exact search "
+        "too (0: only exact_filter_limit decides)",
+    )
     hnsw_compact_fraction: float = Field(
         default=0.2, gt=0, le=1, description="rebuild an HNSW graph once this fraction of its nodes is deleted"
     )

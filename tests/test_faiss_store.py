@@ -281,9 +281,9 @@ def test_hnsw_keeps_recall_after_re_upserts(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("kind", ["ivf", "ivfpq", "hnsw"])
 def test_filtered_search_through_the_index_selector(tmp_path: Path, kind: str) -> None:
-    """With the exact-filter threshold at 0, filtered searches go through faiss's IDSelector (and top-up)."""
+    """With the exact-filter threshold and cost at 0, filtered searches go through faiss's IDSelector (and top-up)."""
     ds = clustered(n=4000, d=32, nq=40, seed=9)
-    s = Settings(data_dir=tmp_path / "d", faiss=FaissSettings(exact_filter_limit=0))
+    s = Settings(data_dir=tmp_path / "d", faiss=FaissSettings(exact_filter_limit=0, exact_filter_cost=0))
     st = open_store(s, "f", kind, dim=ds.dim, pq_m=4)
     ids = ds.point_ids()
     st.upsert(ids, ds.xb, [{"g": i % 4, "rare": i % 200 == 0} for i in range(len(ids))])
@@ -301,6 +301,41 @@ def test_filtered_search_through_the_index_selector(tmp_path: Path, kind: str) -
     if kind != "hnsw":
         assert stats["topup"] > 0  # nprobe=1 finds fewer than 10 of 20 matches: topped up exactly
     st.close()
+
+
+@pytest.mark.parametrize("kind", ["ivf", "ivfpq", "ivf_sq8"])
+def test_a_filter_of_whole_clusters_is_answered_exactly_when_cheaper(tmp_path: Path, kind: str) -> None:
+    """IVF under a filter correlated with the data (whole clusters, away from the query) answered k hits from the
+    edge of its probed lists, not the nearest matches, and said nothing. A filter matching no more than twice the
+    rows the index would read for the query is now answered exactly; a broad filter still goes through the index."""
+    from benchmarks.store_targets import regions_for
+
+    ds = clustered(n=20_000, d=384, nq=60, seed=4)
+    region = regions_for(ds.xb, 0)  # each point's nearest of 100 anchors: ~1% of the points, whole clusters
+    ids = ds.point_ids()
+    payloads = [{"region": int(r), "half": i % 2} for i, r in enumerate(region)]
+    # two regions per query (~2%, drawn at random): more matches than a probed list's top-up catches
+    fq = [sorted({int(r) for r in np.random.default_rng(j).choice(100, 2, replace=False)}) for j in range(len(ds.xq))]
+
+    def run(cost: float) -> tuple[list[list[str]], list[list[str]], dict[str, int]]:
+        s = Settings(data_dir=tmp_path / f"c{cost}", faiss=FaissSettings(exact_filter_limit=0, exact_filter_cost=cost))
+        st = open_store(s, "f", kind, dim=ds.dim, pq_m=48)
+        st.upsert(ids, ds.xb, payloads)
+        st.build()
+        p = SearchParams(nprobe=8, rerank=10 if kind == "ivfpq" else None)
+        got = [[h.id for h in st.search(q, k=10, filter={"region": r}, params=p)[0]] for q, r in zip(ds.xq, fq)]
+        truth = [[h.id for h in st.search(q, k=10, filter={"region": r}, params=SearchParams(exact=True))[0]]
+                 for q, r in zip(ds.xq, fq)]
+        st.search(ds.xq[:5], k=10, filter={"half": 1}, params=p)  # half the points: more than the index reads
+        stats = dict(st.info()["searches"])
+        st.close()
+        return got, truth, stats
+
+    got, truth, stats = run(2.0)  # the default
+    assert got == truth
+    assert stats["exact"] == 2 * len(ds.xq) and stats["index"] == 1, stats
+    _, _, stats0 = run(0.0)  # 0: the index for every filter (at 100k it answered such filters at recall 0.81)
+    assert stats0.get("exact", 0) == len(ds.xq) and stats0["index"] == len(ds.xq) + 1
 
 
 def test_exact_filter_threshold_answers_small_matches_exactly(tmp_path: Path, data: Dataset) -> None:

@@ -102,6 +102,7 @@ class FaissQueryDefaults:
     rerank: int = 10  # ivfpq; the sq8 kinds too when sq8_rerank
     sq8_rerank: bool = False  # ivf_sq8 / hnsw_sq8 re-rank k×rerank candidates from the vector file by default
     exact_filter_limit: int = 4096  # a filter matching at most this many points is answered exactly
+    exact_filter_cost: float = 2.0  # IVF kinds: or at most this many times the rows the index would read
     hnsw_compact_fraction: float = 0.2  # rebuild the graph when this fraction of its nodes is deleted/replaced
     flat_resident: bool = True  # flat scans a private anonymous copy of the vectors, not the file map
     compact_garbage_fraction: float = 0.25  # build() compacts the point store above this share of garbage rows
@@ -110,6 +111,7 @@ class FaissQueryDefaults:
     def from_settings(cls, s: FaissSettings) -> FaissQueryDefaults:
         keys = (
             "exact_filter_limit",
+            "exact_filter_cost",
             "hnsw_compact_fraction",
             "flat_resident",
             "compact_garbage_fraction",
@@ -288,3 +290,18 @@ def index_ids(index: Any, kind: str) -> np.ndarray:
         if invlists.list_size(lst)
     ]
     return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, dtype=np.int64)
+
+
+def exact_break_even(index: Any, dim: int, nprobe: int, k: int, rerank: int, factor: float) -> int:
+    """The match count up to which an exact scan over a filter's matches reads at most ``factor`` times what an IVF
+    ``index`` reads for one query: its centroids, ``nprobe`` average lists of codes (counted as full float32 rows by
+    their bytes) and the ``k × rerank`` rows a re-rank gathers. A filter correlated with the data (whole clusters)
+    leaves the probed lists with a few matches at their edge, and the index answers k hits that are not the
+    nearest; at or below this count the exact answer costs no more than a few index searches."""
+    nlist = int(getattr(index, "nlist", 0) or 0)
+    if nlist <= 0 or factor <= 0:
+        return 0
+    row = 4 * dim
+    listed = min(nprobe, nlist) * index.ntotal / nlist * int(getattr(index, "code_size", row)) / row
+    return int(factor * (nlist + listed + (k * rerank if rerank > 1 else 0)))
+

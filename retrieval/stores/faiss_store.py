@@ -53,6 +53,7 @@ from retrieval.stores.faiss_params import (
     FaissQueryDefaults,
     default_nlist,
     default_pq_m,
+    exact_break_even,
     faiss_module,
     faiss_search_params,
     filter_selector,
@@ -372,7 +373,14 @@ class FaissStore(SyncedKind, VectorStore):
         if k == 0:
             empty = np.zeros((len(queries), 0))
             return empty.astype(np.int64), empty.astype(np.float32)
-        small = allowed is not None and len(allowed) <= self.defaults.exact_filter_limit
+        rerank = params.rerank
+        if rerank is None:
+            rerank = self.defaults.rerank_for(self.kind)
+        small = allowed is not None and (
+            len(allowed) <= self.defaults.exact_filter_limit
+            or (self.kind in IVF_KINDS and self._index is not None
+                and len(allowed) <= self._exact_break_even(k, params, rerank))
+        )
         if self.kind == "flat" or params.exact or small:
             self.stats["exact"] += 1
             fids, scores = exact(self._ps, self.metric, queries, k, allowed)
@@ -380,9 +388,6 @@ class FaissStore(SyncedKind, VectorStore):
         if self._index is None:
             self._train_ivf()
         self.stats["index"] += 1
-        rerank = params.rerank
-        if rerank is None:
-            rerank = self.defaults.rerank_for(self.kind)
         fetch = min(k * rerank, n) if rerank > 1 else k
         fids, scores = self._index_search(queries, fetch, allowed, params)
         if len(self._uncoded):  # points the codes miss, held out of the index: scored exactly and merged in
@@ -398,6 +403,11 @@ class FaissStore(SyncedKind, VectorStore):
             self.stats["topup"] += len(short)
             fids[short], scores[short] = exact(self._ps, self.metric, queries[short], k, allowed)
         return fids, scores
+
+    def _exact_break_even(self, k: int, params: SearchParams, rerank: int) -> int:
+        """Filters matching at most this many points are cheaper, or nearly, answered exactly (``exact_break_even``)."""
+        nprobe = params.nprobe or self.defaults.nprobe
+        return exact_break_even(self._index, self.dim, nprobe, k, rerank, self.defaults.exact_filter_cost)
 
     def _selector(self, allowed: np.ndarray | None) -> tuple[Any, Any]:
         """(selector, buffer to keep alive) for a filter's matches, or the HNSW tombstones."""
