@@ -323,7 +323,8 @@ def test_a_filter_of_whole_clusters_is_answered_exactly_when_cheaper(tmp_path: P
         st.upsert(ids, ds.xb, payloads)
         st.build()
         p = SearchParams(nprobe=8, rerank=10 if kind == "ivfpq" else None)
-        got = [[h.id for h in st.search(q, k=10, filter={"region": r}, params=p)[0]] for q, r in zip(ds.xq, fq, strict=True)]
+        got = [[h.id for h in st.search(q, k=10, filter={"region": r}, params=p)[0]]
+               for q, r in zip(ds.xq, fq, strict=True)]
         truth = [[h.id for h in st.search(q, k=10, filter={"region": r}, params=SearchParams(exact=True))[0]]
                  for q, r in zip(ds.xq, fq, strict=True)]
         st.search(ds.xq[:5], k=10, filter={"half": 1}, params=p)  # half the points: more than the index reads
