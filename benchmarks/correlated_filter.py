@@ -56,7 +56,9 @@ def run(
     out: dict[str, Any] = {
         "n": n, "nq": nq, "repeats": repeats, "exact_filter_limit": limit, "engines": {}, "load_start": os.getloadavg()
     }
-    faiss_settings = FaissSettings(exact_filter_limit=limit, **({} if cost is None else {"exact_filter_cost": cost}))
+    faiss_settings = FaissSettings(exact_filter_limit=limit)
+    if cost is not None:
+        faiss_settings = faiss_settings.model_copy(update={"exact_filter_cost": cost})
     out["exact_filter_cost"] = faiss_settings.exact_filter_cost
     try:
         for kind in ENGINES:
