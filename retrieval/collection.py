@@ -38,7 +38,7 @@ from retrieval.keyword.fusion import Fusion
 from retrieval.settings import Settings
 from retrieval.stores import FAISS_KINDS, INDEX_NAMES, QDRANT_INDEX, FaissStore, SearchParams, VectorStore, open_store
 from retrieval.stores.base import Hit
-from retrieval.stores.manifest import FileSig, Pin, file_sig
+from retrieval.stores.manifest import FileSig, Pin, file_sig, now_iso
 from retrieval.stores.points import CompactReport
 from retrieval.tuning import DEFAULT_K, DEFAULT_TARGET, TUNE_MIN_POINTS, shortfall
 
@@ -98,6 +98,10 @@ class Collection:
         self._stores: dict[tuple[str, str], VectorStore] = {}
         self._lock = threading.RLock()
         self._closed = False
+        # a writer on a collection read from disk (not an ingest's own manifest) records the point count its writes
+        # leave in the manifest when it flushes, so that readers and `verify` check against the new count
+        self._records_count = manifest is None and not read_only
+        self._written = False
         self.keyword = KeywordLegs(self)  # the keyword leg: BM25 on the texts (retrieval.hybrid)
 
     # ---- the manifest ----
@@ -303,7 +307,11 @@ class Collection:
             raise InvalidInputError(f"collection {self.name!r} was opened read-only: it cannot {op}")
         done: list[str] = []
         out: dict[str, Any] = {}
-        for index in sorted(self.manifest.indexes, key=lambda i: i != QDRANT_INDEX):
+        order = sorted(self.manifest.indexes, key=lambda i: i != QDRANT_INDEX)
+        for index in order:  # every index opened (and checked against the manifest) before the first one changes
+            self.store(index, target, create=True)
+        self._written = True
+        for index in order:
             try:
                 out[index] = fn(self.store(index, target, create=True))
             except Exception as exc:  # not BaseException: an interrupt stays an interrupt
@@ -451,6 +459,19 @@ class Collection:
         for st in list(self._stores.values()):
             st.flush()
         self.keyword.flush()
+        self._record_count()
+
+    def _record_count(self) -> None:
+        """After writes through this facade on a collection read from disk: the manifest records the count the
+        stores now hold (written after the stores are durable, so it never claims points they could lose)."""
+        if not (self._records_count and self._written):
+            return
+        counted = [st for (_, target), st in self._stores.items() if target != "caption"]
+        if counted:
+            self.manifest.count = counted[0].count()
+            self.manifest.updated = now_iso()
+            self.save()
+        self._written = False
 
     def opened(self) -> list[tuple[str, str, VectorStore]]:
         """(index, space, store) of every store opened so far."""
@@ -460,6 +481,10 @@ class Collection:
         """Flush (writers) and close every open store. Idempotent."""
         if not self._closed and not self.read_only:
             self.keyword.save_quietly()  # the FAISS keyword legs' files, while their stores are open
+            if self._records_count and self._written:
+                for st in list(self._stores.values()):
+                    st.flush()
+                self._record_count()
         with self._lock:
             if self._closed:
                 return

@@ -296,3 +296,30 @@ def test_model_names_the_encoder_of_the_vectors(tmp_path: Path, minilm) -> None:
     np.save(tmp_path / "small.npy", np.eye(4, 8, dtype=np.float32))
     with pytest.raises(InvalidInputError, match="makes 384-d vectors but .* holds 8-d vectors"):
         ingest(s, tmp_path / "small.npy", "small", model="all-MiniLM-L6-v2", encoders={"text": minilm})
+
+
+def test_deletes_through_the_collection_facade_keep_the_collection_whole(tmp_path: Path, vecs: np.ndarray) -> None:
+    """Deleting through ``Collection`` on an ingested collection: the second index (sharing the point store with
+    the first) opened after the first delete failed its count check, and after the delete the manifest still
+    recorded the old count, so every new reader and `verify` called the collection damaged."""
+    from retrieval.collection import Collection
+    from retrieval.verify import verify
+
+    f = tmp_path / "emb.npy"
+    np.save(f, vecs)
+    s = mk(tmp_path)
+    ingest(s, f, name="del", indexes=["flat", "ivf"], qdrant="edge")
+    with Retriever(s, "del") as r:
+        gone = sorted(r.store("flat").ids())[:7]
+    with Collection(s, "del", read_only=False) as c:
+        assert c.delete(gone) == {"qdrant": 7, "flat": 7, "ivf": 0}  # the kinds share one point store
+    assert load_collection(s.data_dir, "del").count == N - 7
+    rep = verify(s, "del")
+    assert rep.ok, rep.differences
+    with Retriever(s, "del") as r:
+        for index in ("qdrant", "flat", "ivf"):
+            st = r.store(index)
+            assert st.count() == N - 7 and not set(gone) & set(st.ids()), index
+    with Collection(s, "del", read_only=False) as c:  # and back: an upsert recorded the same way
+        c.upsert(gone, vecs[:7], [{} for _ in gone])
+    assert load_collection(s.data_dir, "del").count == N and verify(s, "del").ok
