@@ -40,6 +40,7 @@ DEFAULT_K = 10
 SAMPLE = 200  # queries drawn from the store's own points (2,000 pairs at k=10: two standard errors stay under the
 #               0.01 margin floor at recall ≥ 0.95, so more queries would only cost time)
 TIMED = 40  # of them, timed one at a time for the chosen setting's p50
+MIN_QUERIES = 20  # a caller's own queries: fewer measure nothing a margin can bound (3 read "reached" at 1.0)
 REACH = 10  # sample queries are stored points moved by the distance to their REACH-th nearest other point
 
 _EF = [16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096]
@@ -191,6 +192,10 @@ def tune(
         raise InvalidInputError(f"k must be a positive integer, got {k}")
     if queries is not None and (queries.ndim != 2 or queries.shape[1] != store.dim or not len(queries)):
         raise InvalidInputError(f"tuning queries must be an (n, {store.dim}) array, got shape {queries.shape}")
+    if queries is not None and len(queries) < MIN_QUERIES:
+        raise InvalidInputError(
+            f"tuning needs at least {MIN_QUERIES} queries to measure a recall its margin can bound, got {len(queries)}"
+        )
     t0 = time.perf_counter()
     cands = candidates(store)
     n = store.count()

@@ -111,12 +111,20 @@ def cmd_tune(args: argparse.Namespace) -> int:
             if not path.is_file():
                 raise SimlookupError(f"--queries {path}: no such file (give a text file, one query a line, or .npy)")
             if path.suffix == ".npy":
-                queries = np.load(path, allow_pickle=False)
+                try:
+                    queries = np.load(path, allow_pickle=False)
+                except (ValueError, OSError, EOFError) as e:
+                    raise SimlookupError(f"--queries {path}: not a readable numeric .npy array ({e})") from e
             else:
                 from ingest.corpora.files import text_lines
                 from retrieval.retriever import Retriever
 
-                lines = [t for t in text_lines(path.read_text(encoding="utf-8")) if t.strip()]
+                try:
+                    lines = [t for t in text_lines(path.read_text(encoding="utf-8")) if t.strip()]
+                except UnicodeDecodeError as e:
+                    raise SimlookupError(f"--queries {path}: not UTF-8 text, one query a line ({e})") from e
+                if not lines:
+                    raise SimlookupError(f"--queries {path}: no queries in it (one query a line)")
                 with Retriever(s, args.name) as r:
                     queries = np.stack([r.encode_query(t, "text", target) for t in lines])
         done = coll.tune(indexes, target=args.recall, k=args.k, queries=queries, min_points=100)

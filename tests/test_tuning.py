@@ -174,6 +174,11 @@ def test_tune_command_and_where_the_tuning_shows(tuned: Settings, data: Dataset,
     assert load_collection(tuned.data_dir, "t").tuning["text"]["hnsw"]["target"] == 0.99
     assert main([*base, "tune", "t", "--recall", "1.5"]) == 2
     assert main([*base, "tune", "t", "--index", "nope"]) == 2
+    (tmp_path / "empty.txt").write_text("\n  \n")
+    (tmp_path / "text.npy").write_text("garbage\n")
+    np.save(tmp_path / "few.npy", data.xq[:3])
+    for bad in ("empty.txt", "text.npy", "few.npy"):  # a clear error (exit 2), not a traceback
+        assert main([*base, "tune", "t", "--index", "hnsw", "--queries", str(tmp_path / bad)]) == 2, bad
     capsys.readouterr()
     assert main([*base, "collections", "--json"]) == 0
     details = json.loads(capsys.readouterr().out)["collections"][0]["index_details"]
