@@ -61,6 +61,7 @@ from retrieval.stores.faiss_params import (
     repair_hint,
     train_index,
 )
+from retrieval.stores.faiss_probe import list_map, probes_needed
 from retrieval.stores.faiss_sync import SyncedKind
 from retrieval.stores.locks import lock_exclusive, unlock
 from retrieval.stores.manifest import (
@@ -110,6 +111,7 @@ class FaissStore(SyncedKind, VectorStore):
         self.defaults = query_defaults or FaissQueryDefaults()
         self.stats: Counter[str] = Counter()
         self._sp_cache: dict[tuple[str, int], Any] = {}
+        self._lists: tuple[tuple[int, int, int], np.ndarray] | None = None  # fid → IVF list, for filtered probing
         self._index_sum: str | None = None  # checksum of index.faiss on disk
         self._disk_gen: int | None = None  # the point-store generation whose fids index.faiss on disk holds
         self._index: Any = None
@@ -443,12 +445,43 @@ class FaissStore(SyncedKind, VectorStore):
         self, queries: np.ndarray, k: int, allowed: np.ndarray | None, params: SearchParams
     ) -> tuple[np.ndarray, np.ndarray]:
         sel, keep = self._selector(allowed)  # with a selector, a fresh parameter object: cached ones stay free of it
-        sp = self._search_params(k, params) if sel is None else faiss_search_params(*self._sp_key(k, params), sel)
-        dist, fids = self._index.search(queries, k, params=sp)
+        thin = None
+        if sel is not None and allowed is not None and self.kind in IVF_KINDS:
+            dist, fids, thin = self._filtered_ivf_search(queries, k, allowed, params, sel)
+        else:
+            sp = self._search_params(k, params) if sel is None else faiss_search_params(*self._sp_key(k, params), sel)
+            dist, fids = self._index.search(queries, k, params=sp)
         del keep
         if self.metric is Metric.L2:
             dist = np.sqrt(np.maximum(dist, 0))
+        if thin is not None and thin.any():  # the filter emptied these queries' neighbourhoods: exact answers
+            rows = np.flatnonzero(thin)
+            self.stats["exact_thin"] += len(rows)
+            got, scores = exact(self._ps, self.metric, queries[rows], k, allowed)
+            fids[rows, : got.shape[1]], dist[rows, : got.shape[1]] = got, scores
+            fids[rows, got.shape[1] :] = -1
         return fids, dist
+
+    def _filtered_ivf_search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray, params: SearchParams, sel: Any
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """An IVF search under a filter, each query visiting as many lists as its matches need (``faiss_probe``);
+        the thin queries' rows are left to the caller's exact search."""
+        key = (id(self._index), int(self._index.ntotal), int(self._ps.next_fid))
+        if self._lists is None or self._lists[0] != key:
+            self._lists = (key, list_map(self._index, self._ps.next_fid))
+        probes, thin = probes_needed(self._index, queries, allowed, self._lists[1], self._sp_key(k, params)[1])
+        dist = np.full((len(queries), k), np.nan, dtype=np.float32)
+        fids = np.full((len(queries), k), -1, dtype=np.int64)
+        for p in np.unique(probes[~thin]):
+            rows = np.flatnonzero((probes == p) & ~thin)
+            dist[rows], fids[rows] = self._index.search(
+                queries[rows], k, params=faiss_search_params("ivf", int(p), sel)
+            )
+        widened = int((probes[~thin] > self._sp_key(k, params)[1]).sum())
+        if widened:
+            self.stats["probes_widened"] += widened
+        return dist, fids, thin
 
     @property
     def faiss_index(self) -> Any:
