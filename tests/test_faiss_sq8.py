@@ -374,3 +374,26 @@ def test_the_advice_names_the_limit_the_tuning_met(tmp_path: Path, hard: Dataset
             nlist = st.info()["nlist"]
             assert f"SIMLOOKUP_LIMITS__MAX_NPROBE (now 4, the index has {nlist} lists)" in op.advice, op.advice
         st.close()
+
+
+@pytest.mark.parametrize("kind", SQ8)
+def test_a_thin_query_answered_exactly_does_not_count_held_out_points_twice(tmp_path: Path, kind: str) -> None:
+    """The held-out points are merged into the index's answer; a thin query's row was already an exact answer over
+    the matches, held-out ones included, so they came back twice (k=1000 on a collection with held-out points)."""
+    from retrieval.stores.faiss_exact import merged
+
+    s = Settings(data_dir=tmp_path / "d", faiss=FaissSettings(exact_filter_limit=400, exact_filter_cost=0))
+    a, b, q = blobs(2400, 0), blobs(300, 2), blobs(5, 2)
+    ids = [f"p{i}" for i in range(2400)]
+    st = open_store(s, "c", kind, dim=32)
+    st.upsert(ids, a, [{"region": int(i >= 2000)} for i in range(2400)])  # 400 matches in the index
+    st.build()
+    st.upsert(ids[:300], b, [{"region": 1} for _ in range(300)])  # 300 more, held out (codes too far)
+    assert 0 < st.info()["held_out"] <= 400
+    res = st.search(q, 50, filter={"region": 1})  # 700 match: past the exact path, through the index
+    assert st.stats["held_out_searches"] > 0
+    assert all(len({h.id for h in r}) == len(r) == 50 and all(h.payload["region"] == 1 for h in r) for r in res)
+    st.close()
+    one = (np.array([[3, 1, -1]]), np.array([[0.9, 0.5, 0.0]], dtype=np.float32))
+    two = (np.array([[1, 7]]), np.array([[0.5, 0.8]], dtype=np.float32))
+    assert merged(one, two, 4, False)[0].tolist() == [[3, 7, 1, -1]]  # 1 once, not twice

@@ -106,8 +106,12 @@ def rerank(
 def merged(
     a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], k: int, l2: bool
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The k best of two (fids, scores) results of the same queries (fids < 0, no result, last)."""
-    fids = np.concatenate([a[0], b[0]], axis=1)
+    """The k best of two (fids, scores) results of the same queries (fids < 0, no result, last); a fid in both
+    (a row of ``a`` answered exactly already holds the held-out points ``b`` adds) counts once."""
+    bf = b[0].copy()
+    for i in range(len(bf)):
+        bf[i, np.isin(bf[i], a[0][i][a[0][i] >= 0])] = -1
+    fids = np.concatenate([a[0], bf], axis=1)
     scores = np.concatenate([a[1], b[1]], axis=1).astype(np.float32)
     key = np.where(fids >= 0, scores if l2 else -scores, np.inf)
     order = np.argsort(key, axis=1, kind="stable")[:, :k]
