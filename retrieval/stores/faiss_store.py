@@ -61,7 +61,7 @@ from retrieval.stores.faiss_params import (
     repair_hint,
     train_index,
 )
-from retrieval.stores.faiss_probe import list_map, probes_needed
+from retrieval.stores.faiss_probe import NEIGHBOURS, list_map, probes_needed, thin_by_neighbours
 from retrieval.stores.faiss_sync import SyncedKind
 from retrieval.stores.locks import lock_exclusive, unlock
 from retrieval.stores.manifest import (
@@ -454,6 +454,9 @@ class FaissStore(SyncedKind, VectorStore):
         del keep
         if self.metric is Metric.L2:
             dist = np.sqrt(np.maximum(dist, 0))
+        if allowed is not None:
+            emptied = self._emptied(queries, allowed, params)
+            thin = emptied if thin is None else thin | emptied
         if thin is not None and thin.any():  # the filter emptied these queries' neighbourhoods: exact answers
             rows = np.flatnonzero(thin)
             self.stats["exact_thin"] += len(rows)
@@ -461,6 +464,16 @@ class FaissStore(SyncedKind, VectorStore):
             fids[rows, : got.shape[1]], dist[rows, : got.shape[1]] = got, scores
             fids[rows, got.shape[1] :] = -1
         return fids, dist
+
+    def _emptied(self, queries: np.ndarray, allowed: np.ndarray, params: SearchParams) -> np.ndarray:
+        """Which queries' unfiltered neighbourhoods the filter emptied (``faiss_probe.thin_by_neighbours``)."""
+        n = min(NEIGHBOURS, max(int(self._index.ntotal), 1))
+        sel, keep = self._selector(None)  # an HNSW graph's tombstones and held-out nodes stay out
+        key = self._sp_key(n, params)
+        sp = self._search_params(n, params) if sel is None else faiss_search_params(*key, sel)
+        _, near = self._index.search(queries, n, params=sp)
+        del keep
+        return thin_by_neighbours(near, allowed, len(self._ps))
 
     def _filtered_ivf_search(
         self, queries: np.ndarray, k: int, allowed: np.ndarray, params: SearchParams, sel: Any
