@@ -61,7 +61,7 @@ from retrieval.stores.faiss_params import (
     repair_hint,
     train_index,
 )
-from retrieval.stores.faiss_probe import NEIGHBOURS, list_map, probes_needed, thin_by_neighbours
+from retrieval.stores.faiss_probe import list_map, probes_needed, thin_by_neighbours
 from retrieval.stores.faiss_sync import SyncedKind
 from retrieval.stores.locks import lock_exclusive, unlock
 from retrieval.stores.manifest import (
@@ -71,6 +71,7 @@ from retrieval.stores.manifest import (
     now_iso,
     read_manifest_sig,
 )
+from retrieval.stores.thin import NEIGHBOURS
 
 log = logging.getLogger(__name__)
 

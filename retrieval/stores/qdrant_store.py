@@ -41,6 +41,7 @@ from retrieval.stores.qdrant_common import (
     with_id,
 )
 from retrieval.stores.qdrant_tier import QuantSearch, Tier, check_change
+from retrieval.stores.thin import MIN_EXPECTED, NEIGHBOURS, emptied
 
 log = logging.getLogger(__name__)
 PointRow = tuple[str, Any, dict[str, Any]]  # (Qdrant point id, vector as the engine takes it, payload with the id)
@@ -203,6 +204,7 @@ class QdrantStore(VectorStore):
     # the keyword leg (set by the collection): upserts also write each text's BM25 factors as the sparse vector
     # ``keyword.vector``, when the collection has it (``sparse``)
     keyword: KeywordSpec | None = None
+    stats_thin: int = 0  # filtered queries answered exactly because the filter emptied their neighbourhood
 
     def __init__(
         self,
@@ -522,8 +524,21 @@ class QdrantStore(VectorStore):
         hits = run(queries, params.exact)
         if qf is None or params.exact or self.engine.exact_only:
             return hits
+        assert flt is not None
+        matches = self.engine.count(self._in_view(qf))
+        # a filter that emptied a query's neighbourhood: the graph answered from wherever its walk landed
+        live = self._count()
+        if NEIGHBOURS * matches / max(live, 1) >= MIN_EXPECTED:
+            near = self.engine.query_batch(queries, self.vector_name or None, None, NEIGHBOURS, hnsw_ef, False,
+                                           quant, True)
+            held = np.array([sum(flt.matches(h.payload) for h in to_hits(pts)) for pts in near])
+            rows = np.flatnonzero(emptied(held, NEIGHBOURS, matches, live))
+            if len(rows):
+                self.stats_thin += len(rows)
+                for i, h in zip(rows, run(queries[rows], True), strict=True):
+                    hits[i] = h
         # HNSW with a filter can stop short (a selective filter on an unindexed field): top up exactly
-        return top_up(hits, k, lambda: self.engine.count(self._in_view(qf)), lambda rows: run(queries[rows], True))
+        return top_up(hits, k, lambda: matches, lambda rows: run(queries[rows], True))
 
     def _count(self) -> int:
         return self.engine.count(self._in_view(None))
@@ -551,7 +566,7 @@ class QdrantStore(VectorStore):
         self.engine.close()
 
     def _info(self) -> dict[str, Any]:
-        out = {**self.engine.info(), "tier": self.tier.to_meta()}
+        out = {**self.engine.info(), "tier": self.tier.to_meta(), "exact_thin": self.stats_thin}
         if self._pending is not None:
             out["tier_pending"] = self._pending.to_meta()  # the settings' tier, made at the next build
         return out
