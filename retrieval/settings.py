@@ -69,6 +69,12 @@ class QdrantSettings(BaseModel):
     full_scan_threshold_kb: int = Field(
         default=1000, ge=0, description="below this many KB of vectors (or filter matches) Qdrant scans exactly"
     )
+    exact_filter_limit: int = Field(
+        default=4096,
+        ge=0,
+        description="a filter matching at most this many points is answered by exact search over them, as on the "
+        "FAISS kinds (Qdrant's own full scan threshold is in KB of the collection's vectors, decided per segment)",
+    )
     search_threads: int | None = Field(
         default=None, ge=1, description="edge: threads in the shard's search pool (None: one per CPU)"
     )

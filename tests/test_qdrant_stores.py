@@ -98,10 +98,12 @@ def test_upsert_returns_len_ids_and_empty_upsert_zero(tmp_path: Path, mode: str)
 
 # ------------------------------------------------------------------------------------- payload indexes
 def selective(tmp: Path, **q: object) -> tuple[VectorStore, np.ndarray]:
-    """3,000 clustered 128-d points, 1% tagged t7, built; a low full-scan threshold so Edge answers through HNSW."""
+    """3,000 clustered 128-d points, 1% tagged t7, built; a low full-scan threshold and no exact-filter limit so
+    Edge answers through HNSW."""
     from benchmarks.datasets import clustered
 
     data = clustered(n=3000, d=128, nq=40, seed=1)
+    q = {"exact_filter_limit": 0, **q}
     s = Settings(data_dir=tmp, qdrant=QdrantSettings(mode="edge", full_scan_threshold_kb=10, **q))  # type: ignore[arg-type]
     st = open_store(s, "sel", "qdrant", dim=128)
     st.upsert(data.point_ids(), data.xb, [{"tag": f"t{i % 100}", "bucket": i % 100} for i in range(3000)])
@@ -285,3 +287,20 @@ def test_a_writer_joining_a_reader_records_the_count_at_close(tmp_path: Path) ->
     assert ro.count() == 999  # the reader still searches the shared shard
     ro.close()
     assert json.loads(meta_path.read_text())["closed_points"] == 999
+
+
+def test_a_filter_matching_few_points_is_answered_exactly(tmp_path: Path) -> None:
+    """Up to SIMLOOKUP_QDRANT__EXACT_FILTER_LIMIT matches, a filtered search is exact over them, as on the FAISS
+    kinds: Edge's filtered HNSW answered a 1% filter of whole clusters at id_recall@10 0.93 at 100k."""
+    st, xq = selective(tmp_path, exact_filter_limit=4096)
+    try:
+        res = st.search(xq, 10, filter=SELECTIVE[0])
+        exact = st.search(xq, 10, filter=SELECTIVE[0], params=SearchParams(exact=True))
+        assert [[h.id for h in r] for r in res] == [[h.id for h in r] for r in exact]
+    finally:
+        st.close()
+    st, xq = selective(tmp_path / "none")  # limit 0: through Edge's HNSW, which stops short here
+    try:
+        assert min(len(r) for r in st.search(xq, 10, filter=SELECTIVE[0], params=SearchParams(hnsw_ef=10))) == 10
+    finally:
+        st.close()

@@ -521,11 +521,13 @@ class QdrantStore(VectorStore):
             res = self.engine.query_batch(rows, self.vector_name or None, qf, k, hnsw_ef, exact, quant, selector)
             return [to_hits(pts) for pts in res]
 
-        hits = run(queries, params.exact)
         if qf is None or params.exact or self.engine.exact_only:
-            return hits
+            return run(queries, params.exact)
         assert flt is not None
         matches = self.engine.count(self._in_view(qf))
+        if matches <= self.settings.exact_filter_limit:  # few matches: exact over them costs little and is right
+            return run(queries, True)
+        hits = run(queries, False)
         # a filter that emptied a query's neighbourhood: the graph answered from wherever its walk landed
         live = self._count()
         if NEIGHBOURS * matches / max(live, 1) >= MIN_EXPECTED:
