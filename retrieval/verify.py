@@ -10,6 +10,7 @@ a cosine collection).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -274,10 +275,25 @@ def _compare(
                     continue
                 mine, ref_pl = got[pid][1], fetched[ref_name][pid][1]
                 # a multi-vector Qdrant point merges the payloads of its spaces: compare the keys both hold
-                if any(mine[key] != ref_pl[key] for key in mine.keys() & ref_pl.keys()) or not (
+                if any(not same_value(mine[key], ref_pl[key]) for key in mine.keys() & ref_pl.keys()) or not (
                     mine.keys() <= ref_pl.keys() or ref_pl.keys() <= mine.keys()
                 ):
                     rep.differences.append(f"{space}/{k}: payload of {pid!r} differs from {ref_name}")
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Payload values equal, a float within 1e-9 relative of the other counted equal: Qdrant Edge's number round
+    trip changes the last digits of some doubles (9373.711634780513 comes back as 9373.711634780511; README,
+    payload numbers), which is not damage."""
+    if isinstance(a, float) and isinstance(b, float | int) and not isinstance(b, bool):
+        return math.isclose(a, float(b), rel_tol=1e-9, abs_tol=0.0) or a == b
+    if isinstance(b, float) and isinstance(a, int) and not isinstance(a, bool):
+        return math.isclose(float(a), b, rel_tol=1e-9, abs_tol=0.0)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_value(a[k], b[k]) for k in a)
+    return bool(a == b)
 
 
 def _differing(vs: list[np.ndarray | None], refs: list[np.ndarray | None]) -> list[int]:

@@ -323,3 +323,19 @@ def test_deletes_through_the_collection_facade_keep_the_collection_whole(tmp_pat
     with Collection(s, "del", read_only=False) as c:  # and back: an upsert recorded the same way
         c.upsert(gone, vecs[:7], [{} for _ in gone])
     assert load_collection(s.data_dir, "del").count == N and verify(s, "del").ok
+
+
+def test_verify_does_not_call_edges_float_round_trip_damage(tmp_path: Path, vecs: np.ndarray) -> None:
+    """Payload doubles of 17 significant digits: Qdrant Edge returns some with their last digit changed (README,
+    payload numbers), and verify reported each as 'payload differs' and exited 1 on a clean ingest."""
+    from retrieval.verify import same_value, verify
+
+    rng = np.random.default_rng(0)
+    xs = (rng.random(N) * 10_000).tolist()
+    f = write_parquet(tmp_path / "f.parquet", {"emb": [v.tolist() for v in vecs], "x": xs})
+    s = mk(tmp_path)
+    ingest(s, f, "floats", vector_column="emb", indexes=["flat"], qdrant="edge")
+    rep = verify(s, "floats")
+    assert rep.ok, rep.differences[:3]
+    assert same_value(9373.711634780513, 9373.711634780511) and not same_value(9373.7116, 9373.7117)
+    assert same_value([1.0, {"a": 2}], [1, {"a": 2}]) and not same_value({"a": 1}, {"a": 1, "b": 2})
