@@ -15,7 +15,7 @@ from retrieval.collection import Collection, CollectionManifest, VectorSpace, lo
 from retrieval.retriever import Retriever
 from retrieval.settings import FaissSettings, QdrantSettings, SearchLimits, Settings
 from retrieval.stores import SearchParams
-from retrieval.tuning import TUNE_MIN_POINTS, stale
+from retrieval.tuning import MARGIN_FLOOR, TUNE_MIN_POINTS, stale
 
 KINDS = ["flat", "ivf", "ivfpq", "hnsw"]
 
@@ -299,7 +299,7 @@ def test_the_sample_does_not_overstate_what_fresh_queries_get(tmp_path: Path, ki
     for tried in judged:
         setting = {n: v for n, v in tried.items() if n in ("nprobe", "rerank", "hnsw_ef")}
         fresh = id_recall(st.search(data.xq, k, params=as_params(setting), with_payload=False), truth)
-        margin = max(0.01, 2 * math.sqrt(tried["recall"] * (1 - tried["recall"]) / pairs))
+        margin = max(MARGIN_FLOOR, 2 * math.sqrt(tried["recall"] * (1 - tried["recall"]) / pairs))
         noise = 2 * math.sqrt(fresh * (1 - fresh) / (k * len(data.xq)))  # of the fresh measurement itself
         assert fresh >= tried["recall"] - margin - noise, (kind, setting, tried["recall"], fresh)
     st.close()
