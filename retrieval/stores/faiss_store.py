@@ -71,7 +71,7 @@ from retrieval.stores.manifest import (
     now_iso,
     read_manifest_sig,
 )
-from retrieval.stores.thin import NEIGHBOURS
+from retrieval.stores.thin import NEIGHBOURS, judged
 
 log = logging.getLogger(__name__)
 
@@ -467,8 +467,11 @@ class FaissStore(SyncedKind, VectorStore):
         return fids, dist
 
     def _emptied(self, queries: np.ndarray, allowed: np.ndarray, params: SearchParams) -> np.ndarray:
-        """Which queries' unfiltered neighbourhoods the filter emptied (``faiss_probe.thin_by_neighbours``)."""
+        """Which queries' unfiltered neighbourhoods the filter emptied (``faiss_probe.thin_by_neighbours``); no
+        neighbour search where the filter is too small for the count to tell (``thin.judged``)."""
         n = min(NEIGHBOURS, max(int(self._index.ntotal), 1))
+        if not judged(len(allowed), len(self._ps), n):
+            return np.zeros(len(queries), dtype=bool)
         sel, keep = self._selector(None)  # an HNSW graph's tombstones and held-out nodes stay out
         key = self._sp_key(n, params)
         sp = self._search_params(n, params) if sel is None else faiss_search_params(*key, sel)
@@ -484,7 +487,8 @@ class FaissStore(SyncedKind, VectorStore):
         key = (id(self._index), int(self._index.ntotal), int(self._ps.next_fid))
         if self._lists is None or self._lists[0] != key:
             self._lists = (key, list_map(self._index, self._ps.next_fid))
-        probes, thin = probes_needed(self._index, queries, allowed, self._lists[1], self._sp_key(k, params)[1])
+        nprobe = self._sp_key(k, params)[1]
+        probes, thin = probes_needed(self._index, queries, allowed, self._lists[1], nprobe)
         dist = np.full((len(queries), k), np.nan, dtype=np.float32)
         fids = np.full((len(queries), k), -1, dtype=np.int64)
         for p in np.unique(probes[~thin]):
@@ -492,7 +496,7 @@ class FaissStore(SyncedKind, VectorStore):
             dist[rows], fids[rows] = self._index.search(
                 queries[rows], k, params=faiss_search_params("ivf", int(p), sel)
             )
-        widened = int((probes[~thin] > self._sp_key(k, params)[1]).sum())
+        widened = int((probes[~thin] > nprobe).sum())
         if widened:
             self.stats["probes_widened"] += widened
         return dist, fids, thin

@@ -41,7 +41,7 @@ from retrieval.stores.qdrant_common import (
     with_id,
 )
 from retrieval.stores.qdrant_tier import QuantSearch, Tier, check_change
-from retrieval.stores.thin import MIN_EXPECTED, NEIGHBOURS, emptied
+from retrieval.stores.thin import NEIGHBOURS, emptied, judged
 
 log = logging.getLogger(__name__)
 PointRow = tuple[str, Any, dict[str, Any]]  # (Qdrant point id, vector as the engine takes it, payload with the id)
@@ -530,7 +530,7 @@ class QdrantStore(VectorStore):
         hits = run(queries, False)
         # a filter that emptied a query's neighbourhood: the graph answered from wherever its walk landed
         live = self._count()
-        if NEIGHBOURS * matches / max(live, 1) >= MIN_EXPECTED:
+        if judged(matches, live):
             near = self.engine.query_batch(queries, self.vector_name or None, None, NEIGHBOURS, hnsw_ef, False,
                                            quant, True)
             held = np.array([sum(flt.matches(h.payload) for h in to_hits(pts)) for pts in near])

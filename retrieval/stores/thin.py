@@ -16,11 +16,17 @@ NEIGHBOURS = 64  # the unfiltered neighbours a filtered query's neighbourhood is
 MIN_EXPECTED = 4.0  # matches an even filter would leave among them, below which the count tells nothing
 
 
+def judged(matches: int, live: int, neighbours: int = NEIGHBOURS) -> bool:
+    """Whether a filter of ``matches`` among ``live`` points leaves enough matches among ``neighbours`` (at least
+    ``MIN_EXPECTED`` when spread evenly) for their count to tell anything: when not, no neighbour search is worth
+    running."""
+    return neighbours * matches / max(live, 1) >= MIN_EXPECTED
+
+
 def emptied(held: np.ndarray, neighbours: int, matches: int, live: int) -> np.ndarray:
     """Per query, whether its ``neighbours`` unfiltered nearest points hold (``held``) fewer than half the matches
-    an even filter would leave there (``neighbours × matches / live``); never where that share is below
-    ``MIN_EXPECTED``."""
-    expected = neighbours * matches / max(live, 1)
-    if expected < MIN_EXPECTED:
+    an even filter would leave there (``neighbours × matches / live``); never where ``judged`` says the count
+    tells nothing."""
+    if not judged(matches, live, neighbours):
         return np.zeros(len(held), dtype=bool)
-    return np.asarray(held) < 0.5 * expected
+    return np.asarray(held) < 0.5 * neighbours * matches / max(live, 1)
