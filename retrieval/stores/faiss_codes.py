@@ -17,7 +17,7 @@ import numpy as np
 from retrieval.metric import Metric
 from retrieval.stores.faiss_exact import exact, merged
 from retrieval.stores.faiss_files import KindFiles, following
-from retrieval.stores.faiss_params import HNSW_KINDS, faiss_module, index_ids, remove_ids, scalar_quantizer
+from retrieval.stores.faiss_params import HNSW_KINDS, faiss_module, index_ids, ivf_lists, remove_ids, scalar_quantizer
 
 CODED_KINDS = ("ivfpq", "ivf_sq8", "hnsw_sq8")  # kinds that answer from lossy codes
 UNCODED_KEEP = 1024  # build retrains once more than this many points (or 0.1% of them) are held out
@@ -71,14 +71,12 @@ def _stored(index: Any, kind: str) -> Any:
         codes = codes.reshape(storage.ntotal, storage.code_size)
         yield f.vector_to_array(index.id_map).astype(np.int64), lambda nodes: storage.sq.decode(codes[nodes])
         return
-    inv, size = index.invlists, index.code_size
+    size = index.code_size
     quant = index.sq if kind == "ivf_sq8" else index.pq
-    for lst in range(inv.nlist):
-        n = inv.list_size(lst)
-        if not n:
-            continue
-        ids = f.rev_swig_ptr(inv.get_ids(lst), n).astype(np.int64)
-        codes = f.rev_swig_ptr(inv.get_codes(lst), n * size).reshape(n, size).copy()
+    for lst, in_list in ivf_lists(index):
+        n = len(in_list)
+        ids = in_list.astype(np.int64)
+        codes = f.rev_swig_ptr(index.invlists.get_codes(lst), n * size).reshape(n, size).copy()
         centre = index.quantizer.reconstruct(lst) if index.by_residual else 0.0
         yield ids, lambda rows, c=codes, z=centre: quant.decode(c[rows]) + z
 

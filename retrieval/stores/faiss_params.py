@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -283,13 +283,19 @@ def index_ids(index: Any, kind: str) -> np.ndarray:
     f = faiss_module()
     if kind in HNSW_KINDS:
         return np.asarray(f.vector_to_array(index.id_map), dtype=np.int64)
-    invlists = index.invlists
-    parts = [
-        f.rev_swig_ptr(invlists.get_ids(lst), invlists.list_size(lst)).copy()
-        for lst in range(invlists.nlist)
-        if invlists.list_size(lst)
-    ]
+    parts = [ids.copy() for _, ids in ivf_lists(index)]
     return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, dtype=np.int64)
+
+
+def ivf_lists(index: Any) -> Iterator[tuple[int, np.ndarray]]:
+    """(list number, the ids it holds) of every non-empty list of an IVF index; the ids are a view of faiss'
+    memory, valid until the index changes."""
+    f = faiss_module()
+    invlists = index.invlists
+    for lst in range(invlists.nlist):
+        n = invlists.list_size(lst)
+        if n:
+            yield lst, f.rev_swig_ptr(invlists.get_ids(lst), n)
 
 
 def exact_break_even(index: Any, dim: int, nprobe: int, k: int, rerank: int, factor: float) -> int:

@@ -16,21 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from retrieval.stores.faiss_params import faiss_module
+from retrieval.stores.faiss_params import ivf_lists
 from retrieval.stores.thin import emptied
 
 
 def list_map(index: Any, size: int) -> np.ndarray:
     """The list each fid below ``size`` sits in (int32; -1 for fids the index does not hold)."""
-    f = faiss_module()
     out = np.full(size, -1, dtype=np.int32)
-    invlists = index.invlists
-    for lst in range(invlists.nlist):
-        n = invlists.list_size(lst)
-        if n:
-            ids = f.rev_swig_ptr(invlists.get_ids(lst), n)
-            ids = ids[ids < size]
-            out[ids] = lst
+    for lst, ids in ivf_lists(index):
+        out[ids[ids < size]] = lst
     return out
 
 
